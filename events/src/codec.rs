@@ -1,0 +1,69 @@
+//! The wire format: postcard, size-bounded, refusing garbage with a typed error.
+
+use crate::envelope::{Envelope, SCHEMA_VERSION};
+
+/// Largest encoded event. Larger events are refused when written; larger payloads are
+/// refused before decoding.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Why bytes are not an event, or an event cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// Too large to store or to decode; the caller parks the message.
+    #[error("event is {size} bytes, more than the {max} allowed")]
+    TooLarge { size: usize, max: usize },
+    /// Written by a newer build; the caller parks it until this build is upgraded.
+    #[error("event has schema version {found}, this build reads up to {SCHEMA_VERSION}")]
+    UnsupportedSchema { found: u16 },
+    /// Not an event: truncated, garbage, or an unknown variant.
+    #[error("not a valid event: {0}")]
+    Malformed(String),
+}
+
+impl CodecError {
+    /// A short stable name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::TooLarge { .. } => "too_large",
+            CodecError::UnsupportedSchema { .. } => "unsupported_schema",
+            CodecError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// Encodes an envelope, refusing one larger than [`MAX_EVENT_BYTES`].
+pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, CodecError> {
+    let bytes = postcard::to_stdvec(envelope).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            max: MAX_EVENT_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes an envelope. Never panics: anything that is not exactly one envelope of a known
+/// schema is an error.
+pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            max: MAX_EVENT_BYTES,
+        });
+    }
+    let (schema, _) = postcard::take_from_bytes::<u16>(bytes)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if schema > SCHEMA_VERSION || schema == 0 {
+        return Err(CodecError::UnsupportedSchema { found: schema });
+    }
+    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(bytes)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CodecError::Malformed(format!(
+            "{} bytes after the end of the event",
+            rest.len()
+        )));
+    }
+    Ok(envelope)
+}

@@ -1,0 +1,150 @@
+//! The event catalogue: everything that can happen, named in the past tense.
+//!
+//! The wire format is postcard, which is not self-describing: variants and fields are only
+//! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
+
+mod other;
+mod task;
+
+use serde::{Deserialize, Serialize};
+
+pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
+pub use task::{
+    BackupSummary, ErrorClass, ExhaustedReason, LostReason, PruneSummary, RunDetail, RunSummary,
+    SkipReason, TaskError, TaskEvent, repo_of,
+};
+
+use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
+use crate::subject::{AggregateId, EventSubject};
+
+/// One event, naming the aggregate it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The tenant aggregate's id is the envelope's tenant.
+    Tenant(TenantEvent),
+    Agent {
+        agent: AgentId,
+        event: AgentEvent,
+    },
+    Policy {
+        policy: PolicyId,
+        event: PolicyEvent,
+    },
+    Task {
+        task: TaskId,
+        event: TaskEvent,
+    },
+    Repo {
+        repo: RepoId,
+        event: RepoEvent,
+    },
+}
+
+impl Event {
+    /// The aggregate this event belongs to.
+    pub fn aggregate(&self, tenant: &TenantId) -> AggregateId {
+        match self {
+            Event::Tenant(_) => AggregateId::Tenant(tenant.clone()),
+            Event::Agent { agent, .. } => AggregateId::Agent(*agent),
+            Event::Policy { policy, .. } => AggregateId::Policy(*policy),
+            Event::Task { task, .. } => AggregateId::Task(*task),
+            Event::Repo { repo, .. } => AggregateId::Repo(*repo),
+        }
+    }
+
+    /// The subject this event is stored under.
+    pub fn subject(&self, tenant: &TenantId) -> EventSubject {
+        EventSubject {
+            tenant: tenant.clone(),
+            aggregate: self.aggregate(tenant),
+        }
+    }
+
+    /// The event's type, as named in the `Fleet-Event-Type` header.
+    pub fn event_type(&self) -> EventType {
+        use EventType as T;
+        match self {
+            Event::Tenant(e) => match e {
+                TenantEvent::Created { .. } => T::TenantCreated,
+                TenantEvent::TokenIssued { .. } => T::TenantTokenIssued,
+                TenantEvent::TokenRevoked { .. } => T::TenantTokenRevoked,
+            },
+            Event::Agent { event, .. } => match event {
+                AgentEvent::Registered { .. } => T::AgentRegistered,
+                AgentEvent::SettingsChanged { .. } => T::AgentSettingsChanged,
+                AgentEvent::CameOnline { .. } => T::AgentCameOnline,
+                AgentEvent::WentOffline { .. } => T::AgentWentOffline,
+                AgentEvent::Decommissioned => T::AgentDecommissioned,
+            },
+            Event::Policy { event, .. } => match event {
+                PolicyEvent::Created { .. } => T::PolicyCreated,
+                PolicyEvent::Updated { .. } => T::PolicyUpdated,
+                PolicyEvent::Paused => T::PolicyPaused,
+                PolicyEvent::Resumed => T::PolicyResumed,
+                PolicyEvent::Deleted => T::PolicyDeleted,
+                PolicyEvent::AssignedToAgent { .. } => T::PolicyAssigned,
+                PolicyEvent::UnassignedFromAgent { .. } => T::PolicyUnassigned,
+            },
+            Event::Task { event, .. } => event.event_type(),
+            Event::Repo { event, .. } => match event {
+                RepoEvent::CircuitOpened { .. } => T::RepoCircuitOpened,
+                RepoEvent::CircuitClosed => T::RepoCircuitClosed,
+            },
+        }
+    }
+}
+
+macro_rules! event_types {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// The type of an event, without its data: what headers and metrics name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventType { $($variant),+ }
+
+        impl EventType {
+            /// Every event type.
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant),+];
+
+            /// The dotted name, such as `task.scheduled`.
+            pub fn name(self) -> &'static str {
+                match self { $(EventType::$variant => $name),+ }
+            }
+
+            /// The type with this dotted name.
+            pub fn from_name(name: &str) -> Option<EventType> {
+                match name { $($name => Some(EventType::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+event_types! {
+    TenantCreated => "tenant.created",
+    TenantTokenIssued => "tenant.token_issued",
+    TenantTokenRevoked => "tenant.token_revoked",
+    AgentRegistered => "agent.registered",
+    AgentSettingsChanged => "agent.settings_changed",
+    AgentCameOnline => "agent.came_online",
+    AgentWentOffline => "agent.went_offline",
+    AgentDecommissioned => "agent.decommissioned",
+    PolicyCreated => "policy.created",
+    PolicyUpdated => "policy.updated",
+    PolicyPaused => "policy.paused",
+    PolicyResumed => "policy.resumed",
+    PolicyDeleted => "policy.deleted",
+    PolicyAssigned => "policy.assigned",
+    PolicyUnassigned => "policy.unassigned",
+    TaskScheduled => "task.scheduled",
+    TaskSkipped => "task.skipped",
+    TaskDispatched => "task.dispatched",
+    TaskAcknowledged => "task.acknowledged",
+    TaskStarted => "task.started",
+    TaskSucceeded => "task.succeeded",
+    TaskFailed => "task.failed",
+    TaskRetryScheduled => "task.retry_scheduled",
+    TaskRetryDue => "task.retry_due",
+    TaskExhausted => "task.exhausted",
+    TaskCancelled => "task.cancelled",
+    TaskLost => "task.lost",
+    RepoCircuitOpened => "repo.circuit_opened",
+    RepoCircuitClosed => "repo.circuit_closed",
+}

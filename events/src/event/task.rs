@@ -1,0 +1,237 @@
+//! Events of the task aggregate and the run results they carry.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventType;
+use crate::ids::{AgentId, PolicyId, RepoId, TaskId};
+use crate::policy::{PolicySpec, TaskKind};
+
+/// Something that happened to one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskEvent {
+    /// The scheduler created the task: `policy` is due on `agent`. `spec` is the policy as
+    /// it was at that moment, so later edits do not change a task already made.
+    Scheduled {
+        policy: PolicyId,
+        agent: AgentId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        fire_at: DateTime<Utc>,
+        /// The fire time plus the pair's jitter: not dispatched before this.
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        run_at: DateTime<Utc>,
+        spec: Box<PolicySpec>,
+    },
+    /// The scheduler did not create a run for this fire time, and says why.
+    Skipped {
+        policy: PolicyId,
+        agent: AgentId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        fire_at: DateTime<Utc>,
+        reason: SkipReason,
+    },
+    /// The dispatcher handed attempt `attempt` (1 for the first) to the agent.
+    Dispatched { agent: AgentId, attempt: u32 },
+    /// The agent recorded the task in its local state.
+    Acknowledged { attempt: u32 },
+    /// restic started.
+    Started { attempt: u32 },
+    /// restic finished successfully.
+    Succeeded { attempt: u32, summary: RunSummary },
+    /// The attempt failed; `error` says how, classified.
+    Failed { attempt: u32, error: TaskError },
+    /// The attempt will be retried once `due_at` has passed.
+    RetryScheduled {
+        attempt: u32,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        due_at: DateTime<Utc>,
+        delay_ms: u64,
+    },
+    /// The retry delay has passed: the task waits for dispatch again.
+    RetryDue,
+    /// The task failed permanently.
+    Exhausted {
+        attempts: u32,
+        reason: ExhaustedReason,
+    },
+    /// An operator or the overlap policy cancelled the task.
+    Cancelled { reason: String },
+    /// The agent holding the attempt went silent past its lease (or came back without it).
+    Lost { attempt: u32, reason: LostReason },
+}
+
+impl TaskEvent {
+    /// The event's type, as named in the `Fleet-Event-Type` header.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Scheduled { .. } => EventType::TaskScheduled,
+            Self::Skipped { .. } => EventType::TaskSkipped,
+            Self::Dispatched { .. } => EventType::TaskDispatched,
+            Self::Acknowledged { .. } => EventType::TaskAcknowledged,
+            Self::Started { .. } => EventType::TaskStarted,
+            Self::Succeeded { .. } => EventType::TaskSucceeded,
+            Self::Failed { .. } => EventType::TaskFailed,
+            Self::RetryScheduled { .. } => EventType::TaskRetryScheduled,
+            Self::RetryDue => EventType::TaskRetryDue,
+            Self::Exhausted { .. } => EventType::TaskExhausted,
+            Self::Cancelled { .. } => EventType::TaskCancelled,
+            Self::Lost { .. } => EventType::TaskLost,
+        }
+    }
+}
+
+/// Why a fire time produced no run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipReason {
+    /// The overlap policy forbids a second run while `running` is unfinished.
+    Overlap { running: TaskId },
+    /// The fire time was missed (scheduler down) and the policy says skip, or its starting
+    /// deadline passed.
+    Missed,
+}
+
+/// How a failure is classified; the class decides whether and how the task is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorClass {
+    /// The repository or NATS could not be reached.
+    Network,
+    /// The machine ran out of something (disk, memory, file handles).
+    Resource,
+    /// The repository is locked by another restic.
+    Lock,
+    /// Wrong password or credentials.
+    Auth,
+    /// There is no repository at the location.
+    MissingRepository,
+    /// Anything that will fail the same way again (bad configuration, unreadable paths).
+    Permanent,
+    /// The run passed its policy's run timeout.
+    Timeout,
+    /// The agent holding the task was lost.
+    Lost,
+}
+
+impl ErrorClass {
+    /// Every class, in a fixed order.
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::Network,
+        ErrorClass::Resource,
+        ErrorClass::Lock,
+        ErrorClass::Auth,
+        ErrorClass::MissingRepository,
+        ErrorClass::Permanent,
+        ErrorClass::Timeout,
+        ErrorClass::Lost,
+    ];
+
+    /// The lowercase name used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Network => "network",
+            ErrorClass::Resource => "resource",
+            ErrorClass::Lock => "lock",
+            ErrorClass::Auth => "auth",
+            ErrorClass::MissingRepository => "missing_repository",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Lost => "lost",
+        }
+    }
+}
+
+/// A classified failure of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub class: ErrorClass,
+    /// What restic (or the agent) said, at most [`TaskError::MAX_MESSAGE`] bytes.
+    pub message: String,
+    /// restic's exit code, when it ran.
+    pub exit_code: Option<i32>,
+}
+
+impl TaskError {
+    /// Longest message kept; longer ones are cut at a character boundary.
+    pub const MAX_MESSAGE: usize = 4096;
+
+    /// A classified error whose message is cut to [`TaskError::MAX_MESSAGE`].
+    pub fn new(class: ErrorClass, message: &str, exit_code: Option<i32>) -> Self {
+        let mut end = message.len().min(Self::MAX_MESSAGE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            class,
+            message: message[..end].to_owned(),
+            exit_code,
+        }
+    }
+}
+
+/// Why a task failed permanently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExhaustedReason {
+    /// The last failure's class is never retried (auth, permanent, missing repository).
+    NotRetryable(ErrorClass),
+    /// Every retry of the budget was used.
+    BudgetSpent,
+}
+
+/// Why an attempt was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LostReason {
+    /// No heartbeat from the agent within its lease and grace period.
+    LeaseExpired,
+    /// The agent restarted and reported the attempt as interrupted.
+    AgentRestarted,
+    /// The agent was decommissioned.
+    AgentDecommissioned,
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub kind: TaskKind,
+    pub duration_ms: u64,
+    pub detail: RunDetail,
+}
+
+/// Kind-specific results of a successful run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunDetail {
+    Backup(BackupSummary),
+    /// `restic check` found no errors.
+    Check,
+    Prune(PruneSummary),
+}
+
+/// restic backup's summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSummary {
+    pub snapshot_id: Option<String>,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unmodified: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    pub data_added_bytes: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+    /// Files restic could not read (exit code 3): the snapshot is partial.
+    pub unreadable_files: u64,
+}
+
+/// What `forget --prune` kept and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneSummary {
+    pub snapshots_kept: u64,
+    pub snapshots_removed: u64,
+}
+
+/// The repository a scheduled task uses.
+pub fn repo_of(spec: &PolicySpec) -> RepoId {
+    RepoId::for_url(&spec.repository.url)
+}

@@ -1,0 +1,21 @@
+//! The restic-fleet vocabulary: what can happen, how it is written down, and where.
+//!
+//! # Layout
+//! Pure modules (no IO): [`ids`], [`subject`], [`policy`], [`schedule`], [`settings`],
+//! [`validation`], [`event`], [`envelope`], [`codec`], [`task_state`], [`streams`],
+//! [`samples`]. One module does IO: [`store`], the event-store client over JetStream.
+//!
+//! Only this crate knows subject names and the wire format.
+
+pub mod codec;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod policy;
+pub mod samples;
+pub mod schedule;
+pub mod settings;
+pub mod streams;
+pub mod subject;
+pub mod task_state;
+pub mod validation;

@@ -1,0 +1,382 @@
+//! One fixed example envelope of every event type: the golden wire-format files, the
+//! decoder's fuzz corpus, benchmarks and other crates' tests are built from these.
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use crate::envelope::{Envelope, SCHEMA_VERSION};
+use crate::event::{
+    AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, LostReason,
+    PolicyEvent, PruneSummary, RepoEvent, Role, RunDetail, RunSummary, SkipReason, TaskError,
+    TaskEvent, TenantEvent,
+};
+use crate::ids::{AgentId, CorrelationId, EventId, PolicyId, RepoId, TaskId, TenantId, TokenId};
+use crate::policy::{
+    Execution, MissedRun, Overlap, PolicySpec, RepositoryRef, Retention, RetryBudget, TaskKind,
+};
+use crate::schedule::Schedule;
+use crate::settings::{AgentSettings, IoClass, KindLimits};
+
+/// The sample tenant.
+pub fn tenant() -> TenantId {
+    TenantId::new("acme").unwrap_or_else(|_| unreachable!("a valid literal"))
+}
+/// The sample agent.
+pub const AGENT: AgentId =
+    AgentId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0a01));
+/// The sample policy.
+pub const POLICY: PolicyId =
+    PolicyId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0b01));
+/// The sample task.
+pub const TASK: TaskId =
+    TaskId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0c01));
+
+/// A fixed instant: 2026-11-22T02:00:00Z plus `secs`.
+pub fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_795_313_600 + secs, 0)
+        .single()
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// A backup policy using most of the model.
+pub fn policy_spec() -> PolicySpec {
+    PolicySpec {
+        name: "nightly home".into(),
+        schedule: Schedule::Cron {
+            expr: "0 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+        },
+        kind: TaskKind::Backup,
+        repository: RepositoryRef {
+            url: "sftp:backup@nas:/srv/restic".into(),
+            secret: "nas-main".into(),
+        },
+        include: vec!["/home".into(), "/etc".into()],
+        exclude: vec!["*.tmp".into()],
+        retention: Retention {
+            keep_daily: Some(7),
+            keep_weekly: Some(4),
+            keep_within: Some("14d".into()),
+            keep_tags: vec!["keep".into()],
+            ..Retention::default()
+        },
+        execution: Execution {
+            run_timeout_secs: 7200,
+            tags: vec!["home".into()],
+            host: Some("db-1".into()),
+            init_if_missing: true,
+        },
+        retry: RetryBudget::default(),
+        overlap: Overlap::Forbid,
+        missed: MissedRun::RunOnce {
+            starting_deadline_secs: 3600,
+        },
+        priority: 7,
+        jitter_secs: 600,
+    }
+}
+
+/// Agent settings with every option set.
+pub fn agent_settings() -> AgentSettings {
+    AgentSettings {
+        max_concurrent: 4,
+        per_kind: KindLimits {
+            backup: Some(2),
+            check: Some(1),
+            prune: Some(1),
+        },
+        cpu_quota_percent: Some(50),
+        upload_kib_s: Some(10_240),
+        download_kib_s: None,
+        nice: 10,
+        io_class: IoClass::BestEffort { level: 7 },
+    }
+}
+
+fn task(event: TaskEvent) -> Event {
+    Event::Task { task: TASK, event }
+}
+
+fn agent(event: AgentEvent) -> Event {
+    Event::Agent {
+        agent: AGENT,
+        event,
+    }
+}
+
+fn policy(event: PolicyEvent) -> Event {
+    Event::Policy {
+        policy: POLICY,
+        event,
+    }
+}
+
+/// The sample event of type `t`.
+pub fn event(t: EventType) -> Event {
+    use EventType as T;
+    match t {
+        T::TenantCreated => Event::Tenant(TenantEvent::Created {
+            name: "ACME Corp".into(),
+        }),
+        T::TenantTokenIssued => Event::Tenant(TenantEvent::TokenIssued {
+            token: TokenId::from_uuid(Uuid::from_u128(0xd01)),
+            role: Role::ReadOnly,
+            label: "dashboard".into(),
+            sha256: [7; 32],
+        }),
+        T::TenantTokenRevoked => Event::Tenant(TenantEvent::TokenRevoked {
+            token: TokenId::from_uuid(Uuid::from_u128(0xd01)),
+        }),
+        T::AgentRegistered => agent(AgentEvent::Registered {
+            name: "db-1".into(),
+            hostname: "db-1.example.net".into(),
+            settings: agent_settings(),
+        }),
+        T::AgentSettingsChanged => agent(AgentEvent::SettingsChanged {
+            settings: agent_settings(),
+        }),
+        T::AgentCameOnline => agent(AgentEvent::CameOnline {
+            agent_version: "0.1.0".into(),
+            restic_version: "0.14.0".into(),
+        }),
+        T::AgentWentOffline => agent(AgentEvent::WentOffline { last_seen: at(-90) }),
+        T::AgentDecommissioned => agent(AgentEvent::Decommissioned),
+        T::PolicyCreated => policy(PolicyEvent::Created {
+            spec: Box::new(policy_spec()),
+        }),
+        T::PolicyUpdated => policy(PolicyEvent::Updated {
+            spec: Box::new(policy_spec()),
+        }),
+        T::PolicyPaused => policy(PolicyEvent::Paused),
+        T::PolicyResumed => policy(PolicyEvent::Resumed),
+        T::PolicyDeleted => policy(PolicyEvent::Deleted),
+        T::PolicyAssigned => policy(PolicyEvent::AssignedToAgent { agent: AGENT }),
+        T::PolicyUnassigned => policy(PolicyEvent::UnassignedFromAgent { agent: AGENT }),
+        T::TaskScheduled => task(TaskEvent::Scheduled {
+            policy: POLICY,
+            agent: AGENT,
+            fire_at: at(0),
+            run_at: at(137),
+            spec: Box::new(policy_spec()),
+        }),
+        T::TaskSkipped => task(TaskEvent::Skipped {
+            policy: POLICY,
+            agent: AGENT,
+            fire_at: at(0),
+            reason: SkipReason::Overlap {
+                running: TaskId::from_uuid(Uuid::from_u128(0xc00)),
+            },
+        }),
+        T::TaskDispatched => task(TaskEvent::Dispatched {
+            agent: AGENT,
+            attempt: 1,
+        }),
+        T::TaskAcknowledged => task(TaskEvent::Acknowledged { attempt: 1 }),
+        T::TaskStarted => task(TaskEvent::Started { attempt: 1 }),
+        T::TaskSucceeded => task(TaskEvent::Succeeded {
+            attempt: 1,
+            summary: RunSummary {
+                kind: TaskKind::Backup,
+                duration_ms: 61_250,
+                detail: RunDetail::Backup(BackupSummary {
+                    snapshot_id: Some("5e1c0a3f".into()),
+                    files_new: 12,
+                    files_changed: 3,
+                    files_unmodified: 4000,
+                    dirs_new: 1,
+                    dirs_changed: 2,
+                    dirs_unmodified: 300,
+                    data_blobs: 20,
+                    tree_blobs: 4,
+                    data_added_bytes: 1_048_576,
+                    total_files_processed: 4015,
+                    total_bytes_processed: 987_654_321,
+                    unreadable_files: 0,
+                }),
+            },
+        }),
+        T::TaskFailed => task(TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(
+                ErrorClass::Lock,
+                "unable to create lock in backend: repository is already locked",
+                Some(1),
+            ),
+        }),
+        T::TaskRetryScheduled => task(TaskEvent::RetryScheduled {
+            attempt: 1,
+            due_at: at(300),
+            delay_ms: 23_456,
+        }),
+        T::TaskRetryDue => task(TaskEvent::RetryDue),
+        T::TaskExhausted => task(TaskEvent::Exhausted {
+            attempts: 6,
+            reason: ExhaustedReason::NotRetryable(ErrorClass::Auth),
+        }),
+        T::TaskCancelled => task(TaskEvent::Cancelled {
+            reason: "replaced by a newer run".into(),
+        }),
+        T::TaskLost => task(TaskEvent::Lost {
+            attempt: 1,
+            reason: LostReason::LeaseExpired,
+        }),
+        T::RepoCircuitOpened => Event::Repo {
+            repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
+            event: RepoEvent::CircuitOpened {
+                until: at(60),
+                failures: 5,
+            },
+        },
+        T::RepoCircuitClosed => Event::Repo {
+            repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
+            event: RepoEvent::CircuitClosed,
+        },
+    }
+}
+
+/// The sample event of type `t` in a fixed envelope.
+pub fn envelope(t: EventType) -> Envelope {
+    Envelope {
+        schema: SCHEMA_VERSION,
+        id: EventId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_e001)),
+        at: at(1),
+        tenant: tenant(),
+        correlation: CorrelationId::from_uuid(Uuid::from_u128(0xf001)),
+        causation: Some(EventId::from_uuid(Uuid::from_u128(0xe000))),
+        event: event(t),
+    }
+}
+
+/// One sample envelope of every event type, named by the type, then one of every nested
+/// variant the first set leaves out, named `<type>+<variant>`.
+pub fn all() -> Vec<(String, Envelope)> {
+    let mut out: Vec<(String, Envelope)> = EventType::ALL
+        .iter()
+        .map(|t| (t.name().to_owned(), envelope(*t)))
+        .collect();
+    for (name, event) in variants() {
+        let mut e = envelope(EventType::TenantCreated);
+        e.event = event;
+        out.push((name, e));
+    }
+    let mut uncaused = envelope(EventType::TaskRetryDue);
+    uncaused.causation = None;
+    out.push(("task.retry_due+uncaused".into(), uncaused));
+    out
+}
+
+fn succeeded(kind: TaskKind, detail: RunDetail) -> Event {
+    task(TaskEvent::Succeeded {
+        attempt: 2,
+        summary: RunSummary {
+            kind,
+            duration_ms: 1500,
+            detail,
+        },
+    })
+}
+
+fn variants() -> Vec<(String, Event)> {
+    let mut out = vec![
+        (
+            "task.succeeded+check".into(),
+            succeeded(TaskKind::Check, RunDetail::Check),
+        ),
+        (
+            "task.succeeded+prune".into(),
+            succeeded(
+                TaskKind::Prune,
+                RunDetail::Prune(PruneSummary {
+                    snapshots_kept: 11,
+                    snapshots_removed: 3,
+                }),
+            ),
+        ),
+        (
+            "task.skipped+missed".into(),
+            task(TaskEvent::Skipped {
+                policy: POLICY,
+                agent: AGENT,
+                fire_at: at(0),
+                reason: SkipReason::Missed,
+            }),
+        ),
+        (
+            "task.exhausted+budget_spent".into(),
+            task(TaskEvent::Exhausted {
+                attempts: 6,
+                reason: ExhaustedReason::BudgetSpent,
+            }),
+        ),
+    ];
+    for (name, reason) in [
+        ("agent_restarted", LostReason::AgentRestarted),
+        ("agent_decommissioned", LostReason::AgentDecommissioned),
+    ] {
+        out.push((
+            format!("task.lost+{name}"),
+            task(TaskEvent::Lost { attempt: 1, reason }),
+        ));
+    }
+    for class in ErrorClass::ALL {
+        let error = TaskError::new(class, class.as_str(), None);
+        out.push((
+            format!("task.failed+{}", class.as_str()),
+            task(TaskEvent::Failed { attempt: 3, error }),
+        ));
+    }
+    for (name, role) in [("admin", Role::Admin), ("enroll", Role::Enroll)] {
+        out.push((
+            format!("tenant.token_issued+{name}"),
+            Event::Tenant(TenantEvent::TokenIssued {
+                token: TokenId::from_uuid(Uuid::from_u128(0xd02)),
+                role,
+                label: name.into(),
+                sha256: [1; 32],
+            }),
+        ));
+    }
+    let interval_check = PolicySpec {
+        schedule: Schedule::Interval { every_secs: 86_400 },
+        kind: TaskKind::Check,
+        include: vec![],
+        retention: Retention::default(),
+        overlap: Overlap::Allow,
+        missed: MissedRun::Skip,
+        ..policy_spec()
+    };
+    out.push((
+        "policy.created+interval_check".into(),
+        policy(PolicyEvent::Created {
+            spec: Box::new(interval_check),
+        }),
+    ));
+    let replace_prune = PolicySpec {
+        overlap: Overlap::Replace,
+        ..prune_spec()
+    };
+    out.push((
+        "policy.updated+replace_prune".into(),
+        policy(PolicyEvent::Updated {
+            spec: Box::new(replace_prune),
+        }),
+    ));
+    let idle = AgentSettings {
+        io_class: IoClass::Idle,
+        ..AgentSettings::default()
+    };
+    out.push((
+        "agent.settings_changed+idle".into(),
+        agent(AgentEvent::SettingsChanged { settings: idle }),
+    ));
+    out
+}
+
+/// A sample policy, also for a prune.
+pub fn prune_spec() -> PolicySpec {
+    PolicySpec {
+        kind: TaskKind::Prune,
+        include: vec![],
+        ..policy_spec()
+    }
+}

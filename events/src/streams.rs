@@ -1,0 +1,195 @@
+//! Stream configurations: what each JetStream stream holds and for how long.
+//!
+//! Only fields that nats-server 2.9 understands are set (see ARCHITECTURE.md).
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+
+use crate::codec::MAX_EVENT_BYTES;
+use crate::subject::{self, Channel, PARKED_PREFIX};
+
+/// The event log: every change, forever.
+pub const EVENTS: &str = "FLEET_EVENTS";
+/// Work for agents: one message per dispatched attempt, removed when the agent acks it.
+pub const DISPATCH: &str = "FLEET_DISPATCH";
+/// What agents report: task reports and heartbeats, removed when intake acks them.
+pub const INTAKE: &str = "FLEET_INTAKE";
+/// Messages a consumer could not handle, with the reason in a header.
+pub const PARKED: &str = "FLEET_PARKED";
+
+/// How long agents' messages wait for their reader before they expire.
+pub const AGENT_MESSAGE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long parked messages are kept for inspection.
+pub const PARKED_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Settings shared by all streams.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// 1 on one machine, 3 on a cluster.
+    pub replicas: usize,
+    /// How long a `Nats-Msg-Id` is remembered for deduplication.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+fn base(name: &str, subjects: Vec<String>, opts: &StreamOptions) -> Config {
+    Config {
+        name: name.to_owned(),
+        subjects,
+        storage: StorageType::File,
+        num_replicas: opts.replicas,
+        duplicate_window: opts.duplicate_window,
+        max_message_size: i32::try_from(MAX_EVENT_BYTES).unwrap_or(i32::MAX),
+        discard: DiscardPolicy::Old,
+        ..Config::default()
+    }
+}
+
+/// `FLEET_EVENTS`: limits retention, no age limit, delete and purge denied.
+pub fn events(opts: &StreamOptions) -> Config {
+    Config {
+        retention: RetentionPolicy::Limits,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        description: Some("restic-fleet event log".into()),
+        ..base(EVENTS, vec![subject::all_events()], opts)
+    }
+}
+
+/// `FLEET_DISPATCH`: a work queue of tasks per agent.
+pub fn dispatch(opts: &StreamOptions) -> Config {
+    Config {
+        retention: RetentionPolicy::WorkQueue,
+        max_age: AGENT_MESSAGE_MAX_AGE,
+        description: Some("restic-fleet tasks for agents".into()),
+        ..base(DISPATCH, vec![subject::all_agents(Channel::Tasks)], opts)
+    }
+}
+
+/// `FLEET_INTAKE`: a work queue of agents' reports and heartbeats.
+pub fn intake(opts: &StreamOptions) -> Config {
+    let subjects = vec![
+        subject::all_agents(Channel::Reports),
+        subject::all_agents(Channel::Heartbeat),
+    ];
+    Config {
+        retention: RetentionPolicy::WorkQueue,
+        max_age: AGENT_MESSAGE_MAX_AGE,
+        description: Some("restic-fleet reports and heartbeats from agents".into()),
+        ..base(INTAKE, subjects, opts)
+    }
+}
+
+/// `FLEET_PARKED`: dead letters, kept 30 days. Their size is not limited to an event's,
+/// since what is parked may be exactly what was too large.
+pub fn parked(opts: &StreamOptions) -> Config {
+    Config {
+        retention: RetentionPolicy::Limits,
+        max_age: PARKED_MAX_AGE,
+        max_message_size: -1,
+        description: Some("restic-fleet messages that could not be handled".into()),
+        ..base(PARKED, vec![format!("{PARKED_PREFIX}.>")], opts)
+    }
+}
+
+/// Every stream restic-fleet uses.
+pub fn all(opts: &StreamOptions) -> Vec<Config> {
+    vec![events(opts), dispatch(opts), intake(opts), parked(opts)]
+}
+
+/// The fields of `existing` that differ from `wanted` and that cannot be changed without
+/// changing what the stream means (subjects, retention, storage, delete/purge denial).
+pub fn conflicts(wanted: &Config, existing: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut differ = |field: &str, want: String, have: String| {
+        if want != have {
+            out.push(format!("{field}: wanted {want}, found {have}"));
+        }
+    };
+    differ(
+        "subjects",
+        format!("{:?}", wanted.subjects),
+        format!("{:?}", existing.subjects),
+    );
+    differ(
+        "retention",
+        format!("{:?}", wanted.retention),
+        format!("{:?}", existing.retention),
+    );
+    differ(
+        "storage",
+        format!("{:?}", wanted.storage),
+        format!("{:?}", existing.storage),
+    );
+    differ(
+        "deny_delete",
+        wanted.deny_delete.to_string(),
+        existing.deny_delete.to_string(),
+    );
+    differ(
+        "deny_purge",
+        wanted.deny_purge.to_string(),
+        existing.deny_purge.to_string(),
+    );
+    out
+}
+
+/// True if settings that can be changed in place (limits, replicas, windows) differ.
+pub fn needs_update(wanted: &Config, existing: &Config) -> bool {
+    wanted.max_age != existing.max_age
+        || wanted.duplicate_window != existing.duplicate_window
+        || wanted.max_message_size != existing.max_message_size
+        || wanted.num_replicas != existing.num_replicas
+        || wanted.discard != existing.discard
+        || wanted.allow_direct != existing.allow_direct
+        || wanted.description != existing.description
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_do_not_overlap_and_events_are_protected() {
+        let opts = StreamOptions::default();
+        let e = events(&opts);
+        assert!(e.deny_delete && e.deny_purge);
+        assert_eq!(e.max_age, Duration::ZERO);
+        assert_eq!(dispatch(&opts).retention, RetentionPolicy::WorkQueue);
+        let subjects: Vec<String> = all(&opts).into_iter().flat_map(|c| c.subjects).collect();
+        let mut unique = subjects.clone();
+        unique.dedup();
+        assert_eq!(subjects.len(), unique.len());
+    }
+
+    #[test]
+    fn conflicts_name_the_fields() {
+        let opts = StreamOptions::default();
+        let wanted = events(&opts);
+        assert!(conflicts(&wanted, &wanted).is_empty());
+        let other = Config {
+            retention: RetentionPolicy::WorkQueue,
+            deny_purge: false,
+            ..wanted.clone()
+        };
+        let found = conflicts(&wanted, &other);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("retention"));
+        assert!(!needs_update(&wanted, &other));
+        let longer = Config {
+            num_replicas: 3,
+            ..wanted.clone()
+        };
+        assert!(needs_update(&wanted, &longer));
+    }
+}

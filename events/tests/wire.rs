@@ -1,0 +1,150 @@
+//! The wire format: golden files pin every variant, and the decoder survives any input.
+//!
+//! To accept an intended change of the format (only appending variants or fields, with a
+//! schema version bump), run `FLEET_BLESS_GOLDEN=1 cargo test -p fleet-events --test wire`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use fleet_events::codec::{CodecError, MAX_EVENT_BYTES, decode, encode};
+use fleet_events::envelope::SCHEMA_VERSION;
+use fleet_events::event::{Event, EventType, TenantEvent};
+use fleet_events::samples;
+use proptest::prelude::*;
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+#[test]
+fn golden_files_match_every_variant() {
+    let bless = std::env::var_os("FLEET_BLESS_GOLDEN").is_some();
+    let dir = golden_dir();
+    let mut names = BTreeSet::new();
+    for (name, envelope) in samples::all() {
+        let path = dir.join(format!("{name}.bin"));
+        let bytes = encode(&envelope).expect("sample encodes");
+        if bless {
+            std::fs::write(&path, &bytes).expect("write golden file");
+        }
+        let golden = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (new variant? bless it)", path.display()));
+        assert_eq!(
+            bytes,
+            golden,
+            "{name}: encoding drifted from {}",
+            path.display()
+        );
+        assert_eq!(
+            decode(&golden).as_ref(),
+            Ok(&envelope),
+            "{name}: golden bytes decode differently"
+        );
+        assert!(names.insert(name.clone()), "{name} twice");
+    }
+    for entry in std::fs::read_dir(&dir).expect("golden dir") {
+        let file = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let name = file.trim_end_matches(".bin");
+        assert!(
+            names.contains(name),
+            "{file} has no sample: was a variant removed?"
+        );
+    }
+    for t in EventType::ALL {
+        assert!(names.contains(t.name()), "{} has no golden file", t.name());
+    }
+}
+
+#[test]
+fn event_types_round_trip_their_names() {
+    for (_, envelope) in samples::all() {
+        let t = envelope.event.event_type();
+        assert_eq!(EventType::from_name(t.name()), Some(t));
+    }
+    assert_eq!(EventType::from_name("task.exploded"), None);
+}
+
+#[test]
+fn unknown_variants_newer_schemas_and_trailing_bytes_are_errors() {
+    let envelope = samples::envelope(EventType::TenantCreated);
+    let bytes = encode(&envelope).expect("encodes");
+    let event_len = postcard::to_stdvec(&envelope.event).expect("encodes").len();
+    let mut unknown = bytes.clone();
+    unknown[bytes.len() - event_len] = 0x63;
+    assert!(matches!(decode(&unknown), Err(CodecError::Malformed(_))));
+
+    let mut newer = bytes.clone();
+    newer[0] = u8::try_from(SCHEMA_VERSION + 1).expect("small");
+    assert_eq!(
+        decode(&newer),
+        Err(CodecError::UnsupportedSchema {
+            found: SCHEMA_VERSION + 1
+        })
+    );
+
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(matches!(decode(&trailing), Err(CodecError::Malformed(_))));
+    assert!(matches!(decode(&[]), Err(CodecError::Malformed(_))));
+}
+
+#[test]
+fn oversized_events_are_refused_both_ways() {
+    let mut envelope = samples::envelope(EventType::TenantCreated);
+    envelope.event = Event::Tenant(TenantEvent::Created {
+        name: "x".repeat(MAX_EVENT_BYTES),
+    });
+    assert!(matches!(
+        encode(&envelope),
+        Err(CodecError::TooLarge { .. })
+    ));
+    let huge = vec![1u8; MAX_EVENT_BYTES + 1];
+    assert_eq!(
+        decode(&huge),
+        Err(CodecError::TooLarge {
+            size: MAX_EVENT_BYTES + 1,
+            max: MAX_EVENT_BYTES
+        })
+    );
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    samples::all()
+        .into_iter()
+        .map(|(_, e)| encode(&e).expect("encodes"))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_events_never_panic_and_stay_stable(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    ) {
+        let corpus = corpus();
+        let mut bytes = pick.get(&corpus).clone();
+        for (at, value, op) in edits {
+            let i = at.index(bytes.len().max(1));
+            match op {
+                0 if i < bytes.len() => bytes[i] = value,
+                1 => bytes.insert(i.min(bytes.len()), value),
+                _ => bytes.truncate(i),
+            }
+        }
+        if let Ok(envelope) = decode(&bytes) {
+            let again = encode(&envelope).expect("a decoded event encodes");
+            prop_assert_eq!(decode(&again), Ok(envelope));
+        }
+    }
+}
