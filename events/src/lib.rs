@@ -15,6 +15,7 @@ pub mod policy;
 pub mod samples;
 pub mod schedule;
 pub mod settings;
+pub mod store;
 pub mod streams;
 pub mod subject;
 pub mod task_state;

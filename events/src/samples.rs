@@ -31,7 +31,7 @@ pub const POLICY: PolicyId =
 pub const TASK: TaskId =
     TaskId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0c01));
 
-/// A fixed instant: 2026-11-22T02:00:00Z plus `secs`.
+/// A fixed instant: 2026-11-22T02:13:20Z plus `secs`.
 pub fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_795_313_600 + secs, 0)
         .single()

@@ -1,1 +1,211 @@
-fn main() {}
+//! Event-store throughput against raw JetStream, in one run against one nats-server.
+//!
+//! `cargo bench -p fleet-tests --bench store` (events per round: FLEET_BENCH_EVENTS,
+//! default 200000; rounds: FLEET_BENCH_ROUNDS, default 5). Prints the median of each
+//! figure and the ratios the event-store targets are stated in:
+//! store append >= 0.8x raw async publish, replay with decode >= 0.5x raw replay.
+
+use std::future::IntoFuture;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, push};
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::Config;
+use bytes::Bytes;
+use fleet_events::codec::encode;
+use fleet_events::envelope::{Envelope, HEADER_EVENT_TYPE, HEADER_SCHEMA};
+use fleet_events::event::{AgentEvent, Event};
+use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::samples;
+use fleet_events::store::{Append, EventStore, Expect, PIPELINE_WINDOW};
+use fleet_events::streams::{self, StreamOptions};
+use fleet_events::subject;
+use fleet_tests::NatsServer;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn events(n: usize, round: usize) -> Vec<(Envelope, String)> {
+    let tenant = TenantId::new("bench").unwrap_or_else(|_| unreachable!());
+    let agents: Vec<AgentId> = (0..1000).map(|_| AgentId::generate()).collect();
+    (0..n)
+        .map(|i| {
+            let event = Event::Agent {
+                agent: agents[i % agents.len()],
+                event: AgentEvent::CameOnline {
+                    agent_version: "0.1.0".into(),
+                    restic_version: "0.14.0".into(),
+                },
+            };
+            let envelope = Envelope::new(tenant.clone(), samples::at(i as i64), event);
+            (envelope, format!("bench:{round}:{i}"))
+        })
+        .collect()
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+/// Publishes the already encoded events to the same subjects under a `bench.` prefix, into
+/// a plain stream: JetStream's cost without the store's. With `headers`, each message
+/// carries the same headers an append sends (msg id, event type, schema), which tells the
+/// cost of the headers apart from the cost of the store's own code.
+async fn raw_publish(
+    js: &async_nats::jetstream::Context,
+    batch: &[(String, Bytes, String)],
+    headers: bool,
+) -> f64 {
+    let start = Instant::now();
+    let mut in_flight: FuturesOrdered<<PublishAckFuture as IntoFuture>::IntoFuture> =
+        FuturesOrdered::new();
+    for (subject, payload, msg_id) in batch {
+        if in_flight.len() >= PIPELINE_WINDOW
+            && let Some(ack) = in_flight.next().await
+        {
+            ack.expect("raw ack");
+        }
+        let mut message = PublishMessage::build().payload(payload.clone());
+        if headers {
+            message = message
+                .message_id(format!("raw:{msg_id}"))
+                .header(HEADER_EVENT_TYPE, "agent.came_online")
+                .header(HEADER_SCHEMA, "1");
+        }
+        let ack = js
+            .send_publish(format!("bench.{subject}"), message)
+            .await
+            .expect("raw publish");
+        in_flight.push_back(ack.into_future());
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.expect("raw ack");
+    }
+    rate(batch.len(), start.elapsed())
+}
+
+async fn store_append(store: &EventStore, batch: &[(Envelope, String)]) -> f64 {
+    let start = Instant::now();
+    let results = store
+        .append_many(batch.iter().map(|(envelope, msg_id)| Append {
+            envelope,
+            msg_id,
+            expect: Expect::Any,
+        }))
+        .await;
+    let took = start.elapsed();
+    assert!(results.iter().all(Result::is_ok), "every append stored");
+    rate(batch.len(), took)
+}
+
+async fn raw_replay(js: &async_nats::jetstream::Context, from: u64, n: usize) -> f64 {
+    let start = Instant::now();
+    let stream = js
+        .get_stream_no_info(streams::EVENTS)
+        .await
+        .expect("stream");
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            filter_subject: subject::all_events(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut seen = 0;
+    while seen < n {
+        let message = messages.next().await.expect("open").expect("message");
+        std::hint::black_box(message.info().expect("info").stream_sequence);
+        seen += 1;
+    }
+    rate(n, start.elapsed())
+}
+
+async fn store_replay(store: &EventStore, from: u64, n: usize) -> f64 {
+    let start = Instant::now();
+    let mut replay = store
+        .replay(&subject::all_events(), from)
+        .await
+        .expect("replay");
+    let mut seen = 0;
+    while let Some(item) = replay.next().await {
+        std::hint::black_box(item.expect("decodes").seq);
+        seen += 1;
+    }
+    assert_eq!(seen, n, "the replay ends at the end of the log");
+    rate(n, start.elapsed())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> ExitCode {
+    let n = env_or("FLEET_BENCH_EVENTS", 200_000);
+    let rounds = env_or("FLEET_BENCH_ROUNDS", 5).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let server = NatsServer::start().expect("nats-server");
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let store = EventStore::new(client.clone());
+        store.ensure_streams(&StreamOptions::default()).await.expect("streams");
+        let js = store.jetstream().clone();
+        js.create_stream(Config {
+            name: "BENCH_RAW".into(),
+            subjects: vec!["bench.>".into()],
+            ..Config::default()
+        })
+        .await
+        .expect("raw stream");
+
+        let size = encode(&events(1, 0)[0].0).expect("encodes").len();
+        let (mut pubs, mut headed, mut appends) = (vec![], vec![], vec![]);
+        let (mut raws, mut replays) = (vec![], vec![]);
+        for round in 0..rounds {
+            let batch = events(n, round + 1);
+            let raw: Vec<(String, Bytes, String)> = batch
+                .iter()
+                .map(|(e, id)| (e.subject(), Bytes::from(encode(e).expect("encodes")), id.clone()))
+                .collect();
+            pubs.push(raw_publish(&js, &raw, false).await);
+            headed.push(raw_publish(&js, &raw, true).await);
+            let info = js.get_stream(streams::EVENTS).await.expect("info");
+            let from = info.cached_info().state.last_sequence + 1;
+            appends.push(store_append(&store, &batch).await);
+            raws.push(raw_replay(&js, from, n).await);
+            replays.push(store_replay(&store, from, n).await);
+        }
+        let (p, h, a) = (median(pubs), median(headed), median(appends));
+        let (r, d) = (median(raws), median(replays));
+        println!("event store vs raw JetStream: {n} events of {size} bytes, median of {rounds} rounds");
+        println!("  raw async publish          {p:>10.0} msg/s");
+        println!(
+            "  raw publish, append headers{h:>10.0} msg/s   {:.2} of raw: msg-id dedup and headers, paid by the server",
+            h / p
+        );
+        println!(
+            "  store append_many          {a:>10.0} msg/s   ratio {:.2} (target >= 0.80); {:.2} of raw with the same headers",
+            a / p,
+            a / h
+        );
+        println!("  raw ordered replay         {r:>10.0} msg/s");
+        println!("  store replay+decode        {d:>10.0} msg/s   ratio {:.2} (target >= 0.50)", d / r);
+    });
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,5 @@
-//! End-to-end scenarios.
+//! End-to-end scenarios against a real nats-server (and, where a scenario needs it, real
+//! restic). One test binary; each scenario module starts its own server.
+
+mod store;
+mod support;

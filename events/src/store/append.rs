@@ -1,0 +1,155 @@
+//! Appending events: msg ids for deduplication, expected sequences for concurrency.
+
+use std::borrow::Cow;
+
+use async_nats::HeaderName;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::{AppendError, EventStore, PIPELINE_WINDOW};
+use crate::codec::encode;
+use crate::envelope::{Envelope, HEADER_EVENT_TYPE, HEADER_SCHEMA, SCHEMA_VERSION};
+
+/// Header names built once: a name from a `&str` would be allocated per message.
+const EVENT_TYPE: HeaderName = HeaderName::from_static(HEADER_EVENT_TYPE);
+const SCHEMA: HeaderName = HeaderName::from_static(HEADER_SCHEMA);
+/// [`SCHEMA_VERSION`] as header text.
+const SCHEMA_VERSION_TEXT: &str = "1";
+
+/// What the writer expects of the subject before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No check: for events whose validity does not depend on the aggregate's state.
+    Any,
+    /// The subject's last stream sequence must be this; 0 means the subject must be empty.
+    LastSeq(u64),
+}
+
+/// One event to append.
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    pub envelope: &'a Envelope,
+    /// `Nats-Msg-Id`: the same id within the duplicate window is stored once.
+    pub msg_id: &'a str,
+    pub expect: Expect,
+}
+
+/// Where an event was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// True if an event with this msg id was stored before (this one was not stored again).
+    pub duplicate: bool,
+}
+
+struct Sent {
+    conflict_subject: Option<String>,
+    expect: Expect,
+    ack: PublishAckFuture,
+}
+
+impl EventStore {
+    /// Appends one event and waits for the server to store it.
+    pub async fn append(&self, item: Append<'_>) -> Result<Appended, AppendError> {
+        let sent = self.send(item).await?;
+        finish(sent).await
+    }
+
+    /// Appends events in order with up to [`PIPELINE_WINDOW`] acks in flight; one result
+    /// per event, in order. A failed event does not stop the others.
+    pub async fn append_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = Append<'a>>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let mut results = Vec::new();
+        let mut in_flight = FuturesOrdered::new();
+        for item in items {
+            if in_flight.len() >= PIPELINE_WINDOW
+                && let Some(result) = in_flight.next().await
+            {
+                results.push(result);
+            }
+            match self.send(item).await {
+                Ok(sent) => in_flight.push_back(futures::future::Either::Left(finish(sent))),
+                Err(e) => in_flight.push_back(futures::future::Either::Right(async { Err(e) })),
+            }
+        }
+        while let Some(result) = in_flight.next().await {
+            results.push(result);
+        }
+        results
+    }
+
+    async fn send(&self, item: Append<'_>) -> Result<Sent, AppendError> {
+        let payload = encode(item.envelope)?;
+        let subject = item.envelope.subject();
+        let schema = if item.envelope.schema == SCHEMA_VERSION {
+            Cow::Borrowed(SCHEMA_VERSION_TEXT)
+        } else {
+            Cow::Owned(item.envelope.schema.to_string())
+        };
+        let mut message = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(item.msg_id)
+            .header(EVENT_TYPE, item.envelope.event.event_type().name())
+            .header(SCHEMA, schema.as_ref());
+        // Only an expected-sequence append can conflict and needs the subject afterwards.
+        let conflict_subject = match item.expect {
+            Expect::LastSeq(seq) => {
+                message = message.expected_last_subject_sequence(seq);
+                Some(subject.clone())
+            }
+            Expect::Any => None,
+        };
+        let ack = self
+            .js
+            .send_publish(subject, message)
+            .await
+            .map_err(|e| map_publish_error(e.kind(), &e.to_string()))?;
+        Ok(Sent {
+            conflict_subject,
+            expect: item.expect,
+            ack,
+        })
+    }
+}
+
+async fn finish(sent: Sent) -> Result<Appended, AppendError> {
+    match sent.ack.await {
+        Ok(ack) => Ok(Appended {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        }),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(AppendError::Conflict {
+            subject: sent.conflict_subject.unwrap_or_default(),
+            expected: match sent.expect {
+                Expect::LastSeq(seq) => seq,
+                Expect::Any => 0,
+            },
+        }),
+        Err(e) => Err(map_publish_error(e.kind(), &e.to_string())),
+    }
+}
+
+fn map_publish_error(kind: PublishErrorKind, text: &str) -> AppendError {
+    match kind {
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending
+        | PublishErrorKind::StreamNotFound => AppendError::Unavailable(text.to_owned()),
+        _ => AppendError::Rejected(text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_header_text_matches_the_version() {
+        assert_eq!(SCHEMA_VERSION_TEXT, SCHEMA_VERSION.to_string());
+    }
+}

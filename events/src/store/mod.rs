@@ -1,0 +1,99 @@
+//! The event-store client over JetStream: the one module of this crate that does IO.
+//!
+//! - [`EventStore::ensure_streams`] creates or checks the streams.
+//! - [`EventStore::append`] writes one event with a msg id and an optional expected last
+//!   subject sequence (optimistic concurrency); [`EventStore::append_many`] pipelines acks.
+//! - [`EventStore::history`], [`EventStore::replay`] and [`EventStore::follow`] read.
+//! - [`consume`] runs a durable consumer whose undecodable or rejected messages are parked.
+
+mod append;
+pub mod consume;
+mod error;
+mod read;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::ContextBuilder};
+
+pub use append::{Append, Appended, Expect};
+pub use error::{AppendError, ReadError, StoreError};
+pub use read::{History, Stored};
+
+use crate::streams::{self, StreamOptions};
+
+/// Acks awaited at once by pipelined appends.
+pub const PIPELINE_WINDOW: usize = 2048;
+
+/// A handle on the event log and the other fleet streams. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    js: jetstream::Context,
+}
+
+impl EventStore {
+    /// A store over `client`. Publishing waits (rather than failing) when too many acks
+    /// are outstanding.
+    pub fn new(client: async_nats::Client) -> Self {
+        let js = ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .max_ack_inflight(PIPELINE_WINDOW * 2)
+            .backpressure_on_inflight(true)
+            .build(client);
+        Self { js }
+    }
+
+    /// The JetStream context, for services that publish to agents' subjects.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Creates every fleet stream that is missing and updates limits that differ. A stream
+    /// that exists with other subjects, retention, storage or protection is an error
+    /// naming each difference: the operator must look, not us overwrite.
+    pub async fn ensure_streams(&self, opts: &StreamOptions) -> Result<(), StoreError> {
+        for wanted in streams::all(opts) {
+            let name = wanted.name.clone();
+            match self.js.get_stream(&name).await {
+                Ok(mut stream) => {
+                    let info = stream
+                        .info()
+                        .await
+                        .map_err(|e| StoreError::nats(format!("stream {name} info"), e))?;
+                    let existing = info.config.clone();
+                    let differences = streams::conflicts(&wanted, &existing);
+                    if !differences.is_empty() {
+                        return Err(StoreError::StreamConflict {
+                            stream: name,
+                            differences,
+                        });
+                    }
+                    if streams::needs_update(&wanted, &existing) {
+                        self.js
+                            .update_stream(&wanted)
+                            .await
+                            .map_err(|e| StoreError::nats(format!("update stream {name}"), e))?;
+                        tracing::info!(stream = %name, "stream limits updated");
+                    }
+                }
+                Err(e) if is_not_found(&e) => {
+                    self.js
+                        .create_stream(wanted)
+                        .await
+                        .map_err(|e| StoreError::nats(format!("create stream {name}"), e))?;
+                    tracing::info!(stream = %name, "stream created");
+                }
+                Err(e) => return Err(StoreError::nats(format!("stream {name}"), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(err) => {
+            err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,367 @@
+//! The event store against a real nats-server: optimistic concurrency, deduplication,
+//! history and replay, dead-lettering, and durability across kill -9.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Config, RetentionPolicy};
+use fleet_events::envelope::Envelope;
+use fleet_events::ids::AgentId;
+use fleet_events::store::consume::{self, Durable, HEADER_PARK_KIND, HEADER_PARK_REASON, Outcome};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, StoreError, Stored};
+use fleet_events::streams::{self, StreamOptions};
+use fleet_events::subject::{self, EventSubject};
+use fleet_tests::NatsServer;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{agent_event, connect, fleet, tenant};
+
+fn append(envelope: &Envelope, msg_id: &str, expect: Expect) -> Append<'static> {
+    // Leaked so the test can hand out 'static borrows; a test process is short-lived.
+    let envelope: &'static Envelope = Box::leak(Box::new(envelope.clone()));
+    let msg_id: &'static str = Box::leak(msg_id.to_owned().into_boxed_str());
+    Append {
+        envelope,
+        msg_id,
+        expect,
+    }
+}
+
+fn subject_of(agent: AgentId) -> EventSubject {
+    agent_event(agent, 0).event.subject(&tenant())
+}
+
+#[tokio::test]
+async fn expected_sequences_detect_lost_races() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    let first = f
+        .store
+        .append(append(&agent_event(agent, 1), "a1", Expect::LastSeq(0)))
+        .await
+        .expect("empty subject accepts expect 0");
+    let second = f
+        .store
+        .append(append(
+            &agent_event(agent, 2),
+            "a2",
+            Expect::LastSeq(first.seq),
+        ))
+        .await
+        .expect("right sequence accepted");
+    assert!(second.seq > first.seq);
+
+    let stale = f
+        .store
+        .append(append(
+            &agent_event(agent, 3),
+            "a3",
+            Expect::LastSeq(first.seq),
+        ))
+        .await;
+    assert!(matches!(stale, Err(AppendError::Conflict { expected, .. }) if expected == first.seq));
+    let not_empty = f
+        .store
+        .append(append(&agent_event(agent, 4), "a4", Expect::LastSeq(0)))
+        .await;
+    assert!(matches!(not_empty, Err(AppendError::Conflict { .. })));
+
+    let history = f.store.history(&subject_of(agent)).await.expect("history");
+    assert_eq!(history.last_seq, second.seq);
+    assert_eq!(history.events.len(), 2, "the losers were not stored");
+}
+
+#[tokio::test]
+async fn repeated_msg_ids_are_stored_once() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    let event = agent_event(agent, 1);
+    let first = f
+        .store
+        .append(append(&event, "same-id", Expect::Any))
+        .await
+        .expect("stored");
+    let again = f
+        .store
+        .append(append(&event, "same-id", Expect::Any))
+        .await
+        .expect("dedup is ok");
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.seq, first.seq);
+    // A retry of an expected-sequence append whose ack was lost: dedup answers first.
+    let retry = f
+        .store
+        .append(append(&event, "same-id", Expect::LastSeq(0)))
+        .await
+        .expect("dedup is checked before the expected sequence");
+    assert!(retry.duplicate);
+    let history = f.store.history(&subject_of(agent)).await.expect("history");
+    assert_eq!(history.events.len(), 1);
+}
+
+#[tokio::test]
+async fn history_and_replay_return_exactly_what_was_appended() {
+    let f = fleet().await;
+    let (a, b) = (AgentId::generate(), AgentId::generate());
+    let events: Vec<Envelope> = (0..50)
+        .map(|n| agent_event(if n % 2 == 0 { a } else { b }, n))
+        .collect();
+    let results = f
+        .store
+        .append_many(
+            events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| append(e, &format!("m{n}"), Expect::Any)),
+        )
+        .await;
+    let seqs: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.expect("appended").seq)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order: {seqs:?}"
+    );
+
+    let history = f.store.history(&subject_of(a)).await.expect("history");
+    let want: Vec<&Envelope> = events.iter().step_by(2).collect();
+    let got: Vec<&Envelope> = history.events.iter().map(|s| &s.envelope).collect();
+    assert_eq!(got, want);
+    assert_eq!(history.last_seq, seqs[48]);
+
+    let from = seqs[10];
+    let replayed: Vec<Stored> = f
+        .store
+        .replay(&subject::all_events(), from)
+        .await
+        .expect("replay")
+        .try_collect()
+        .await
+        .expect("all decode");
+    assert_eq!(replayed.len(), 40);
+    assert_eq!(replayed[0].seq, from);
+    let got: Vec<&Envelope> = replayed.iter().map(|s| &s.envelope).collect();
+    let want: Vec<&Envelope> = events[10..].iter().collect();
+    assert_eq!(got, want);
+
+    let nothing: Vec<Stored> = f
+        .store
+        .replay(&subject::all_events(), seqs[49] + 1)
+        .await
+        .expect("replay past the end")
+        .try_collect()
+        .await
+        .expect("empty");
+    assert!(nothing.is_empty());
+    let unknown = f
+        .store
+        .history(&subject_of(AgentId::generate()))
+        .await
+        .expect("history");
+    assert_eq!(unknown.last_seq, 0);
+    assert!(unknown.events.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_is_parked_with_its_reason_and_replay_goes_on() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    let good = agent_event(agent, 1);
+    f.store
+        .append(append(&good, "good-1", Expect::Any))
+        .await
+        .expect("stored");
+    let js = async_nats::jetstream::new(f.client.clone());
+    let garbage_subject = subject_of(agent).to_string();
+    js.publish(garbage_subject.clone(), vec![0xff, 0x00, 0x13].into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+    let rejected = agent_event(agent, 2);
+    f.store
+        .append(append(&rejected, "bad-2", Expect::Any))
+        .await
+        .expect("stored");
+    let last = agent_event(agent, 3);
+    f.store
+        .append(append(&last, "good-3", Expect::Any))
+        .await
+        .expect("stored");
+
+    // A replay reports the garbage and still delivers what follows.
+    let items: Vec<Result<Stored, ReadError>> = f
+        .store
+        .replay(&subject::all_events(), 1)
+        .await
+        .expect("replay")
+        .collect()
+        .await;
+    assert_eq!(items.len(), 4);
+    assert!(matches!(
+        items[1],
+        Err(ReadError::Undecodable { seq: 2, .. })
+    ));
+    // A history refuses to decide on a partial aggregate.
+    assert!(f.store.history(&subject_of(agent)).await.is_err());
+
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let durable = Durable::new(streams::EVENTS, "test-projection", &subject::all_events());
+    let runner = {
+        let (store, handled, shutdown) = (f.store.clone(), handled.clone(), shutdown.clone());
+        let rejected_id = rejected.id;
+        tokio::spawn(async move {
+            consume::run(
+                &store,
+                &durable,
+                shutdown,
+                |d: consume::Delivery<Envelope>| {
+                    let handled = handled.clone();
+                    async move {
+                        if d.value.id == rejected_id {
+                            return Outcome::Park("agent name is not allowed".into());
+                        }
+                        handled.lock().await.push(d.value);
+                        Outcome::Done
+                    }
+                },
+            )
+            .await
+        })
+    };
+    let parked = parked_messages(&f.store, 2).await;
+    shutdown.cancel();
+    runner.await.expect("joined").expect("ran");
+
+    assert_eq!(*handled.lock().await, vec![good, last]);
+    let kinds: Vec<(String, String)> = parked
+        .iter()
+        .map(|m| {
+            let h = m.headers.clone();
+            (
+                h.get(HEADER_PARK_KIND)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                h.get(HEADER_PARK_REASON)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds[0].0, "undecodable");
+    assert!(kinds[0].1.contains("schema version 127"), "{kinds:?}");
+    assert_eq!(
+        kinds[1],
+        ("rejected".into(), "agent name is not allowed".into())
+    );
+    assert_eq!(parked[0].payload.as_ref(), &[0xff, 0x00, 0x13]);
+}
+
+/// Waits until `FLEET_PARKED` holds `n` messages and returns them.
+async fn parked_messages(
+    store: &EventStore,
+    n: u64,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let stream = store
+        .jetstream()
+        .get_stream_no_info(streams::PARKED)
+        .await
+        .expect("stream");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut found = Vec::new();
+    for seq in 1..=n {
+        loop {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => {
+                    found.push(m);
+                    break;
+                }
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("parked message {seq} never arrived: {e}"),
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9() {
+    let mut server = NatsServer::start().expect("start");
+    let client = connect(&server.url()).await;
+    let store = EventStore::new(client.clone());
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("streams");
+    let agent = AgentId::generate();
+    let events: Vec<Envelope> = (0..500).map(|n| agent_event(agent, n)).collect();
+    let results = store
+        .append_many(
+            events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| append(e, &format!("k{n}"), Expect::Any)),
+        )
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+
+    server.kill().expect("kill -9");
+    server.restart().expect("restart on the same store");
+    let client = connect(&server.url()).await;
+    let store = EventStore::new(client);
+    let history = store
+        .history(&subject_of(agent))
+        .await
+        .expect("history after restart");
+    let got: Vec<Envelope> = history.events.into_iter().map(|s| s.envelope).collect();
+    assert_eq!(got, events);
+}
+
+#[tokio::test]
+async fn ensure_streams_is_idempotent_and_refuses_conflicts() {
+    let f = fleet().await;
+    f.store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("second ensure is fine");
+
+    let server = NatsServer::start().expect("start");
+    let client = connect(&server.url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(Config {
+        name: streams::EVENTS.into(),
+        subjects: vec![subject::all_events()],
+        retention: RetentionPolicy::Interest,
+        ..Config::default()
+    })
+    .await
+    .expect("foreign stream");
+    let err = EventStore::new(client)
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect_err("conflict");
+    match err {
+        StoreError::StreamConflict {
+            stream,
+            differences,
+        } => {
+            assert_eq!(stream, streams::EVENTS);
+            assert!(
+                differences.iter().any(|d| d.starts_with("retention")),
+                "{differences:?}"
+            );
+            assert!(
+                differences.iter().any(|d| d.starts_with("deny_delete")),
+                "{differences:?}"
+            );
+        }
+        other => panic!("expected a conflict, got {other}"),
+    }
+}

@@ -1,0 +1,62 @@
+//! Shared scenario helpers: a started server with a connected store, sample events.
+
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event};
+use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::samples;
+use fleet_events::store::EventStore;
+use fleet_events::streams::StreamOptions;
+use fleet_tests::NatsServer;
+
+/// A running nats-server, a client on it and a store with the fleet streams.
+#[allow(dead_code)] // `server` is held so it lives as long as the scenario.
+pub struct Fleet {
+    pub server: NatsServer,
+    pub client: async_nats::Client,
+    pub store: EventStore,
+}
+
+/// Connects to `url`, retrying while the server restarts.
+pub async fn connect(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .expect("connect to nats-server")
+}
+
+/// Starts a server and ensures the streams.
+pub async fn fleet() -> Fleet {
+    let server = NatsServer::start().expect("start nats-server");
+    let client = connect(&server.url()).await;
+    let store = EventStore::new(client.clone());
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("ensure streams");
+    Fleet {
+        server,
+        client,
+        store,
+    }
+}
+
+/// The tenant of the scenarios.
+pub fn tenant() -> TenantId {
+    TenantId::new("acme").expect("valid")
+}
+
+/// An agent event of `agent` whose name carries `n`, so events are told apart.
+pub fn agent_event(agent: AgentId, n: usize) -> Envelope {
+    Envelope::new(
+        tenant(),
+        samples::at(n as i64),
+        Event::Agent {
+            agent,
+            event: AgentEvent::CameOnline {
+                agent_version: format!("0.1.{n}"),
+                restic_version: "0.14.0".into(),
+            },
+        },
+    )
+}
