@@ -1,1 +1,17 @@
-//! (being written)
+//! The restic-fleet agent: what it knows about restic, and what it can check about its host.
+//!
+//! # Layout
+//! - [`restic`]: restic knowledge, pure (no IO): [`restic::output`] parses restic's
+//!   `--json` output and `restic version`; [`mod@restic::classify`] turns an exit code and
+//!   stderr into an [`ErrorClass`](fleet_events::event::ErrorClass).
+//! - [`probe`]: `fleet-agent probe`, what this host can do (restic version and its
+//!   capabilities, cgroup v2 CPU quotas, `nice`/`ionice`); pure parts plus one IO entry
+//!   point, [`probe::run`].
+//! - [`cli`]: the command line of the `fleet-agent` binary (`main.rs`), parsed by hand.
+//!
+//! The restic tests run the real restic binary against temporary repositories; they skip
+//! with a message when restic is not installed.
+
+pub mod cli;
+pub mod probe;
+pub mod restic;

@@ -1,0 +1,101 @@
+//! Output captured from the real restic 0.14.0 (Debian, go1.19.8, linux/amd64), verbatim,
+//! for unit tests. Each sample says how it was produced; the password came from
+//! `RESTIC_PASSWORD`.
+
+/// `restic version`.
+pub const VERSION: &str = "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n";
+
+/// stdout of `restic -r repo backup --json data` (data: 4 files in 2 directories).
+pub const BACKUP_STDOUT: &str = r#"{"message_type":"status","percent_done":0,"total_files":1,"total_bytes":7}
+{"message_type":"summary","files_new":4,"files_changed":0,"files_unmodified":0,"dirs_new":2,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":4,"tree_blobs":3,"data_added":2083,"total_files_processed":4,"total_bytes_processed":23,"total_duration":0.216593633,"snapshot_id":"bdda295f"}
+"#;
+
+/// stdout of `restic -r repo backup --json data /proc/self/mem` (exit code 3): reading
+/// `/proc/self/mem` at offset 0 fails with EIO, even for root.
+pub const PARTIAL_STDOUT: &str = r#"{"message_type":"status","percent_done":0,"total_files":1,"total_bytes":9}
+{"message_type":"summary","files_new":5,"files_changed":0,"files_unmodified":0,"dirs_new":4,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":0,"tree_blobs":3,"data_added":1047,"total_files_processed":5,"total_bytes_processed":30,"total_duration":0.225959805,"snapshot_id":"f0a81a1d"}
+"#;
+
+/// stderr of the same run: 0.14 prints `error` lines on stderr.
+pub const PARTIAL_STDERR: &str = r#"{"message_type":"error","error":{"Op":"read","Path":"/proc/self/mem","Err":5},"during":"archival","item":"/proc/self/mem"}
+Warning: at least one source file could not be read
+"#;
+
+/// Output of `sleep 1000 | restic backup --stdin --json` (stdout and stderr together)
+/// after `sleep` was killed: restic's "no estimate" is 2^63, and this error marshals to
+/// `{}`.
+pub const STDIN_INTERRUPTED: &str = r#"{"message_type":"status","percent_done":0,"total_files":1}
+{"message_type":"status","seconds_elapsed":1,"seconds_remaining":9223372036854775808,"percent_done":0,"total_files":1,"current_files":["/stdin"]}
+{"message_type":"status","seconds_elapsed":11,"seconds_remaining":9223372036854775808,"percent_done":0,"total_files":1}
+{"message_type":"error","error":{"Op":"read","Path":"/stdin","Err":{}},"during":"archival","item":"/stdin"}
+Fatal: unable to save snapshot: snapshot is empty
+"#;
+
+/// stdout of `restic forget --keep-last 1 --prune --json` after 3 backups: the JSON array
+/// on one line, then prune's text.
+pub const FORGET_PRUNE_STDOUT: &str = r#"[{"tags":null,"host":"vm","paths":["/tmp/rx/data"],"keep":[{"time":"2026-11-22T08:20:49.289700465Z","parent":"481bd44e2c7c9f001be32ef2591cae6229bda2fcabd03854a7235ced557a4e79","tree":"dc57d38a58863e1e9d0d8be024e6b69a77988436d452ead7c70da779295e5360","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","tags":["t1"],"id":"4af78ca82f6be4ff5ba1e41fed3926a29feaa1b200e5cb848e592d1d3acd42e8","short_id":"4af78ca8"}],"remove":[{"time":"2026-11-22T08:20:48.634556875Z","parent":"bdda295f720686d44a195094995d61d0f7557f71875c5787624478db1353e308","tree":"e2b31278603ef7e3758714a7f54e8831f7a3877ff581cf0ebcdd216df2b2b59d","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","id":"481bd44e2c7c9f001be32ef2591cae6229bda2fcabd03854a7235ced557a4e79","short_id":"481bd44e"},{"time":"2026-11-22T08:20:44.753842995Z","tree":"e5f962b8e367d90d293ff7056b4010fb79b4cf312b1856eae2941f473e406c80","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","id":"bdda295f720686d44a195094995d61d0f7557f71875c5787624478db1353e308","short_id":"bdda295f"}],"reasons":[{"snapshot":{"time":"2026-11-22T08:20:49.289700465Z","parent":"481bd44e2c7c9f001be32ef2591cae6229bda2fcabd03854a7235ced557a4e79","tree":"dc57d38a58863e1e9d0d8be024e6b69a77988436d452ead7c70da779295e5360","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","tags":["t1"]},"matches":["last snapshot"],"counters":{}}]}]
+loading indexes...
+loading all snapshots...
+finding data that is still in use for 1 snapshots
+[0:00] 100.00%  1 / 1 snapshots
+
+searching used packs...
+collecting packs for deletion and repacking
+[0:00] 100.00%  6 / 6 packs processed
+
+
+to repack:             7 blobs / 1.430 KiB
+this removes:          3 blobs / 717 B
+to delete:             2 blobs / 735 B
+total prune:           5 blobs / 1.418 KiB
+remaining:             8 blobs / 1.221 KiB
+unused size after prune: 0 B (0.00% of remaining size)
+
+repacking packs
+[0:00] 100.00%  2 / 2 packs repacked
+
+rebuilding index
+[0:00] 100.00%  5 / 5 packs processed
+
+deleting obsolete index files
+removing 3 old packs
+done
+"#;
+
+/// stdout of `restic forget --keep-last 1 --prune --json` on a repository without
+/// snapshots (prune does not run).
+pub const FORGET_EMPTY_STDOUT: &str = "[]\n";
+
+/// stdout of `restic snapshots --json` after one backup without tags (`tags` is absent).
+pub const SNAPSHOTS_STDOUT: &str = r#"[{"time":"2026-11-22T08:20:44.753842995Z","tree":"e5f962b8e367d90d293ff7056b4010fb79b4cf312b1856eae2941f473e406c80","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","id":"bdda295f720686d44a195094995d61d0f7557f71875c5787624478db1353e308","short_id":"bdda295f"}]
+"#;
+
+/// stderr of `restic snapshots` (or `backup`) with a wrong password; exit code 1.
+pub const WRONG_PASSWORD_STDERR: &str = "Fatal: wrong password or no key found\n";
+
+/// stderr of `restic -r /tmp/rx/nope snapshots`: no such directory; exit code 1.
+pub const MISSING_REPO_STDERR: &str =
+    "Fatal: unable to open config file: stat /tmp/rx/nope/config: no such file or directory
+Is there a repository at the following location?
+/tmp/rx/nope
+";
+
+/// stderr of `restic prune` while `restic backup --stdin` held a (shared) lock; exit code 1.
+/// `forget --prune` prints the same.
+pub const LOCKED_STDERR: &str = "unable to create lock in backend: repository is already locked by PID 21630 on vm by root (UID 0, GID 0)
+lock was created at 2026-11-22 08:20:57 (3.155192236s ago)
+storage ID c280f4c3
+the `unlock` command can be used to remove stale locks
+";
+
+/// stderr of `restic -r rest:http://127.0.0.1:9/ snapshots` (nothing listens); exit code 1.
+/// Note the missing-repository hint restic adds to a network failure.
+pub const REST_UNREACHABLE_STDERR: &str = r#"Fatal: unable to open config file: client.Head: Head "http://127.0.0.1:9/config": dial tcp 127.0.0.1:9: connect: connection refused
+Is there a repository at the following location?
+rest:http://127.0.0.1:9/
+"#;
+
+/// stderr of `restic -r sftp:nosuchhost.invalid:/x snapshots`; exit code 1.
+pub const SFTP_UNRESOLVABLE_STDERR: &str = "subprocess ssh: ssh: Could not resolve hostname nosuchhost.invalid: Name or service not known
+Fatal: unable to open repository at sftp:nosuchhost.invalid:/x: unable to start the sftp session, error: EOF
+";
