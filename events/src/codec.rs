@@ -1,5 +1,8 @@
 //! The wire format: postcard, size-bounded, refusing garbage with a typed error.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::envelope::{Envelope, SCHEMA_VERSION};
 
 /// Largest encoded event. Larger events are refused when written; larger payloads are
@@ -31,9 +34,33 @@ impl CodecError {
     }
 }
 
+/// Messages that can be decoded from the wire (events and the agent protocol).
+pub trait Wire: Sized {
+    /// Decodes one message payload.
+    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+impl Wire for Envelope {
+    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode(bytes)
+    }
+}
+
 /// Encodes an envelope, refusing one larger than [`MAX_EVENT_BYTES`].
 pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, CodecError> {
-    let bytes = postcard::to_stdvec(envelope).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    encode_versioned(envelope)
+}
+
+/// Decodes an envelope. Never panics: anything that is not exactly one envelope of a known
+/// schema is an error.
+pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
+    decode_versioned(bytes)
+}
+
+/// Encodes any of our wire messages (whose first field is the schema version), refusing
+/// one larger than [`MAX_EVENT_BYTES`].
+pub fn encode_versioned<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    let bytes = postcard::to_stdvec(message).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(CodecError::TooLarge {
             size: bytes.len(),
@@ -43,9 +70,9 @@ pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, CodecError> {
     Ok(bytes)
 }
 
-/// Decodes an envelope. Never panics: anything that is not exactly one envelope of a known
-/// schema is an error.
-pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
+/// Decodes one of our wire messages whose first field is the schema version: the size is
+/// checked first, then the version, then the whole message, which must use every byte.
+pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(CodecError::TooLarge {
             size: bytes.len(),
@@ -57,13 +84,13 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
     if schema > SCHEMA_VERSION || schema == 0 {
         return Err(CodecError::UnsupportedSchema { found: schema });
     }
-    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(bytes)
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let (message, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(CodecError::Malformed(format!(
-            "{} bytes after the end of the event",
+            "{} bytes after the end of the message",
             rest.len()
         )));
     }
-    Ok(envelope)
+    Ok(message)
 }

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! Pure modules (no IO): [`ids`], [`subject`], [`policy`], [`schedule`], [`settings`],
-//! [`validation`], [`event`], [`envelope`], [`codec`], [`task_state`], [`streams`],
+//! [`validation`], [`event`], [`envelope`], [`codec`], [`protocol`], [`task_state`], [`streams`],
 //! [`samples`]. One module does IO: [`store`], the event-store client over JetStream.
 //!
 //! Only this crate knows subject names and the wire format.
@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod policy;
+pub mod protocol;
 pub mod samples;
 pub mod schedule;
 pub mod settings;

@@ -380,3 +380,84 @@ pub fn prune_spec() -> PolicySpec {
         ..policy_spec()
     }
 }
+
+/// One sample of every agent-protocol message variant, encoded, by name.
+pub fn protocol() -> Vec<(String, Vec<u8>)> {
+    use crate::envelope::SCHEMA_VERSION as V;
+    use crate::protocol::{
+        AgentCommand, AgentReport, Command, Heartbeat, KindCounts, ReportStatus, TaskOrder,
+    };
+    let mut out = Vec::new();
+    let mut add = |name: &str, bytes: Result<Vec<u8>, crate::codec::CodecError>| {
+        out.push((name.to_owned(), bytes.unwrap_or_default()));
+    };
+    let run = AgentCommand::new(Command::Run(TaskOrder {
+        tenant: tenant(),
+        task: TASK,
+        attempt: 1,
+        policy: POLICY,
+        spec: Box::new(policy_spec()),
+        dispatched_at: at(2),
+    }));
+    add("command.run", run.to_wire());
+    let cancel = AgentCommand::new(Command::Cancel {
+        task: TASK,
+        attempt: 1,
+        reason: "cancelled by operator".into(),
+    });
+    add("command.cancel", cancel.to_wire());
+    let Event::Task {
+        event: TaskEvent::Succeeded { summary, .. },
+        ..
+    } = event(EventType::TaskSucceeded)
+    else {
+        unreachable!("the sample is a success")
+    };
+    let statuses = [
+        ("acknowledged", ReportStatus::Acknowledged),
+        ("started", ReportStatus::Started),
+        ("succeeded", ReportStatus::Succeeded(summary)),
+        (
+            "failed",
+            ReportStatus::Failed(TaskError::new(
+                ErrorClass::Network,
+                "connection refused",
+                Some(1),
+            )),
+        ),
+        ("interrupted", ReportStatus::Interrupted),
+    ];
+    for (name, status) in statuses {
+        let report = AgentReport {
+            schema: V,
+            agent: AGENT,
+            tenant: tenant(),
+            task: TASK,
+            attempt: 1,
+            at: at(4),
+            status,
+        };
+        add(&format!("report.{name}"), report.to_wire());
+    }
+    let beat = Heartbeat {
+        schema: V,
+        agent: AGENT,
+        tenant: tenant(),
+        at: at(6),
+        running: KindCounts {
+            backup: 1,
+            check: 0,
+            prune: 1,
+        },
+        queued: KindCounts {
+            backup: 2,
+            check: 0,
+            prune: 0,
+        },
+        agent_version: "0.1.0".into(),
+        restic_version: "0.14.0".into(),
+        outbox_depth: 3,
+    };
+    add("heartbeat", beat.to_wire());
+    out
+}

@@ -43,11 +43,11 @@ fn golden_files_match_every_variant() {
         assert!(names.insert(name.clone()), "{name} twice");
     }
     for entry in std::fs::read_dir(&dir).expect("golden dir") {
-        let file = entry
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let entry = entry.expect("entry");
+        if entry.path().is_dir() {
+            continue;
+        }
+        let file = entry.file_name().to_string_lossy().into_owned();
         let name = file.trim_end_matches(".bin");
         assert!(
             names.contains(name),
@@ -56,6 +56,41 @@ fn golden_files_match_every_variant() {
     }
     for t in EventType::ALL {
         assert!(names.contains(t.name()), "{} has no golden file", t.name());
+    }
+}
+
+#[test]
+fn golden_files_match_every_protocol_message() {
+    let bless = std::env::var_os("FLEET_BLESS_GOLDEN").is_some();
+    let dir = golden_dir().join("protocol");
+    let mut names = BTreeSet::new();
+    for (name, bytes) in samples::protocol() {
+        assert!(!bytes.is_empty(), "{name} encodes");
+        let path = dir.join(format!("{name}.bin"));
+        if bless {
+            std::fs::create_dir_all(&dir).expect("golden dir");
+            std::fs::write(&path, &bytes).expect("write golden file");
+        }
+        let golden = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (new variant? bless it)", path.display()));
+        assert_eq!(
+            bytes,
+            golden,
+            "{name}: encoding drifted from {}",
+            path.display()
+        );
+        names.insert(name);
+    }
+    for entry in std::fs::read_dir(&dir).expect("golden dir") {
+        let file = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            names.contains(file.trim_end_matches(".bin")),
+            "{file} has no sample"
+        );
     }
 }
 

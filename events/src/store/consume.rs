@@ -12,8 +12,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::EventStore;
-use crate::codec::{CodecError, decode};
-use crate::envelope::Envelope;
+pub use crate::codec::Wire;
 use crate::ids::IdError;
 use crate::subject;
 
@@ -25,18 +24,6 @@ pub const HEADER_PARK_KIND: &str = "Fleet-Park-Kind";
 pub const HEADER_ORIGIN_SUBJECT: &str = "Fleet-Origin-Subject";
 /// Header on a parked message: its stream and sequence, `STREAM:SEQ`.
 pub const HEADER_ORIGIN: &str = "Fleet-Origin";
-
-/// Messages a consumer can decode.
-pub trait Wire: Sized {
-    /// Decodes one message payload.
-    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError>;
-}
-
-impl Wire for Envelope {
-    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
-        decode(bytes)
-    }
-}
 
 /// A durable consumer to run.
 #[derive(Debug, Clone)]

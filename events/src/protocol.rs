@@ -1,0 +1,250 @@
+//! The agent protocol: what the control plane sends an agent on `fleet.agent.<id>.tasks`
+//! and what an agent sends back on `.reports` and `.heartbeat`.
+//!
+//! Like events, every message is postcard with the schema version first, at most
+//! [`crate::codec::MAX_EVENT_BYTES`]; variants and fields are only ever appended.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{CodecError, Wire, decode_versioned, encode_versioned};
+use crate::envelope::SCHEMA_VERSION;
+use crate::event::{RunSummary, TaskError};
+use crate::ids::{AgentId, PolicyId, TaskId, TenantId};
+use crate::policy::{PolicySpec, TaskKind};
+
+/// Control plane to agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCommand {
+    pub schema: u16,
+    pub command: Command,
+}
+
+/// What the agent is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Run attempt `order.attempt` of a task.
+    Run(TaskOrder),
+    /// Stop the attempt if it runs, and do not start it if it has not.
+    Cancel {
+        task: TaskId,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// One attempt of a task, with everything the agent needs to run it except secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOrder {
+    pub tenant: TenantId,
+    pub task: TaskId,
+    pub attempt: u32,
+    pub policy: PolicyId,
+    pub spec: Box<PolicySpec>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub dispatched_at: DateTime<Utc>,
+}
+
+impl AgentCommand {
+    /// A command in the current schema.
+    pub fn new(command: Command) -> Self {
+        Self {
+            schema: SCHEMA_VERSION,
+            command,
+        }
+    }
+
+    /// The msg id that makes re-publishing this command idempotent.
+    pub fn msg_id(&self) -> String {
+        match &self.command {
+            Command::Run(order) => format!("run:{}:{}", order.task, order.attempt),
+            Command::Cancel { task, attempt, .. } => format!("cancel:{task}:{attempt}"),
+        }
+    }
+}
+
+/// Agent to control plane: what happened to one attempt of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub schema: u16,
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    pub task: TaskId,
+    pub attempt: u32,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    pub status: ReportStatus,
+}
+
+/// The news in a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportStatus {
+    /// The agent recorded the task in its local state.
+    Acknowledged,
+    /// restic started.
+    Started,
+    Succeeded(RunSummary),
+    Failed(TaskError),
+    /// The agent restarted while the attempt ran; the run's outcome is unknown.
+    Interrupted,
+}
+
+impl ReportStatus {
+    /// A short stable name, used in msg ids and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportStatus::Acknowledged => "acknowledged",
+            ReportStatus::Started => "started",
+            ReportStatus::Succeeded(_) => "succeeded",
+            ReportStatus::Failed(_) => "failed",
+            ReportStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl AgentReport {
+    /// The msg id that makes resending this report (from the agent's outbox) idempotent.
+    pub fn msg_id(&self) -> String {
+        format!("{}:{}:{}", self.task, self.attempt, self.status.name())
+    }
+}
+
+/// Tasks per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    pub backup: u16,
+    pub check: u16,
+    pub prune: u16,
+}
+
+impl KindCounts {
+    /// The count for `kind`.
+    pub fn get(&self, kind: TaskKind) -> u16 {
+        match kind {
+            TaskKind::Backup => self.backup,
+            TaskKind::Check => self.check,
+            TaskKind::Prune => self.prune,
+        }
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u32 {
+        u32::from(self.backup) + u32::from(self.check) + u32::from(self.prune)
+    }
+}
+
+/// Agent to control plane: alive, and how loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub schema: u16,
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    pub running: KindCounts,
+    /// Accepted but waiting for a free slot on the agent.
+    pub queued: KindCounts,
+    pub agent_version: String,
+    pub restic_version: String,
+    /// Reports not yet stored by JetStream.
+    pub outbox_depth: u32,
+}
+
+macro_rules! wire {
+    ($($t:ty),+) => {$(
+        impl Wire for $t {
+            fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
+                decode_versioned(bytes)
+            }
+        }
+
+        impl $t {
+            /// Encodes the message for the wire.
+            pub fn to_wire(&self) -> Result<Vec<u8>, CodecError> {
+                encode_versioned(self)
+            }
+        }
+    )+};
+}
+
+wire!(AgentCommand, AgentReport, Heartbeat);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ErrorClass, RunDetail};
+    use crate::samples;
+
+    fn report(status: ReportStatus) -> AgentReport {
+        AgentReport {
+            schema: SCHEMA_VERSION,
+            agent: samples::AGENT,
+            tenant: samples::tenant(),
+            task: samples::TASK,
+            attempt: 2,
+            at: samples::at(5),
+            status,
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let run = AgentCommand::new(Command::Run(TaskOrder {
+            tenant: samples::tenant(),
+            task: samples::TASK,
+            attempt: 1,
+            policy: samples::POLICY,
+            spec: Box::new(samples::policy_spec()),
+            dispatched_at: samples::at(3),
+        }));
+        assert_eq!(
+            AgentCommand::from_wire(&run.to_wire().unwrap()),
+            Ok(run.clone())
+        );
+        assert_eq!(run.msg_id(), format!("run:{}:1", samples::TASK));
+
+        for status in [
+            ReportStatus::Acknowledged,
+            ReportStatus::Started,
+            ReportStatus::Succeeded(RunSummary {
+                kind: TaskKind::Check,
+                duration_ms: 10,
+                detail: RunDetail::Check,
+            }),
+            ReportStatus::Failed(TaskError::new(ErrorClass::Auth, "wrong password", Some(1))),
+            ReportStatus::Interrupted,
+        ] {
+            let r = report(status);
+            assert_eq!(AgentReport::from_wire(&r.to_wire().unwrap()), Ok(r));
+        }
+
+        let beat = Heartbeat {
+            schema: SCHEMA_VERSION,
+            agent: samples::AGENT,
+            tenant: samples::tenant(),
+            at: samples::at(9),
+            running: KindCounts {
+                backup: 1,
+                ..KindCounts::default()
+            },
+            queued: KindCounts::default(),
+            agent_version: "0.1.0".into(),
+            restic_version: "0.14.0".into(),
+            outbox_depth: 0,
+        };
+        assert_eq!(
+            Heartbeat::from_wire(&beat.to_wire().unwrap()),
+            Ok(beat.clone())
+        );
+        assert_eq!(beat.running.total(), 1);
+    }
+
+    #[test]
+    fn garbage_and_other_messages_are_refused() {
+        let mut truncated = report(ReportStatus::Started).to_wire().unwrap();
+        truncated.pop();
+        assert!(AgentReport::from_wire(&truncated).is_err());
+        assert!(AgentReport::from_wire(&[0xff, 0xff, 0xff]).is_err());
+        assert!(AgentReport::from_wire(&[]).is_err());
+    }
+}
