@@ -1,1 +1,42 @@
-//! (being written)
+//! restic-fleet read models: projections of the event log stored in sled, each event
+//! applied exactly once, checkpointed by stream sequence, rebuildable from sequence 1.
+//!
+//! # Layout
+//!
+//! - [`projection`]: the [`Projection`] trait a read model implements: its name, its
+//!   trees, its subject filter, and a pure `apply` of one event through a sled
+//!   transaction.
+//! - [`runtime`]: [`Checkpointed`], one projection over a sled database: applies an
+//!   event and moves the checkpoint in one transaction, skips what is at or below the
+//!   checkpoint, records what is undecodable or rejected; reset, status, dump.
+//! - [`drive`]: catch-up with a bounded replay, live following until a
+//!   `CancellationToken` is cancelled, [`rebuild`] from sequence 1.
+//! - [`checkpoint`]: the `meta` and `rejected` trees the runtime keeps beside a model.
+//! - [`error`]: [`ApplyError`] (from a model) and [`ProjectionError`] (from the runtime).
+//! - [`tasks`]: the task read model: each task's state and per-tenant status counts.
+//!
+//! # Guarantees
+//!
+//! - A model's state change and its checkpoint are one sled transaction: after a crash
+//!   both are there or neither is. What was not yet flushed is lost with its checkpoint
+//!   and applied again from the log, so every event takes effect exactly once.
+//! - An undecodable message or an event the model rejects never stops a projection and
+//!   is never dropped silently: it is recorded in `rejected` in the transaction that moves
+//!   the checkpoint past it, counted in `fleet_projection_rejected_events_total` and
+//!   logged.
+//! - A rebuild stores the same bytes as the incremental run over the same log.
+//! - Projections never publish: they only read the log.
+
+pub mod checkpoint;
+pub mod drive;
+pub mod error;
+pub mod projection;
+pub mod runtime;
+pub mod tasks;
+
+pub use checkpoint::{RejectedEvent, Status};
+pub use drive::{Progress, rebuild};
+pub use error::{ApplyError, ProjectionError};
+pub use projection::Projection;
+pub use runtime::{Checkpointed, Entry, Outcome};
+pub use tasks::{TaskView, Tasks};

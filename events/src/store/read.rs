@@ -27,11 +27,12 @@ pub struct History {
     pub last_seq: u64,
 }
 
-/// One replayed message: the event or why not, and how many are pending after it.
+/// One replayed message: the event or why not, and its stream sequence.
 type Delivered = (Result<Stored, ReadError>, Option<u64>);
 
 impl EventStore {
-    /// The stream sequence of `subject`'s last event, 0 if it has none.
+    /// The stream sequence of the last event on `subject`, 0 if there is none. `subject`
+    /// may be a filter with wildcards (`fleet.evt.>` gives the end of the log).
     pub async fn last_sequence(&self, subject: &str) -> Result<u64, ReadError> {
         let stream = self
             .js
@@ -51,37 +52,47 @@ impl EventStore {
     pub async fn history(&self, subject: &EventSubject) -> Result<History, ReadError> {
         let subject = subject.to_string();
         let last_seq = self.last_sequence(&subject).await?;
-        if last_seq == 0 {
-            return Ok(History::default());
-        }
-        let events: Vec<Stored> = self.replay(&subject, 1).await?.try_collect().await?;
-        let events = events
-            .into_iter()
-            .take_while(|e| e.seq <= last_seq)
-            .collect();
+        let events: Vec<Stored> = self
+            .replay_until(&subject, 1, last_seq)
+            .await?
+            .try_collect()
+            .await?;
         Ok(History { events, last_seq })
     }
 
-    /// The events matching `filter` from stream sequence `from` up to the end of the log
-    /// as it is when the call is made; the stream then ends. An undecodable message is
-    /// an `Err` item and the replay goes on.
+    /// The events matching `filter` from stream sequence `from` up to the last matching
+    /// event at the time of the call; the stream then ends. An undecodable message is an
+    /// `Err` item and the replay goes on.
     pub async fn replay(
         &self,
         filter: &str,
         from: u64,
     ) -> Result<BoxStream<'static, Result<Stored, ReadError>>, ReadError> {
-        let (messages, pending) = self.ordered(filter, from).await?;
-        if pending == 0 {
+        let until = self.last_sequence(filter).await?;
+        self.replay_until(filter, from, until).await
+    }
+
+    /// The replay of `filter` from `from` that ends with the message at stream sequence
+    /// `until` (the last one matching). The end is known by sequence, not by the
+    /// consumer's pending count, which nats-server 2.9 can over-count by one.
+    async fn replay_until(
+        &self,
+        filter: &str,
+        from: u64,
+        until: u64,
+    ) -> Result<BoxStream<'static, Result<Stored, ReadError>>, ReadError> {
+        if until == 0 || until < from.max(1) {
             return Ok(futures::stream::empty().boxed());
         }
+        let messages = self.ordered(filter, from).await?;
         let bounded =
-            futures::stream::unfold((messages, false), |(mut messages, done)| async move {
+            futures::stream::unfold((messages, false), move |(mut messages, done)| async move {
                 if done {
                     return None;
                 }
-                let (result, pending) = messages.next().await?;
-                // The end: nothing pending after this message, or the transport failed.
-                let done = pending.is_none_or(|p| p == 0);
+                let (result, seq) = messages.next().await?;
+                // The end: the last matching message, or the transport failed.
+                let done = seq.is_none_or(|s| s >= until);
                 Some((result, (messages, done)))
             });
         Ok(bounded.boxed())
@@ -94,18 +105,17 @@ impl EventStore {
         filter: &str,
         from: u64,
     ) -> Result<BoxStream<'static, Result<Stored, ReadError>>, ReadError> {
-        let (messages, _) = self.ordered(filter, from).await?;
+        let messages = self.ordered(filter, from).await?;
         Ok(messages.map(|(result, _)| result).boxed())
     }
 
     /// An ordered push consumer from `from`, yielding each decoded event (or why it is not
-    /// one) with the number of messages still pending after it (`None` when the transport
-    /// failed), and the number pending at the start.
+    /// one) with its stream sequence (`None` when the transport failed).
     async fn ordered(
         &self,
         filter: &str,
         from: u64,
-    ) -> Result<(BoxStream<'static, Delivered>, u64), ReadError> {
+    ) -> Result<BoxStream<'static, Delivered>, ReadError> {
         let stream = self
             .js
             .get_stream_no_info(EVENTS)
@@ -122,7 +132,6 @@ impl EventStore {
             })
             .await
             .map_err(|e| ReadError::nats(format!("replay consumer for {filter}"), e))?;
-        let pending = consumer.cached_info().num_pending;
         let messages = consumer
             .messages()
             .await
@@ -132,8 +141,8 @@ impl EventStore {
                 Ok(message) => message,
                 Err(e) => return (Err(ReadError::nats("replay", e)), None),
             };
-            let (seq, pending) = match message.info() {
-                Ok(info) => (info.stream_sequence, info.pending),
+            let seq = match message.info() {
+                Ok(info) => info.stream_sequence,
                 Err(e) => return (Err(ReadError::nats("replay message info", e)), None),
             };
             let subject = message.subject.to_string();
@@ -149,8 +158,8 @@ impl EventStore {
                     error,
                 }),
             };
-            (result, Some(pending))
+            (result, Some(seq))
         });
-        Ok((decoded.boxed(), pending))
+        Ok(decoded.boxed())
     }
 }

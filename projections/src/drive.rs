@@ -1,0 +1,212 @@
+//! Feeding a projection from the event store: catch up to the end of the log, follow it
+//! live until shutdown, rebuild from sequence 1.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fleet_events::store::{EventStore, ReadError, Stored};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+use crate::runtime::{Checkpointed, Outcome};
+
+/// How often applied events are flushed while events keep coming.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait before reading the log again after a transport error.
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// What one catch-up did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Events applied.
+    pub applied: u64,
+    /// Events at or below the checkpoint, applied before.
+    pub skipped: u64,
+    /// Events recorded as rejected.
+    pub rejected: u64,
+    /// The checkpoint afterwards.
+    pub checkpoint: u64,
+}
+
+impl Progress {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Rejected(_) => self.rejected += 1,
+        }
+    }
+}
+
+/// Why [`Checkpointed::pump`] returned.
+enum End {
+    Cancelled,
+    /// The events ended, or the bound was reached.
+    Exhausted,
+}
+
+type Events = BoxStream<'static, Result<Stored, ReadError>>;
+
+impl<P: Projection> Checkpointed<P> {
+    /// Applies every event from the checkpoint to the last one matching the filter when
+    /// called, then flushes. Returns [`ProjectionError::Read`] if the log cannot be read:
+    /// call again.
+    pub async fn catch_up(&self, store: &EventStore) -> Result<Progress, ProjectionError> {
+        self.catch_up_until(store, &CancellationToken::new()).await
+    }
+
+    /// Drops the model's state ([`Checkpointed::reset`]) and replays from sequence 1.
+    pub async fn rebuild(&mut self, store: &EventStore) -> Result<Progress, ProjectionError> {
+        self.reset()?;
+        self.catch_up(store).await
+    }
+
+    /// Catches up, then follows the log, applying each new event, until `shutdown` is
+    /// cancelled; flushes every [`FLUSH_INTERVAL`] and before returning. Stops only
+    /// between events. A transport error is logged and the log read again from the
+    /// checkpoint after [`RETRY_DELAY`]; storage trouble or corrupt state is returned.
+    pub async fn run(
+        &self,
+        store: &EventStore,
+        shutdown: CancellationToken,
+    ) -> Result<(), ProjectionError> {
+        let mut caught_up = false;
+        while !shutdown.is_cancelled() {
+            let result = if caught_up {
+                self.follow_until(store, &shutdown).await
+            } else {
+                self.catch_up_until(store, &shutdown).await.map(|progress| {
+                    tracing::info!(
+                        projection = P::NAME,
+                        checkpoint = progress.checkpoint,
+                        applied = progress.applied,
+                        rejected = progress.rejected,
+                        "caught up; following the log"
+                    );
+                    caught_up = true;
+                })
+            };
+            match result {
+                Ok(()) => {}
+                Err(ProjectionError::Read(e)) => {
+                    tracing::warn!(projection = P::NAME, error = %e, "cannot read the log; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(RETRY_DELAY) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.flush().await
+    }
+
+    /// Catches up to the last event matching the filter when called. That bound is read
+    /// first because the end of a replay alone cannot be trusted: nats-server 2.9.10
+    /// sometimes over-counts a new filtered consumer's pending messages, and the replay
+    /// then waits for a message that never comes.
+    async fn catch_up_until(
+        &self,
+        store: &EventStore,
+        shutdown: &CancellationToken,
+    ) -> Result<Progress, ProjectionError> {
+        let filter = self.projection().filter();
+        let mut progress = Progress {
+            checkpoint: self.checkpoint()?,
+            ..Progress::default()
+        };
+        let last = store
+            .last_sequence(&filter)
+            .await
+            .map_err(ProjectionError::Read)?;
+        if last <= progress.checkpoint {
+            return Ok(progress);
+        }
+        let events = store
+            .replay(&filter, progress.checkpoint + 1)
+            .await
+            .map_err(ProjectionError::Read)?;
+        let result = self.pump(events, shutdown, Some(last), &mut progress).await;
+        self.flush().await?;
+        result?;
+        progress.checkpoint = self.checkpoint()?;
+        Ok(progress)
+    }
+
+    async fn follow_until(
+        &self,
+        store: &EventStore,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProjectionError> {
+        let from = self.checkpoint()? + 1;
+        let events = store
+            .follow(&self.projection().filter(), from)
+            .await
+            .map_err(ProjectionError::Read)?;
+        let result = self
+            .pump(events, shutdown, None, &mut Progress::default())
+            .await;
+        self.flush().await?;
+        match result? {
+            End::Cancelled => Ok(()),
+            End::Exhausted => Err(ProjectionError::Read(ReadError::Nats {
+                what: format!("following {}", self.projection().filter()),
+                message: "the subscription ended".into(),
+            })),
+        }
+    }
+
+    /// Applies `events` until they end, one at or past `until` is applied, or `shutdown`
+    /// is cancelled; flushes every [`FLUSH_INTERVAL`] while there is something to flush.
+    async fn pump(
+        &self,
+        mut events: Events,
+        shutdown: &CancellationToken,
+        until: Option<u64>,
+        progress: &mut Progress,
+    ) -> Result<End, ProjectionError> {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut dirty = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(End::Cancelled),
+                _ = tick.tick(), if dirty => {
+                    self.flush().await?;
+                    dirty = false;
+                }
+                next = events.next() => {
+                    let Some(item) = next else { return Ok(End::Exhausted) };
+                    let seq = match &item {
+                        Ok(stored) => stored.seq,
+                        Err(ReadError::Undecodable { seq, .. }) => *seq,
+                        Err(_) => 0,
+                    };
+                    let outcome = self.apply(item)?;
+                    dirty |= outcome != Outcome::Skipped;
+                    progress.count(outcome);
+                    if until.is_some_and(|until| seq >= until) {
+                        return Ok(End::Exhausted);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens the database at `path`, drops what `projection` stored there and replays the log
+/// from sequence 1 into it.
+pub async fn rebuild<P: Projection>(
+    path: impl AsRef<Path>,
+    projection: P,
+    store: &EventStore,
+) -> Result<Checkpointed<P>, ProjectionError> {
+    let mut model = Checkpointed::open(path, projection)?;
+    model.rebuild(store).await?;
+    Ok(model)
+}

@@ -1,0 +1,39 @@
+//! The contract of a read model: which events it reads, which sled trees it owns, and how
+//! one event changes them.
+
+use fleet_events::store::Stored;
+use fleet_events::subject;
+use sled::transaction::TransactionalTree;
+
+use crate::error::ApplyError;
+
+/// A read model folded from the event log into sled trees.
+///
+/// The runtime ([`crate::Checkpointed`]) calls [`Projection::apply`] inside one sled
+/// transaction over the model's trees and its checkpoint, so state and checkpoint move
+/// together. `apply` must therefore be a pure function of the event and of what it reads
+/// through the transaction: sled re-runs it on a conflict, and a rebuild must produce the
+/// same bytes as the incremental run (no clocks, no randomness, no IO). Range scans are
+/// not available inside a transaction: key the state so that one event touches known keys.
+pub trait Projection: Send + Sync {
+    /// The projection's name: its key in the `meta` tree and its metric label.
+    const NAME: &'static str;
+
+    /// The trees the model owns, named `<NAME>.<something>`, handed to
+    /// [`Projection::apply`] in this order. A rebuild drops all of them.
+    const TREES: &'static [&'static str];
+
+    /// The format version of what the model stores. A database written with another
+    /// version is rebuilt when opened: bump it whenever the stored bytes change.
+    const VERSION: u32 = 1;
+
+    /// The subject filter of the events it reads; every event by default.
+    fn filter(&self) -> String {
+        subject::all_events()
+    }
+
+    /// Applies one event to `trees` (one per [`Projection::TREES`] entry, in order). An
+    /// event the model does not care about is `Ok(())`; one it refuses is
+    /// [`ApplyError::Rejected`], and whatever `apply` wrote for it is discarded.
+    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError>;
+}

@@ -1,0 +1,346 @@
+//! [`Checkpointed`]: one projection over a sled database, applying each event exactly
+//! once in a transaction that also moves its checkpoint; status and rejected events.
+//!
+//! Reset and dump are in `runtime/maintenance.rs`; the async drivers (catch-up, follow,
+//! rebuild) in `drive.rs`.
+
+use std::path::Path;
+
+use fleet_events::store::{ReadError, Stored};
+use sled::Tree;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+
+use crate::checkpoint::{
+    Checkpoint, META, REJECTED, RejectedEvent, Rejection, Status, rebuilding_key, rejected_key,
+    rejected_prefix, rejected_seq,
+};
+use crate::error::{ApplyError, ProjectionError};
+use crate::projection::Projection;
+
+/// The runtime's own trees come first in `all`: `meta`, then `rejected`.
+const OWN: usize = 2;
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; the checkpoint is its sequence.
+    Applied,
+    /// At or below the checkpoint: applied before, nothing changed.
+    Skipped,
+    /// Recorded as rejected with this kind; the checkpoint is its sequence.
+    Rejected(&'static str),
+}
+
+/// One key and value of a dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The tree's name: `meta`, `rejected`, or one of [`Projection::TREES`].
+    pub tree: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Why a transaction was aborted.
+enum Abort {
+    Rejected { kind: &'static str, reason: String },
+    Corrupt { tree: &'static str, reason: String },
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
+
+/// A projection `P` over a sled database: state and checkpoint in one transaction.
+///
+/// Durability: each event's state change, its checkpoint and (for a rejected event) its
+/// `rejected` record are one sled transaction, so after a crash sled recovers them
+/// together or not at all. What was applied but not yet flushed may be lost; the
+/// checkpoint is lost with it, so those events are applied again from the log: exactly
+/// once in effect. The drivers flush after a catch-up and every second while following;
+/// anything that must survive a crash (an ack, a reply that depends on the read model)
+/// waits for [`Checkpointed::flush`].
+///
+/// Opening and applying block on sled (fast, mostly in memory); flushing is async.
+pub struct Checkpointed<P: Projection> {
+    projection: P,
+    db: sled::Db,
+    /// `meta`, `rejected`, then `P::TREES` in order.
+    all: Vec<Tree>,
+}
+
+impl<P: Projection> Checkpointed<P> {
+    /// Opens (or creates) the database at `path` for `projection`.
+    pub fn open(path: impl AsRef<Path>, projection: P) -> Result<Self, ProjectionError> {
+        Self::with_db(sled::open(path)?, projection)
+    }
+
+    /// Uses an open database, which other projections may share. Finishes an interrupted
+    /// rebuild, and resets a model stored with another [`Projection::VERSION`].
+    pub fn with_db(db: sled::Db, projection: P) -> Result<Self, ProjectionError> {
+        check_definition::<P>()?;
+        let mut all = Vec::with_capacity(OWN + P::TREES.len());
+        for name in [META, REJECTED].iter().chain(P::TREES) {
+            all.push(db.open_tree(name)?);
+        }
+        let mut this = Self {
+            projection,
+            db,
+            all,
+        };
+        if this.meta().contains_key(rebuilding_key(P::NAME))? {
+            tracing::warn!(projection = P::NAME, "finishing an interrupted rebuild");
+            this.finish_reset()?;
+        } else if let Some(stored) = this.stored_checkpoint()?
+            && stored.version != P::VERSION
+        {
+            tracing::warn!(
+                projection = P::NAME,
+                stored = stored.version,
+                current = P::VERSION,
+                "stored with another format version: resetting for a rebuild"
+            );
+            this.reset()?;
+        }
+        Ok(this)
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The model's trees, in [`Projection::TREES`] order, for queries.
+    pub fn trees(&self) -> &[Tree] {
+        &self.all[OWN..]
+    }
+
+    /// The database.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    fn meta(&self) -> &Tree {
+        &self.all[0]
+    }
+
+    fn rejected_tree(&self) -> &Tree {
+        &self.all[1]
+    }
+
+    fn stored_checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        match self.meta().get(P::NAME)? {
+            None => Ok(None),
+            Some(bytes) => Checkpoint::decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| corrupt::<P>(META, "the checkpoint is not 12 bytes")),
+        }
+    }
+
+    /// The last stream sequence applied (or rejected); 0 before the first.
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.stored_checkpoint()?.map_or(0, |c| c.seq))
+    }
+
+    /// The checkpoint and the number of rejected events.
+    pub fn status(&self) -> Result<Status, ProjectionError> {
+        let rejected = self.rejected_tree().scan_prefix(rejected_prefix(P::NAME));
+        Ok(Status {
+            checkpoint: self.checkpoint()?,
+            rejected: u64::try_from(rejected.count()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Every event the projection rejected, in sequence order.
+    pub fn rejected(&self) -> Result<Vec<RejectedEvent>, ProjectionError> {
+        let mut out = Vec::new();
+        for item in self.rejected_tree().scan_prefix(rejected_prefix(P::NAME)) {
+            let (key, value) = item?;
+            let seq = rejected_seq(P::NAME, &key)
+                .ok_or_else(|| corrupt::<P>(REJECTED, "a key is not name and sequence"))?;
+            let record: Rejection =
+                postcard::from_bytes(&value).map_err(|e| corrupt::<P>(REJECTED, e))?;
+            out.push(RejectedEvent {
+                seq,
+                subject: record.subject,
+                kind: record.kind,
+                reason: record.reason,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies one replayed message: an event, or why it is not one. An event at or below
+    /// the checkpoint is skipped; an undecodable message or an event the model rejects is
+    /// recorded in `rejected` with the checkpoint, counted and logged. Only a transport
+    /// error ([`ProjectionError::Read`]), storage trouble or corrupt state is an `Err`.
+    pub fn apply(&self, item: Result<Stored, ReadError>) -> Result<Outcome, ProjectionError> {
+        match item {
+            Ok(stored) => self.apply_event(&stored),
+            Err(ReadError::Undecodable {
+                seq,
+                subject,
+                error,
+            }) => self.reject(seq, &subject, "undecodable", &error.to_string()),
+            Err(e) => Err(ProjectionError::Read(e)),
+        }
+    }
+
+    fn apply_event(&self, stored: &Stored) -> Result<Outcome, ProjectionError> {
+        let result = self.all.as_slice().transaction(|trees| {
+            let (own, model) = trees.split_at(OWN);
+            if checkpoint_in::<P>(&own[0])? >= stored.seq {
+                return Ok(Outcome::Skipped);
+            }
+            match self.projection.apply(model, stored) {
+                Ok(()) => {}
+                Err(ApplyError::Transaction(e)) => return Err(e.into()),
+                Err(ApplyError::Rejected { kind, reason }) => {
+                    return Err(ConflictableTransactionError::Abort(Abort::Rejected {
+                        kind,
+                        reason,
+                    }));
+                }
+                Err(ApplyError::Corrupt { tree, reason }) => {
+                    return Err(ConflictableTransactionError::Abort(Abort::Corrupt {
+                        tree,
+                        reason,
+                    }));
+                }
+            }
+            write_checkpoint::<P>(&own[0], stored.seq)?;
+            Ok(Outcome::Applied)
+        });
+        match result {
+            Ok(outcome) => {
+                if outcome == Outcome::Applied {
+                    self.applied(stored.seq);
+                }
+                Ok(outcome)
+            }
+            Err(TransactionError::Abort(Abort::Rejected { kind, reason })) => {
+                self.reject(stored.seq, &stored.subject, kind, &reason)
+            }
+            Err(TransactionError::Abort(Abort::Corrupt { tree, reason })) => {
+                Err(corrupt::<P>(tree, reason))
+            }
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Records `seq` as rejected and moves the checkpoint past it, in one transaction.
+    fn reject(
+        &self,
+        seq: u64,
+        subject: &str,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<Outcome, ProjectionError> {
+        let record = Rejection {
+            subject: subject.to_owned(),
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let value = postcard::to_stdvec(&record).map_err(|e| corrupt::<P>(REJECTED, e))?;
+        let key = rejected_key(P::NAME, seq);
+        let result = self.all[..OWN].transaction(|own| {
+            if checkpoint_in::<P>(&own[0])? >= seq {
+                return Ok(Outcome::Skipped);
+            }
+            own[1].insert(key.as_slice(), value.as_slice())?;
+            write_checkpoint::<P>(&own[0], seq)?;
+            Ok(Outcome::Rejected(kind))
+        });
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(TransactionError::Abort(Abort::Corrupt { tree, reason })) => {
+                return Err(corrupt::<P>(tree, reason));
+            }
+            Err(TransactionError::Abort(Abort::Rejected { reason, .. })) => {
+                return Err(corrupt::<P>(REJECTED, reason));
+            }
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        if let Outcome::Rejected(kind) = outcome {
+            metrics::counter!(
+                "fleet_projection_rejected_events_total",
+                "projection" => P::NAME,
+                "reason" => kind
+            )
+            .increment(1);
+            tracing::warn!(projection = P::NAME, seq, subject, reason = kind, detail = %reason, "event rejected");
+            metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
+                .set(seq as f64);
+        }
+        Ok(outcome)
+    }
+
+    fn applied(&self, seq: u64) {
+        metrics::counter!("fleet_projection_applied_events_total", "projection" => P::NAME)
+            .increment(1);
+        metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
+            .set(seq as f64);
+    }
+
+    /// Writes everything applied so far to disk.
+    pub async fn flush(&self) -> Result<(), ProjectionError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn check_definition<P: Projection>() -> Result<(), ProjectionError> {
+    let wrong = |reason: String| ProjectionError::Definition {
+        projection: P::NAME,
+        reason,
+    };
+    if P::NAME.is_empty() || P::NAME.contains('\0') {
+        return Err(wrong(
+            "the name must be non-empty, without zero bytes".into(),
+        ));
+    }
+    let prefix = format!("{}.", P::NAME);
+    for (i, name) in P::TREES.iter().enumerate() {
+        if !name.starts_with(&prefix) || name.len() == prefix.len() {
+            return Err(wrong(format!(
+                "tree {name:?} is not named {prefix}<something>"
+            )));
+        }
+        if P::TREES[..i].contains(name) {
+            return Err(wrong(format!("tree {name:?} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+fn corrupt<P: Projection>(tree: &str, reason: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Corrupt {
+        projection: P::NAME,
+        tree: tree.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn checkpoint_in<P: Projection>(meta: &TransactionalTree) -> TxResult<u64> {
+    match meta.get(P::NAME)? {
+        None => Ok(0),
+        Some(bytes) => Checkpoint::decode(&bytes).map(|c| c.seq).ok_or_else(|| {
+            ConflictableTransactionError::Abort(Abort::Corrupt {
+                tree: META,
+                reason: "the checkpoint is not 12 bytes".into(),
+            })
+        }),
+    }
+}
+
+fn write_checkpoint<P: Projection>(meta: &TransactionalTree, seq: u64) -> TxResult<()> {
+    let checkpoint = Checkpoint {
+        seq,
+        version: P::VERSION,
+    };
+    meta.insert(P::NAME, &checkpoint.encode())?;
+    Ok(())
+}
+
+mod maintenance;
+#[cfg(test)]
+mod tests;

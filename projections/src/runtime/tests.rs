@@ -1,0 +1,318 @@
+//! The runtime without a server: exactly-once application, rejections, reset and its
+//! recovery, format versions, definitions, and the rejection metric.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fleet_events::codec::CodecError;
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{Event, EventType, TenantEvent};
+use fleet_events::samples;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+use super::*;
+use crate::checkpoint::rebuilding_key;
+
+/// Counts events per subject; refuses a tenant named "refuse" after writing for it.
+struct Counting;
+
+impl Projection for Counting {
+    const NAME: &'static str = "counting";
+    const TREES: &'static [&'static str] = &["counting.by_subject"];
+
+    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+        let tree = &trees[0];
+        let count = tree
+            .get(stored.subject.as_bytes())?
+            .map_or(0, |b| u64::from_be_bytes(b.as_ref().try_into().unwrap()));
+        tree.insert(stored.subject.as_bytes(), &(count + 1).to_be_bytes())?;
+        if let Event::Tenant(TenantEvent::Created { name }) = &stored.envelope.event
+            && name == "refuse"
+        {
+            return Err(ApplyError::rejected(
+                "refused",
+                "the tenant is named refuse",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The same model at another format version.
+struct CountingV2;
+
+impl Projection for CountingV2 {
+    const NAME: &'static str = Counting::NAME;
+    const TREES: &'static [&'static str] = Counting::TREES;
+    const VERSION: u32 = 2;
+
+    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+        Counting.apply(trees, stored)
+    }
+}
+
+fn event(seq: u64, name: &str) -> Stored {
+    let mut envelope: Envelope = samples::envelope(EventType::TenantCreated);
+    envelope.event = Event::Tenant(TenantEvent::Created { name: name.into() });
+    Stored {
+        seq,
+        subject: envelope.subject(),
+        envelope,
+    }
+}
+
+fn count(model: &Checkpointed<impl Projection>, subject: &str) -> Option<u64> {
+    model.trees()[0]
+        .get(subject)
+        .unwrap()
+        .map(|b| u64::from_be_bytes(b.as_ref().try_into().unwrap()))
+}
+
+fn open() -> (tempfile::TempDir, Checkpointed<Counting>) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Checkpointed::open(dir.path(), Counting).unwrap();
+    (dir, model)
+}
+
+#[test]
+fn events_apply_once_in_sequence_order() {
+    let (_dir, model) = open();
+    let e = event(3, "a");
+    assert_eq!(model.checkpoint().unwrap(), 0);
+    assert_eq!(model.apply(Ok(e.clone())).unwrap(), Outcome::Applied);
+    assert_eq!(model.apply(Ok(e.clone())).unwrap(), Outcome::Skipped);
+    assert_eq!(model.apply(Ok(event(2, "a"))).unwrap(), Outcome::Skipped);
+    assert_eq!(count(&model, &e.subject), Some(1));
+    assert_eq!(model.apply(Ok(event(7, "a"))).unwrap(), Outcome::Applied);
+    assert_eq!(count(&model, &e.subject), Some(2));
+    assert_eq!(
+        model.status().unwrap(),
+        Status {
+            checkpoint: 7,
+            rejected: 0
+        }
+    );
+    assert_eq!(model.status().unwrap().lag(10), 3);
+}
+
+#[test]
+fn a_rejected_event_keeps_no_state_but_moves_the_checkpoint() {
+    let (_dir, model) = open();
+    let refused = event(4, "refuse");
+    assert_eq!(
+        model.apply(Ok(refused.clone())).unwrap(),
+        Outcome::Rejected("refused")
+    );
+    assert_eq!(
+        count(&model, &refused.subject),
+        None,
+        "its write is discarded"
+    );
+    assert_eq!(model.checkpoint().unwrap(), 4);
+    assert_eq!(model.apply(Ok(refused.clone())).unwrap(), Outcome::Skipped);
+    let undecodable = Err(ReadError::Undecodable {
+        seq: 5,
+        subject: "fleet.evt.acme.task.x".into(),
+        error: CodecError::Malformed("garbage".into()),
+    });
+    assert_eq!(
+        model.apply(undecodable).unwrap(),
+        Outcome::Rejected("undecodable")
+    );
+    assert_eq!(model.apply(Ok(event(6, "b"))).unwrap(), Outcome::Applied);
+    let rejected = model.rejected().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0].seq, 4);
+    assert_eq!(rejected[0].kind, "refused");
+    assert_eq!(rejected[0].subject, refused.subject);
+    assert_eq!(rejected[1].seq, 5);
+    assert_eq!(rejected[1].kind, "undecodable");
+    assert!(rejected[1].reason.contains("garbage"));
+    assert_eq!(model.status().unwrap().rejected, 2);
+}
+
+#[test]
+fn a_transport_error_is_returned_and_changes_nothing() {
+    let (_dir, model) = open();
+    let err = model
+        .apply(Err(ReadError::Nats {
+            what: "replay".into(),
+            message: "timed out".into(),
+        }))
+        .unwrap_err();
+    assert!(matches!(err, ProjectionError::Read(_)));
+    assert!(model.dump().unwrap().is_empty());
+}
+
+#[test]
+fn state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let model = Checkpointed::open(dir.path(), Counting).unwrap();
+        model.apply(Ok(event(1, "a"))).unwrap();
+        model.apply(Ok(event(2, "refuse"))).unwrap();
+        model.db().flush().unwrap();
+        model.dump().unwrap()
+    };
+    let model = Checkpointed::open(dir.path(), Counting).unwrap();
+    assert_eq!(model.dump().unwrap(), before);
+    assert_eq!(model.checkpoint().unwrap(), 2);
+}
+
+#[test]
+fn reset_drops_state_rejections_and_checkpoint_only_of_its_projection() {
+    let (_dir, mut model) = open();
+    model.apply(Ok(event(1, "a"))).unwrap();
+    model.apply(Ok(event(2, "refuse"))).unwrap();
+    // Another projection's checkpoint and rejections in the same database stay.
+    model
+        .db()
+        .open_tree(META)
+        .unwrap()
+        .insert("other", &[1])
+        .unwrap();
+    model
+        .db()
+        .open_tree(REJECTED)
+        .unwrap()
+        .insert(rejected_key("other", 2), &[1])
+        .unwrap();
+    model.reset().unwrap();
+    assert!(model.dump().unwrap().is_empty());
+    assert_eq!(model.checkpoint().unwrap(), 0);
+    assert_eq!(model.apply(Ok(event(1, "a"))).unwrap(), Outcome::Applied);
+    assert_eq!(model.db().open_tree(META).unwrap().len(), 2);
+    assert_eq!(model.db().open_tree(REJECTED).unwrap().len(), 1);
+}
+
+#[test]
+fn an_interrupted_reset_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let model = Checkpointed::open(dir.path(), Counting).unwrap();
+        model.apply(Ok(event(1, "a"))).unwrap();
+        model
+            .db()
+            .open_tree(META)
+            .unwrap()
+            .insert(rebuilding_key(Counting::NAME), &[])
+            .unwrap();
+        model.db().flush().unwrap();
+    }
+    let model = Checkpointed::open(dir.path(), Counting).unwrap();
+    assert!(model.dump().unwrap().is_empty());
+    assert!(
+        !model
+            .db()
+            .open_tree(META)
+            .unwrap()
+            .contains_key(rebuilding_key(Counting::NAME))
+            .unwrap()
+    );
+}
+
+#[test]
+fn another_format_version_is_reset_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let model = Checkpointed::open(dir.path(), Counting).unwrap();
+        model.apply(Ok(event(1, "a"))).unwrap();
+    }
+    let model = Checkpointed::open(dir.path(), CountingV2).unwrap();
+    assert!(model.dump().unwrap().is_empty());
+    model.apply(Ok(event(1, "a"))).unwrap();
+    drop(model);
+    let model = Checkpointed::open(dir.path(), CountingV2).unwrap();
+    assert_eq!(model.checkpoint().unwrap(), 1, "the same version is kept");
+}
+
+struct Misnamed;
+
+impl Projection for Misnamed {
+    const NAME: &'static str = "misnamed";
+    const TREES: &'static [&'static str] = &["other.tree"];
+
+    fn apply(&self, _: &[TransactionalTree], _: &Stored) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
+struct Twice;
+
+impl Projection for Twice {
+    const NAME: &'static str = "twice";
+    const TREES: &'static [&'static str] = &["twice.a", "twice.a"];
+
+    fn apply(&self, _: &[TransactionalTree], _: &Stored) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn definitions_that_could_clobber_other_projections_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    assert!(matches!(
+        Checkpointed::with_db(db.clone(), Misnamed),
+        Err(ProjectionError::Definition { .. })
+    ));
+    assert!(matches!(
+        Checkpointed::with_db(db, Twice),
+        Err(ProjectionError::Definition { .. })
+    ));
+}
+
+/// Records counter increments by name and labels.
+#[derive(Default)]
+struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
+
+impl Counters {
+    fn get(&self, id: &str) -> u64 {
+        let map = self.0.lock().unwrap();
+        map.get(id).map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+impl Recorder for Counters {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let id = format!("{}{{{}}}", key.name(), labels.join(","));
+        let counter = self.0.lock().unwrap().entry(id).or_default().clone();
+        Counter::from_arc(counter)
+    }
+
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn rejections_are_counted_once_by_projection_and_reason() {
+    let (_dir, model) = open();
+    let counters = Counters::default();
+    metrics::with_local_recorder(&counters, || {
+        model.apply(Ok(event(1, "refuse"))).unwrap();
+        model.apply(Ok(event(1, "refuse"))).unwrap();
+        model.apply(Ok(event(2, "a"))).unwrap();
+    });
+    assert_eq!(
+        counters.get("fleet_projection_rejected_events_total{projection=counting,reason=refused}"),
+        1
+    );
+    assert_eq!(
+        counters.get("fleet_projection_applied_events_total{projection=counting}"),
+        1
+    );
+}

@@ -1,0 +1,166 @@
+//! The task read model: each task's state folded with [`Task::fold`], and the number of
+//! tasks in each status per tenant.
+//!
+//! Trees: `tasks.by_id` (task UUID bytes → postcard [`TaskView`]) and `tasks.counts`
+//! (tenant, zero byte, status → big-endian u64; a zero count is removed).
+//!
+//! Rejection kinds: `illegal_transition` ([`Task::fold`] refuses the event),
+//! `subject_mismatch` (the event is not stored under its own subject), `tenant_mismatch`
+//! (the task exists under another tenant), `not_a_task_event`.
+
+mod view;
+
+use fleet_events::event::Event;
+use fleet_events::ids::{TaskId, TenantId};
+use fleet_events::store::Stored;
+use fleet_events::subject::{self, Aggregate};
+use fleet_events::task_state::{Task, TaskStatus};
+use sled::transaction::TransactionalTree;
+
+pub use view::TaskView;
+use view::{counts_key, counts_prefix, decode_count, task_key};
+
+use crate::error::{ApplyError, ProjectionError};
+use crate::projection::Projection;
+use crate::runtime::Checkpointed;
+
+const BY_ID: &str = "tasks.by_id";
+const COUNTS: &str = "tasks.counts";
+
+/// The task read model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tasks;
+
+impl Projection for Tasks {
+    const NAME: &'static str = "tasks";
+    const TREES: &'static [&'static str] = &[BY_ID, COUNTS];
+
+    fn filter(&self) -> String {
+        subject::aggregate_events(Aggregate::Task)
+    }
+
+    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+        let [by_id, counts] = trees else {
+            return Err(ApplyError::corrupt(BY_ID, "expected the two task trees"));
+        };
+        let envelope = &stored.envelope;
+        let Event::Task { task, event } = &envelope.event else {
+            return Err(ApplyError::rejected(
+                "not_a_task_event",
+                format!("{} on a task subject", envelope.event.event_type().name()),
+            ));
+        };
+        let own_subject = envelope.subject();
+        if own_subject != stored.subject {
+            return Err(ApplyError::rejected(
+                "subject_mismatch",
+                format!("the event belongs on {own_subject}"),
+            ));
+        }
+        let key = task_key(*task);
+        let current = match by_id.get(key)? {
+            Some(bytes) => Some(TaskView::decode(&bytes).map_err(|e| corrupt_view(*task, e))?),
+            None => None,
+        };
+        if let Some(view) = &current
+            && view.tenant != envelope.tenant
+        {
+            return Err(ApplyError::rejected(
+                "tenant_mismatch",
+                format!("task {task} belongs to tenant {}", view.tenant),
+            ));
+        }
+        let before =
+            match &current {
+                Some(view) => Some(view.to_task().ok_or_else(|| {
+                    corrupt_view(*task, format!("unknown status {:?}", view.status))
+                })?),
+                None => None,
+            };
+        let after = Task::fold(before.as_ref(), event)
+            .map_err(|e| ApplyError::rejected("illegal_transition", e.to_string()))?;
+        let kind = after.kind().or(current.as_ref().and_then(|v| v.kind));
+        let view = TaskView::new(&after, envelope.tenant.clone(), kind);
+        let bytes = view.encode().map_err(|e| corrupt_view(*task, e))?;
+        by_id.insert(&key, bytes)?;
+        let from = before.map(|t| t.status);
+        if from != Some(after.status) {
+            if let Some(from) = from {
+                add(counts, &envelope.tenant, from, -1)?;
+            }
+            add(counts, &envelope.tenant, after.status, 1)?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt_view(task: TaskId, reason: impl std::fmt::Display) -> ApplyError {
+    ApplyError::corrupt(BY_ID, format!("task {task}: {reason}"))
+}
+
+/// Adds `delta` to the count of `status` in `tenant`, removing a count that reaches 0.
+fn add(
+    counts: &TransactionalTree,
+    tenant: &TenantId,
+    status: TaskStatus,
+    delta: i64,
+) -> Result<(), ApplyError> {
+    let key = counts_key(tenant, status);
+    let current = match counts.get(&key)? {
+        Some(bytes) => decode_count(&bytes)
+            .ok_or_else(|| ApplyError::corrupt(COUNTS, "a count is not 8 bytes"))?,
+        None => 0,
+    };
+    let next = current.checked_add_signed(delta).ok_or_else(|| {
+        ApplyError::corrupt(COUNTS, format!("{tenant} {status}: {current} {delta:+}"))
+    })?;
+    if next == 0 {
+        counts.remove(key)?;
+    } else {
+        counts.insert(key, &next.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+impl Checkpointed<Tasks> {
+    /// The task `id`, if the model has seen it.
+    pub fn task(&self, id: TaskId) -> Result<Option<TaskView>, ProjectionError> {
+        let Some(bytes) = self.trees()[0].get(task_key(id))? else {
+            return Ok(None);
+        };
+        TaskView::decode(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(BY_ID, format!("task {id}: {e}")))
+    }
+
+    /// How many of `tenant`'s tasks are in each status, in [`TaskStatus::ALL`] order.
+    pub fn status_counts(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(TaskStatus, u64)>, ProjectionError> {
+        let mut out: Vec<(TaskStatus, u64)> = TaskStatus::ALL.map(|s| (s, 0)).into();
+        let prefix = counts_prefix(tenant);
+        for item in self.trees()[1].scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let name = &key[prefix.len()..];
+            let slot = out
+                .iter_mut()
+                .find(|(s, _)| s.as_str().as_bytes() == name)
+                .ok_or_else(|| corrupt(COUNTS, "a key names no status"))?;
+            slot.1 =
+                decode_count(&value).ok_or_else(|| corrupt(COUNTS, "a count is not 8 bytes"))?;
+        }
+        Ok(out)
+    }
+}
+
+fn corrupt(tree: &str, reason: impl Into<String>) -> ProjectionError {
+    ProjectionError::Corrupt {
+        projection: Tasks::NAME,
+        tree: tree.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! The task read model without a server: folding, counts, and what it rejects.
+
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{ErrorClass, Event, EventType, TaskError, TaskEvent};
+use fleet_events::ids::{TaskId, TenantId};
+use fleet_events::policy::TaskKind;
+use fleet_events::samples::{self, AGENT, POLICY};
+use fleet_events::store::Stored;
+use fleet_events::task_state::TaskStatus;
+
+use super::*;
+use crate::runtime::Outcome;
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).unwrap()
+}
+
+fn stored(seq: u64, tenant: &TenantId, task: TaskId, event: TaskEvent) -> Stored {
+    let envelope = Envelope::new(
+        tenant.clone(),
+        samples::at(seq as i64),
+        Event::Task { task, event },
+    );
+    Stored {
+        seq,
+        subject: envelope.subject(),
+        envelope,
+    }
+}
+
+fn scheduled() -> TaskEvent {
+    let Event::Task { event, .. } = samples::event(EventType::TaskScheduled) else {
+        unreachable!()
+    };
+    event
+}
+
+fn failed(attempt: u32, class: ErrorClass) -> TaskEvent {
+    TaskEvent::Failed {
+        attempt,
+        error: TaskError::new(class, "boom", Some(1)),
+    }
+}
+
+fn open() -> (tempfile::TempDir, Checkpointed<Tasks>) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Checkpointed::open(dir.path(), Tasks).unwrap();
+    (dir, model)
+}
+
+fn count(model: &Checkpointed<Tasks>, tenant: &TenantId, status: TaskStatus) -> u64 {
+    let counts = model.status_counts(tenant).unwrap();
+    counts.into_iter().find(|(s, _)| *s == status).unwrap().1
+}
+
+#[test]
+fn a_task_is_folded_from_its_events() {
+    let (_dir, model) = open();
+    let acme = tenant("acme");
+    let task = TaskId::generate();
+    let events = [
+        scheduled(),
+        TaskEvent::Dispatched {
+            agent: AGENT,
+            attempt: 1,
+        },
+        TaskEvent::Started { attempt: 1 },
+        failed(1, ErrorClass::Network),
+        TaskEvent::RetryScheduled {
+            attempt: 1,
+            due_at: samples::at(900),
+            delay_ms: 900_000,
+        },
+    ];
+    for (i, event) in events.into_iter().enumerate() {
+        let outcome = model
+            .apply(Ok(stored(i as u64 + 1, &acme, task, event)))
+            .unwrap();
+        assert_eq!(outcome, Outcome::Applied);
+    }
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(view.status(), Some(TaskStatus::RetryScheduled));
+    assert_eq!(view.status, "retry_scheduled");
+    assert_eq!(view.tenant, acme);
+    assert_eq!((view.policy, view.agent), (POLICY, AGENT));
+    assert_eq!(view.kind, Some(TaskKind::Backup));
+    assert_eq!(view.attempt, 1);
+    assert_eq!(view.last_error, Some(ErrorClass::Network));
+    assert_eq!(view.fire_at, samples::at(0));
+    assert_eq!(view.run_at, Some(samples::at(137)));
+    assert_eq!(view.retry_due_at, Some(samples::at(900)));
+    assert_eq!(count(&model, &acme, TaskStatus::RetryScheduled), 1);
+    assert_eq!(count(&model, &acme, TaskStatus::Scheduled), 0);
+    let stored_counts: Vec<_> = model.trees()[1].iter().collect();
+    assert_eq!(stored_counts.len(), 1, "zero counts are not stored");
+    assert_eq!(model.task(TaskId::generate()).unwrap(), None);
+}
+
+#[test]
+fn counts_are_per_tenant() {
+    let (_dir, model) = open();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    for (seq, t) in [(1, &acme), (2, &acme), (3, &globex)] {
+        model
+            .apply(Ok(stored(seq, t, TaskId::generate(), scheduled())))
+            .unwrap();
+    }
+    assert_eq!(count(&model, &acme, TaskStatus::Scheduled), 2);
+    assert_eq!(count(&model, &globex, TaskStatus::Scheduled), 1);
+    assert_eq!(count(&model, &tenant("other"), TaskStatus::Scheduled), 0);
+}
+
+#[test]
+fn illegal_transitions_are_rejected_and_leave_the_task_as_it_was() {
+    let (_dir, model) = open();
+    let acme = tenant("acme");
+    let task = TaskId::generate();
+    model
+        .apply(Ok(stored(1, &acme, task, scheduled())))
+        .unwrap();
+    let before = model.dump().unwrap();
+    let succeeded = TaskEvent::Started { attempt: 1 };
+    assert_eq!(
+        model.apply(Ok(stored(2, &acme, task, succeeded))).unwrap(),
+        Outcome::Rejected("illegal_transition")
+    );
+    assert_eq!(
+        model
+            .apply(Ok(stored(3, &acme, task, scheduled())))
+            .unwrap(),
+        Outcome::Rejected("illegal_transition")
+    );
+    let never_scheduled = TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt: 1,
+    };
+    assert_eq!(
+        model
+            .apply(Ok(stored(4, &acme, TaskId::generate(), never_scheduled)))
+            .unwrap(),
+        Outcome::Rejected("illegal_transition")
+    );
+    let after: Vec<_> = model
+        .dump()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.tree != "meta" && e.tree != "rejected")
+        .collect();
+    let before: Vec<_> = before.into_iter().filter(|e| e.tree != "meta").collect();
+    assert_eq!(after, before);
+    assert_eq!(model.status().unwrap().rejected, 3);
+    assert_eq!(model.checkpoint().unwrap(), 4);
+}
+
+#[test]
+fn events_on_the_wrong_subject_or_tenant_are_rejected() {
+    let (_dir, model) = open();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let task = TaskId::generate();
+    model
+        .apply(Ok(stored(1, &acme, task, scheduled())))
+        .unwrap();
+    let dispatched = TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt: 1,
+    };
+    assert_eq!(
+        model
+            .apply(Ok(stored(2, &globex, task, dispatched.clone())))
+            .unwrap(),
+        Outcome::Rejected("tenant_mismatch")
+    );
+    let mut elsewhere = stored(3, &acme, task, dispatched);
+    elsewhere.subject = format!("fleet.evt.acme.task.{}", TaskId::generate());
+    assert_eq!(
+        model.apply(Ok(elsewhere)).unwrap(),
+        Outcome::Rejected("subject_mismatch")
+    );
+    let mut agent_event = Envelope::new(
+        acme.clone(),
+        samples::at(0),
+        samples::event(EventType::AgentCameOnline),
+    );
+    agent_event.tenant = acme.clone();
+    let wrong = Stored {
+        seq: 4,
+        subject: format!("fleet.evt.acme.task.{task}"),
+        envelope: agent_event,
+    };
+    assert_eq!(
+        model.apply(Ok(wrong)).unwrap(),
+        Outcome::Rejected("not_a_task_event")
+    );
+    assert_eq!(
+        model.task(task).unwrap().unwrap().status(),
+        Some(TaskStatus::Scheduled)
+    );
+}
+
+#[test]
+fn views_round_trip() {
+    let (_dir, model) = open();
+    let acme = tenant("acme");
+    let task = TaskId::generate();
+    model
+        .apply(Ok(stored(1, &acme, task, scheduled())))
+        .unwrap();
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(TaskView::decode(&view.encode().unwrap()).unwrap(), view);
+    let folded = view.to_task().unwrap();
+    assert_eq!(folded.status, TaskStatus::Scheduled);
+    assert_eq!(folded.spec, None);
+}
