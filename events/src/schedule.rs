@@ -95,21 +95,28 @@ impl Schedule {
                 };
                 match probe.compile() {
                     Err(e) => p.add("schedule.cron.expr", e.to_string()),
-                    Ok(c) => check_cron_period(p, &c),
+                    Ok(c) => check_cron_period(p, &c, jitter_secs),
                 }
             }
         }
     }
 }
 
-fn check_cron_period(p: &mut Problems, compiled: &Compiled) {
-    let now = Utc::now();
-    let fires: Vec<_> = compiled.fires_after(now).take(2).collect();
-    match fires.as_slice() {
-        [] => p.add("schedule.cron.expr", "never fires again"),
-        [a, b] if (*b - *a).num_seconds() < MIN_PERIOD_SECS as i64 => {
+/// Fires at least once a minute apart, and the jitter shorter than the shortest gap
+/// between two fires (looked at over the next 64 fires), so a delayed run never passes
+/// the next fire time.
+fn check_cron_period(p: &mut Problems, compiled: &Compiled, jitter_secs: u32) {
+    let fires: Vec<_> = compiled.fires_after(Utc::now()).take(64).collect();
+    let shortest = fires.windows(2).map(|w| (w[1] - w[0]).num_seconds()).min();
+    match (fires.is_empty(), shortest) {
+        (true, _) => p.add("schedule.cron.expr", "never fires again"),
+        (false, Some(gap)) if gap < MIN_PERIOD_SECS as i64 => {
             p.add("schedule.cron.expr", "fires more often than once a minute")
         }
+        (false, Some(gap)) if i64::from(jitter_secs) >= gap => p.add(
+            "jitterSecs",
+            format!("must be shorter than the time between two fires ({gap} s)"),
+        ),
         _ => {}
     }
 }
@@ -205,6 +212,10 @@ mod tests {
                 .message
                 .contains("once a minute")
         );
+
+        let mut p = Problems::default();
+        cron("0 * * * *", "UTC").check(&mut p, 3600);
+        assert!(p.finish().unwrap_err().mentions("jitterSecs"));
 
         let mut p = Problems::default();
         Schedule::Interval { every_secs: 30 }.check(&mut p, 60);
