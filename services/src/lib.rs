@@ -2,11 +2,17 @@
 //!
 //! # Layout
 //! - [`up`]: `fleet up`, everything on one machine.
+//! - [`clock`]: the system clock, or a manual one for scenarios.
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
+//! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
+//! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
+pub mod clock;
 pub mod local_nats;
+pub mod retry;
+pub mod scheduler;
 pub mod shutdown;
 pub mod up;

@@ -1,5 +1,6 @@
 //! End-to-end scenarios against a real nats-server (and, where a scenario needs it, real
 //! restic). One test binary; each scenario module starts its own server.
 
+mod scheduler;
 mod store;
 mod support;
