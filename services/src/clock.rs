@@ -46,6 +46,14 @@ impl Clock {
             }
         }
     }
+
+    /// Sleeps until `wake`, or for ever when there is nothing to wake for.
+    pub async fn sleep_until_some(&self, wake: Option<DateTime<Utc>>) {
+        match wake {
+            Some(at) => self.sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// A clock that moves only when told; clones share the time.

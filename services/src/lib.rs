@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`up`]: `fleet up`, everything on one machine.
 //! - [`clock`]: the system clock, or a manual one for scenarios.
+//! - [`follow`]: following the log (catch-up, then live) and appending with retries.
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
@@ -11,6 +12,7 @@
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
 pub mod clock;
+pub mod follow;
 pub mod local_nats;
 pub mod retry;
 pub mod scheduler;

@@ -8,13 +8,17 @@
 //! - [`enforcer`]: the state folded from the log and the decisions (events to append)
 //!   that follow from it.
 //!
-//! Everything here is pure: time comes in as an argument, randomness is derived from ids,
-//! and decisions are returned, never written.
+//! - `service`: [`run`], the loop that follows the log and appends the decisions.
+//!
+//! Everything but `service` is pure: time comes in as an argument, randomness is derived
+//! from ids, and decisions are returned, never written.
 
 pub mod backoff;
 pub mod circuit;
 pub mod enforcer;
+mod service;
 
 pub use backoff::{RetryDecision, decide, jitter_for, retryable};
 pub use circuit::{Breaker, CircuitConfig, CircuitState, Outcome};
 pub use enforcer::{Decision, Enforcer, RESEND_AFTER};
+pub use service::run;
