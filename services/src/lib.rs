@@ -5,6 +5,7 @@
 //! - [`clock`]: the system clock, or a manual one for scenarios.
 //! - [`follow`]: following the log (catch-up, then live) and appending with retries.
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
+//! - [`serve`]: running one service or all of them; the `/metrics` listener.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
@@ -16,5 +17,6 @@ pub mod follow;
 pub mod local_nats;
 pub mod retry;
 pub mod scheduler;
+pub mod serve;
 pub mod shutdown;
 pub mod up;

@@ -1,81 +1,16 @@
 //! The `fleet` command: thin glue over `fleet-services`.
 
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use fleet_events::store::EventStore;
-use fleet_events::streams::StreamOptions;
+use fleet_services::serve;
 use fleet_services::{shutdown, up};
 
-/// restic-fleet: schedules and runs restic backups on a fleet of agents.
-#[derive(Debug, Parser)]
-#[command(name = "fleet", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run restic-fleet on this machine: a local nats-server (unless --nats-url is given)
-    /// with the fleet's streams, until Ctrl-C.
-    Up(UpArgs),
-    /// Manage the JetStream streams on a NATS server.
-    #[command(subcommand)]
-    Streams(StreamsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum StreamsCommand {
-    /// Create the streams that are missing; refuse ones that exist with another meaning.
-    Ensure(EnsureArgs),
-}
-
-#[derive(Debug, Args)]
-struct EnsureArgs {
-    /// The NATS server.
-    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
-    #[command(flatten)]
-    streams: StreamArgs,
-}
-
-#[derive(Debug, Args)]
-struct StreamArgs {
-    /// Replicas per stream: 1 on one machine, 3 on a cluster.
-    #[arg(long, env = "FLEET_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
-    replicas: u8,
-    /// How long a message id is remembered for deduplication, in seconds.
-    #[arg(long, env = "FLEET_DUPLICATE_WINDOW_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    duplicate_window_secs: u64,
-}
-
-impl StreamArgs {
-    fn options(&self) -> StreamOptions {
-        StreamOptions {
-            replicas: usize::from(self.replicas),
-            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-struct UpArgs {
-    /// Use this NATS server instead of starting one.
-    #[arg(long, env = "FLEET_NATS_URL")]
-    nats_url: Option<String>,
-    /// Where the local nats-server keeps its store and log.
-    #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
-    data_dir: PathBuf,
-    /// Port of the local nats-server.
-    #[arg(long, env = "FLEET_NATS_PORT", default_value_t = 4222)]
-    nats_port: u16,
-    #[command(flatten)]
-    streams: StreamArgs,
-}
+use crate::cli::{Cli, Command, StreamsCommand};
 
 /// `sysexits.h` EX_USAGE: the command line or configuration is wrong.
 const EXIT_USAGE: u8 = 64;
@@ -123,8 +58,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 data_dir: args.data_dir,
                 nats_port: args.nats_port,
                 streams: args.streams.options(),
+                services: args.services.config()?,
             };
             up::run(config, shutdown::on_signals()).await
+        }
+        Command::Serve(args) => {
+            let config = args.services.config()?;
+            let client = async_nats::connect(&args.nats_url)
+                .await
+                .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+            let store = EventStore::new(client);
+            serve::run(args.service.into(), store, config, shutdown::on_signals()).await
         }
         Command::Streams(StreamsCommand::Ensure(args)) => {
             let url = args.nats_url;

@@ -1,5 +1,5 @@
 //! `fleet up`: restic-fleet on one machine. Starts a local nats-server unless a URL is
-//! given, ensures the streams, and runs until SIGINT or SIGTERM.
+//! given, ensures the streams, and runs every service until SIGINT or SIGTERM.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use fleet_events::streams::StreamOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::local_nats::{LocalNats, LocalNatsConfig};
+use crate::serve::{Service, ServiceConfig, run_all};
 
 /// What `fleet up` needs.
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct UpConfig {
     /// Port of the local server.
     pub nats_port: u16,
     pub streams: StreamOptions,
+    pub services: ServiceConfig,
 }
 
 /// Runs until `shutdown` is cancelled, then stops what it started.
@@ -64,6 +66,5 @@ async fn serve(url: &str, config: &UpConfig, shutdown: CancellationToken) -> any
         .await
         .context("ensuring the JetStream streams")?;
     tracing::info!(nats = %url, replicas = config.streams.replicas, "restic-fleet is up: streams ready");
-    shutdown.cancelled().await;
-    Ok(())
+    run_all(&Service::ALL, store, config.services.clone(), shutdown).await
 }

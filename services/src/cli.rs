@@ -1,0 +1,138 @@
+//! The `fleet` command line: commands, arguments and their environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fleet_events::streams::StreamOptions;
+use fleet_services::clock::Clock;
+use fleet_services::retry::CircuitConfig;
+use fleet_services::serve::{self, Service, ServiceConfig};
+
+/// restic-fleet: schedules and runs restic backups on a fleet of agents.
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run restic-fleet on this machine: a local nats-server (unless --nats-url is given)
+    /// with the fleet's streams, until Ctrl-C.
+    Up(UpArgs),
+    /// Run one service against a NATS server; run several instances to scale out.
+    Serve(ServeArgs),
+    /// Manage the JetStream streams on a NATS server.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServiceArg {
+    Scheduler,
+    Retry,
+}
+
+impl From<ServiceArg> for Service {
+    fn from(s: ServiceArg) -> Service {
+        match s {
+            ServiceArg::Scheduler => Service::Scheduler,
+            ServiceArg::Retry => Service::Retry,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    pub service: ServiceArg,
+    /// The NATS server.
+    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[command(flatten)]
+    pub services: ServiceArgs,
+}
+
+/// Settings of the services.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "FLEET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Consecutive network failures on one repository that open its circuit.
+    #[arg(long, env = "FLEET_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub circuit_threshold: u32,
+    /// How long an open circuit holds a repository's tasks, in seconds.
+    #[arg(long, env = "FLEET_CIRCUIT_COOL_DOWN_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub circuit_cool_down_secs: u64,
+}
+
+impl ServiceArgs {
+    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
+        if let Some(addr) = self.metrics_addr {
+            serve::export_metrics(addr)?;
+        }
+        Ok(ServiceConfig {
+            clock: Clock::System,
+            circuit: CircuitConfig {
+                threshold: self.circuit_threshold,
+                cool_down: Duration::from_secs(self.circuit_cool_down_secs),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamsCommand {
+    /// Create the streams that are missing; refuse ones that exist with another meaning.
+    Ensure(EnsureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnsureArgs {
+    /// The NATS server.
+    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Replicas per stream: 1 on one machine, 3 on a cluster.
+    #[arg(long, env = "FLEET_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+    /// How long a message id is remembered for deduplication, in seconds.
+    #[arg(long, env = "FLEET_DUPLICATE_WINDOW_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duplicate_window_secs: u64,
+}
+
+impl StreamArgs {
+    pub fn options(&self) -> StreamOptions {
+        StreamOptions {
+            replicas: usize::from(self.replicas),
+            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "FLEET_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Where the local nats-server keeps its store and log.
+    #[arg(long, env = "FLEET_DATA_DIR", default_value = "fleet-data")]
+    pub data_dir: PathBuf,
+    /// Port of the local nats-server.
+    #[arg(long, env = "FLEET_NATS_PORT", default_value_t = 4222)]
+    pub nats_port: u16,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    #[command(flatten)]
+    pub services: ServiceArgs,
+}

@@ -1,0 +1,278 @@
+//! Folding the log (and heartbeats) into per-agent and per-task state. Every change marks
+//! the agents it touches dirty, so the next plan looks at them and only at them.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event, RepoEvent, TaskEvent};
+use fleet_events::ids::{AgentId, CorrelationId, EventId, RepoId, TaskId, TenantId};
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::{Heartbeat, KindCounts};
+use fleet_events::settings::AgentSettings;
+use fleet_events::store::Stored;
+use fleet_events::task_state::{Task, TaskStatus};
+
+use super::Fleet;
+
+/// Where a waiting task stands in its agent's line: higher priority, then earlier, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct WaitKey {
+    pub priority: Reverse<u8>,
+    pub run_at: DateTime<Utc>,
+    pub task: TaskId,
+}
+
+/// How far a task held by an agent has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Returned by a plan; its `TaskDispatched` is not back from the log yet.
+    InFlight,
+    /// Dispatched or acknowledged.
+    Dispatched,
+    Running,
+}
+
+/// One agent as the dispatcher sees it.
+#[derive(Debug, Default)]
+pub(super) struct AgentState {
+    /// The tenant it registered with.
+    pub tenant: Option<TenantId>,
+    pub registered: bool,
+    pub settings: AgentSettings,
+    pub online: bool,
+    /// The last heartbeat before it went offline, as the log says.
+    pub offline_since: Option<DateTime<Utc>>,
+    pub decommissioned: bool,
+    /// Tasks the agent holds (or is being handed), with their kind.
+    pub holding: BTreeMap<TaskId, (TaskKind, Stage)>,
+    /// Tasks in `RetryScheduled`, with their due time.
+    pub backoff: BTreeMap<TaskId, DateTime<Utc>>,
+    /// Tasks waiting for dispatch, in dispatch order.
+    pub waiting: BTreeSet<WaitKey>,
+    /// The same tasks by time, to find the due ones and the next to fall due.
+    pub by_time: BTreeSet<(DateTime<Utc>, TaskId)>,
+    /// The agent's own queue, from its last heartbeat (cleared when it goes offline).
+    pub queued: KindCounts,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// This agent's entry in `Fleet::timers`.
+    pub timer: Option<DateTime<Utc>>,
+}
+
+/// A task that is not terminal.
+#[derive(Debug)]
+pub(super) struct Tracked {
+    pub tenant: TenantId,
+    pub task: Task,
+    pub kind: Option<TaskKind>,
+    pub repo: Option<RepoId>,
+    /// The task subject's last stream sequence, when the log was applied with sequences.
+    pub seq: Option<u64>,
+    /// The task's last event: what a dispatch is caused by.
+    pub last_event: EventId,
+    pub correlation: CorrelationId,
+    /// `Some` while waiting for dispatch or being dispatched.
+    pub key: Option<WaitKey>,
+    /// Returned by a plan, not yet back from the log.
+    pub dispatching: bool,
+    /// The gate refused it in the last plan that asked.
+    pub gate_refused: bool,
+}
+
+impl Fleet {
+    /// Folds one event of the log, in log order. Events the dispatcher cannot use (an
+    /// illegal task transition, another tenant's agent) are ignored with a log line.
+    /// Without stream sequences, [`super::Dispatch::expect`] cannot guard the append: the
+    /// service uses [`Fleet::apply_stored`].
+    pub fn apply(&mut self, env: &Envelope) {
+        self.fold(env, None);
+    }
+
+    /// Folds one stored event, keeping its stream sequence for the expected-sequence check.
+    pub fn apply_stored(&mut self, stored: &Stored) {
+        self.fold(&stored.envelope, Some(stored.seq));
+    }
+
+    /// Records an agent's heartbeat: its own queue and when it was last seen. Heartbeats of
+    /// unregistered agents, of another tenant, or older than the last one are ignored.
+    pub fn observe_heartbeat(&mut self, beat: &Heartbeat) {
+        let Some(agent) = self.agents.get_mut(&beat.agent) else {
+            return;
+        };
+        if agent.tenant.as_ref() != Some(&beat.tenant) || agent.last_seen > Some(beat.at) {
+            return;
+        }
+        agent.last_seen = Some(beat.at);
+        if agent.online && agent.queued != beat.queued {
+            agent.queued = beat.queued;
+            self.dirty.insert(beat.agent);
+        }
+    }
+
+    fn fold(&mut self, env: &Envelope, seq: Option<u64>) {
+        match &env.event {
+            Event::Agent { agent, event } => self.apply_agent(*agent, env, event),
+            Event::Task { task, event } => self.apply_task(*task, env, event, seq),
+            Event::Repo { repo, event } => {
+                let key = (env.tenant.clone(), *repo);
+                match event {
+                    RepoEvent::CircuitOpened { until, .. } => {
+                        self.circuits.insert(key.clone(), *until);
+                    }
+                    RepoEvent::CircuitClosed => {
+                        self.circuits.remove(&key);
+                    }
+                }
+                self.wake_gated(&key);
+            }
+            Event::Tenant(_) | Event::Policy { .. } => {}
+        }
+    }
+
+    fn apply_agent(&mut self, id: AgentId, env: &Envelope, event: &AgentEvent) {
+        let agent = self.agents.entry(id).or_default();
+        if agent.tenant.as_ref().is_some_and(|t| *t != env.tenant) {
+            tracing::warn!(agent_id = %id, tenant = %env.tenant, "ignoring an agent event of another tenant");
+            return;
+        }
+        match event {
+            AgentEvent::Registered { settings, .. } => {
+                agent.tenant = Some(env.tenant.clone());
+                agent.registered = true;
+                agent.settings = settings.clone();
+                agent.online = true;
+                agent.offline_since = None;
+            }
+            AgentEvent::SettingsChanged { settings } => agent.settings = settings.clone(),
+            AgentEvent::CameOnline { .. } => {
+                agent.online = true;
+                agent.offline_since = None;
+            }
+            AgentEvent::WentOffline { last_seen } => {
+                agent.online = false;
+                agent.offline_since = Some(*last_seen);
+                agent.queued = KindCounts::default();
+            }
+            AgentEvent::Decommissioned => {
+                agent.decommissioned = true;
+                agent.queued = KindCounts::default();
+            }
+        }
+        self.dirty.insert(id);
+    }
+
+    fn apply_task(&mut self, id: TaskId, env: &Envelope, event: &TaskEvent, seq: Option<u64>) {
+        let before = self.tasks.get(&id);
+        if before.is_some_and(|t| t.tenant != env.tenant) {
+            tracing::warn!(task_id = %id, tenant = %env.tenant, "ignoring a task event of another tenant");
+            return;
+        }
+        if before.is_none() && !matches!(event, TaskEvent::Scheduled { .. }) {
+            // A skipped task, or one that ended before it was seen: nothing to dispatch.
+            return;
+        }
+        let task = match Task::fold(before.map(|t| &t.task), event) {
+            Ok(task) => task,
+            Err(error) => {
+                tracing::warn!(task_id = %id, %error, "ignoring an illegal task event");
+                return;
+            }
+        };
+        let old = self.tasks.remove(&id);
+        if let Some(old) = &old {
+            self.unplace(id, old);
+        }
+        let agent = task.agent;
+        self.dirty.insert(agent);
+        let (kind, repo) = match &old {
+            Some(old) => (old.kind, old.repo),
+            None => (task.kind(), task.repo()),
+        };
+        let ends_attempt = matches!(
+            event,
+            TaskEvent::Succeeded { .. }
+                | TaskEvent::Failed { .. }
+                | TaskEvent::Lost { .. }
+                | TaskEvent::Cancelled { .. }
+                | TaskEvent::Exhausted { .. }
+        );
+        if let (true, Some(repo)) = (ends_attempt, repo) {
+            // It may have been the repository's probe: others may go now.
+            self.wake_gated(&(env.tenant.clone(), repo));
+        }
+        if task.status.is_terminal() {
+            return;
+        }
+        let mut tracked = Tracked {
+            tenant: env.tenant.clone(),
+            task,
+            kind,
+            repo,
+            seq,
+            last_event: env.id,
+            correlation: env.correlation,
+            key: None,
+            dispatching: false,
+            gate_refused: false,
+        };
+        self.place(id, &mut tracked, env.at);
+        self.tasks.insert(id, tracked);
+    }
+
+    /// Takes a task out of its agent's sets.
+    fn unplace(&mut self, id: TaskId, t: &Tracked) {
+        let Some(agent) = self.agents.get_mut(&t.task.agent) else {
+            return;
+        };
+        if let Some(key) = &t.key {
+            agent.waiting.remove(key);
+            agent.by_time.remove(&(key.run_at, id));
+        }
+        agent.holding.remove(&id);
+        agent.backoff.remove(&id);
+    }
+
+    /// Puts a task into its agent's sets as its status says; `at` is the event's time.
+    fn place(&mut self, id: TaskId, t: &mut Tracked, at: DateTime<Utc>) {
+        let (Some(kind), Some(spec)) = (t.kind, t.task.spec.as_deref()) else {
+            tracing::warn!(task_id = %id, "ignoring a task without a policy spec");
+            return;
+        };
+        let agent = self.agents.entry(t.task.agent).or_default();
+        match t.task.status {
+            TaskStatus::Scheduled | TaskStatus::RetryDue => {
+                let run_at = match t.task.status {
+                    TaskStatus::Scheduled => t.task.run_at,
+                    _ => t.task.retry_due_at,
+                };
+                let key = WaitKey {
+                    priority: Reverse(spec.priority),
+                    run_at: run_at.unwrap_or(at),
+                    task: id,
+                };
+                agent.waiting.insert(key);
+                agent.by_time.insert((key.run_at, id));
+                t.key = Some(key);
+            }
+            TaskStatus::Dispatched | TaskStatus::Acknowledged => {
+                agent.holding.insert(id, (kind, Stage::Dispatched));
+            }
+            TaskStatus::Running => {
+                agent.holding.insert(id, (kind, Stage::Running));
+            }
+            TaskStatus::RetryScheduled => {
+                agent.backoff.insert(id, t.task.retry_due_at.unwrap_or(at));
+            }
+            // Failed and lost tasks await the retry enforcer; terminal ones are gone.
+            _ => {}
+        }
+    }
+
+    /// Marks the agents whose tasks the gate refused for `repo` dirty.
+    fn wake_gated(&mut self, repo: &(TenantId, RepoId)) {
+        if let Some(agents) = self.gated.remove(repo) {
+            self.dirty.extend(agents);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Running services: one (`fleet serve <service>`) or all of them (`fleet up`), each on its
+//! own task, all stopped by one cancellation token; and the Prometheus `/metrics` listener.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use fleet_events::store::EventStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::retry::CircuitConfig;
+
+/// The services of the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Policies and assignments to tasks.
+    Scheduler,
+    /// Failures to retries, exhaustion and circuit breakers.
+    Retry,
+}
+
+impl Service {
+    /// Every service `fleet up` runs.
+    pub const ALL: [Service; 2] = [Service::Scheduler, Service::Retry];
+
+    /// The name used on the command line and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Scheduler => "scheduler",
+            Service::Retry => "retry",
+        }
+    }
+}
+
+/// Settings the services share.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub clock: Clock,
+    pub circuit: CircuitConfig,
+}
+
+/// Runs one service until `shutdown` is cancelled.
+pub async fn run(
+    service: Service,
+    store: EventStore,
+    config: ServiceConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(service = service.name(), "service starting");
+    let result = match service {
+        Service::Scheduler => crate::scheduler::run(store, config.clock, shutdown).await,
+        Service::Retry => crate::retry::run(store, config.clock, config.circuit, shutdown).await,
+    };
+    result.with_context(|| format!("the {} service stopped", service.name()))?;
+    tracing::info!(service = service.name(), "service stopped");
+    Ok(())
+}
+
+/// Runs `services` side by side until `shutdown` is cancelled or one of them fails, which
+/// stops the others.
+pub async fn run_all(
+    services: &[Service],
+    store: EventStore,
+    config: ServiceConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+    for service in services {
+        let (store, config, shutdown, failed) = (
+            store.clone(),
+            config.clone(),
+            shutdown.clone(),
+            failed_tx.clone(),
+        );
+        let service = *service;
+        tracker.spawn(async move {
+            if let Err(e) = run(service, store, config, shutdown.clone()).await {
+                let _ = failed.send(e);
+                shutdown.cancel();
+            }
+        });
+    }
+    tracker.close();
+    drop(failed_tx);
+    tracker.wait().await;
+    match failed_rx.recv().await {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Serves Prometheus metrics of this process on `http://<addr>/metrics`.
+pub fn export_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .with_context(|| format!("serving metrics on {addr}"))
+}
