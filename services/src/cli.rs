@@ -34,6 +34,7 @@ pub enum Command {
 pub enum ServiceArg {
     Scheduler,
     Retry,
+    Intake,
 }
 
 impl From<ServiceArg> for Service {
@@ -41,6 +42,7 @@ impl From<ServiceArg> for Service {
         match s {
             ServiceArg::Scheduler => Service::Scheduler,
             ServiceArg::Retry => Service::Retry,
+            ServiceArg::Intake => Service::Intake,
         }
     }
 }

@@ -8,12 +8,15 @@
 //! - [`serve`]: running one service or all of them; the `/metrics` listener.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
+//! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
 pub mod clock;
+pub mod dispatcher;
 pub mod follow;
+pub mod intake;
 pub mod local_nats;
 pub mod retry;
 pub mod scheduler;

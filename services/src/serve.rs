@@ -18,17 +18,20 @@ pub enum Service {
     Scheduler,
     /// Failures to retries, exhaustion and circuit breakers.
     Retry,
+    /// Agents' reports to task events.
+    Intake,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 2] = [Service::Scheduler, Service::Retry];
+    pub const ALL: [Service; 3] = [Service::Scheduler, Service::Retry, Service::Intake];
 
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
             Service::Scheduler => "scheduler",
             Service::Retry => "retry",
+            Service::Intake => "intake",
         }
     }
 }
@@ -48,11 +51,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(service = service.name(), "service starting");
-    let result = match service {
-        Service::Scheduler => crate::scheduler::run(store, config.clock, shutdown).await,
-        Service::Retry => crate::retry::run(store, config.clock, config.circuit, shutdown).await,
-    };
-    result.with_context(|| format!("the {} service stopped", service.name()))?;
+    let name = service.name();
+    let context = || format!("the {name} service stopped");
+    match service {
+        Service::Scheduler => crate::scheduler::run(store, config.clock, shutdown)
+            .await
+            .with_context(context)?,
+        Service::Retry => crate::retry::run(store, config.clock, config.circuit, shutdown)
+            .await
+            .with_context(context)?,
+        Service::Intake => crate::intake::run(store, config.clock, shutdown)
+            .await
+            .with_context(context)?,
+    }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())
 }

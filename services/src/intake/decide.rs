@@ -1,0 +1,97 @@
+//! Intake's judgement of one agent report, pure: which canonical event it becomes, or why
+//! it is parked.
+
+use fleet_events::event::{LostReason, TaskEvent};
+use fleet_events::ids::AgentId;
+use fleet_events::protocol::{AgentReport, ReportStatus};
+use fleet_events::store::Stored;
+use fleet_events::task_state::Task;
+
+/// What to do with a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Append this event to the task, expecting the task's last sequence.
+    Append(TaskEvent),
+    /// The event is in the log already (the agent resent its report): nothing to do.
+    AlreadyRecorded,
+    /// Never apply it: park it with this reason.
+    Reject(String),
+}
+
+/// The event a report stands for.
+pub fn event_of(report: &AgentReport) -> TaskEvent {
+    let attempt = report.attempt;
+    match &report.status {
+        ReportStatus::Acknowledged => TaskEvent::Acknowledged { attempt },
+        ReportStatus::Started => TaskEvent::Started { attempt },
+        ReportStatus::Succeeded(summary) => TaskEvent::Succeeded {
+            attempt,
+            summary: summary.clone(),
+        },
+        ReportStatus::Failed(error) => TaskEvent::Failed {
+            attempt,
+            error: error.clone(),
+        },
+        ReportStatus::Interrupted => TaskEvent::Lost {
+            attempt,
+            reason: LostReason::AgentRestarted,
+        },
+    }
+}
+
+/// Judges `report`, which arrived on the subject of `sender`, against the task's history.
+pub fn judge(sender: AgentId, report: &AgentReport, history: &[Stored]) -> Verdict {
+    if report.agent != sender {
+        return Verdict::Reject(format!(
+            "report names agent {} but came from agent {sender}",
+            report.agent
+        ));
+    }
+    let mut task: Option<Task> = None;
+    let mut events = Vec::with_capacity(history.len());
+    for stored in history {
+        let fleet_events::event::Event::Task { event, .. } = &stored.envelope.event else {
+            continue;
+        };
+        match Task::fold(task.as_ref(), event) {
+            Ok(next) => task = Some(next),
+            Err(e) => {
+                tracing::warn!(seq = stored.seq, error = %e, "illegal event in a task's history")
+            }
+        }
+        events.push(event);
+    }
+    let Some(task) = task else {
+        return Verdict::Reject(format!("task {} does not exist", report.task));
+    };
+    if task.agent != sender {
+        return Verdict::Reject(format!(
+            "task {} belongs to agent {}, not {sender}",
+            report.task, task.agent
+        ));
+    }
+    let event = event_of(report);
+    if events.iter().any(|e| same_transition(e, &event)) {
+        return Verdict::AlreadyRecorded;
+    }
+    match task.apply(&event) {
+        Ok(_) => Verdict::Append(event),
+        Err(e) => Verdict::Reject(e.to_string()),
+    }
+}
+
+/// True if `a` records the same step of the same attempt as `b` (a resent report).
+fn same_transition(a: &TaskEvent, b: &TaskEvent) -> bool {
+    use TaskEvent as E;
+    match (a, b) {
+        (E::Acknowledged { attempt: x }, E::Acknowledged { attempt: y })
+        | (E::Started { attempt: x }, E::Started { attempt: y })
+        | (E::Succeeded { attempt: x, .. }, E::Succeeded { attempt: y, .. })
+        | (E::Failed { attempt: x, .. }, E::Failed { attempt: y, .. })
+        | (E::Lost { attempt: x, .. }, E::Lost { attempt: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Intake's judgement: legal reports become events, resent ones are recognised, hostile
+//! ones are rejected with a reason.
+
+use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
+use fleet_events::event::{ErrorClass, Event, TaskError, TaskEvent};
+use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::protocol::{AgentReport, ReportStatus};
+use fleet_events::samples;
+use fleet_events::store::Stored;
+
+use super::{Verdict, judge};
+
+fn history(events: Vec<TaskEvent>) -> Vec<Stored> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let envelope = Envelope::new(
+                samples::tenant(),
+                samples::at(i as i64),
+                Event::Task {
+                    task: samples::TASK,
+                    event,
+                },
+            );
+            Stored {
+                seq: i as u64 + 1,
+                subject: envelope.subject(),
+                envelope,
+            }
+        })
+        .collect()
+}
+
+fn scheduled_and_dispatched() -> Vec<Stored> {
+    let Event::Task {
+        event: scheduled, ..
+    } = samples::event(fleet_events::event::EventType::TaskScheduled)
+    else {
+        unreachable!("a task sample")
+    };
+    history(vec![
+        scheduled,
+        TaskEvent::Dispatched {
+            agent: samples::AGENT,
+            attempt: 1,
+        },
+    ])
+}
+
+fn report(agent: AgentId, task: TaskId, status: ReportStatus) -> AgentReport {
+    AgentReport {
+        schema: SCHEMA_VERSION,
+        agent,
+        tenant: samples::tenant(),
+        task,
+        attempt: 1,
+        at: samples::at(10),
+        status,
+    }
+}
+
+#[test]
+fn a_legal_report_becomes_its_event() {
+    let verdict = judge(
+        samples::AGENT,
+        &report(samples::AGENT, samples::TASK, ReportStatus::Started),
+        &scheduled_and_dispatched(),
+    );
+    assert_eq!(verdict, Verdict::Append(TaskEvent::Started { attempt: 1 }));
+}
+
+#[test]
+fn a_resent_report_is_already_recorded() {
+    let mut log = scheduled_and_dispatched();
+    log.extend(
+        history(vec![TaskEvent::Started { attempt: 1 }])
+            .into_iter()
+            .map(|mut s| {
+                s.seq = 3;
+                s
+            }),
+    );
+    let verdict = judge(
+        samples::AGENT,
+        &report(samples::AGENT, samples::TASK, ReportStatus::Started),
+        &log,
+    );
+    assert_eq!(verdict, Verdict::AlreadyRecorded);
+}
+
+#[test]
+fn hostile_reports_are_rejected_with_reasons() {
+    let other = AgentId::generate();
+    let log = scheduled_and_dispatched();
+    let cases = [
+        (
+            other,
+            report(samples::AGENT, samples::TASK, ReportStatus::Started),
+            "came from agent",
+        ),
+        (
+            other,
+            report(other, samples::TASK, ReportStatus::Started),
+            "belongs to agent",
+        ),
+        (
+            samples::AGENT,
+            report(samples::AGENT, TaskId::generate(), ReportStatus::Started),
+            "does not exist",
+        ),
+        (
+            samples::AGENT,
+            report(
+                samples::AGENT,
+                samples::TASK,
+                ReportStatus::Succeeded(fleet_events::event::RunSummary {
+                    kind: fleet_events::policy::TaskKind::Check,
+                    duration_ms: 1,
+                    detail: fleet_events::event::RunDetail::Check,
+                }),
+            ),
+            "not legal",
+        ),
+    ];
+    for (sender, report, why) in cases {
+        let history = if report.task == samples::TASK {
+            log.clone()
+        } else {
+            Vec::new()
+        };
+        match judge(sender, &report, &history) {
+            Verdict::Reject(reason) => assert!(reason.contains(why), "{reason} lacks {why}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    let mut stale = report(
+        samples::AGENT,
+        samples::TASK,
+        ReportStatus::Failed(TaskError::new(ErrorClass::Network, "x", None)),
+    );
+    stale.attempt = 7;
+    assert!(matches!(
+        judge(samples::AGENT, &stale, &log),
+        Verdict::Reject(_)
+    ));
+}

@@ -1,0 +1,100 @@
+//! The intake service: a durable consumer of every agent's reports. Several instances
+//! share the consumer; each report is appended once, with the task's expected sequence
+//! and a msg id derived from the report.
+
+use std::time::Duration;
+
+use fleet_events::envelope::Envelope;
+use fleet_events::event::Event;
+use fleet_events::protocol::AgentReport;
+use fleet_events::store::consume::{self, ConsumeError, Delivery, Durable, Outcome};
+use fleet_events::store::{Append, AppendError, EventStore, Expect};
+use fleet_events::streams;
+use fleet_events::subject::{self, AgentSubject, AggregateId, Channel, EventSubject};
+use tokio_util::sync::CancellationToken;
+
+use super::{Verdict, judge};
+use crate::clock::Clock;
+
+/// The durable consumer shared by intake instances.
+pub const REPORTS_CONSUMER: &str = "intake-reports";
+
+/// Consumes reports until `shutdown` is cancelled.
+pub async fn run(
+    store: EventStore,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let durable = Durable::new(
+        streams::INTAKE,
+        REPORTS_CONSUMER,
+        &subject::all_agents(Channel::Reports),
+    );
+    consume::run(
+        &store,
+        &durable,
+        shutdown,
+        |delivery: Delivery<AgentReport>| {
+            let (store, clock) = (store.clone(), clock.clone());
+            async move { handle(&store, &clock, delivery).await }
+        },
+    )
+    .await
+}
+
+async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentReport>) -> Outcome {
+    let report = delivery.value;
+    let sender = match AgentSubject::parse(&delivery.subject) {
+        Ok(s) => s.agent,
+        Err(e) => return Outcome::Park(e.to_string()),
+    };
+    let task_subject = EventSubject {
+        tenant: report.tenant.clone(),
+        aggregate: AggregateId::Task(report.task),
+    };
+    let history = match store.history(&task_subject).await {
+        Ok(history) => history,
+        Err(e) => {
+            tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
+            return Outcome::Retry(Duration::from_secs(1));
+        }
+    };
+    let event = match judge(sender, &report, &history.events) {
+        Verdict::Append(event) => event,
+        Verdict::AlreadyRecorded => return Outcome::Done,
+        Verdict::Reject(reason) => {
+            metrics::counter!("fleet_intake_rejected_reports_total").increment(1);
+            return Outcome::Park(reason);
+        }
+    };
+    let cause = history.events.last().map(|s| &s.envelope);
+    let event = Event::Task {
+        task: report.task,
+        event,
+    };
+    let envelope = match cause {
+        Some(cause) => Envelope::caused_by(cause, clock.now(), event),
+        None => Envelope::new(report.tenant.clone(), clock.now(), event),
+    };
+    let msg_id = format!("report:{}", report.msg_id());
+    let append = Append {
+        envelope: &envelope,
+        msg_id: &msg_id,
+        expect: Expect::LastSeq(history.last_seq),
+    };
+    match store.append(append).await {
+        Ok(_) => {
+            metrics::counter!("fleet_intake_reports_total", "status" => report.status.name())
+                .increment(1);
+            tracing::info!(task = %report.task, agent = %sender, attempt = report.attempt, status = report.status.name(), "report recorded");
+            Outcome::Done
+        }
+        // Someone appended to the task meanwhile: judge again on the new history.
+        Err(AppendError::Conflict { .. }) => Outcome::Retry(Duration::from_millis(50)),
+        Err(AppendError::Unavailable(reason)) => {
+            tracing::warn!(task = %report.task, %reason, "event store unavailable; report retried");
+            Outcome::Retry(Duration::from_secs(1))
+        }
+        Err(e) => Outcome::Park(format!("the event could not be stored: {e}")),
+    }
+}

@@ -1,0 +1,202 @@
+//! Intake against a real nats-server: agents' reports become task events; reports about
+//! another agent's task, illegal transitions and garbage are parked with reasons; a
+//! resent report is recorded once.
+
+use std::time::Duration;
+
+use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
+use fleet_events::event::{Event, RunDetail, RunSummary, TaskEvent};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::{AgentReport, ReportStatus};
+use fleet_events::samples;
+use fleet_events::store::consume::{HEADER_PARK_KIND, HEADER_PARK_REASON};
+use fleet_events::store::{Append, EventStore, Expect};
+use fleet_events::streams;
+use fleet_events::subject::{AgentSubject, AggregateId, Channel, EventSubject};
+use fleet_services::clock::Clock;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{fleet, tenant};
+
+/// A task of `agent`, scheduled and dispatched (attempt 1).
+async fn dispatched_task(store: &EventStore, agent: AgentId) -> TaskId {
+    let policy = PolicyId::generate();
+    let at = samples::at(0);
+    let task = TaskId::for_fire(policy, agent, at);
+    let events = [
+        TaskEvent::Scheduled {
+            policy,
+            agent,
+            fire_at: at,
+            run_at: at,
+            spec: Box::new(samples::policy_spec()),
+        },
+        TaskEvent::Dispatched { agent, attempt: 1 },
+    ];
+    for event in events {
+        let envelope = Envelope::new(tenant(), at, Event::Task { task, event });
+        let msg_id = envelope.id.to_string();
+        store
+            .append(Append {
+                envelope: &envelope,
+                msg_id: &msg_id,
+                expect: Expect::Any,
+            })
+            .await
+            .expect("stored");
+    }
+    task
+}
+
+fn report(agent: AgentId, task: TaskId, status: ReportStatus) -> AgentReport {
+    AgentReport {
+        schema: SCHEMA_VERSION,
+        agent,
+        tenant: tenant(),
+        task,
+        attempt: 1,
+        at: samples::at(5),
+        status,
+    }
+}
+
+async fn send(js: &async_nats::jetstream::Context, from: AgentId, payload: Vec<u8>) {
+    let subject = AgentSubject {
+        agent: from,
+        channel: Channel::Reports,
+    }
+    .to_string();
+    js.publish(subject, payload.into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+}
+
+async fn task_events(store: &EventStore, task: TaskId) -> Vec<TaskEvent> {
+    let subject = EventSubject {
+        tenant: tenant(),
+        aggregate: AggregateId::Task(task),
+    };
+    let history = store.history(&subject).await.expect("history");
+    history
+        .events
+        .into_iter()
+        .filter_map(|s| match s.envelope.event {
+            Event::Task { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_checked_and_hostile_ones_parked() {
+    let f = fleet().await;
+    let (a, b) = (AgentId::generate(), AgentId::generate());
+    let task_a = dispatched_task(&f.store, a).await;
+    let task_b = dispatched_task(&f.store, b).await;
+    let shutdown = CancellationToken::new();
+    let intake = {
+        let (store, shutdown) = (f.store.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { fleet_services::intake::run(store, Clock::System, shutdown).await },
+        )
+    };
+    let js = async_nats::jetstream::new(f.client.clone());
+
+    let started = report(a, task_a, ReportStatus::Started)
+        .to_wire()
+        .expect("encodes");
+    send(&js, a, started.clone()).await;
+    send(&js, a, started).await; // resent from the outbox
+    send(
+        &js,
+        a,
+        report(b, task_b, ReportStatus::Started)
+            .to_wire()
+            .expect("encodes"),
+    )
+    .await; // forged
+    let success = ReportStatus::Succeeded(RunSummary {
+        kind: TaskKind::Check,
+        duration_ms: 5,
+        detail: RunDetail::Check,
+    });
+    send(
+        &js,
+        b,
+        report(b, task_b, success).to_wire().expect("encodes"),
+    )
+    .await; // not started yet
+    send(&js, a, vec![0xde, 0xad, 0xbe, 0xef]).await; // garbage
+
+    let parked = wait_parked(&f.store, 3).await;
+    shutdown.cancel();
+    intake.await.expect("joined").expect("ran");
+
+    assert_eq!(
+        task_events(&f.store, task_a).await.last(),
+        Some(&TaskEvent::Started { attempt: 1 })
+    );
+    assert_eq!(
+        task_events(&f.store, task_a).await.len(),
+        3,
+        "the resent report is recorded once"
+    );
+    assert_eq!(
+        task_events(&f.store, task_b).await.len(),
+        2,
+        "nothing applied to B's task"
+    );
+    let reasons: Vec<(String, String)> = parked
+        .iter()
+        .map(|m| {
+            let header = |name| {
+                m.headers
+                    .get(name)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            };
+            (header(HEADER_PARK_KIND), header(HEADER_PARK_REASON))
+        })
+        .collect();
+    assert_eq!(reasons[0].0, "rejected");
+    assert!(reasons[0].1.contains("came from agent"), "{reasons:?}");
+    assert_eq!(reasons[1].0, "rejected");
+    assert!(reasons[1].1.contains("not legal"), "{reasons:?}");
+    assert_eq!(reasons[2].0, "undecodable");
+}
+
+async fn wait_parked(
+    store: &EventStore,
+    n: u64,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let stream = store
+        .jetstream()
+        .get_stream_no_info(streams::PARKED)
+        .await
+        .expect("stream");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut found = Vec::new();
+    for seq in 1..=n {
+        loop {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => {
+                    found.push(m);
+                    break;
+                }
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(30)).await
+                }
+                Err(e) => panic!("parked message {seq} never came: {e}"),
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        stream.get_raw_message(n + 1).await.is_err(),
+        "nothing else is parked"
+    );
+    found
+}
