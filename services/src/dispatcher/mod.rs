@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - this file: [`DispatchConfig`] and the [`Fleet`] state.
-//! - `state`: folding log events and heartbeats into per-agent and per-task state.
+//! - `state`: per-agent and per-task state; folding task and repository events.
+//! - `agents`: folding agent events and heartbeats.
 //! - `saturation`: [`Saturation`], [`Why`], and what holds an agent as a whole.
 //! - `plan`: [`Fleet::plan`], [`Dispatch`], [`Fleet::abandon`], wake-up timers.
 //! - `wait`: [`WaitReason`] and [`Fleet::why_waiting`], what operators see.
@@ -40,6 +41,7 @@
 //! - Plans depend only on the log, heartbeats, the gate and `now`: two cores fed the same
 //!   inputs plan the same tasks to the same agents in the same order.
 
+mod agents;
 mod gate;
 mod plan;
 mod saturation;

@@ -30,7 +30,11 @@ pub enum Why {
     /// Running plus dispatched tasks reach the agent's total limit.
     TotalLimit { used: u16, limit: u16 },
     /// Running plus dispatched tasks of `kind` reach the agent's limit for the kind.
-    KindLimit { kind: TaskKind, used: u16, limit: u16 },
+    KindLimit {
+        kind: TaskKind,
+        used: u16,
+        limit: u16,
+    },
     /// The agent's own queue holds more than the threshold.
     QueueThreshold { queued: u32, threshold: u16 },
 }

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, Event, RepoEvent, TaskEvent};
-use fleet_events::ids::{AgentId, CorrelationId, EventId, RepoId, TaskId, TenantId};
+use fleet_events::event::{Event, RepoEvent, TaskEvent};
+use fleet_events::ids::{CorrelationId, EventId, RepoId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
-use fleet_events::protocol::{Heartbeat, KindCounts};
+use fleet_events::protocol::KindCounts;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::Stored;
 use fleet_events::task_state::{Task, TaskStatus};
@@ -94,22 +94,6 @@ impl Fleet {
         self.fold(&stored.envelope, Some(stored.seq));
     }
 
-    /// Records an agent's heartbeat: its own queue and when it was last seen. Heartbeats of
-    /// unregistered agents, of another tenant, or older than the last one are ignored.
-    pub fn observe_heartbeat(&mut self, beat: &Heartbeat) {
-        let Some(agent) = self.agents.get_mut(&beat.agent) else {
-            return;
-        };
-        if agent.tenant.as_ref() != Some(&beat.tenant) || agent.last_seen > Some(beat.at) {
-            return;
-        }
-        agent.last_seen = Some(beat.at);
-        if agent.online && agent.queued != beat.queued {
-            agent.queued = beat.queued;
-            self.dirty.insert(beat.agent);
-        }
-    }
-
     fn fold(&mut self, env: &Envelope, seq: Option<u64>) {
         match &env.event {
             Event::Agent { agent, event } => self.apply_agent(*agent, env, event),
@@ -128,38 +112,6 @@ impl Fleet {
             }
             Event::Tenant(_) | Event::Policy { .. } => {}
         }
-    }
-
-    fn apply_agent(&mut self, id: AgentId, env: &Envelope, event: &AgentEvent) {
-        let agent = self.agents.entry(id).or_default();
-        if agent.tenant.as_ref().is_some_and(|t| *t != env.tenant) {
-            tracing::warn!(agent_id = %id, tenant = %env.tenant, "ignoring an agent event of another tenant");
-            return;
-        }
-        match event {
-            AgentEvent::Registered { settings, .. } => {
-                agent.tenant = Some(env.tenant.clone());
-                agent.registered = true;
-                agent.settings = settings.clone();
-                agent.online = true;
-                agent.offline_since = None;
-            }
-            AgentEvent::SettingsChanged { settings } => agent.settings = settings.clone(),
-            AgentEvent::CameOnline { .. } => {
-                agent.online = true;
-                agent.offline_since = None;
-            }
-            AgentEvent::WentOffline { last_seen } => {
-                agent.online = false;
-                agent.offline_since = Some(*last_seen);
-                agent.queued = KindCounts::default();
-            }
-            AgentEvent::Decommissioned => {
-                agent.decommissioned = true;
-                agent.queued = KindCounts::default();
-            }
-        }
-        self.dirty.insert(id);
     }
 
     fn apply_task(&mut self, id: TaskId, env: &Envelope, event: &TaskEvent, seq: Option<u64>) {

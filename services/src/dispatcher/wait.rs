@@ -79,7 +79,10 @@ impl fmt::Display for WaitReason {
                 f.write_str("the repository's circuit is half-open: a probe task is testing it")
             }
             WaitReason::BehindHigherPriority { ahead } => {
-                write!(f, "{ahead} tasks of higher priority or earlier time go first")
+                write!(
+                    f,
+                    "{ahead} tasks of higher priority or earlier time go first"
+                )
             }
             WaitReason::Dispatching => f.write_str("it is being dispatched"),
         }
@@ -122,12 +125,7 @@ impl Fleet {
 
     /// Plays the plan for `agent` up to `task` (ignoring the gate): if the tasks ahead of
     /// it take the room left, it waits behind them.
-    fn behind(
-        &self,
-        agent: &AgentState,
-        task: TaskId,
-        now: DateTime<Utc>,
-    ) -> Option<WaitReason> {
+    fn behind(&self, agent: &AgentState, task: TaskId, now: DateTime<Utc>) -> Option<WaitReason> {
         let mut used = agent.used();
         let mut of_kind = TaskKind::ALL.map(|k| agent.used_of(k));
         let mut ahead = 0u16;
@@ -141,9 +139,8 @@ impl Fleet {
             if key.task == task {
                 return (!free).then_some(WaitReason::BehindHigherPriority { ahead });
             }
-            let eligible = key.run_at <= now
-                && !t.gate_refused
-                && agent.tenant.as_ref() == Some(&t.tenant);
+            let eligible =
+                key.run_at <= now && !t.gate_refused && agent.tenant.as_ref() == Some(&t.tenant);
             if eligible && free {
                 used += 1;
                 of_kind[slot(k)] += 1;

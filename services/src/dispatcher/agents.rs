@@ -1,0 +1,61 @@
+//! Folding agent events and heartbeats: registration, settings, online or offline,
+//! decommissioning, and the agent's own queue.
+
+use fleet_events::envelope::Envelope;
+use fleet_events::event::AgentEvent;
+use fleet_events::ids::AgentId;
+use fleet_events::protocol::{Heartbeat, KindCounts};
+
+use super::Fleet;
+
+impl Fleet {
+    /// Records an agent's heartbeat: its own queue and when it was last seen. Heartbeats of
+    /// unregistered agents, of another tenant, or older than the last one are ignored.
+    pub fn observe_heartbeat(&mut self, beat: &Heartbeat) {
+        let Some(agent) = self.agents.get_mut(&beat.agent) else {
+            return;
+        };
+        if agent.tenant.as_ref() != Some(&beat.tenant) || agent.last_seen > Some(beat.at) {
+            return;
+        }
+        agent.last_seen = Some(beat.at);
+        if agent.online && agent.queued != beat.queued {
+            agent.queued = beat.queued;
+            self.dirty.insert(beat.agent);
+        }
+    }
+
+    /// Folds one agent event; events of another tenant than the one it registered with are
+    /// ignored. Decommissioning is for good.
+    pub(super) fn apply_agent(&mut self, id: AgentId, env: &Envelope, event: &AgentEvent) {
+        let agent = self.agents.entry(id).or_default();
+        if agent.tenant.as_ref().is_some_and(|t| *t != env.tenant) {
+            tracing::warn!(agent_id = %id, tenant = %env.tenant, "ignoring an agent event of another tenant");
+            return;
+        }
+        match event {
+            AgentEvent::Registered { settings, .. } => {
+                agent.tenant = Some(env.tenant.clone());
+                agent.registered = true;
+                agent.settings = settings.clone();
+                agent.online = true;
+                agent.offline_since = None;
+            }
+            AgentEvent::SettingsChanged { settings } => agent.settings = settings.clone(),
+            AgentEvent::CameOnline { .. } => {
+                agent.online = true;
+                agent.offline_since = None;
+            }
+            AgentEvent::WentOffline { last_seen } => {
+                agent.online = false;
+                agent.offline_since = Some(*last_seen);
+                agent.queued = KindCounts::default();
+            }
+            AgentEvent::Decommissioned => {
+                agent.decommissioned = true;
+                agent.queued = KindCounts::default();
+            }
+        }
+        self.dirty.insert(id);
+    }
+}
