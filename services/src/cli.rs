@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fleet_events::streams::StreamOptions;
 use fleet_services::clock::Clock;
+use fleet_services::dispatcher::{DispatchConfig, DispatcherConfig};
 use fleet_services::retry::CircuitConfig;
 use fleet_services::serve::{self, Service, ServiceConfig};
 
@@ -33,8 +34,9 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ServiceArg {
     Scheduler,
-    Retry,
+    Dispatcher,
     Intake,
+    Retry,
 }
 
 impl From<ServiceArg> for Service {
@@ -43,6 +45,7 @@ impl From<ServiceArg> for Service {
             ServiceArg::Scheduler => Service::Scheduler,
             ServiceArg::Retry => Service::Retry,
             ServiceArg::Intake => Service::Intake,
+            ServiceArg::Dispatcher => Service::Dispatcher,
         }
     }
 }
@@ -71,6 +74,18 @@ pub struct ServiceArgs {
     /// How long an open circuit holds a repository's tasks, in seconds.
     #[arg(long, env = "FLEET_CIRCUIT_COOL_DOWN_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub circuit_cool_down_secs: u64,
+    /// Seconds without a heartbeat after which an agent goes offline.
+    #[arg(long, env = "FLEET_AGENT_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub agent_lease_secs: u64,
+    /// Seconds offline after the lease before an agent's running tasks are lost.
+    #[arg(long, env = "FLEET_LOST_GRACE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub lost_grace_secs: u64,
+    /// Heartbeat-reported queue length above which an agent counts as saturated.
+    #[arg(long, env = "FLEET_QUEUE_THRESHOLD", default_value_t = 2)]
+    pub queue_threshold: u16,
+    /// Dispatch to agents with tasks in backoff (by default they get nothing until it ends).
+    #[arg(long, env = "FLEET_IGNORE_AGENT_BACKOFF")]
+    pub ignore_agent_backoff: bool,
 }
 
 impl ServiceArgs {
@@ -83,6 +98,15 @@ impl ServiceArgs {
             circuit: CircuitConfig {
                 threshold: self.circuit_threshold,
                 cool_down: Duration::from_secs(self.circuit_cool_down_secs),
+            },
+            dispatcher: DispatcherConfig {
+                dispatch: DispatchConfig {
+                    queue_threshold: self.queue_threshold,
+                    respect_agent_backoff: !self.ignore_agent_backoff,
+                    dispatch_to_offline: false,
+                },
+                lease: Duration::from_secs(self.agent_lease_secs),
+                grace: Duration::from_secs(self.lost_grace_secs),
             },
         })
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::dispatcher::DispatcherConfig;
 use crate::retry::CircuitConfig;
 
 /// The services of the control plane.
@@ -20,11 +21,18 @@ pub enum Service {
     Retry,
     /// Agents' reports to task events.
     Intake,
+    /// Tasks to agents with room; heartbeats and leases.
+    Dispatcher,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 3] = [Service::Scheduler, Service::Retry, Service::Intake];
+    pub const ALL: [Service; 4] = [
+        Service::Scheduler,
+        Service::Dispatcher,
+        Service::Intake,
+        Service::Retry,
+    ];
 
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
@@ -32,6 +40,7 @@ impl Service {
             Service::Scheduler => "scheduler",
             Service::Retry => "retry",
             Service::Intake => "intake",
+            Service::Dispatcher => "dispatcher",
         }
     }
 }
@@ -41,6 +50,7 @@ impl Service {
 pub struct ServiceConfig {
     pub clock: Clock,
     pub circuit: CircuitConfig,
+    pub dispatcher: DispatcherConfig,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -63,6 +73,11 @@ pub async fn run(
         Service::Intake => crate::intake::run(store, config.clock, shutdown)
             .await
             .with_context(context)?,
+        Service::Dispatcher => {
+            crate::dispatcher::run(store, config.clock, config.dispatcher, shutdown)
+                .await
+                .with_context(context)?
+        }
     }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())

@@ -43,8 +43,10 @@
 
 mod agents;
 mod gate;
+mod liveness;
 mod plan;
 mod saturation;
+mod service;
 mod state;
 mod view;
 mod wait;
@@ -56,8 +58,10 @@ use fleet_events::ids::{AgentId, RepoId, TaskId, TenantId};
 use fleet_events::task_state::Task;
 
 pub use gate::{AdmitAll, Circuits, RepoGate};
+pub use liveness::LivenessEvent;
 pub use plan::Dispatch;
 pub use saturation::{Saturation, Why};
+pub use service::{DispatcherConfig, HEARTBEAT_CONSUMER, run};
 pub use view::{AgentView, KindView, Stats};
 pub use wait::WaitReason;
 

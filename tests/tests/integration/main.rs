@@ -1,8 +1,10 @@
 //! End-to-end scenarios against a real nats-server (and, where a scenario needs it, real
 //! restic). One test binary; each scenario module starts its own server.
 
+mod dispatcher;
 mod intake;
 mod retry;
 mod scheduler;
+mod scripted_agent;
 mod store;
 mod support;

@@ -1,0 +1,95 @@
+//! Liveness, pure: agents silent past their lease go offline; once offline for a grace
+//! period more, the attempts they hold are lost (and then retried by the enforcer).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event, LostReason, TaskEvent};
+use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::store::Expect;
+
+use super::Fleet;
+use super::state::Stage;
+
+/// An event liveness asks to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessEvent {
+    pub envelope: Envelope,
+    pub msg_id: String,
+    pub expect: Expect,
+}
+
+impl Fleet {
+    /// What the lease says at `now`, given when each agent was last heard from (`heard`,
+    /// by this process's clock; an agent not heard since `since` counts from `since`, so
+    /// a restarted dispatcher gives every agent a full lease).
+    pub fn liveness(
+        &self,
+        now: DateTime<Utc>,
+        heard: &HashMap<AgentId, DateTime<Utc>>,
+        since: DateTime<Utc>,
+        lease: Duration,
+        grace: Duration,
+    ) -> Vec<LivenessEvent> {
+        let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
+        let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
+        let mut out = Vec::new();
+        for (id, agent) in &self.agents {
+            let Some(tenant) = agent.tenant.clone() else {
+                continue;
+            };
+            if agent.decommissioned || !agent.registered {
+                continue;
+            }
+            if agent.online {
+                let last = heard.get(id).copied().unwrap_or(since).max(since);
+                if now - last > lease {
+                    let event = Event::Agent {
+                        agent: *id,
+                        event: AgentEvent::WentOffline { last_seen: last },
+                    };
+                    out.push(LivenessEvent {
+                        msg_id: format!("offline:{id}:{}", last.timestamp_micros()),
+                        envelope: Envelope::new(tenant, now, event),
+                        expect: Expect::Any,
+                    });
+                }
+                continue;
+            }
+            let Some(offline_since) = agent.offline_since else {
+                continue;
+            };
+            if now - offline_since <= lease + grace {
+                continue;
+            }
+            for (task, (_, stage)) in &agent.holding {
+                if *stage != Stage::InFlight {
+                    out.extend(self.lost(*task, now));
+                }
+            }
+        }
+        out
+    }
+
+    fn lost(&self, task: TaskId, now: DateTime<Utc>) -> Option<LivenessEvent> {
+        let tracked = self.tasks.get(&task)?;
+        let attempt = tracked.task.attempt;
+        let event = Event::Task {
+            task,
+            event: TaskEvent::Lost {
+                attempt,
+                reason: LostReason::LeaseExpired,
+            },
+        };
+        let mut envelope = Envelope::new(tracked.tenant.clone(), now, event);
+        envelope.correlation = tracked.correlation;
+        envelope.causation = Some(tracked.last_event);
+        Some(LivenessEvent {
+            envelope,
+            msg_id: format!("lost:{task}:{attempt}"),
+            expect: tracked.seq.map_or(Expect::Any, Expect::LastSeq),
+        })
+    }
+}

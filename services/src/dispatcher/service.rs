@@ -1,0 +1,276 @@
+//! The dispatcher service: follows the log into [`Fleet`], hears heartbeats, hands work to
+//! agents with room, and applies the lease.
+//!
+//! A dispatch is two writes: `TaskDispatched` appended with the task's expected sequence
+//! (so two dispatchers never dispatch one attempt twice: the loser gets a conflict and
+//! abandons it), then the command published on `fleet.agent.<agent>.tasks` with msg id
+//! `run:<task>:<attempt>`, retried until stored.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use chrono::{DateTime, TimeDelta, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event};
+use fleet_events::ids::AgentId;
+use fleet_events::protocol::Heartbeat;
+use fleet_events::store::consume::{self, Delivery, Durable, Outcome};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
+use fleet_events::streams;
+use fleet_events::subject::{self, AgentSubject, Channel};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Circuits, Dispatch, DispatchConfig, Fleet};
+use crate::clock::Clock;
+use crate::follow::{Follower, append_retrying};
+
+/// The durable consumer of heartbeats.
+pub const HEARTBEAT_CONSUMER: &str = "dispatcher-heartbeats";
+
+/// The dispatcher's settings.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub dispatch: DispatchConfig,
+    /// An agent not heard from for this long goes offline.
+    pub lease: Duration,
+    /// An agent offline for this long after its lease loses the attempts it holds.
+    pub grace: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            dispatch: DispatchConfig::default(),
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs the dispatcher until `shutdown` is cancelled.
+pub async fn run(
+    store: EventStore,
+    clock: Clock,
+    config: DispatcherConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ReadError> {
+    let mut fleet = Fleet::new(config.dispatch);
+    let mut circuits = Circuits::new();
+    let mut log = Follower::open(store.clone(), subject::all_events(), "dispatcher").await?;
+    while !log.caught_up() {
+        let Some(stored) = log.next(&shutdown).await else {
+            return Ok(());
+        };
+        fleet.apply_stored(&stored);
+        circuits.apply(&stored.envelope);
+    }
+    tracing::info!("dispatcher caught up with the log");
+    let (beats_tx, mut beats) = mpsc::channel(1024);
+    let listener = tokio::spawn(hear_heartbeats(store.clone(), beats_tx, shutdown.clone()));
+    let since = clock.now();
+    let check_every = (config.lease / 4).max(Duration::from_secs(1));
+    let mut heard: HashMap<AgentId, DateTime<Utc>> = HashMap::new();
+    let mut next_check = since;
+    loop {
+        let now = clock.now();
+        if now >= next_check {
+            for event in fleet.liveness(now, &heard, since, config.lease, config.grace) {
+                let append = Append {
+                    envelope: &event.envelope,
+                    msg_id: &event.msg_id,
+                    expect: event.expect,
+                };
+                record(&store, append, &shutdown).await;
+            }
+            next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
+        }
+        if fleet.needs_plan(now) {
+            let plan = fleet.plan(now, &mut circuits);
+            dispatch(&store, &mut fleet, plan, now, &shutdown).await;
+        }
+        let wake = fleet
+            .next_wakeup()
+            .map_or(next_check, |w| w.min(next_check));
+        tokio::select! {
+            item = log.next(&shutdown) => match item {
+                Some(stored) => {
+                    fleet.apply_stored(&stored);
+                    circuits.apply(&stored.envelope);
+                }
+                None => break,
+            },
+            Some(beat) = beats.recv() => {
+                heard.insert(beat.agent, clock.now());
+                came_online(&store, &fleet, &beat, clock.now(), &shutdown).await;
+                fleet.observe_heartbeat(&beat);
+            }
+            () = clock.sleep_until(wake) => {}
+        }
+        let stats = fleet.stats(clock.now());
+        metrics::gauge!("fleet_saturated_agents").set(stats.saturated as f64);
+        metrics::gauge!("fleet_waiting_tasks").set(stats.waiting as f64);
+    }
+    let _ = listener.await;
+    Ok(())
+}
+
+/// Consumes heartbeats into `beats`. A heartbeat naming another agent than the subject it
+/// came on is parked.
+async fn hear_heartbeats(
+    store: EventStore,
+    beats: mpsc::Sender<Heartbeat>,
+    shutdown: CancellationToken,
+) {
+    let durable = Durable::new(
+        streams::INTAKE,
+        HEARTBEAT_CONSUMER,
+        &subject::all_agents(Channel::Heartbeat),
+    );
+    let result = consume::run(
+        &store,
+        &durable,
+        shutdown,
+        |delivery: Delivery<Heartbeat>| {
+            let beats = beats.clone();
+            async move {
+                match AgentSubject::parse(&delivery.subject) {
+                    Ok(s) if s.agent == delivery.value.agent => {
+                        match beats.send(delivery.value).await {
+                            Ok(()) => Outcome::Done,
+                            Err(_) => Outcome::Retry(Duration::from_secs(1)),
+                        }
+                    }
+                    Ok(s) => Outcome::Park(format!(
+                        "heartbeat names agent {} but came from agent {}",
+                        delivery.value.agent, s.agent
+                    )),
+                    Err(e) => Outcome::Park(e.to_string()),
+                }
+            }
+        },
+    )
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "heartbeat consumer stopped");
+    }
+}
+
+/// Records that a registered, offline agent is back.
+async fn came_online(
+    store: &EventStore,
+    fleet: &Fleet,
+    beat: &Heartbeat,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) {
+    let Some(view) = fleet.agent(beat.agent, now) else {
+        return;
+    };
+    if !view.registered
+        || view.online
+        || view.decommissioned
+        || view.tenant.as_ref() != Some(&beat.tenant)
+    {
+        return;
+    }
+    let event = Event::Agent {
+        agent: beat.agent,
+        event: AgentEvent::CameOnline {
+            agent_version: beat.agent_version.clone(),
+            restic_version: beat.restic_version.clone(),
+        },
+    };
+    let envelope = Envelope::new(beat.tenant.clone(), now, event);
+    let msg_id = format!("online:{}:{}", beat.agent, beat.at.timestamp_micros());
+    record(
+        store,
+        Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::Any,
+        },
+        shutdown,
+    )
+    .await;
+}
+
+async fn record(store: &EventStore, append: Append<'_>, shutdown: &CancellationToken) {
+    let kind = append.envelope.event.event_type().name();
+    match append_retrying(store, append, shutdown).await {
+        Ok(_) | Err(AppendError::Conflict { .. }) => {
+            tracing::info!(event = kind, subject = %append.envelope.subject(), "liveness recorded")
+        }
+        Err(e) => tracing::error!(event = kind, error = %e, "liveness event could not be recorded"),
+    }
+}
+
+/// Appends each dispatch, then publishes its command to the agent.
+async fn dispatch(
+    store: &EventStore,
+    fleet: &mut Fleet,
+    plan: Vec<Dispatch>,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) {
+    for d in plan {
+        let msg_id = d.event_msg_id();
+        let append = Append {
+            envelope: &d.envelope,
+            msg_id: &msg_id,
+            expect: d.expect,
+        };
+        match append_retrying(store, append, shutdown).await {
+            Ok(_) => {}
+            Err(AppendError::Conflict { .. }) => {
+                tracing::debug!(task = %d.task, "another dispatcher moved this task first");
+                fleet.abandon(d.task);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(task = %d.task, error = %e, "dispatch not recorded; the task waits");
+                fleet.abandon(d.task);
+                continue;
+            }
+        }
+        if let Err(e) = publish_command(store, &d, shutdown).await {
+            tracing::error!(task = %d.task, agent = %d.agent, error = %e, "task dispatched but not delivered");
+            continue;
+        }
+        metrics::counter!("fleet_tasks_dispatched_total").increment(1);
+        if let Some(run_at) = fleet.task(d.task).and_then(|t| t.run_at) {
+            let late = (now - run_at).to_std().unwrap_or(Duration::ZERO);
+            metrics::histogram!("fleet_dispatch_delay_seconds").record(late.as_secs_f64());
+        }
+        tracing::info!(task = %d.task, agent = %d.agent, attempt = d.attempt, "task dispatched");
+    }
+}
+
+/// Publishes the command, retrying with its msg id while NATS is unavailable.
+async fn publish_command(
+    store: &EventStore,
+    d: &Dispatch,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let payload = d.command.to_wire().map_err(|e| e.to_string())?;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let message = PublishMessage::build()
+            .payload(payload.clone().into())
+            .message_id(d.command_msg_id());
+        let result = match store.jetstream().send_publish(d.subject(), message).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::warn!(task = %d.task, error = %e, "publishing the task failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The dispatcher with intake against a real nats-server and a scripted agent: an agent
+//! limited to 2 never holds more than 2 tasks, held work drains in priority then time
+//! order, and two dispatchers never dispatch a task twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event, TaskEvent};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::policy::PolicySpec;
+use fleet_events::samples;
+use fleet_events::settings::AgentSettings;
+use fleet_events::store::{Append, EventStore, Expect, Stored};
+use fleet_events::subject;
+use fleet_services::clock::Clock;
+use fleet_services::dispatcher::DispatcherConfig;
+use futures::TryStreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::scripted_agent::{self, Behaviour};
+use crate::support::{fleet, tenant};
+
+async fn append(store: &EventStore, event: Event) {
+    let envelope = Envelope::new(tenant(), Utc::now(), event);
+    let msg_id = envelope.id.to_string();
+    store
+        .append(Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::Any,
+        })
+        .await
+        .expect("stored");
+}
+
+async fn register(store: &EventStore, agent: AgentId, max_concurrent: u16) {
+    let settings = AgentSettings {
+        max_concurrent,
+        ..AgentSettings::default()
+    };
+    let event = AgentEvent::Registered {
+        name: "scripted".into(),
+        hostname: "scripted".into(),
+        settings,
+    };
+    append(store, Event::Agent { agent, event }).await;
+}
+
+/// Schedules a task of `agent` with `priority`, due `secs_ago` seconds ago.
+async fn schedule(store: &EventStore, agent: AgentId, priority: u8, secs_ago: i64) -> TaskId {
+    let policy = PolicyId::generate();
+    let fire_at = Utc::now() - TimeDelta::seconds(secs_ago);
+    let task = TaskId::for_fire(policy, agent, fire_at);
+    let spec = PolicySpec {
+        priority,
+        ..samples::policy_spec()
+    };
+    let event = TaskEvent::Scheduled {
+        policy,
+        agent,
+        fire_at,
+        run_at: fire_at,
+        spec: Box::new(spec),
+    };
+    append(store, Event::Task { task, event }).await;
+    task
+}
+
+async fn task_log(store: &EventStore) -> Vec<(TaskId, TaskEvent)> {
+    let all: Vec<Stored> = store
+        .replay(&subject::aggregate_events(subject::Aggregate::Task), 1)
+        .await
+        .expect("replay")
+        .try_collect()
+        .await
+        .expect("decodes");
+    all.into_iter()
+        .filter_map(|s| match s.envelope.event {
+            Event::Task { task, event } => Some((task, event)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_agent_drains_by_priority_and_no_task_is_dispatched_twice() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    register(&f.store, agent, 2).await;
+    // (priority, seconds since due): drain order must be 9, 7, 5 (older), 5, 3, 1.
+    let wanted = [(1, 10), (9, 10), (5, 20), (5, 10), (3, 10), (7, 10)];
+    let mut tasks = HashMap::new();
+    for (priority, ago) in wanted {
+        tasks.insert(
+            schedule(&f.store, agent, priority, ago).await,
+            (priority, ago),
+        );
+    }
+
+    let shutdown = CancellationToken::new();
+    let mut services = Vec::new();
+    for _ in 0..2 {
+        let (store, token) = (f.store.clone(), shutdown.clone());
+        services.push(tokio::spawn(async move {
+            fleet_services::dispatcher::run(
+                store,
+                Clock::System,
+                DispatcherConfig::default(),
+                token,
+            )
+            .await
+            .expect("dispatcher");
+        }));
+    }
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::intake::run(store, Clock::System, token)
+            .await
+            .expect("intake");
+    }));
+    let js = async_nats::jetstream::new(f.client.clone());
+    let behaviour = Behaviour {
+        run_for: Duration::from_millis(300),
+        fail: None,
+    };
+    let (observed, agent_task) = scripted_agent::spawn(js, agent, behaviour, shutdown.clone());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = task_log(&f.store).await;
+        let done = log
+            .iter()
+            .filter(|(_, e)| matches!(e, TaskEvent::Succeeded { .. }))
+            .count();
+        if done == tasks.len() {
+            break log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {} finished: {log:#?}",
+            tasks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    shutdown.cancel();
+    for s in services {
+        s.await.expect("joined");
+    }
+    agent_task.await.expect("joined");
+
+    let mut holding = 0i32;
+    let mut max_holding = 0;
+    let mut dispatched = Vec::new();
+    for (task, event) in &log {
+        match event {
+            TaskEvent::Dispatched { attempt, .. } => {
+                holding += 1;
+                dispatched.push((*task, *attempt));
+            }
+            TaskEvent::Succeeded { .. } | TaskEvent::Failed { .. } => holding -= 1,
+            _ => {}
+        }
+        max_holding = max_holding.max(holding);
+    }
+    assert!(
+        max_holding <= 2,
+        "the log shows {max_holding} tasks on the agent at once"
+    );
+    assert!(
+        observed
+            .max_running
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 2
+    );
+    assert_eq!(
+        dispatched.len(),
+        tasks.len(),
+        "each task dispatched exactly once: {dispatched:?}"
+    );
+    let order: Vec<(u8, i64)> = dispatched.iter().map(|(t, _)| tasks[t]).collect();
+    assert_eq!(
+        order,
+        vec![(9, 10), (7, 10), (5, 20), (5, 10), (3, 10), (1, 10)]
+    );
+}

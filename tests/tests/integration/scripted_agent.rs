@@ -1,0 +1,195 @@
+//! A scripted agent that speaks the agent protocol: it pulls its own task subject, reports
+//! acknowledged, started, then succeeded or failed after a chosen time, and heartbeats.
+//! It stands in for fleet-agent where a scenario is about the control plane.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::message::PublishMessage;
+use fleet_events::envelope::SCHEMA_VERSION;
+use fleet_events::event::{ErrorClass, RunDetail, RunSummary, TaskError};
+use fleet_events::ids::AgentId;
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::{
+    AgentCommand, AgentReport, Command, Heartbeat, KindCounts, ReportStatus, TaskOrder,
+};
+use fleet_events::store::consume::Wire;
+use fleet_events::streams;
+use fleet_events::subject::{AgentSubject, Channel};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::tenant;
+
+/// What the agent does with a task.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    pub run_for: Duration,
+    /// `None` succeeds; `Some(class)` fails with that class.
+    pub fail: Option<ErrorClass>,
+}
+
+/// Counters the scenario reads.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub running: AtomicUsize,
+    pub max_running: AtomicUsize,
+    pub started: AtomicUsize,
+}
+
+/// Starts the agent; it stops when `shutdown` is cancelled.
+pub fn spawn(
+    js: async_nats::jetstream::Context,
+    agent: AgentId,
+    behaviour: Behaviour,
+    shutdown: CancellationToken,
+) -> (Arc<Observed>, JoinHandle<()>) {
+    let observed = Arc::new(Observed::default());
+    let seen = observed.clone();
+    let handle = tokio::spawn(async move {
+        let beats = tokio::spawn(heartbeats(
+            js.clone(),
+            agent,
+            seen.clone(),
+            shutdown.clone(),
+        ));
+        let stream = js
+            .get_stream(streams::DISPATCH)
+            .await
+            .expect("dispatch stream");
+        let name = format!("agent-{agent}");
+        let consumer = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: AgentSubject {
+                        agent,
+                        channel: Channel::Tasks,
+                    }
+                    .to_string(),
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => break,
+                m = messages.next() => match m {
+                    Some(Ok(m)) => m,
+                    _ => continue,
+                },
+            };
+            let Ok(AgentCommand {
+                command: Command::Run(order),
+                ..
+            }) = AgentCommand::from_wire(&message.payload)
+            else {
+                message.ack().await.ok();
+                continue;
+            };
+            report(&js, agent, &order, ReportStatus::Acknowledged).await;
+            message.double_ack().await.ok();
+            let (js, seen) = (js.clone(), seen.clone());
+            tokio::spawn(async move {
+                let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.max_running.fetch_max(now, Ordering::SeqCst);
+                seen.started.fetch_add(1, Ordering::SeqCst);
+                report(&js, agent, &order, ReportStatus::Started).await;
+                tokio::time::sleep(behaviour.run_for).await;
+                seen.running.fetch_sub(1, Ordering::SeqCst);
+                let status = match behaviour.fail {
+                    None => ReportStatus::Succeeded(RunSummary {
+                        kind: order.spec.kind,
+                        duration_ms: behaviour.run_for.as_millis() as u64,
+                        detail: match order.spec.kind {
+                            TaskKind::Check => RunDetail::Check,
+                            _ => RunDetail::Backup(Default::default()),
+                        },
+                    }),
+                    Some(class) => {
+                        ReportStatus::Failed(TaskError::new(class, class.as_str(), Some(1)))
+                    }
+                };
+                report(&js, agent, &order, status).await;
+            });
+        }
+        beats.abort();
+    });
+    (observed, handle)
+}
+
+async fn report(
+    js: &async_nats::jetstream::Context,
+    agent: AgentId,
+    order: &TaskOrder,
+    status: ReportStatus,
+) {
+    let report = AgentReport {
+        schema: SCHEMA_VERSION,
+        agent,
+        tenant: order.tenant.clone(),
+        task: order.task,
+        attempt: order.attempt,
+        at: chrono::Utc::now(),
+        status,
+    };
+    let message = PublishMessage::build()
+        .payload(report.to_wire().expect("encodes").into())
+        .message_id(report.msg_id());
+    js.send_publish(
+        AgentSubject {
+            agent,
+            channel: Channel::Reports,
+        }
+        .to_string(),
+        message,
+    )
+    .await
+    .expect("sent")
+    .await
+    .expect("stored");
+}
+
+async fn heartbeats(
+    js: async_nats::jetstream::Context,
+    agent: AgentId,
+    seen: Arc<Observed>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let running = seen.running.load(Ordering::SeqCst) as u16;
+        let beat = Heartbeat {
+            schema: SCHEMA_VERSION,
+            agent,
+            tenant: tenant(),
+            at: chrono::Utc::now(),
+            running: KindCounts {
+                backup: running,
+                ..KindCounts::default()
+            },
+            queued: KindCounts::default(),
+            agent_version: "scripted".into(),
+            restic_version: "none".into(),
+            outbox_depth: 0,
+        };
+        let subject = AgentSubject {
+            agent,
+            channel: Channel::Heartbeat,
+        }
+        .to_string();
+        if let Ok(ack) = js
+            .publish(subject, beat.to_wire().expect("encodes").into())
+            .await
+        {
+            ack.await.ok();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
