@@ -185,3 +185,151 @@ async fn a_limited_agent_drains_by_priority_and_no_task_is_dispatched_twice() {
         vec![(9, 10), (7, 10), (5, 20), (5, 10), (3, 10), (1, 10)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_is_back() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    register(&f.store, agent, 2).await;
+    let policy = PolicyId::generate();
+    let fire_at = Utc::now();
+    let task = TaskId::for_fire(policy, agent, fire_at);
+    let spec = PolicySpec {
+        retry: fleet_events::policy::RetryBudget {
+            max_retries: 3,
+            base_delay_secs: 1,
+            max_delay_secs: 1,
+        },
+        ..samples::policy_spec()
+    };
+    let event = TaskEvent::Scheduled {
+        policy,
+        agent,
+        fire_at,
+        run_at: fire_at,
+        spec: Box::new(spec),
+    };
+    append(&f.store, Event::Task { task, event }).await;
+
+    let shutdown = CancellationToken::new();
+    let config = DispatcherConfig {
+        lease: Duration::from_secs(1),
+        grace: Duration::from_secs(1),
+        ..DispatcherConfig::default()
+    };
+    let mut services = Vec::new();
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::dispatcher::run(store, Clock::System, config, token)
+            .await
+            .expect("dispatcher");
+    }));
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::intake::run(store, Clock::System, token)
+            .await
+            .expect("intake");
+    }));
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        let circuit = fleet_services::retry::CircuitConfig::default();
+        fleet_services::retry::run(store, Clock::System, circuit, token)
+            .await
+            .expect("retry");
+    }));
+
+    // The agent starts the task, then goes silent for good.
+    let js = async_nats::jetstream::new(f.client.clone());
+    let agent_down = CancellationToken::new();
+    let long = Behaviour {
+        run_for: Duration::from_secs(3600),
+        fail: None,
+    };
+    let (_, first) = scripted_agent::spawn(js.clone(), agent, long, agent_down.clone());
+    wait_for(&f.store, task, |e| {
+        matches!(e, TaskEvent::Started { attempt: 1 })
+    })
+    .await;
+    agent_down.cancel();
+    first.await.expect("joined");
+    wait_for(&f.store, task, |e| {
+        matches!(e, TaskEvent::RetryScheduled { attempt: 1, .. })
+    })
+    .await;
+
+    // Back: the retry goes to it and succeeds.
+    let quick = Behaviour {
+        run_for: Duration::from_millis(100),
+        fail: None,
+    };
+    let (_, second) = scripted_agent::spawn(js, agent, quick, shutdown.clone());
+    wait_for(&f.store, task, |e| {
+        matches!(e, TaskEvent::Succeeded { attempt: 2, .. })
+    })
+    .await;
+    shutdown.cancel();
+    for s in services {
+        s.await.expect("joined");
+    }
+    second.await.expect("joined");
+
+    let log = task_log(&f.store).await;
+    let kinds: Vec<&str> = log
+        .iter()
+        .filter(|(t, _)| *t == task)
+        .map(|(_, e)| e.event_type().name())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task.scheduled",
+            "task.dispatched",
+            "task.acknowledged",
+            "task.started",
+            "task.lost",
+            "task.retry_scheduled",
+            "task.retry_due",
+            "task.dispatched",
+            "task.acknowledged",
+            "task.started",
+            "task.succeeded",
+        ]
+    );
+    let all: Vec<Stored> = f
+        .store
+        .replay(&subject::all_events(), 1)
+        .await
+        .expect("replay")
+        .try_collect()
+        .await
+        .expect("decodes");
+    let agent_events: Vec<&str> = all
+        .iter()
+        .filter(|s| matches!(&s.envelope.event, Event::Agent { agent: a, .. } if *a == agent))
+        .map(|s| s.envelope.event.event_type().name())
+        .collect();
+    assert_eq!(
+        agent_events,
+        [
+            "agent.registered",
+            "agent.went_offline",
+            "agent.came_online"
+        ]
+    );
+}
+
+/// Waits until one of the task's events satisfies `found`.
+async fn wait_for(store: &EventStore, task: TaskId, found: impl Fn(&TaskEvent) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = task_log(store).await;
+        if log.iter().any(|(t, e)| *t == task && found(e)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {log:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

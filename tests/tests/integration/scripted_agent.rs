@@ -96,14 +96,21 @@ pub fn spawn(
             };
             report(&js, agent, &order, ReportStatus::Acknowledged).await;
             message.double_ack().await.ok();
-            let (js, seen) = (js.clone(), seen.clone());
+            let (js, seen, stop) = (js.clone(), seen.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
                 seen.max_running.fetch_max(now, Ordering::SeqCst);
                 seen.started.fetch_add(1, Ordering::SeqCst);
                 report(&js, agent, &order, ReportStatus::Started).await;
-                tokio::time::sleep(behaviour.run_for).await;
+                let finished = tokio::select! {
+                    () = tokio::time::sleep(behaviour.run_for) => true,
+                    // The agent "dies": the run never reports.
+                    () = stop.cancelled() => false,
+                };
                 seen.running.fetch_sub(1, Ordering::SeqCst);
+                if !finished {
+                    return;
+                }
                 let status = match behaviour.fail {
                     None => ReportStatus::Succeeded(RunSummary {
                         kind: order.spec.kind,
