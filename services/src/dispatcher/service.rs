@@ -4,7 +4,8 @@
 //! A dispatch is two writes: `TaskDispatched` appended with the task's expected sequence
 //! (so two dispatchers never dispatch one attempt twice: the loser gets a conflict and
 //! abandons it), then the command published on `fleet.agent.<agent>.tasks` with msg id
-//! `run:<task>:<attempt>`, retried until stored.
+//! `run:<task>:<attempt>`, retried until stored. When the log cancels a task an agent
+//! holds (an operator, or a replacing run), the agent is sent `Command::Cancel`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,11 +13,11 @@ use std::time::Duration;
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, Event};
+use fleet_events::event::{AgentEvent, Event, TaskEvent};
 use fleet_events::ids::AgentId;
-use fleet_events::protocol::Heartbeat;
+use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
 use fleet_events::store::consume::{self, Delivery, Durable, Outcome};
-use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
 use fleet_events::streams;
 use fleet_events::subject::{self, AgentSubject, Channel};
 use tokio::sync::mpsc;
@@ -96,8 +97,12 @@ pub async fn run(
         tokio::select! {
             item = log.next(&shutdown) => match item {
                 Some(stored) => {
+                    let cancel = cancel_command(&fleet, &stored);
                     fleet.apply_stored(&stored);
                     circuits.apply(&stored.envelope);
+                    if let Some((subject, command)) = cancel {
+                        tell_agent(&store, &subject, &command, &shutdown).await;
+                    }
                 }
                 None => break,
             },
@@ -247,19 +252,71 @@ async fn dispatch(
     }
 }
 
-/// Publishes the command, retrying with its msg id while NATS is unavailable.
+/// The cancel command owed to an agent when the log cancels a task it holds. Only live
+/// events lead to one: a cancel read during catch-up was sent by the instance that saw it
+/// live (the command's msg id makes a second send harmless, but not a late one useful).
+fn cancel_command(fleet: &Fleet, stored: &Stored) -> Option<(String, AgentCommand)> {
+    let Event::Task {
+        task,
+        event: TaskEvent::Cancelled { reason },
+    } = &stored.envelope.event
+    else {
+        return None;
+    };
+    let held = fleet.task(*task).filter(|t| t.status.is_on_agent())?;
+    let subject = AgentSubject {
+        agent: held.agent,
+        channel: Channel::Tasks,
+    }
+    .to_string();
+    let command = AgentCommand::new(Command::Cancel {
+        task: *task,
+        attempt: held.attempt,
+        reason: reason.clone(),
+    });
+    Some((subject, command))
+}
+
+/// Publishes a cancel command; logs when it cannot.
+async fn tell_agent(
+    store: &EventStore,
+    subject: &str,
+    command: &AgentCommand,
+    shutdown: &CancellationToken,
+) {
+    match publish(store, subject, command, shutdown).await {
+        Ok(()) => tracing::info!(%subject, "cancel sent to the agent"),
+        Err(e) => tracing::error!(%subject, error = %e, "cancel could not be sent"),
+    }
+}
+
+/// Publishes the dispatch's command, retrying with its msg id while NATS is unavailable.
 async fn publish_command(
     store: &EventStore,
     d: &Dispatch,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let payload = d.command.to_wire().map_err(|e| e.to_string())?;
+    publish(store, &d.subject(), &d.command, shutdown).await
+}
+
+/// Publishes `command` on `subject` with its msg id, retrying while NATS is unavailable.
+async fn publish(
+    store: &EventStore,
+    subject: &str,
+    command: &AgentCommand,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let payload = command.to_wire().map_err(|e| e.to_string())?;
     let mut delay = Duration::from_millis(200);
     loop {
         let message = PublishMessage::build()
             .payload(payload.clone().into())
-            .message_id(d.command_msg_id());
-        let result = match store.jetstream().send_publish(d.subject(), message).await {
+            .message_id(command.msg_id());
+        let result = match store
+            .jetstream()
+            .send_publish(subject.to_owned(), message)
+            .await
+        {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -267,7 +324,7 @@ async fn publish_command(
             Ok(()) => return Ok(()),
             Err(e) if shutdown.is_cancelled() => return Err(e),
             Err(e) => {
-                tracing::warn!(task = %d.task, error = %e, "publishing the task failed; retrying");
+                tracing::warn!(%subject, error = %e, "publishing to the agent failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

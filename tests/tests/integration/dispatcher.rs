@@ -333,3 +333,60 @@ async fn wait_for(store: &EventStore, task: TaskId, found: impl Fn(&TaskEvent) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_task_tells_its_agent() {
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    register(&f.store, agent, 2).await;
+    let task = schedule(&f.store, agent, 5, 1).await;
+    let shutdown = CancellationToken::new();
+    let mut services = Vec::new();
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::dispatcher::run(store, Clock::System, DispatcherConfig::default(), token)
+            .await
+            .expect("dispatcher");
+    }));
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::intake::run(store, Clock::System, token)
+            .await
+            .expect("intake");
+    }));
+    let js = async_nats::jetstream::new(f.client.clone());
+    let long = Behaviour {
+        run_for: Duration::from_secs(3600),
+        fail: None,
+    };
+    let (observed, agent_task) = scripted_agent::spawn(js, agent, long, shutdown.clone());
+    wait_for(&f.store, task, |e| matches!(e, TaskEvent::Started { .. })).await;
+
+    append(
+        &f.store,
+        Event::Task {
+            task,
+            event: TaskEvent::Cancelled {
+                reason: "operator".into(),
+            },
+        },
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while observed.cancels.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never heard of the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    for s in services {
+        s.await.expect("joined");
+    }
+    agent_task.await.expect("joined");
+    assert_eq!(
+        observed.cancels.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}

@@ -38,6 +38,8 @@ pub struct Observed {
     pub running: AtomicUsize,
     pub max_running: AtomicUsize,
     pub started: AtomicUsize,
+    /// Cancel commands received.
+    pub cancels: AtomicUsize,
 }
 
 /// Starts the agent; it stops when `shutdown` is cancelled.
@@ -86,13 +88,23 @@ pub fn spawn(
                     _ => continue,
                 },
             };
-            let Ok(AgentCommand {
-                command: Command::Run(order),
-                ..
-            }) = AgentCommand::from_wire(&message.payload)
-            else {
-                message.ack().await.ok();
-                continue;
+            let order = match AgentCommand::from_wire(&message.payload) {
+                Ok(AgentCommand {
+                    command: Command::Run(order),
+                    ..
+                }) => order,
+                Ok(AgentCommand {
+                    command: Command::Cancel { .. },
+                    ..
+                }) => {
+                    seen.cancels.fetch_add(1, Ordering::SeqCst);
+                    message.ack().await.ok();
+                    continue;
+                }
+                Err(_) => {
+                    message.ack().await.ok();
+                    continue;
+                }
             };
             report(&js, agent, &order, ReportStatus::Acknowledged).await;
             message.double_ack().await.ok();
