@@ -178,10 +178,9 @@ async fn latency(url: &str) {
                     command: Command::Run(order),
                     ..
                 }) = AgentCommand::from_wire(&message.payload)
+                    && let Some(at) = sent.lock().expect("lock").remove(&order.task)
                 {
-                    if let Some(at) = sent.lock().expect("lock").remove(&order.task) {
-                        latencies.push(received - at);
-                    }
+                    latencies.push(received - at);
                 }
             }
             latencies
@@ -256,7 +255,7 @@ async fn simulate_agents(
         let Ok(sender) = AgentSubject::parse(&message.subject) else {
             continue;
         };
-        let fail = n % 10 == 0 && order.attempt == 1;
+        let fail = n.is_multiple_of(10) && order.attempt == 1;
         let finish = if fail {
             ReportStatus::Failed(TaskError::new(
                 ErrorClass::Network,
