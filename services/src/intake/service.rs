@@ -86,6 +86,10 @@ async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentRepor
         Ok(_) => {
             metrics::counter!("fleet_intake_reports_total", "status" => report.status.name())
                 .increment(1);
+            if let fleet_events::protocol::ReportStatus::Failed(error) = &report.status {
+                metrics::counter!("fleet_tasks_failed_total", "class" => error.class.as_str())
+                    .increment(1);
+            }
             tracing::info!(task = %report.task, agent = %sender, attempt = report.attempt, status = report.status.name(), "report recorded");
             Outcome::Done
         }

@@ -49,6 +49,12 @@ pub async fn run(
             }
         }
         metrics::gauge!("fleet_tasks_in_backoff").set(core.pending().count() as f64);
+        let now = clock.now();
+        let open = core
+            .breakers()
+            .filter(|(_, _, b)| !matches!(b.state(now), super::CircuitState::Closed))
+            .count();
+        metrics::gauge!("fleet_open_circuits").set(open as f64);
     }
 }
 

@@ -4,6 +4,7 @@
 mod circuit;
 mod dispatcher;
 mod intake;
+mod limits;
 mod retry;
 mod scheduler;
 mod scripted_agent;
