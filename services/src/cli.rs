@@ -107,6 +107,9 @@ impl ServiceArgs {
                 },
                 lease: Duration::from_secs(self.agent_lease_secs),
                 grace: Duration::from_secs(self.lost_grace_secs),
+                // The agent enforces the run timeout itself; the control plane steps in
+                // one lease later.
+                timeout_margin: Duration::from_secs(self.agent_lease_secs),
             },
         })
     }

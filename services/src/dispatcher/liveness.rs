@@ -11,9 +11,9 @@ use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::store::Expect;
 
 use super::Fleet;
-use super::state::Stage;
+use super::state::{Stage, Tracked};
 
-/// An event liveness asks to append.
+/// An event liveness (or a run timeout) asks to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LivenessEvent {
     pub envelope: Envelope,
@@ -76,20 +76,35 @@ impl Fleet {
     fn lost(&self, task: TaskId, now: DateTime<Utc>) -> Option<LivenessEvent> {
         let tracked = self.tasks.get(&task)?;
         let attempt = tracked.task.attempt;
-        let event = Event::Task {
-            task,
-            event: TaskEvent::Lost {
-                attempt,
-                reason: LostReason::LeaseExpired,
-            },
+        let event = TaskEvent::Lost {
+            attempt,
+            reason: LostReason::LeaseExpired,
         };
-        let mut envelope = Envelope::new(tracked.tenant.clone(), now, event);
-        envelope.correlation = tracked.correlation;
-        envelope.causation = Some(tracked.last_event);
-        Some(LivenessEvent {
-            envelope,
-            msg_id: format!("lost:{task}:{attempt}"),
-            expect: tracked.seq.map_or(Expect::Any, Expect::LastSeq),
-        })
+        Some(follow_up(
+            task,
+            tracked,
+            now,
+            event,
+            format!("lost:{task}:{attempt}"),
+        ))
+    }
+}
+
+/// `event` of `task` at `now`, in the task's correlation and caused by its last event,
+/// expecting the task subject's last sequence (when known).
+pub(super) fn follow_up(
+    task: TaskId,
+    tracked: &Tracked,
+    now: DateTime<Utc>,
+    event: TaskEvent,
+    msg_id: String,
+) -> LivenessEvent {
+    let mut envelope = Envelope::new(tracked.tenant.clone(), now, Event::Task { task, event });
+    envelope.correlation = tracked.correlation;
+    envelope.causation = Some(tracked.last_event);
+    LivenessEvent {
+        envelope,
+        msg_id,
+        expect: tracked.seq.map_or(Expect::Any, Expect::LastSeq),
     }
 }

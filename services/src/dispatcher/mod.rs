@@ -5,8 +5,9 @@
 //! [`Fleet::observe_heartbeat`], and after every batch calls [`Fleet::plan`]. For each
 //! [`Dispatch`] it appends `TaskDispatched` (msg id [`Dispatch::event_msg_id`], expecting
 //! [`Dispatch::expect`]) and then publishes [`Dispatch::command`] on [`Dispatch::subject`];
-//! an append that fails or loses its race is handed back with [`Fleet::abandon`]. Between
-//! events it sleeps until [`Fleet::next_wakeup`]: there is no polling loop.
+//! an append that fails or loses its race is handed back with [`Fleet::abandon`]. It appends
+//! what [`Fleet::liveness`] and [`Fleet::timeouts`] return. Between events it sleeps until
+//! [`Fleet::next_wakeup`] or [`Fleet::next_timeout`]: there is no polling loop.
 //!
 //! # Layout
 //! - this file: [`DispatchConfig`] and the [`Fleet`] state.
@@ -17,6 +18,8 @@
 //! - `wait`: [`WaitReason`] and [`Fleet::why_waiting`], what operators see.
 //! - `gate`: [`RepoGate`], the per-repository circuit question, and [`Circuits`].
 //! - `view`: [`AgentView`] and [`Stats`] for read models and metrics.
+//! - `liveness`: [`Fleet::liveness`], the lease: silent agents go offline, then lose work.
+//! - `timeouts`: [`Fleet::timeouts`], attempts on agents past their policy's run timeout.
 //!
 //! # Decisions
 //! - **Offline agents** get nothing new (unless [`DispatchConfig::dispatch_to_offline`]):
@@ -32,6 +35,11 @@
 //!   takes a check, so it is saturated as a whole only by its total limit or its queue.
 //! - Unknown agents (never registered, or registered to another tenant) and decommissioned
 //!   ones get nothing; their tasks wait with a reason until someone cancels them.
+//! - **Run timeouts**: an attempt on an agent (dispatched, acknowledged or running) with no
+//!   result once its policy's run timeout plus a margin has passed since it started (or was
+//!   dispatched, if it never started), by the `at` of those events, fails with class
+//!   `Timeout`. The agent enforces the timeout itself; this is the backstop for one that
+//!   hangs while still heartbeating, and the margin lets the agent report first.
 //!
 //! # Invariants
 //! - An agent holds at most its limits: tasks dispatched, acknowledged, running and being
@@ -48,6 +56,7 @@ mod plan;
 mod saturation;
 mod service;
 mod state;
+mod timeouts;
 mod view;
 mod wait;
 
@@ -107,6 +116,9 @@ pub struct Fleet {
     /// When an agent's situation changes with time alone (a task falls due, a backoff or
     /// a circuit's cool-down ends); at most one entry per agent, see `AgentState::timer`.
     timers: BTreeSet<(DateTime<Utc>, AgentId)>,
+    /// Attempts on agents by when their run timeout ends (before any margin), see
+    /// `Tracked::deadline`.
+    deadlines: BTreeSet<(DateTime<Utc>, TaskId)>,
 }
 
 impl Fleet {
@@ -120,6 +132,7 @@ impl Fleet {
             gated: HashMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
         }
     }
 

@@ -6,15 +6,19 @@
 //! abandons it), then the command published on `fleet.agent.<agent>.tasks` with msg id
 //! `run:<task>:<attempt>`, retried until stored. When the log cancels a task an agent
 //! holds (an operator, or a replacing run), the agent is sent `Command::Cancel`.
+//!
+//! Run timeouts are a backstop for agents that hang while still heartbeating: an attempt
+//! past its policy's run timeout plus [`DispatcherConfig::timeout_margin`] is recorded as
+//! failed with class `Timeout`, and its agent is sent `Command::Cancel` to stop restic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::AgentId;
+use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
 use fleet_events::store::consume::{self, Delivery, Durable, Outcome};
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
@@ -38,6 +42,10 @@ pub struct DispatcherConfig {
     pub lease: Duration,
     /// An agent offline for this long after its lease loses the attempts it holds.
     pub grace: Duration,
+    /// How long past its policy's run timeout an attempt may go before the control plane
+    /// fails it as timed out (default 30 s, the default lease). The agent enforces the
+    /// timeout itself: the margin gives its own `Timeout` failure time to arrive first.
+    pub timeout_margin: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -46,6 +54,7 @@ impl Default for DispatcherConfig {
             dispatch: DispatchConfig::default(),
             lease: Duration::from_secs(30),
             grace: Duration::from_secs(60),
+            timeout_margin: Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +83,8 @@ pub async fn run(
     let check_every = (config.lease / 4).max(Duration::from_secs(1));
     let mut heard: HashMap<AgentId, DateTime<Utc>> = HashMap::new();
     let mut next_check = since;
+    // Attempts this process failed as timed out, until the log shows them ended.
+    let mut timed_out: HashSet<(TaskId, u32)> = HashSet::new();
     loop {
         let now = clock.now();
         if now >= next_check {
@@ -87,13 +98,26 @@ pub async fn run(
             }
             next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
         }
+        time_out(
+            &store,
+            &fleet,
+            &mut timed_out,
+            now,
+            config.timeout_margin,
+            &shutdown,
+        )
+        .await;
         if fleet.needs_plan(now) {
             let plan = fleet.plan(now, &mut circuits);
             dispatch(&store, &mut fleet, plan, now, &shutdown).await;
         }
-        let wake = fleet
-            .next_wakeup()
-            .map_or(next_check, |w| w.min(next_check));
+        let wake = [
+            fleet.next_wakeup(),
+            fleet.next_timeout(now, config.timeout_margin),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(next_check, DateTime::min);
         tokio::select! {
             item = log.next(&shutdown) => match item {
                 Some(stored) => {
@@ -159,6 +183,58 @@ async fn hear_heartbeats(
     .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "heartbeat consumer stopped");
+    }
+}
+
+/// Fails the attempts past their run timeout at `now` that this process has not failed yet,
+/// and tells their agents to cancel them; forgets attempts the log has since ended.
+async fn time_out(
+    store: &EventStore,
+    fleet: &Fleet,
+    timed_out: &mut HashSet<(TaskId, u32)>,
+    now: DateTime<Utc>,
+    margin: Duration,
+    shutdown: &CancellationToken,
+) {
+    timed_out.retain(|(task, attempt)| {
+        fleet
+            .task(*task)
+            .is_some_and(|t| t.attempt == *attempt && t.status.is_on_agent())
+    });
+    for event in fleet.timeouts(now, margin) {
+        let Event::Task {
+            task,
+            event: TaskEvent::Failed { attempt, .. },
+        } = &event.envelope.event
+        else {
+            continue;
+        };
+        let (task, attempt) = (*task, *attempt);
+        let Some(agent) = fleet.task(task).map(|t| t.agent) else {
+            continue;
+        };
+        if !timed_out.insert((task, attempt)) {
+            continue;
+        }
+        tracing::warn!(task_id = %task, agent_id = %agent, attempt, "attempt past its run timeout");
+        metrics::counter!("fleet_tasks_timed_out_total").increment(1);
+        let append = Append {
+            envelope: &event.envelope,
+            msg_id: &event.msg_id,
+            expect: event.expect,
+        };
+        record(store, append, shutdown).await;
+        let subject = AgentSubject {
+            agent,
+            channel: Channel::Tasks,
+        }
+        .to_string();
+        let command = AgentCommand::new(Command::Cancel {
+            task,
+            attempt,
+            reason: "run timeout".into(),
+        });
+        tell_agent(store, &subject, &command, shutdown).await;
     }
 }
 

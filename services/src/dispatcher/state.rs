@@ -78,6 +78,12 @@ pub(super) struct Tracked {
     pub dispatching: bool,
     /// The gate refused it in the last plan that asked.
     pub gate_refused: bool,
+    /// While on an agent: when the attempt was dispatched, as its `TaskDispatched` says.
+    pub dispatched_at: Option<DateTime<Utc>>,
+    /// While on an agent: when the attempt started, as its `TaskStarted` says.
+    pub started_at: Option<DateTime<Utc>>,
+    /// While on an agent: its entry in `Fleet::deadlines`, when the run timeout ends.
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 impl Fleet {
@@ -156,6 +162,14 @@ impl Fleet {
         if task.status.is_terminal() {
             return;
         }
+        let (dispatched_at, started_at) = match event {
+            _ if !task.status.is_on_agent() => (None, None),
+            TaskEvent::Dispatched { .. } => (Some(env.at), None),
+            TaskEvent::Started { .. } => (old.as_ref().and_then(|o| o.dispatched_at), Some(env.at)),
+            _ => old
+                .as_ref()
+                .map_or((None, None), |o| (o.dispatched_at, o.started_at)),
+        };
         let mut tracked = Tracked {
             tenant: env.tenant.clone(),
             task,
@@ -167,6 +181,9 @@ impl Fleet {
             key: None,
             dispatching: false,
             gate_refused: false,
+            dispatched_at,
+            started_at,
+            deadline: None,
         };
         self.place(id, &mut tracked, env.at);
         self.tasks.insert(id, tracked);
@@ -174,6 +191,9 @@ impl Fleet {
 
     /// Takes a task out of its agent's sets.
     fn unplace(&mut self, id: TaskId, t: &Tracked) {
+        if let Some(deadline) = t.deadline {
+            self.deadlines.remove(&(deadline, id));
+        }
         let Some(agent) = self.agents.get_mut(&t.task.agent) else {
             return;
         };
@@ -209,9 +229,11 @@ impl Fleet {
             }
             TaskStatus::Dispatched | TaskStatus::Acknowledged => {
                 agent.holding.insert(id, (kind, Stage::Dispatched));
+                self.arm_timeout(id, t, at);
             }
             TaskStatus::Running => {
                 agent.holding.insert(id, (kind, Stage::Running));
+                self.arm_timeout(id, t, at);
             }
             TaskStatus::RetryScheduled => {
                 agent.backoff.insert(id, t.task.retry_due_at.unwrap_or(at));

@@ -7,6 +7,7 @@ mod holds;
 mod inflight;
 mod limits;
 mod order;
+mod timeouts;
 
 use chrono::{DateTime, Utc};
 use fleet_events::envelope::{Envelope, SCHEMA_VERSION};

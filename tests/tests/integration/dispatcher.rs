@@ -390,3 +390,142 @@ async fn cancelling_a_running_task_tells_its_agent() {
         1
     );
 }
+
+/// An agent that starts a task and then hangs while still heartbeating: once the policy's
+/// run timeout and the margin have passed since the start, the dispatcher fails the attempt
+/// as timed out and tells the agent to cancel it. The dispatcher runs on a manual clock (with
+/// a lease that cannot run out meanwhile), so the scenario does not wait out the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_its_run_timeout_is_timed_out_and_its_agent_told() {
+    use fleet_events::event::ErrorClass;
+    use fleet_services::clock::ManualClock;
+    use std::sync::atomic::Ordering;
+
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    register(&f.store, agent, 2).await;
+    let policy = PolicyId::generate();
+    let fire_at = Utc::now() - TimeDelta::seconds(1);
+    let task = TaskId::for_fire(policy, agent, fire_at);
+    let mut spec = samples::policy_spec();
+    spec.execution.run_timeout_secs = 60;
+    let event = TaskEvent::Scheduled {
+        policy,
+        agent,
+        fire_at,
+        run_at: fire_at,
+        spec: Box::new(spec),
+    };
+    append(&f.store, Event::Task { task, event }).await;
+
+    // The intake stamps events with the real clock, so the manual one starts from it.
+    let manual = ManualClock::new(Utc::now());
+    let shutdown = CancellationToken::new();
+    let config = DispatcherConfig {
+        lease: Duration::from_secs(3600),
+        timeout_margin: Duration::from_secs(1),
+        ..DispatcherConfig::default()
+    };
+    let mut services = Vec::new();
+    let (store, token, clock) = (f.store.clone(), shutdown.clone(), manual.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::dispatcher::run(store, Clock::Manual(clock), config, token)
+            .await
+            .expect("dispatcher");
+    }));
+    let (store, token) = (f.store.clone(), shutdown.clone());
+    services.push(tokio::spawn(async move {
+        fleet_services::intake::run(store, Clock::System, token)
+            .await
+            .expect("intake");
+    }));
+    let js = async_nats::jetstream::new(f.client.clone());
+    let hangs = Behaviour {
+        run_for: Duration::from_secs(3600),
+        fail: None,
+    };
+    let (observed, agent_task) = scripted_agent::spawn(js, agent, hangs, shutdown.clone());
+    wait_for(&f.store, task, |e| {
+        matches!(e, TaskEvent::Started { attempt: 1 })
+    })
+    .await;
+    let all: Vec<Stored> = f
+        .store
+        .replay(&subject::aggregate_events(subject::Aggregate::Task), 1)
+        .await
+        .expect("replay")
+        .try_collect()
+        .await
+        .expect("decodes");
+    let started_at = all
+        .iter()
+        .find(|s| {
+            matches!(
+                &s.envelope.event,
+                Event::Task { task: t, event: TaskEvent::Started { .. } } if *t == task
+            )
+        })
+        .map(|s| s.envelope.at)
+        .expect("started");
+
+    // Halfway through the run timeout, nothing happens.
+    manual.advance(started_at + TimeDelta::seconds(30) - manual.now());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let timed_out = |e: &TaskEvent| match e {
+        TaskEvent::Failed { attempt: 1, error } => error.class == ErrorClass::Timeout,
+        _ => false,
+    };
+    assert!(
+        !task_log(&f.store)
+            .await
+            .iter()
+            .any(|(t, e)| *t == task && timed_out(e))
+    );
+    assert_eq!(observed.cancels.load(Ordering::SeqCst), 0);
+
+    // Past the run timeout and the margin, the attempt fails and the agent hears of it.
+    manual.advance(started_at + TimeDelta::seconds(62) - manual.now());
+    wait_for(&f.store, task, timed_out).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while observed.cancels.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never heard of the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time goes on: the attempt is not failed, nor cancelled, twice.
+    manual.advance(TimeDelta::seconds(60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    for s in services {
+        s.await.expect("joined");
+    }
+    agent_task.await.expect("joined");
+
+    assert_eq!(observed.cancels.load(Ordering::SeqCst), 1);
+    let log = task_log(&f.store).await;
+    let kinds: Vec<&str> = log
+        .iter()
+        .filter(|(t, _)| *t == task)
+        .map(|(_, e)| e.event_type().name())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task.scheduled",
+            "task.dispatched",
+            "task.acknowledged",
+            "task.started",
+            "task.failed",
+        ]
+    );
+    let message = log.iter().find_map(|(t, e)| match e {
+        TaskEvent::Failed { error, .. } if *t == task => Some(error.message.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        message.as_deref(),
+        Some("no result within the run timeout of 60 s (control plane)")
+    );
+}
