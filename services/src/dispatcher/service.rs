@@ -280,8 +280,13 @@ async fn came_online(
 async fn record(store: &EventStore, append: Append<'_>, shutdown: &CancellationToken) {
     let kind = append.envelope.event.event_type().name();
     match append_retrying(store, append, shutdown).await {
-        Ok(_) | Err(AppendError::Conflict { .. }) => {
+        Ok(appended) if !appended.duplicate => {
+            // went_offline, came_online, task.lost, task.failed (run timeout).
+            metrics::counter!("fleet_liveness_events_total", "event" => kind).increment(1);
             tracing::info!(event = kind, subject = %append.envelope.subject(), "liveness recorded")
+        }
+        Ok(_) | Err(AppendError::Conflict { .. }) => {
+            tracing::debug!(event = kind, "liveness event already recorded")
         }
         Err(e) => tracing::error!(event = kind, error = %e, "liveness event could not be recorded"),
     }
