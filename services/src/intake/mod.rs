@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //! - `decide`: [`judge`], the pure verdict on one report.
+//! - `cache`: task histories kept between reports (speed only, never a verdict).
 //! - `service`: [`run`], the durable consumer of `fleet.agent.*.reports`.
 
+mod cache;
 mod decide;
 mod service;
 

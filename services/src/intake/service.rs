@@ -2,22 +2,27 @@
 //! share the consumer; each report is appended once, with the task's expected sequence
 //! and a msg id derived from the report.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::Event;
 use fleet_events::protocol::AgentReport;
 use fleet_events::store::consume::{self, ConsumeError, Delivery, Durable, Outcome};
-use fleet_events::store::{Append, AppendError, EventStore, Expect};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, History, Stored};
 use fleet_events::streams;
 use fleet_events::subject::{self, AgentSubject, AggregateId, Channel, EventSubject};
 use tokio_util::sync::CancellationToken;
 
+use super::cache::HistoryCache;
 use super::{Verdict, judge};
 use crate::clock::Clock;
 
 /// The durable consumer shared by intake instances.
 pub const REPORTS_CONSUMER: &str = "intake-reports";
+
+/// Task histories kept between reports.
+const CACHED_TASKS: usize = 10_000;
 
 /// Consumes reports until `shutdown` is cancelled.
 pub async fn run(
@@ -30,19 +35,25 @@ pub async fn run(
         REPORTS_CONSUMER,
         &subject::all_agents(Channel::Reports),
     );
+    let cache = Arc::new(HistoryCache::new(CACHED_TASKS));
     consume::run(
         &store,
         &durable,
         shutdown,
         |delivery: Delivery<AgentReport>| {
-            let (store, clock) = (store.clone(), clock.clone());
-            async move { handle(&store, &clock, delivery).await }
+            let (store, clock, cache) = (store.clone(), clock.clone(), cache.clone());
+            async move { handle(&store, &clock, &cache, delivery).await }
         },
     )
     .await
 }
 
-async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentReport>) -> Outcome {
+async fn handle(
+    store: &EventStore,
+    clock: &Clock,
+    cache: &HistoryCache,
+    delivery: Delivery<AgentReport>,
+) -> Outcome {
     let report = delivery.value;
     let sender = match AgentSubject::parse(&delivery.subject) {
         Ok(s) => s.agent,
@@ -52,17 +63,38 @@ async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentRepor
         tenant: report.tenant.clone(),
         aggregate: AggregateId::Task(report.task),
     };
-    let history = match store.history(&task_subject).await {
-        Ok(history) => history,
-        Err(e) => {
-            tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
-            return Outcome::Retry(Duration::from_secs(1));
-        }
+    let key = task_subject.to_string();
+    let cached = cache.get(&key);
+    let from_cache = cached.is_some();
+    let mut history = match cached {
+        Some(history) => history,
+        None => match store.history(&task_subject).await {
+            Ok(history) => history,
+            Err(e) => {
+                tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
+                return Outcome::Retry(Duration::from_secs(1));
+            }
+        },
     };
-    let event = match judge(sender, &report, &history.events) {
+    let mut verdict = judge(sender, &report, &history.events);
+    if from_cache && matches!(verdict, Verdict::Reject(_)) {
+        // The cached history may be stale: judge again on the log before parking.
+        match store.history(&task_subject).await {
+            Ok(fresh) => {
+                history = fresh;
+                verdict = judge(sender, &report, &history.events);
+            }
+            Err(e) => {
+                tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
+                return Outcome::Retry(Duration::from_secs(1));
+            }
+        }
+    }
+    let event = match verdict {
         Verdict::Append(event) => event,
         Verdict::AlreadyRecorded => return Outcome::Done,
         Verdict::Reject(reason) => {
+            cache.forget(&key);
             metrics::counter!("fleet_intake_rejected_reports_total").increment(1);
             return Outcome::Park(reason);
         }
@@ -83,7 +115,8 @@ async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentRepor
         expect: Expect::LastSeq(history.last_seq),
     };
     match store.append(append).await {
-        Ok(_) => {
+        Ok(appended) => {
+            remember(cache, key, history, appended.seq, envelope.clone());
             metrics::counter!("fleet_intake_reports_total", "status" => report.status.name())
                 .increment(1);
             if let fleet_events::protocol::ReportStatus::Failed(error) = &report.status {
@@ -94,11 +127,37 @@ async fn handle(store: &EventStore, clock: &Clock, delivery: Delivery<AgentRepor
             Outcome::Done
         }
         // Someone appended to the task meanwhile: judge again on the new history.
-        Err(AppendError::Conflict { .. }) => Outcome::Retry(Duration::from_millis(50)),
+        Err(AppendError::Conflict { .. }) => {
+            cache.forget(&key);
+            Outcome::Retry(Duration::from_millis(50))
+        }
         Err(AppendError::Unavailable(reason)) => {
             tracing::warn!(task = %report.task, %reason, "event store unavailable; report retried");
             Outcome::Retry(Duration::from_secs(1))
         }
         Err(e) => Outcome::Park(format!("the event could not be stored: {e}")),
     }
+}
+
+/// Caches the history with the event just appended, or forgets a task that has ended
+/// (its agent sends no more reports).
+fn remember(cache: &HistoryCache, key: String, mut history: History, seq: u64, envelope: Envelope) {
+    let ended = matches!(
+        envelope.event,
+        Event::Task {
+            event: fleet_events::event::TaskEvent::Succeeded { .. },
+            ..
+        }
+    );
+    if ended {
+        cache.forget(&key);
+        return;
+    }
+    history.events.push(Stored {
+        seq,
+        subject: key.clone(),
+        envelope,
+    });
+    history.last_seq = seq;
+    cache.put(key, history);
 }

@@ -2,66 +2,39 @@
 //! circuit, the dispatcher holds the repository's retries during the cool-down, one probe
 //! goes after it, and its success closes the circuit and lets the rest go.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, ErrorClass, Event, RepoEvent, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::event::{ErrorClass, Event, RepoEvent, TaskEvent};
+use fleet_events::ids::AgentId;
 use fleet_events::policy::{PolicySpec, RetryBudget};
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
-use fleet_events::store::{Append, EventStore, Expect, Stored};
+use fleet_events::store::{EventStore, Stored};
 use fleet_events::subject;
-use fleet_services::clock::Clock;
-use fleet_services::dispatcher::DispatcherConfig;
 use fleet_services::retry::CircuitConfig;
-use futures::TryStreamExt;
+use fleet_services::serve::{Service, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour};
-use crate::support::{fleet, tenant};
+use crate::support::{eventually, fleet, log, register, schedule, services, stop, system};
 
-async fn append(store: &EventStore, event: Event) {
-    let envelope = Envelope::new(tenant(), Utc::now(), event);
-    let msg_id = envelope.id.to_string();
-    store
-        .append(Append {
-            envelope: &envelope,
-            msg_id: &msg_id,
-            expect: Expect::Any,
-        })
-        .await
-        .expect("stored");
-}
-
-async fn log(store: &EventStore) -> Vec<Stored> {
-    store
-        .replay(&subject::all_events(), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes")
-}
-
+/// Waits until the whole log satisfies `done`, and returns it.
 async fn wait_until(
     store: &EventStore,
     what: &str,
     done: impl Fn(&[Stored]) -> bool,
 ) -> Vec<Stored> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = log(store).await;
+    eventually(what, Duration::from_secs(30), || async {
+        let events = log(store, &subject::all_events()).await;
         if done(&events) {
-            return events;
+            ControlFlow::Break(events)
+        } else {
+            ControlFlow::Continue(format!("{} events", events.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 fn count(events: &[Stored], f: impl Fn(&Event) -> bool) -> usize {
@@ -76,19 +49,7 @@ async fn network_failures_open_the_circuit_and_a_probe_closes_it() {
         max_concurrent: 5,
         ..AgentSettings::default()
     };
-    let registered = AgentEvent::Registered {
-        name: "a".into(),
-        hostname: "a".into(),
-        settings,
-    };
-    append(
-        &f.store,
-        Event::Agent {
-            agent,
-            event: registered,
-        },
-    )
-    .await;
+    register(&f.store, agent, settings).await;
     let spec = PolicySpec {
         retry: RetryBudget {
             max_retries: 5,
@@ -99,51 +60,23 @@ async fn network_failures_open_the_circuit_and_a_probe_closes_it() {
     };
     let mut tasks = Vec::new();
     for _ in 0..5 {
-        let policy = PolicyId::generate();
-        let fire_at = Utc::now();
-        let task = TaskId::for_fire(policy, agent, fire_at);
-        let event = TaskEvent::Scheduled {
-            policy,
-            agent,
-            fire_at,
-            run_at: fire_at,
-            spec: Box::new(spec.clone()),
-        };
-        append(&f.store, Event::Task { task, event }).await;
-        tasks.push(task);
+        tasks.push(schedule(&f.store, agent, spec.clone(), Utc::now()).await);
     }
 
     let shutdown = CancellationToken::new();
-    let circuit = CircuitConfig {
-        threshold: 5,
-        cool_down: Duration::from_secs(2),
+    let config = ServiceConfig {
+        circuit: CircuitConfig {
+            threshold: 5,
+            cool_down: Duration::from_secs(2),
+        },
+        ..system()
     };
-    let mut services = Vec::new();
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::dispatcher::run(store, Clock::System, DispatcherConfig::default(), token)
-            .await
-            .expect("dispatcher");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::intake::run(store, Clock::System, token)
-            .await
-            .expect("intake");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::retry::run(store, Clock::System, circuit, token)
-            .await
-            .expect("retry");
-    }));
+    let running = [Service::Dispatcher, Service::Intake, Service::Retry];
+    let services = services(&f.store, &running, &config, &shutdown);
 
     let js = async_nats::jetstream::new(f.client.clone());
     let failing = CancellationToken::new();
-    let down = Behaviour {
-        run_for: Duration::from_millis(50),
-        fail: Some(ErrorClass::Network),
-    };
+    let down = Behaviour::fails_after(Duration::from_millis(50), ErrorClass::Network);
     let (_, first) = scripted_agent::spawn(js.clone(), agent, down, failing.clone());
     let opened = wait_until(&f.store, "the circuit to open", |events| {
         count(events, |e| {
@@ -157,8 +90,7 @@ async fn network_failures_open_the_circuit_and_a_probe_closes_it() {
         }) == 1
     })
     .await;
-    failing.cancel();
-    first.await.expect("joined");
+    stop(&failing, [first]).await;
     let until: DateTime<Utc> = opened
         .iter()
         .find_map(|s| match &s.envelope.event {
@@ -173,10 +105,7 @@ async fn network_failures_open_the_circuit_and_a_probe_closes_it() {
         })
         .expect("opened");
 
-    let healthy = Behaviour {
-        run_for: Duration::from_millis(50),
-        fail: None,
-    };
+    let healthy = Behaviour::succeeds_after(Duration::from_millis(50));
     let (_, second) = scripted_agent::spawn(js, agent, healthy, shutdown.clone());
     let events = wait_until(&f.store, "every task to succeed", |events| {
         count(events, |e| {
@@ -190,11 +119,7 @@ async fn network_failures_open_the_circuit_and_a_probe_closes_it() {
         }) == tasks.len()
     })
     .await;
-    shutdown.cancel();
-    for s in services {
-        s.await.expect("joined");
-    }
-    second.await.expect("joined");
+    stop(&shutdown, services.into_iter().chain([second])).await;
 
     // After the opening: nothing dispatched before `until`, then exactly one probe before
     // the circuit closes.

@@ -3,152 +3,105 @@
 //! order, and two dispatchers never dispatch a task twice.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::event::{Event, TaskEvent};
+use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::policy::PolicySpec;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
-use fleet_events::store::{Append, EventStore, Expect, Stored};
+use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::clock::Clock;
 use fleet_services::dispatcher::DispatcherConfig;
-use futures::TryStreamExt;
+use fleet_services::serve::{Service, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::scripted_agent::{self, Behaviour};
-use crate::support::{fleet, tenant};
+use crate::scripted_agent::{self, Behaviour, Observed};
+use crate::support::{
+    append, eventually, fleet, log, manual, register, schedule, services, spawn_service, stop,
+    succeeded, system, task_events,
+};
 
-async fn append(store: &EventStore, event: Event) {
-    let envelope = Envelope::new(tenant(), Utc::now(), event);
-    let msg_id = envelope.id.to_string();
-    store
-        .append(Append {
-            envelope: &envelope,
-            msg_id: &msg_id,
-            expect: Expect::Any,
-        })
-        .await
-        .expect("stored");
-}
-
-async fn register(store: &EventStore, agent: AgentId, max_concurrent: u16) {
+/// Registers `agent` with room for two tasks.
+async fn register_two(store: &EventStore, agent: AgentId) {
     let settings = AgentSettings {
-        max_concurrent,
+        max_concurrent: 2,
         ..AgentSettings::default()
     };
-    let event = AgentEvent::Registered {
-        name: "scripted".into(),
-        hostname: "scripted".into(),
-        settings,
-    };
-    append(store, Event::Agent { agent, event }).await;
+    register(store, agent, settings).await;
 }
 
 /// Schedules a task of `agent` with `priority`, due `secs_ago` seconds ago.
-async fn schedule(store: &EventStore, agent: AgentId, priority: u8, secs_ago: i64) -> TaskId {
-    let policy = PolicyId::generate();
-    let fire_at = Utc::now() - TimeDelta::seconds(secs_ago);
-    let task = TaskId::for_fire(policy, agent, fire_at);
+async fn schedule_due(store: &EventStore, agent: AgentId, priority: u8, secs_ago: i64) -> TaskId {
     let spec = PolicySpec {
         priority,
         ..samples::policy_spec()
     };
-    let event = TaskEvent::Scheduled {
-        policy,
-        agent,
-        fire_at,
-        run_at: fire_at,
-        spec: Box::new(spec),
-    };
-    append(store, Event::Task { task, event }).await;
-    task
+    let fire_at = Utc::now() - TimeDelta::seconds(secs_ago);
+    schedule(store, agent, spec, fire_at).await
 }
 
-async fn task_log(store: &EventStore) -> Vec<(TaskId, TaskEvent)> {
-    let all: Vec<Stored> = store
-        .replay(&subject::aggregate_events(subject::Aggregate::Task), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes");
-    all.into_iter()
-        .filter_map(|s| match s.envelope.event {
-            Event::Task { task, event } => Some((task, event)),
-            _ => None,
-        })
-        .collect()
+/// Waits until one of the task's events satisfies `found`.
+async fn wait_for(store: &EventStore, task: TaskId, found: impl Fn(&TaskEvent) -> bool) {
+    eventually(
+        "the task event waited for",
+        Duration::from_secs(30),
+        || async {
+            let events = task_events(store, task).await;
+            if events.iter().any(&found) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(events)
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until the agent has received a cancel command.
+async fn wait_for_cancel(observed: &Observed, what: &str) {
+    eventually(what, Duration::from_secs(15), || async {
+        match observed.cancels.load(Ordering::SeqCst) {
+            0 => ControlFlow::Continue(0),
+            n => ControlFlow::Break(n),
+        }
+    })
+    .await;
+}
+
+/// The names of the task's events, in log order.
+async fn kinds_of(store: &EventStore, task: TaskId) -> Vec<&'static str> {
+    let events = task_events(store, task).await;
+    events.iter().map(|e| e.event_type().name()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_agent_drains_by_priority_and_no_task_is_dispatched_twice() {
     let f = fleet().await;
     let agent = AgentId::generate();
-    register(&f.store, agent, 2).await;
+    register_two(&f.store, agent).await;
     // (priority, seconds since due): drain order must be 9, 7, 5 (older), 5, 3, 1.
     let wanted = [(1, 10), (9, 10), (5, 20), (5, 10), (3, 10), (7, 10)];
     let mut tasks = HashMap::new();
     for (priority, ago) in wanted {
         tasks.insert(
-            schedule(&f.store, agent, priority, ago).await,
+            schedule_due(&f.store, agent, priority, ago).await,
             (priority, ago),
         );
     }
 
     let shutdown = CancellationToken::new();
-    let mut services = Vec::new();
-    for _ in 0..2 {
-        let (store, token) = (f.store.clone(), shutdown.clone());
-        services.push(tokio::spawn(async move {
-            fleet_services::dispatcher::run(
-                store,
-                Clock::System,
-                DispatcherConfig::default(),
-                token,
-            )
-            .await
-            .expect("dispatcher");
-        }));
-    }
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::intake::run(store, Clock::System, token)
-            .await
-            .expect("intake");
-    }));
+    let running = [Service::Dispatcher, Service::Dispatcher, Service::Intake];
+    let services = services(&f.store, &running, &system(), &shutdown);
     let js = async_nats::jetstream::new(f.client.clone());
-    let behaviour = Behaviour {
-        run_for: Duration::from_millis(300),
-        fail: None,
-    };
+    let behaviour = Behaviour::succeeds_after(Duration::from_millis(300));
     let (observed, agent_task) = scripted_agent::spawn(js, agent, behaviour, shutdown.clone());
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = task_log(&f.store).await;
-        let done = log
-            .iter()
-            .filter(|(_, e)| matches!(e, TaskEvent::Succeeded { .. }))
-            .count();
-        if done == tasks.len() {
-            break log;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{done} of {} finished: {log:#?}",
-            tasks.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    shutdown.cancel();
-    for s in services {
-        s.await.expect("joined");
-    }
-    agent_task.await.expect("joined");
+    let log = succeeded(&f.store, tasks.len(), Duration::from_secs(30)).await;
+    stop(&shutdown, services.into_iter().chain([agent_task])).await;
 
     let mut holding = 0i32;
     let mut max_holding = 0;
@@ -168,12 +121,7 @@ async fn a_limited_agent_drains_by_priority_and_no_task_is_dispatched_twice() {
         max_holding <= 2,
         "the log shows {max_holding} tasks on the agent at once"
     );
-    assert!(
-        observed
-            .max_running
-            .load(std::sync::atomic::Ordering::SeqCst)
-            <= 2
-    );
+    assert!(observed.max_running.load(Ordering::SeqCst) <= 2);
     assert_eq!(
         dispatched.len(),
         tasks.len(),
@@ -190,10 +138,7 @@ async fn a_limited_agent_drains_by_priority_and_no_task_is_dispatched_twice() {
 async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_is_back() {
     let f = fleet().await;
     let agent = AgentId::generate();
-    register(&f.store, agent, 2).await;
-    let policy = PolicyId::generate();
-    let fire_at = Utc::now();
-    let task = TaskId::for_fire(policy, agent, fire_at);
+    register_two(&f.store, agent).await;
     let spec = PolicySpec {
         retry: fleet_events::policy::RetryBudget {
             max_retries: 3,
@@ -202,85 +147,46 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
         },
         ..samples::policy_spec()
     };
-    let event = TaskEvent::Scheduled {
-        policy,
-        agent,
-        fire_at,
-        run_at: fire_at,
-        spec: Box::new(spec),
-    };
-    append(&f.store, Event::Task { task, event }).await;
+    let task = schedule(&f.store, agent, spec, Utc::now()).await;
 
     let shutdown = CancellationToken::new();
-    let config = DispatcherConfig {
-        lease: Duration::from_secs(1),
-        grace: Duration::from_secs(1),
-        ..DispatcherConfig::default()
+    let config = ServiceConfig {
+        dispatcher: DispatcherConfig {
+            lease: Duration::from_secs(1),
+            grace: Duration::from_secs(1),
+            ..DispatcherConfig::default()
+        },
+        ..system()
     };
-    let mut services = Vec::new();
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::dispatcher::run(store, Clock::System, config, token)
-            .await
-            .expect("dispatcher");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::intake::run(store, Clock::System, token)
-            .await
-            .expect("intake");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        let circuit = fleet_services::retry::CircuitConfig::default();
-        fleet_services::retry::run(store, Clock::System, circuit, token)
-            .await
-            .expect("retry");
-    }));
+    let running = [Service::Dispatcher, Service::Intake, Service::Retry];
+    let services = services(&f.store, &running, &config, &shutdown);
 
     // The agent starts the task, then goes silent for good.
     let js = async_nats::jetstream::new(f.client.clone());
     let agent_down = CancellationToken::new();
-    let long = Behaviour {
-        run_for: Duration::from_secs(3600),
-        fail: None,
-    };
+    let long = Behaviour::succeeds_after(Duration::from_secs(3600));
     let (_, first) = scripted_agent::spawn(js.clone(), agent, long, agent_down.clone());
     wait_for(&f.store, task, |e| {
         matches!(e, TaskEvent::Started { attempt: 1 })
     })
     .await;
-    agent_down.cancel();
-    first.await.expect("joined");
+    stop(&agent_down, [first]).await;
     wait_for(&f.store, task, |e| {
         matches!(e, TaskEvent::RetryScheduled { attempt: 1, .. })
     })
     .await;
 
     // Back: the retry goes to it and succeeds.
-    let quick = Behaviour {
-        run_for: Duration::from_millis(100),
-        fail: None,
-    };
+    let quick = Behaviour::succeeds_after(Duration::from_millis(100));
     let (_, second) = scripted_agent::spawn(js, agent, quick, shutdown.clone());
     wait_for(&f.store, task, |e| {
         matches!(e, TaskEvent::Succeeded { attempt: 2, .. })
     })
     .await;
-    shutdown.cancel();
-    for s in services {
-        s.await.expect("joined");
-    }
-    second.await.expect("joined");
+    stop(&shutdown, services.into_iter().chain([second])).await;
 
-    let log = task_log(&f.store).await;
-    let kinds: Vec<&str> = log
-        .iter()
-        .filter(|(t, _)| *t == task)
-        .map(|(_, e)| e.event_type().name())
-        .collect();
     assert_eq!(
-        kinds,
+        kinds_of(&f.store, task).await,
         [
             "task.scheduled",
             "task.dispatched",
@@ -295,14 +201,7 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
             "task.succeeded",
         ]
     );
-    let all: Vec<Stored> = f
-        .store
-        .replay(&subject::all_events(), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes");
+    let all = log(&f.store, &subject::all_events()).await;
     let agent_events: Vec<&str> = all
         .iter()
         .filter(|s| matches!(&s.envelope.event, Event::Agent { agent: a, .. } if *a == agent))
@@ -318,47 +217,17 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
     );
 }
 
-/// Waits until one of the task's events satisfies `found`.
-async fn wait_for(store: &EventStore, task: TaskId, found: impl Fn(&TaskEvent) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = task_log(store).await;
-        if log.iter().any(|(t, e)| *t == task && found(e)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {log:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_running_task_tells_its_agent() {
     let f = fleet().await;
     let agent = AgentId::generate();
-    register(&f.store, agent, 2).await;
-    let task = schedule(&f.store, agent, 5, 1).await;
+    register_two(&f.store, agent).await;
+    let task = schedule_due(&f.store, agent, 5, 1).await;
     let shutdown = CancellationToken::new();
-    let mut services = Vec::new();
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::dispatcher::run(store, Clock::System, DispatcherConfig::default(), token)
-            .await
-            .expect("dispatcher");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::intake::run(store, Clock::System, token)
-            .await
-            .expect("intake");
-    }));
+    let running = [Service::Dispatcher, Service::Intake];
+    let services = services(&f.store, &running, &system(), &shutdown);
     let js = async_nats::jetstream::new(f.client.clone());
-    let long = Behaviour {
-        run_for: Duration::from_secs(3600),
-        fail: None,
-    };
+    let long = Behaviour::succeeds_after(Duration::from_secs(3600));
     let (observed, agent_task) = scripted_agent::spawn(js, agent, long, shutdown.clone());
     wait_for(&f.store, task, |e| matches!(e, TaskEvent::Started { .. })).await;
 
@@ -372,23 +241,9 @@ async fn cancelling_a_running_task_tells_its_agent() {
         },
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while observed.cancels.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never heard of the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    shutdown.cancel();
-    for s in services {
-        s.await.expect("joined");
-    }
-    agent_task.await.expect("joined");
-    assert_eq!(
-        observed.cancels.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    wait_for_cancel(&observed, "the agent to hear of the cancel").await;
+    stop(&shutdown, services.into_iter().chain([agent_task])).await;
+    assert_eq!(observed.cancels.load(Ordering::SeqCst), 1);
 }
 
 /// An agent that starts a task and then hangs while still heartbeating: once the policy's
@@ -399,64 +254,41 @@ async fn cancelling_a_running_task_tells_its_agent() {
 async fn a_task_past_its_run_timeout_is_timed_out_and_its_agent_told() {
     use fleet_events::event::ErrorClass;
     use fleet_services::clock::ManualClock;
-    use std::sync::atomic::Ordering;
 
     let f = fleet().await;
     let agent = AgentId::generate();
-    register(&f.store, agent, 2).await;
-    let policy = PolicyId::generate();
-    let fire_at = Utc::now() - TimeDelta::seconds(1);
-    let task = TaskId::for_fire(policy, agent, fire_at);
+    register_two(&f.store, agent).await;
     let mut spec = samples::policy_spec();
     spec.execution.run_timeout_secs = 60;
-    let event = TaskEvent::Scheduled {
-        policy,
-        agent,
-        fire_at,
-        run_at: fire_at,
-        spec: Box::new(spec),
-    };
-    append(&f.store, Event::Task { task, event }).await;
+    let task = schedule(&f.store, agent, spec, Utc::now() - TimeDelta::seconds(1)).await;
 
     // The intake stamps events with the real clock, so the manual one starts from it.
-    let manual = ManualClock::new(Utc::now());
+    let clock = ManualClock::new(Utc::now());
     let shutdown = CancellationToken::new();
-    let config = DispatcherConfig {
-        lease: Duration::from_secs(3600),
-        timeout_margin: Duration::from_secs(1),
-        ..DispatcherConfig::default()
+    let config = ServiceConfig {
+        dispatcher: DispatcherConfig {
+            lease: Duration::from_secs(3600),
+            timeout_margin: Duration::from_secs(1),
+            ..DispatcherConfig::default()
+        },
+        ..manual(&clock)
     };
-    let mut services = Vec::new();
-    let (store, token, clock) = (f.store.clone(), shutdown.clone(), manual.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::dispatcher::run(store, Clock::Manual(clock), config, token)
-            .await
-            .expect("dispatcher");
-    }));
-    let (store, token) = (f.store.clone(), shutdown.clone());
-    services.push(tokio::spawn(async move {
-        fleet_services::intake::run(store, Clock::System, token)
-            .await
-            .expect("intake");
-    }));
+    let services = [
+        spawn_service(&f.store, Service::Dispatcher, config, &shutdown),
+        spawn_service(&f.store, Service::Intake, system(), &shutdown),
+    ];
     let js = async_nats::jetstream::new(f.client.clone());
-    let hangs = Behaviour {
-        run_for: Duration::from_secs(3600),
-        fail: None,
-    };
+    let hangs = Behaviour::succeeds_after(Duration::from_secs(3600));
     let (observed, agent_task) = scripted_agent::spawn(js, agent, hangs, shutdown.clone());
     wait_for(&f.store, task, |e| {
         matches!(e, TaskEvent::Started { attempt: 1 })
     })
     .await;
-    let all: Vec<Stored> = f
-        .store
-        .replay(&subject::aggregate_events(subject::Aggregate::Task), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes");
+    let all = log(
+        &f.store,
+        &subject::aggregate_events(subject::Aggregate::Task),
+    )
+    .await;
     let started_at = all
         .iter()
         .find(|s| {
@@ -469,49 +301,27 @@ async fn a_task_past_its_run_timeout_is_timed_out_and_its_agent_told() {
         .expect("started");
 
     // Halfway through the run timeout, nothing happens.
-    manual.advance(started_at + TimeDelta::seconds(30) - manual.now());
+    clock.advance(started_at + TimeDelta::seconds(30) - clock.now());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let timed_out = |e: &TaskEvent| match e {
         TaskEvent::Failed { attempt: 1, error } => error.class == ErrorClass::Timeout,
         _ => false,
     };
-    assert!(
-        !task_log(&f.store)
-            .await
-            .iter()
-            .any(|(t, e)| *t == task && timed_out(e))
-    );
+    assert!(!task_events(&f.store, task).await.iter().any(timed_out));
     assert_eq!(observed.cancels.load(Ordering::SeqCst), 0);
 
     // Past the run timeout and the margin, the attempt fails and the agent hears of it.
-    manual.advance(started_at + TimeDelta::seconds(62) - manual.now());
+    clock.advance(started_at + TimeDelta::seconds(62) - clock.now());
     wait_for(&f.store, task, timed_out).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while observed.cancels.load(Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent never heard of the timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_cancel(&observed, "the agent to hear of the timeout").await;
     // Time goes on: the attempt is not failed, nor cancelled, twice.
-    manual.advance(TimeDelta::seconds(60));
+    clock.advance(TimeDelta::seconds(60));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    shutdown.cancel();
-    for s in services {
-        s.await.expect("joined");
-    }
-    agent_task.await.expect("joined");
+    stop(&shutdown, services.into_iter().chain([agent_task])).await;
 
     assert_eq!(observed.cancels.load(Ordering::SeqCst), 1);
-    let log = task_log(&f.store).await;
-    let kinds: Vec<&str> = log
-        .iter()
-        .filter(|(t, _)| *t == task)
-        .map(|(_, e)| e.event_type().name())
-        .collect();
     assert_eq!(
-        kinds,
+        kinds_of(&f.store, task).await,
         [
             "task.scheduled",
             "task.dispatched",
@@ -520,10 +330,13 @@ async fn a_task_past_its_run_timeout_is_timed_out_and_its_agent_told() {
             "task.failed",
         ]
     );
-    let message = log.iter().find_map(|(t, e)| match e {
-        TaskEvent::Failed { error, .. } if *t == task => Some(error.message.clone()),
-        _ => None,
-    });
+    let message = task_events(&f.store, task)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            TaskEvent::Failed { error, .. } => Some(error.message),
+            _ => None,
+        });
     assert_eq!(
         message.as_deref(),
         Some("no result within the run timeout of 60 s (control plane)")

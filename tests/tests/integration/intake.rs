@@ -4,20 +4,19 @@
 
 use std::time::Duration;
 
-use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
+use fleet_events::envelope::SCHEMA_VERSION;
 use fleet_events::event::{Event, RunDetail, RunSummary, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{AgentReport, ReportStatus};
 use fleet_events::samples;
-use fleet_events::store::consume::{HEADER_PARK_KIND, HEADER_PARK_REASON};
-use fleet_events::store::{Append, EventStore, Expect};
+use fleet_events::store::EventStore;
 use fleet_events::streams;
 use fleet_events::subject::{AgentSubject, AggregateId, Channel, EventSubject};
-use fleet_services::clock::Clock;
+use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{fleet, tenant};
+use crate::support::{append_at, fleet, park_reason, parked, spawn_service, stop, system, tenant};
 
 /// A task of `agent`, scheduled and dispatched (attempt 1).
 async fn dispatched_task(store: &EventStore, agent: AgentId) -> TaskId {
@@ -35,16 +34,7 @@ async fn dispatched_task(store: &EventStore, agent: AgentId) -> TaskId {
         TaskEvent::Dispatched { agent, attempt: 1 },
     ];
     for event in events {
-        let envelope = Envelope::new(tenant(), at, Event::Task { task, event });
-        let msg_id = envelope.id.to_string();
-        store
-            .append(Append {
-                envelope: &envelope,
-                msg_id: &msg_id,
-                expect: Expect::Any,
-            })
-            .await
-            .expect("stored");
+        append_at(store, Event::Task { task, event }, at).await;
     }
     task
 }
@@ -97,12 +87,7 @@ async fn reports_are_checked_and_hostile_ones_parked() {
     let task_a = dispatched_task(&f.store, a).await;
     let task_b = dispatched_task(&f.store, b).await;
     let shutdown = CancellationToken::new();
-    let intake = {
-        let (store, shutdown) = (f.store.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { fleet_services::intake::run(store, Clock::System, shutdown).await },
-        )
-    };
+    let intake = spawn_service(&f.store, Service::Intake, system(), &shutdown);
     let js = async_nats::jetstream::new(f.client.clone());
 
     let started = report(a, task_a, ReportStatus::Started)
@@ -131,9 +116,20 @@ async fn reports_are_checked_and_hostile_ones_parked() {
     .await; // not started yet
     send(&js, a, vec![0xde, 0xad, 0xbe, 0xef]).await; // garbage
 
-    let parked = wait_parked(&f.store, 3).await;
-    shutdown.cancel();
-    intake.await.expect("joined").expect("ran");
+    let parked = parked(&f.store, 3, Duration::from_secs(15)).await;
+    // A little later, still nothing else is parked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = f
+        .store
+        .jetstream()
+        .get_stream_no_info(streams::PARKED)
+        .await
+        .expect("stream");
+    assert!(
+        stream.get_raw_message(4).await.is_err(),
+        "nothing else is parked"
+    );
+    stop(&shutdown, [intake]).await;
 
     assert_eq!(
         task_events(&f.store, task_a).await.last(),
@@ -149,54 +145,10 @@ async fn reports_are_checked_and_hostile_ones_parked() {
         2,
         "nothing applied to B's task"
     );
-    let reasons: Vec<(String, String)> = parked
-        .iter()
-        .map(|m| {
-            let header = |name| {
-                m.headers
-                    .get(name)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default()
-            };
-            (header(HEADER_PARK_KIND), header(HEADER_PARK_REASON))
-        })
-        .collect();
+    let reasons: Vec<(String, String)> = parked.iter().map(park_reason).collect();
     assert_eq!(reasons[0].0, "rejected");
     assert!(reasons[0].1.contains("came from agent"), "{reasons:?}");
     assert_eq!(reasons[1].0, "rejected");
     assert!(reasons[1].1.contains("not legal"), "{reasons:?}");
     assert_eq!(reasons[2].0, "undecodable");
-}
-
-async fn wait_parked(
-    store: &EventStore,
-    n: u64,
-) -> Vec<async_nats::jetstream::message::StreamMessage> {
-    let stream = store
-        .jetstream()
-        .get_stream_no_info(streams::PARKED)
-        .await
-        .expect("stream");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut found = Vec::new();
-    for seq in 1..=n {
-        loop {
-            match stream.get_raw_message(seq).await {
-                Ok(m) => {
-                    found.push(m);
-                    break;
-                }
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(30)).await
-                }
-                Err(e) => panic!("parked message {seq} never came: {e}"),
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        stream.get_raw_message(n + 1).await.is_err(),
-        "nothing else is parked"
-    );
-    found
 }

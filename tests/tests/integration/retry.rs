@@ -6,45 +6,29 @@
 //! The agent side is scripted here by appending task events directly; the clock is faked
 //! (a manual clock), since backoffs are seconds to an hour long.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use fleet_events::envelope::Envelope;
 use fleet_events::event::{ErrorClass, Event, ExhaustedReason, RepoEvent, TaskError, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{PolicySpec, RetryBudget};
 use fleet_events::samples;
-use fleet_events::store::{Append, EventStore, Expect, Stored};
+use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::clock::{Clock, ManualClock};
-use fleet_services::retry::CircuitConfig;
-use futures::TryStreamExt;
+use fleet_services::clock::ManualClock;
+use fleet_services::serve::Service;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{fleet, tenant};
+use crate::support::{
+    Fleet, append_at, eventually, fleet, log, manual, spawn_service, stop, task_events,
+};
 
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0)
         .single()
         .expect("valid")
-}
-
-fn spawn_enforcer(
-    store: &EventStore,
-    clock: &ManualClock,
-    shutdown: &CancellationToken,
-) -> JoinHandle<()> {
-    let (store, clock, shutdown) = (
-        store.clone(),
-        Clock::Manual(clock.clone()),
-        shutdown.clone(),
-    );
-    tokio::spawn(async move {
-        fleet_services::retry::run(store, clock, CircuitConfig::default(), shutdown)
-            .await
-            .expect("enforcer ran");
-    })
 }
 
 /// A scripted task: appends the events an agent's reports would lead to.
@@ -80,23 +64,8 @@ impl<'a> Script<'a> {
     }
 
     async fn append(&self, event: TaskEvent, at: DateTime<Utc>) {
-        let envelope = Envelope::new(
-            tenant(),
-            at,
-            Event::Task {
-                task: self.task,
-                event,
-            },
-        );
-        let msg_id = envelope.id.to_string();
-        self.store
-            .append(Append {
-                envelope: &envelope,
-                msg_id: &msg_id,
-                expect: Expect::Any,
-            })
-            .await
-            .expect("stored");
+        let task = self.task;
+        append_at(self.store, Event::Task { task, event }, at).await;
     }
 
     async fn run_and_fail(&self, attempt: u32, class: ErrorClass, at: DateTime<Utc>) {
@@ -114,41 +83,41 @@ impl<'a> Script<'a> {
     }
 }
 
-async fn events_of(store: &EventStore, task: TaskId) -> Vec<TaskEvent> {
-    let all: Vec<Stored> = store
-        .replay(&subject::all_events(), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes");
-    all.into_iter()
-        .filter_map(|s| match s.envelope.event {
-            Event::Task { task: t, event } if t == task => Some(event),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until the task's last event satisfies `done`, and returns its events.
 async fn wait_until(
     store: &EventStore,
     task: TaskId,
     done: impl Fn(&TaskEvent) -> bool,
 ) -> Vec<TaskEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let events = events_of(store, task).await;
+    eventually("the task's last event", Duration::from_secs(15), || async {
+        let events = task_events(store, task).await;
         if events.last().is_some_and(&done) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            return events_of(store, task).await;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(events)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; events: {events:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    task_events(store, task).await
+}
+
+/// The retry-budget enforcer on `clock`.
+fn spawn_enforcer(
+    store: &EventStore,
+    clock: &ManualClock,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    spawn_service(store, Service::Retry, manual(clock), shutdown)
+}
+
+/// A started fleet with one enforcer on a manual clock set to [`start`].
+async fn enforced() -> (Fleet, ManualClock, CancellationToken, JoinHandle<()>) {
+    let f = fleet().await;
+    let clock = ManualClock::new(start());
+    let shutdown = CancellationToken::new();
+    let enforcer = spawn_enforcer(&f.store, &clock, &shutdown);
+    (f, clock, shutdown, enforcer)
 }
 
 fn budget_spec(max_retries: u32) -> PolicySpec {
@@ -164,10 +133,7 @@ fn budget_spec(max_retries: u32) -> PolicySpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_retry_inside_the_budget_then_exhaust() {
-    let f = fleet().await;
-    let clock = ManualClock::new(start());
-    let shutdown = CancellationToken::new();
-    let enforcer = spawn_enforcer(&f.store, &clock, &shutdown);
+    let (f, clock, shutdown, enforcer) = enforced().await;
     let script = Script::scheduled(&f.store, budget_spec(2), AgentId::generate(), start()).await;
 
     for attempt in 1..=3 {
@@ -222,16 +188,12 @@ async fn failures_retry_inside_the_budget_then_exhaust() {
         .filter(|e| matches!(e, TaskEvent::RetryDue))
         .count();
     assert_eq!((retries, dues), (2, 2), "{events:#?}");
-    shutdown.cancel();
-    enforcer.await.expect("joined");
+    stop(&shutdown, [enforcer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_errors_stop_at_once() {
-    let f = fleet().await;
-    let clock = ManualClock::new(start());
-    let shutdown = CancellationToken::new();
-    let enforcer = spawn_enforcer(&f.store, &clock, &shutdown);
+    let (f, clock, shutdown, enforcer) = enforced().await;
     for class in [
         ErrorClass::Auth,
         ErrorClass::Permanent,
@@ -257,24 +219,19 @@ async fn permanent_errors_stop_at_once() {
                 .any(|e| matches!(e, TaskEvent::RetryScheduled { .. }))
         );
     }
-    shutdown.cancel();
-    enforcer.await.expect("joined");
+    stop(&shutdown, [enforcer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_during_backoff_still_fires_the_retry_once() {
-    let f = fleet().await;
-    let clock = ManualClock::new(start());
-    let shutdown = CancellationToken::new();
-    let enforcer = spawn_enforcer(&f.store, &clock, &shutdown);
+    let (f, clock, shutdown, enforcer) = enforced().await;
     let script = Script::scheduled(&f.store, budget_spec(5), AgentId::generate(), start()).await;
     script.run_and_fail(1, ErrorClass::Lock, clock.now()).await;
     wait_until(&f.store, script.task, |e| {
         matches!(e, TaskEvent::RetryScheduled { .. })
     })
     .await;
-    shutdown.cancel();
-    enforcer.await.expect("joined");
+    stop(&shutdown, [enforcer]).await;
 
     // Down while the retry falls due; two instances come back.
     clock.advance(TimeDelta::hours(2));
@@ -285,7 +242,7 @@ async fn a_restart_during_backoff_still_fires_the_retry_once() {
     ];
     let events = wait_until(&f.store, script.task, |e| matches!(e, TaskEvent::RetryDue)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let events_later = events_of(&f.store, script.task).await;
+    let events_later = task_events(&f.store, script.task).await;
     assert_eq!(events, events_later);
     assert_eq!(
         events
@@ -295,18 +252,12 @@ async fn a_restart_during_backoff_still_fires_the_retry_once() {
         1,
         "{events:#?}"
     );
-    shutdown.cancel();
-    for e in enforcers {
-        e.await.expect("joined");
-    }
+    stop(&shutdown, enforcers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_network_failures_on_one_repository_open_its_circuit() {
-    let f = fleet().await;
-    let clock = ManualClock::new(start());
-    let shutdown = CancellationToken::new();
-    let enforcer = spawn_enforcer(&f.store, &clock, &shutdown);
+    let (f, clock, shutdown, enforcer) = enforced().await;
     let spec = budget_spec(5);
     let repo = fleet_events::event::repo_of(&spec);
     let mut last = None;
@@ -323,16 +274,12 @@ async fn five_network_failures_on_one_repository_open_its_circuit() {
         );
     }
     assert!(last.is_some());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let opened = loop {
-        let all: Vec<Stored> = f
-            .store
-            .replay(&subject::aggregate_events(subject::Aggregate::Repo), 1)
-            .await
-            .expect("replay")
-            .try_collect()
-            .await
-            .expect("decodes");
+    let opened = eventually("the circuit to open", Duration::from_secs(10), || async {
+        let all = log(
+            &f.store,
+            &subject::aggregate_events(subject::Aggregate::Repo),
+        )
+        .await;
         let opened: Vec<RepoEvent> = all
             .into_iter()
             .filter_map(|s| match s.envelope.event {
@@ -340,11 +287,13 @@ async fn five_network_failures_on_one_repository_open_its_circuit() {
                 _ => None,
             })
             .collect();
-        if !opened.is_empty() || tokio::time::Instant::now() > deadline {
-            break opened;
+        if opened.is_empty() {
+            ControlFlow::Continue(opened)
+        } else {
+            ControlFlow::Break(opened)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(
         opened,
         vec![RepoEvent::CircuitOpened {
@@ -352,6 +301,5 @@ async fn five_network_failures_on_one_repository_open_its_circuit() {
             failures: 5
         }]
     );
-    shutdown.cancel();
-    enforcer.await.expect("joined");
+    stop(&shutdown, [enforcer]).await;
 }

@@ -5,23 +5,22 @@
 //! hours apart. Everything else is real.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use fleet_events::envelope::Envelope;
 use fleet_events::event::{Event, PolicyEvent, SkipReason, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{MissedRun, Overlap, PolicySpec};
 use fleet_events::samples;
 use fleet_events::schedule::Schedule;
-use fleet_events::store::{Append, EventStore, Expect, Stored};
-use fleet_events::subject;
-use fleet_services::clock::{Clock, ManualClock};
-use futures::TryStreamExt;
+use fleet_events::store::EventStore;
+use fleet_services::clock::ManualClock;
+use fleet_services::serve::Service;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{fleet, tenant};
+use crate::support::{append_at, eventually, fleet, manual, spawn_service, stop, task_log};
 
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 30)
@@ -50,94 +49,49 @@ async fn policy(
     agents: &[AgentId],
 ) -> PolicyId {
     let policy = PolicyId::generate();
-    let mut events = vec![Envelope::new(
-        tenant(),
-        at,
-        Event::Policy {
-            policy,
-            event: PolicyEvent::Created {
-                spec: Box::new(spec),
-            },
-        },
-    )];
+    let event = PolicyEvent::Created {
+        spec: Box::new(spec),
+    };
+    append_at(store, Event::Policy { policy, event }, at).await;
     for agent in agents {
-        events.push(Envelope::new(
-            tenant(),
-            at,
-            Event::Policy {
-                policy,
-                event: PolicyEvent::AssignedToAgent { agent: *agent },
-            },
-        ));
-    }
-    for envelope in &events {
-        let msg_id = envelope.id.to_string();
-        store
-            .append(Append {
-                envelope,
-                msg_id: &msg_id,
-                expect: Expect::Any,
-            })
-            .await
-            .expect("policy stored");
+        let event = PolicyEvent::AssignedToAgent { agent: *agent };
+        append_at(store, Event::Policy { policy, event }, at).await;
     }
     policy
 }
 
+/// A scheduler on `clock`.
 fn spawn_scheduler(
     store: &EventStore,
     clock: &ManualClock,
     shutdown: &CancellationToken,
 ) -> JoinHandle<()> {
-    let (store, clock, shutdown) = (
-        store.clone(),
-        Clock::Manual(clock.clone()),
-        shutdown.clone(),
-    );
-    tokio::spawn(async move {
-        fleet_services::scheduler::run(store, clock, shutdown)
-            .await
-            .expect("scheduler ran");
-    })
+    spawn_service(store, Service::Scheduler, manual(clock), shutdown)
 }
 
 /// Every task event that creates a task, in log order.
 async fn task_creations(store: &EventStore) -> Vec<(TaskId, TaskEvent)> {
-    let events: Vec<Stored> = store
-        .replay(&subject::aggregate_events(subject::Aggregate::Task), 1)
-        .await
-        .expect("replay")
-        .try_collect()
-        .await
-        .expect("decodes");
+    let events = task_log(store).await;
     events
         .into_iter()
-        .filter_map(|s| match s.envelope.event {
-            Event::Task {
-                task,
-                event: e @ (TaskEvent::Scheduled { .. } | TaskEvent::Skipped { .. }),
-            } => Some((task, e)),
-            _ => None,
-        })
+        .filter(|(_, e)| matches!(e, TaskEvent::Scheduled { .. } | TaskEvent::Skipped { .. }))
         .collect()
 }
 
 /// Waits until `n` tasks exist, then a little longer to catch any extra one.
 async fn wait_for_tasks(store: &EventStore, n: usize) -> Vec<(TaskId, TaskEvent)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let what = format!("{n} tasks");
+    eventually(&what, Duration::from_secs(15), || async {
         let found = task_creations(store).await;
         if found.len() >= n {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            return task_creations(store).await;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(found.len())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {n} tasks appeared",
-            found.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    task_creations(store).await
 }
 
 fn fire_of(event: &TaskEvent) -> (AgentId, DateTime<Utc>) {
@@ -177,10 +131,7 @@ async fn two_schedulers_make_one_task_per_agent_per_fire() {
         wait_for_tasks(&f.store, 3 * minute).await;
     }
     let tasks = wait_for_tasks(&f.store, 9).await;
-    shutdown.cancel();
-    for s in schedulers {
-        s.await.expect("joined");
-    }
+    stop(&shutdown, schedulers).await;
 
     assert_eq!(
         tasks.len(),
@@ -211,31 +162,17 @@ async fn after_downtime_the_missed_run_policy_is_followed() {
         AgentId::generate(),
     );
     let hourly = "0 * * * *";
-    policy(
-        &f.store,
-        start(),
-        spec(
-            hourly,
-            MissedRun::RunOnce {
-                starting_deadline_secs: 3600,
-            },
-        ),
-        &[a],
-    )
-    .await;
-    policy(&f.store, start(), spec(hourly, MissedRun::Skip), &[b]).await;
-    policy(
-        &f.store,
-        start(),
-        spec(
-            hourly,
-            MissedRun::RunOnce {
-                starting_deadline_secs: 600,
-            },
-        ),
-        &[c],
-    )
-    .await;
+    let run_once = |secs| MissedRun::RunOnce {
+        starting_deadline_secs: secs,
+    };
+    let missed = [
+        (run_once(3600), a),
+        (MissedRun::Skip, b),
+        (run_once(600), c),
+    ];
+    for (missed, agent) in missed {
+        policy(&f.store, start(), spec(hourly, missed), &[agent]).await;
+    }
 
     let shutdown = CancellationToken::new();
     let scheduler = spawn_scheduler(&f.store, &clock, &shutdown);
@@ -246,16 +183,14 @@ async fn after_downtime_the_missed_run_policy_is_followed() {
         3,
         "one run each at 04:00"
     );
-    shutdown.cancel();
-    scheduler.await.expect("joined");
+    stop(&shutdown, [scheduler]).await;
 
     // Down from 04:00:30 to 07:20:30: the 05:00, 06:00 and 07:00 fires are missed.
     clock.advance(TimeDelta::minutes(200));
     let shutdown = CancellationToken::new();
     let scheduler = spawn_scheduler(&f.store, &clock, &shutdown);
     let tasks = wait_for_tasks(&f.store, 6).await;
-    shutdown.cancel();
-    scheduler.await.expect("joined");
+    stop(&shutdown, [scheduler]).await;
 
     let after: Vec<&(TaskId, TaskEvent)> = tasks[3..].iter().collect();
     assert_eq!(

@@ -32,6 +32,24 @@ pub struct Behaviour {
     pub fail: Option<ErrorClass>,
 }
 
+impl Behaviour {
+    /// Runs each task for `run_for`, then succeeds.
+    pub fn succeeds_after(run_for: Duration) -> Behaviour {
+        Behaviour {
+            run_for,
+            fail: None,
+        }
+    }
+
+    /// Runs each task for `run_for`, then fails with `class`.
+    pub fn fails_after(run_for: Duration, class: ErrorClass) -> Behaviour {
+        Behaviour {
+            run_for,
+            fail: Some(class),
+        }
+    }
+}
+
 /// Counters the scenario reads.
 #[derive(Debug, Default)]
 pub struct Observed {

@@ -7,8 +7,10 @@ use std::time::Duration;
 use async_nats::jetstream::stream::{Config, RetentionPolicy};
 use fleet_events::envelope::Envelope;
 use fleet_events::ids::AgentId;
-use fleet_events::store::consume::{self, Durable, HEADER_PARK_KIND, HEADER_PARK_REASON, Outcome};
-use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, StoreError, Stored};
+use fleet_events::store::consume::{self, Durable, Outcome};
+use fleet_events::store::{
+    Append, AppendError, Appended, EventStore, Expect, ReadError, StoreError, Stored,
+};
 use fleet_events::streams::{self, StreamOptions};
 use fleet_events::subject::{self, EventSubject};
 use fleet_tests::NatsServer;
@@ -16,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{agent_event, connect, fleet, tenant};
+use crate::support::{agent_event, connect, fleet, park_reason, parked, tenant};
 
 fn append(envelope: &Envelope, msg_id: &str, expect: Expect) -> Append<'static> {
     // Leaked so the test can hand out 'static borrows; a test process is short-lived.
@@ -27,6 +29,22 @@ fn append(envelope: &Envelope, msg_id: &str, expect: Expect) -> Append<'static> 
         msg_id,
         expect,
     }
+}
+
+/// Appends `events` in order, the n-th with message id `{prefix}{n}`.
+async fn append_numbered(
+    store: &EventStore,
+    events: &[Envelope],
+    prefix: &str,
+) -> Vec<Result<Appended, AppendError>> {
+    store
+        .append_many(
+            events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| append(e, &format!("{prefix}{n}"), Expect::Any)),
+        )
+        .await
 }
 
 fn subject_of(agent: AgentId) -> EventSubject {
@@ -109,15 +127,7 @@ async fn history_and_replay_return_exactly_what_was_appended() {
     let events: Vec<Envelope> = (0..50)
         .map(|n| agent_event(if n % 2 == 0 { a } else { b }, n))
         .collect();
-    let results = f
-        .store
-        .append_many(
-            events
-                .iter()
-                .enumerate()
-                .map(|(n, e)| append(e, &format!("m{n}"), Expect::Any)),
-        )
-        .await;
+    let results = append_numbered(&f.store, &events, "m").await;
     let seqs: Vec<u64> = results
         .into_iter()
         .map(|r| r.expect("appended").seq)
@@ -234,25 +244,12 @@ async fn garbage_is_parked_with_its_reason_and_replay_goes_on() {
             .await
         })
     };
-    let parked = parked_messages(&f.store, 2).await;
+    let parked = parked(&f.store, 2, Duration::from_secs(10)).await;
     shutdown.cancel();
     runner.await.expect("joined").expect("ran");
 
     assert_eq!(*handled.lock().await, vec![good, last]);
-    let kinds: Vec<(String, String)> = parked
-        .iter()
-        .map(|m| {
-            let h = m.headers.clone();
-            (
-                h.get(HEADER_PARK_KIND)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-                h.get(HEADER_PARK_REASON)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
+    let kinds: Vec<(String, String)> = parked.iter().map(park_reason).collect();
     assert_eq!(kinds[0].0, "undecodable");
     assert!(kinds[0].1.contains("schema version 127"), "{kinds:?}");
     assert_eq!(
@@ -262,59 +259,17 @@ async fn garbage_is_parked_with_its_reason_and_replay_goes_on() {
     assert_eq!(parked[0].payload.as_ref(), &[0xff, 0x00, 0x13]);
 }
 
-/// Waits until `FLEET_PARKED` holds `n` messages and returns them.
-async fn parked_messages(
-    store: &EventStore,
-    n: u64,
-) -> Vec<async_nats::jetstream::message::StreamMessage> {
-    let stream = store
-        .jetstream()
-        .get_stream_no_info(streams::PARKED)
-        .await
-        .expect("stream");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut found = Vec::new();
-    for seq in 1..=n {
-        loop {
-            match stream.get_raw_message(seq).await {
-                Ok(m) => {
-                    found.push(m);
-                    break;
-                }
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("parked message {seq} never arrived: {e}"),
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
-    let mut server = NatsServer::start().expect("start");
-    let client = connect(&server.url()).await;
-    let store = EventStore::new(client.clone());
-    store
-        .ensure_streams(&StreamOptions::default())
-        .await
-        .expect("streams");
+    let mut f = fleet().await;
     let agent = AgentId::generate();
     let events: Vec<Envelope> = (0..500).map(|n| agent_event(agent, n)).collect();
-    let results = store
-        .append_many(
-            events
-                .iter()
-                .enumerate()
-                .map(|(n, e)| append(e, &format!("k{n}"), Expect::Any)),
-        )
-        .await;
+    let results = append_numbered(&f.store, &events, "k").await;
     assert!(results.iter().all(Result::is_ok));
 
-    server.kill().expect("kill -9");
-    server.restart().expect("restart on the same store");
-    let client = connect(&server.url()).await;
+    f.server.kill().expect("kill -9");
+    f.server.restart().expect("restart on the same store");
+    let client = connect(&f.server.url()).await;
     let store = EventStore::new(client);
     let history = store
         .history(&subject_of(agent))

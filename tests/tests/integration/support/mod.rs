@@ -1,4 +1,13 @@
-//! Shared scenario helpers: a started server with a connected store, sample events.
+//! Shared scenario helpers: a started server with a connected store, sample events, the
+//! event log (`events`), running services (`services`) and waiting for things (`wait`).
+
+mod events;
+mod services;
+mod wait;
+
+pub use events::{append, append_at, log, register, schedule, task_events, task_log};
+pub use services::{manual, services, spawn_service, stop, system};
+pub use wait::{eventually, park_reason, parked, succeeded};
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event};
@@ -9,8 +18,8 @@ use fleet_events::streams::StreamOptions;
 use fleet_tests::NatsServer;
 
 /// A running nats-server, a client on it and a store with the fleet streams.
-#[allow(dead_code)] // `server` is held so it lives as long as the scenario.
 pub struct Fleet {
+    /// Held so the server lives as long as the scenario.
     pub server: NatsServer,
     pub client: async_nats::Client,
     pub store: EventStore,

@@ -1,0 +1,63 @@
+//! The control-plane services a scenario runs, each on its own task, all stopped by one
+//! cancellation token.
+
+use fleet_events::store::EventStore;
+use fleet_services::clock::{Clock, ManualClock};
+use fleet_services::dispatcher::DispatcherConfig;
+use fleet_services::retry::CircuitConfig;
+use fleet_services::serve::{self, Service, ServiceConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default settings on the system clock.
+pub fn system() -> ServiceConfig {
+    ServiceConfig {
+        clock: Clock::System,
+        circuit: CircuitConfig::default(),
+        dispatcher: DispatcherConfig::default(),
+    }
+}
+
+/// Default settings on `clock`.
+pub fn manual(clock: &ManualClock) -> ServiceConfig {
+    ServiceConfig {
+        clock: Clock::Manual(clock.clone()),
+        ..system()
+    }
+}
+
+/// Starts `service` until `shutdown` is cancelled; the task panics if the service fails.
+pub fn spawn_service(
+    store: &EventStore,
+    service: Service,
+    config: ServiceConfig,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let (store, shutdown) = (store.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        serve::run(service, store, config, shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("the {} service failed: {e:#}", service.name()));
+    })
+}
+
+/// Starts each of `services` (a service listed twice runs twice) with `config`.
+pub fn services(
+    store: &EventStore,
+    services: &[Service],
+    config: &ServiceConfig,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    services
+        .iter()
+        .map(|service| spawn_service(store, *service, config.clone(), shutdown))
+        .collect()
+}
+
+/// Cancels `shutdown` and joins `tasks` in order; a task that panicked fails the scenario.
+pub async fn stop(shutdown: &CancellationToken, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+    shutdown.cancel();
+    for task in tasks {
+        task.await.expect("joined");
+    }
+}
