@@ -112,13 +112,12 @@ async fn two_schedulers_make_one_task_per_agent_per_fire() {
         AgentId::generate(),
         AgentId::generate(),
     ];
-    policy(
-        &f.store,
-        start(),
-        spec("* * * * *", MissedRun::Skip),
-        &agents,
-    )
-    .await;
+    // RunOnce: a scheduler that catches up only after the clock moved decides the same
+    // task for the first fire (as a missed run) as one that was already waiting.
+    let run_once = MissedRun::RunOnce {
+        starting_deadline_secs: 3600,
+    };
+    policy(&f.store, start(), spec("* * * * *", run_once), &agents).await;
     let shutdown = CancellationToken::new();
     let schedulers = [
         spawn_scheduler(&f.store, &clock, &shutdown),
