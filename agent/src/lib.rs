@@ -7,11 +7,15 @@
 //! - [`probe`]: `fleet-agent probe`, what this host can do (restic version and its
 //!   capabilities, cgroup v2 CPU quotas, `nice`/`ionice`); pure parts plus one IO entry
 //!   point, [`probe::run`].
+//! - [`executor`]: runs one task's restic (secrets, command line, priority, timeout, cancel).
+//! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
 //! - [`cli`]: the command line of the `fleet-agent` binary (`main.rs`), parsed by hand.
 //!
 //! The restic tests run the real restic binary against temporary repositories; they skip
 //! with a message when restic is not installed.
 
 pub mod cli;
+pub mod executor;
 pub mod probe;
 pub mod restic;
+pub mod state;

@@ -1,0 +1,160 @@
+//! The restic command line and environment for one task, built without IO.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use fleet_events::event::{ErrorClass, TaskError};
+use fleet_events::policy::{PolicySpec, TaskKind};
+use fleet_events::protocol::TaskOrder;
+use fleet_events::settings::{AgentSettings, IoClass};
+
+use super::secrets::PasswordEnv;
+
+/// One restic run, ready to spawn: restic's arguments and the environment it needs (the
+/// repository and the password variable, never on the command line), plus the priority to
+/// run it at ([`super::priority::command_line`] wraps it in `ionice`/`nice`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The restic binary.
+    pub program: PathBuf,
+    /// restic's arguments, global options first.
+    pub args: Vec<OsString>,
+    /// `RESTIC_REPOSITORY` and one password variable.
+    pub env: Vec<(String, OsString)>,
+    /// CPU niceness, -20 to 19.
+    pub nice: i8,
+    pub io_class: IoClass,
+}
+
+impl fmt::Debug for Invocation {
+    /// Environment values are left out: one of them may be the password itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Invocation")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &env)
+            .field("nice", &self.nice)
+            .field("io_class", &self.io_class)
+            .finish()
+    }
+}
+
+/// The restic run for `order`: `backup`, `check` or `forget --prune`, with the agent's
+/// bandwidth limits and priority. `hostname` is the `--host` of backups whose policy sets
+/// none. A spec restic cannot run (a backup without paths, a prune without retention
+/// rules) is a `Permanent` error.
+pub fn invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+    hostname: &str,
+) -> Result<Invocation, TaskError> {
+    let spec = &order.spec;
+    let command = match spec.kind {
+        TaskKind::Backup => backup_args(order, hostname)?,
+        TaskKind::Check => vec!["check".into()],
+        TaskKind::Prune => forget_args(spec)?,
+    };
+    Ok(build(spec, settings, password, restic, command))
+}
+
+/// `restic init` for the repository of `order`, with the same environment and limits.
+pub fn init_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+) -> Invocation {
+    build(&order.spec, settings, password, restic, vec!["init".into()])
+}
+
+fn build(
+    spec: &PolicySpec,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+    command: Vec<OsString>,
+) -> Invocation {
+    let mut args: Vec<OsString> = Vec::new();
+    if let Some(kib) = settings.upload_kib_s {
+        args.extend(["--limit-upload".into(), kib.to_string().into()]);
+    }
+    if let Some(kib) = settings.download_kib_s {
+        args.extend(["--limit-download".into(), kib.to_string().into()]);
+    }
+    args.extend(command);
+    Invocation {
+        program: restic.to_path_buf(),
+        args,
+        env: vec![
+            (
+                "RESTIC_REPOSITORY".into(),
+                spec.repository.url.clone().into(),
+            ),
+            (password.var.into(), password.value.clone()),
+        ],
+        nice: settings.nice,
+        io_class: settings.io_class,
+    }
+}
+
+fn backup_args(order: &TaskOrder, hostname: &str) -> Result<Vec<OsString>, TaskError> {
+    let spec = &order.spec;
+    if spec.include.is_empty() {
+        return Err(permanent("a backup policy without paths to back up"));
+    }
+    let mut args: Vec<OsString> = vec!["backup".into(), "--json".into()];
+    let tags = [
+        format!("policy:{}", order.policy),
+        format!("task:{}", order.task),
+    ];
+    for tag in tags.into_iter().chain(spec.execution.tags.iter().cloned()) {
+        args.extend(["--tag".into(), tag.into()]);
+    }
+    let host = spec.execution.host.as_deref().unwrap_or(hostname);
+    args.extend(["--host".into(), host.into()]);
+    for pattern in &spec.exclude {
+        args.extend(["--exclude".into(), pattern.into()]);
+    }
+    args.extend(spec.include.iter().map(OsString::from));
+    Ok(args)
+}
+
+fn forget_args(spec: &PolicySpec) -> Result<Vec<OsString>, TaskError> {
+    let r = &spec.retention;
+    if r.is_empty() {
+        // restic would forget nothing and prune anyway.
+        return Err(permanent("a prune policy without retention rules"));
+    }
+    let mut args: Vec<OsString> = vec!["forget".into(), "--prune".into(), "--json".into()];
+    let counts = [
+        ("--keep-last", r.keep_last),
+        ("--keep-hourly", r.keep_hourly),
+        ("--keep-daily", r.keep_daily),
+        ("--keep-weekly", r.keep_weekly),
+        ("--keep-monthly", r.keep_monthly),
+        ("--keep-yearly", r.keep_yearly),
+    ];
+    for (flag, n) in counts {
+        if let Some(n) = n {
+            args.extend([flag.into(), n.to_string().into()]);
+        }
+    }
+    if let Some(within) = &r.keep_within {
+        args.extend(["--keep-within".into(), within.into()]);
+    }
+    for tag in &r.keep_tags {
+        args.extend(["--keep-tag".into(), tag.into()]);
+    }
+    Ok(args)
+}
+
+fn permanent(message: &str) -> TaskError {
+    TaskError::new(ErrorClass::Permanent, message, None)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! The command line of each task kind, and where the password and the limits go.
+
+use fleet_events::policy::Retention;
+use fleet_events::samples;
+
+use super::*;
+
+const PASSWORD: &str = "hunter2-very-secret";
+
+fn order(kind: TaskKind) -> TaskOrder {
+    let mut spec = samples::policy_spec();
+    spec.kind = kind;
+    TaskOrder {
+        tenant: samples::tenant(),
+        task: samples::TASK,
+        attempt: 1,
+        policy: samples::POLICY,
+        spec: Box::new(spec),
+        dispatched_at: samples::at(0),
+    }
+}
+
+fn password() -> PasswordEnv {
+    PasswordEnv {
+        var: "RESTIC_PASSWORD",
+        value: PASSWORD.into(),
+    }
+}
+
+fn args(inv: &Invocation) -> Vec<String> {
+    inv.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn build_for(kind: TaskKind) -> Invocation {
+    let settings = samples::agent_settings();
+    invocation(
+        &order(kind),
+        &settings,
+        &password(),
+        "/usr/bin/restic".as_ref(),
+        "vm",
+    )
+    .unwrap()
+}
+
+#[test]
+fn backup_has_tags_host_excludes_paths_and_the_upload_limit_but_no_password() {
+    let inv = build_for(TaskKind::Backup);
+    let policy = format!("policy:{}", samples::POLICY);
+    let task = format!("task:{}", samples::TASK);
+    let expected = [
+        "--limit-upload",
+        "10240",
+        "backup",
+        "--json",
+        "--tag",
+        &policy,
+        "--tag",
+        &task,
+        "--tag",
+        "home",
+        "--host",
+        "db-1",
+        "--exclude",
+        "*.tmp",
+        "/home",
+        "/etc",
+    ];
+    assert_eq!(args(&inv), expected);
+    assert!(args(&inv).iter().all(|a| !a.contains(PASSWORD)));
+    assert!(!format!("{inv:?}").contains(PASSWORD), "{inv:?}");
+    assert!(!format!("{inv:?}").contains("nas"), "repository in {inv:?}");
+    let env: Vec<&str> = inv.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(env, ["RESTIC_REPOSITORY", "RESTIC_PASSWORD"]);
+    assert_eq!(inv.env[0].1, "sftp:backup@nas:/srv/restic");
+    assert_eq!(
+        (inv.nice, inv.io_class),
+        (10, IoClass::BestEffort { level: 7 })
+    );
+}
+
+#[test]
+fn backup_host_defaults_to_the_agent_hostname() {
+    let mut o = order(TaskKind::Backup);
+    o.spec.execution.host = None;
+    let settings = AgentSettings::default();
+    let inv = invocation(&o, &settings, &password(), "restic".as_ref(), "vm").unwrap();
+    let a = args(&inv);
+    assert_eq!(a[0], "backup", "no limits by default: {a:?}");
+    let host = a.iter().position(|x| x == "--host").unwrap();
+    assert_eq!(a[host + 1], "vm");
+}
+
+#[test]
+fn check_and_prune() {
+    assert_eq!(
+        args(&build_for(TaskKind::Check)),
+        ["--limit-upload", "10240", "check"]
+    );
+    let expected = [
+        "--limit-upload",
+        "10240",
+        "forget",
+        "--prune",
+        "--json",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-within",
+        "14d",
+        "--keep-tag",
+        "keep",
+    ];
+    assert_eq!(args(&build_for(TaskKind::Prune)), expected);
+}
+
+#[test]
+fn download_limit_and_init() {
+    let settings = AgentSettings {
+        download_kib_s: Some(512),
+        ..AgentSettings::default()
+    };
+    let o = order(TaskKind::Check);
+    let inv = init_invocation(&o, &settings, &password(), "restic".as_ref());
+    assert_eq!(args(&inv), ["--limit-download", "512", "init"]);
+}
+
+#[test]
+fn unrunnable_specs_are_permanent() {
+    let settings = AgentSettings::default();
+    let mut backup = order(TaskKind::Backup);
+    backup.spec.include.clear();
+    let mut prune = order(TaskKind::Prune);
+    prune.spec.retention = Retention::default();
+    for o in [backup, prune] {
+        let err = invocation(&o, &settings, &password(), "restic".as_ref(), "vm").unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+    }
+}

@@ -1,0 +1,96 @@
+//! Runs one task's restic: secret → command line → process (priority, timeout, cancel) →
+//! report, with `restic init` first when the policy allows creating a missing repository.
+//!
+//! - [`secrets`]: a policy's secret name to restic's password variable.
+//! - [`command`]: the restic invocation for a task, pure.
+//! - [`priority`]: `ionice`/`nice` wrapping, pure.
+//! - [`run()`]: one process to its end; [`collect`] turns its output into a report.
+//!
+//! Invariants: secrets reach restic only through its environment, never argv; neither logs
+//! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
+//! cancelled run is [`RunOutcome::Cancelled`], not a failure.
+
+pub mod collect;
+pub mod command;
+pub mod priority;
+pub mod run;
+pub mod secrets;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use fleet_events::event::ErrorClass;
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::{ReportStatus, TaskOrder};
+use fleet_events::settings::AgentSettings;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::restic::ResticVersion;
+
+pub use command::{Invocation, init_invocation, invocation};
+pub use priority::Wrappers;
+pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
+pub use secrets::{PasswordEnv, SecretSource};
+
+/// What the executor needs from the agent besides the order.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub settings: &'a AgentSettings,
+    /// Secret name → where the password is, from the agent's local configuration.
+    pub secrets: &'a HashMap<String, SecretSource>,
+    /// The restic binary.
+    pub restic: &'a Path,
+    /// The `--host` of backups whose policy sets none.
+    pub hostname: &'a str,
+    pub version: &'a ResticVersion,
+    /// Between SIGINT and SIGKILL when a run is stopped ([`STOP_GRACE`] in production).
+    pub grace: Duration,
+}
+
+/// Runs `order` to its end. The policy's run timeout covers everything, `restic init`
+/// included; a missing repository is created (once) only with `execution.init_if_missing`.
+/// A successful summary's duration is the task's run alone, without the init.
+pub async fn execute(
+    order: &TaskOrder,
+    ctx: &Context<'_>,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    let failed = |error| RunOutcome::Finished(ReportStatus::Failed(error));
+    let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
+        Ok(password) => password,
+        Err(error) => return failed(error),
+    };
+    let inv = match invocation(order, ctx.settings, &password, ctx.restic, ctx.hostname) {
+        Ok(inv) => inv,
+        Err(error) => return failed(error),
+    };
+    let kind = order.spec.kind;
+    let deadline = Instant::now() + Duration::from_secs(order.spec.execution.run_timeout_secs);
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let run_once = |inv: Invocation, kind: TaskKind| {
+        let cancel = cancel.clone();
+        async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version).await }
+    };
+
+    let outcome = run_once(inv.clone(), kind).await;
+    let missing = matches!(
+        &outcome,
+        RunOutcome::Finished(ReportStatus::Failed(e)) if e.class == ErrorClass::MissingRepository
+    );
+    if !missing || !order.spec.execution.init_if_missing {
+        return outcome;
+    }
+    info!(task_id = %order.task, "repository missing; running restic init (initIfMissing)");
+    let init = init_invocation(order, ctx.settings, &password, ctx.restic);
+    // `init` is judged like `check`: exit 0 is success, anything else is classified.
+    match run_once(init, TaskKind::Check).await {
+        RunOutcome::Finished(ReportStatus::Succeeded(_)) => run_once(inv, kind).await,
+        other => other,
+    }
+}

@@ -1,0 +1,225 @@
+//! Runs one restic invocation to its end: output collected, run timeout and cancellation
+//! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period).
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fleet_events::event::{ErrorClass, TaskError};
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::ReportStatus;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::collect::{Collected, Stream};
+use super::command::Invocation;
+use super::priority::{Wrappers, command_line};
+use super::secrets::RESTIC_SECRET_VARS;
+use crate::restic::{ResticVersion, failure};
+
+/// How long restic may clean up (remove its lock) after SIGINT before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long output is still read after restic exited, in case a child of restic (ssh, a
+/// password command) holds the pipes open.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// restic ran to its end or was stopped at the run timeout: report this.
+    Finished(ReportStatus),
+    /// The run was cancelled and restic stopped; not a failure of the task.
+    Cancelled,
+}
+
+/// Why the agent stopped restic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancel,
+}
+
+/// Runs `inv` (a `kind` task) at its priority, with [`STOP_GRACE`] after SIGINT.
+pub async fn run(
+    inv: &Invocation,
+    kind: TaskKind,
+    timeout: Duration,
+    cancel: CancellationToken,
+    version: &ResticVersion,
+) -> RunOutcome {
+    run_with_grace(inv, kind, timeout, STOP_GRACE, cancel, version).await
+}
+
+/// [`run`] with another grace period between SIGINT and SIGKILL.
+pub async fn run_with_grace(
+    inv: &Invocation,
+    kind: TaskKind,
+    timeout: Duration,
+    grace: Duration,
+    cancel: CancellationToken,
+    version: &ResticVersion,
+) -> RunOutcome {
+    let (program, args) = command_line(inv, wrappers());
+    let mut command = Command::new(&program);
+    command.args(&args);
+    for var in RESTIC_SECRET_VARS {
+        command.env_remove(var);
+    }
+    command
+        .envs(inv.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+
+    let started = Instant::now();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let class = match error.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ErrorClass::Permanent
+                }
+                _ => ErrorClass::Resource,
+            };
+            let message = format!("could not start {}: {error}", program.display());
+            return RunOutcome::Finished(ReportStatus::Failed(TaskError::new(
+                class, &message, None,
+            )));
+        }
+    };
+    let pid = child.id();
+    debug!(pid, kind = kind.as_str(), args = ?inv.args, "restic started");
+
+    let (tx, mut rx) = mpsc::channel(256);
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(read_lines(stdout, Stream::Out, tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(read_lines(stderr, Stream::Err, tx.clone()));
+    }
+    drop(tx);
+
+    let mut collected = Collected::new(kind);
+    let deadline = started + timeout;
+    let far = started + Duration::from_secs(86_400 * 365);
+    let mut stop: Option<(Stop, Instant)> = None;
+    let mut killed = false;
+    let mut status = None;
+    let mut drain_until = far;
+    let mut lines_open = true;
+    while lines_open || status.is_none() {
+        let kill_at = stop.map_or(far, |(_, at)| at);
+        let running = status.is_none();
+        tokio::select! {
+            line = rx.recv(), if lines_open => match line {
+                Some((stream, line)) => collected.push(stream, line),
+                None => lines_open = false,
+            },
+            result = child.wait(), if running => {
+                status = Some(result);
+                drain_until = Instant::now() + DRAIN_AFTER_EXIT;
+            }
+            () = sleep_until(deadline), if running && stop.is_none() => {
+                warn!(pid, kind = kind.as_str(), ?timeout, "restic passed the run timeout; interrupting it");
+                interrupt(pid);
+                stop = Some((Stop::Timeout, Instant::now() + grace));
+            }
+            () = cancel.cancelled(), if running && stop.is_none() => {
+                debug!(pid, kind = kind.as_str(), "run cancelled; interrupting restic");
+                interrupt(pid);
+                stop = Some((Stop::Cancel, Instant::now() + grace));
+            }
+            () = sleep_until(kill_at), if running && !killed => {
+                warn!(pid, ?grace, "restic still runs after SIGINT; killing it");
+                if let Err(error) = child.start_kill() {
+                    warn!(pid, %error, "could not kill restic");
+                }
+                killed = true;
+            }
+            () = sleep_until(drain_until), if !running => {
+                debug!(pid, "restic exited but its output stays open; not waiting for it");
+                break;
+            }
+        }
+    }
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+    let code = match status {
+        Some(Ok(status)) => status.code(),
+        Some(Err(error)) => {
+            let message = format!("waiting for restic failed: {error}");
+            let error = TaskError::new(ErrorClass::Resource, &message, None);
+            return RunOutcome::Finished(ReportStatus::Failed(error));
+        }
+        None => None,
+    };
+    debug!(pid, ?code, duration_ms, "restic ended");
+    match stop {
+        Some((Stop::Cancel, _)) => RunOutcome::Cancelled,
+        Some((Stop::Timeout, _)) => RunOutcome::Finished(ReportStatus::Failed(failure(
+            version,
+            code,
+            collected.stderr(),
+            true,
+        ))),
+        None => RunOutcome::Finished(collected.finish(code, duration_ms, version)),
+    }
+}
+
+/// Sends SIGINT to restic (the wrappers exec it, so `pid` is restic once it started).
+fn interrupt(pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions. The child is not reaped yet (the
+    // caller only interrupts a running child), so the pid cannot have been reused.
+    let result = unsafe { libc::kill(pid, libc::SIGINT) };
+    if result != 0 {
+        debug!(pid, error = %std::io::Error::last_os_error(), "SIGINT not delivered");
+    }
+}
+
+/// Reads `stream` line by line (lossy UTF-8, line ends trimmed) into `tx`.
+async fn read_lines(
+    stream: impl AsyncRead + Unpin,
+    which: Stream,
+    tx: mpsc::Sender<(Stream, String)>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                if tx.send((which, line)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `nice` and `ionice` from PATH, looked up once; warns once when neither is there.
+fn wrappers() -> &'static Wrappers {
+    static WRAPPERS: OnceLock<Wrappers> = OnceLock::new();
+    WRAPPERS.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = Wrappers::from_path(&path);
+        if found.is_empty() {
+            warn!("neither nice nor ionice is on PATH: restic runs at the agent's priority");
+        } else if found.nice.is_none() || found.ionice.is_none() {
+            warn!(nice = ?found.nice, ionice = ?found.ionice, "restic runs without one of nice/ionice");
+        }
+        found
+    })
+}

@@ -1,0 +1,191 @@
+//! A test harness: the real restic, a temporary directory with a password file, data and
+//! repositories, and orders to run against them. Skips (saying so) without restic.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fleet_events::event::BackupSummary;
+use fleet_events::ids::TaskId;
+use fleet_events::policy::{PolicySpec, Retention, TaskKind};
+use fleet_events::protocol::{ReportStatus, TaskOrder};
+use fleet_events::samples;
+use fleet_events::settings::{AgentSettings, IoClass};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{Context, RunOutcome, SecretSource, execute};
+use crate::probe::find_in_path;
+use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
+
+pub const PASSWORD: &str = "executor-test-password";
+pub const HOST: &str = "fleet-test-host";
+
+pub struct Lab {
+    pub restic: PathBuf,
+    pub version: ResticVersion,
+    pub dir: TempDir,
+    pub secrets: HashMap<String, SecretSource>,
+    pub settings: AgentSettings,
+}
+
+impl Lab {
+    /// `None`, after saying why, when restic is not installed.
+    pub fn new() -> Option<Self> {
+        let restic = match std::env::var_os("RESTIC") {
+            Some(program) => PathBuf::from(program),
+            None => match find_in_path("restic", &std::env::var_os("PATH").unwrap_or_default()) {
+                Some(found) => found,
+                None => {
+                    eprintln!("SKIPPED: restic is not installed (apt-get install -y restic)");
+                    return None;
+                }
+            },
+        };
+        let out = Command::new(&restic)
+            .arg("version")
+            .output()
+            .expect("restic version");
+        let version = ResticVersion::parse(&String::from_utf8_lossy(&out.stdout)).expect("version");
+        let dir = tempfile::Builder::new()
+            .prefix("fleet-executor-")
+            .tempdir()
+            .expect("tmp");
+        let password_file = dir.path().join("password");
+        fs::write(&password_file, PASSWORD).expect("password file");
+        let wrong = dir.path().join("wrong-password");
+        fs::write(&wrong, "not the password").expect("password file");
+        let secrets = HashMap::from([
+            ("main".to_owned(), SecretSource::File(password_file)),
+            ("wrong".to_owned(), SecretSource::File(wrong)),
+        ]);
+        let settings = AgentSettings {
+            upload_kib_s: Some(100_000),
+            nice: 5,
+            io_class: IoClass::Idle,
+            ..AgentSettings::default()
+        };
+        Some(Self {
+            restic,
+            version,
+            dir,
+            secrets,
+            settings,
+        })
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// A directory with `files` small files, one in a subdirectory.
+    pub fn data(&self, files: usize) -> PathBuf {
+        let data = self.dir.path().join("data");
+        fs::create_dir_all(data.join("sub")).expect("data directory");
+        for i in 0..files {
+            let name = if i == 0 {
+                "sub/first".to_owned()
+            } else {
+                format!("file-{i}")
+            };
+            fs::write(data.join(name), format!("content of file {i}\n")).expect("data file");
+        }
+        data
+    }
+
+    /// A task of `kind` on the lab's repository, with secret "main".
+    pub fn order(&self, kind: TaskKind, data: &Path) -> TaskOrder {
+        let mut spec: PolicySpec = samples::policy_spec();
+        spec.kind = kind;
+        spec.repository.url = self.repo().to_string_lossy().into_owned();
+        spec.repository.secret = "main".into();
+        spec.include = vec![data.to_string_lossy().into_owned()];
+        spec.exclude = Vec::new();
+        spec.retention = Retention {
+            keep_last: Some(2),
+            ..Retention::default()
+        };
+        spec.execution.host = None;
+        spec.execution.tags = vec!["lab".into()];
+        spec.execution.init_if_missing = false;
+        spec.execution.run_timeout_secs = 60;
+        TaskOrder {
+            tenant: samples::tenant(),
+            task: TaskId::generate(),
+            attempt: 1,
+            policy: samples::POLICY,
+            spec: Box::new(spec),
+            dispatched_at: samples::at(0),
+        }
+    }
+
+    pub async fn execute(&self, order: &TaskOrder, cancel: CancellationToken) -> RunOutcome {
+        let ctx = Context {
+            settings: &self.settings,
+            secrets: &self.secrets,
+            restic: &self.restic,
+            hostname: HOST,
+            version: &self.version,
+            grace: Duration::from_secs(2),
+        };
+        execute(order, &ctx, cancel).await
+    }
+
+    /// Runs `order`, expecting it to finish with a report.
+    pub async fn report(&self, order: &TaskOrder) -> ReportStatus {
+        match self.execute(order, CancellationToken::new()).await {
+            RunOutcome::Finished(status) => status,
+            RunOutcome::Cancelled => panic!("cancelled without a cancel"),
+        }
+    }
+
+    pub async fn init(&self) {
+        let mut order = self.order(TaskKind::Check, Path::new("/"));
+        order.spec.execution.init_if_missing = true;
+        let status = self.report(&order).await;
+        assert!(matches!(status, ReportStatus::Succeeded(_)), "{status:?}");
+    }
+
+    /// A backup of `data` that must succeed; its summary.
+    pub async fn backup(&self, data: &Path) -> (TaskOrder, BackupSummary) {
+        let order = self.order(TaskKind::Backup, data);
+        match self.report(&order).await {
+            ReportStatus::Succeeded(summary) => match summary.detail {
+                fleet_events::event::RunDetail::Backup(backup) => (order, backup),
+                other => panic!("not a backup summary: {other:?}"),
+            },
+            other => panic!("backup failed: {other:?}"),
+        }
+    }
+
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        let out = Command::new(&self.restic)
+            .args(["--no-cache", "snapshots", "--json"])
+            .env("RESTIC_REPOSITORY", self.repo())
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .output()
+            .expect("restic snapshots");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_snapshots(&String::from_utf8_lossy(&out.stdout)).expect("a listing")
+    }
+
+    /// A FIFO nobody writes to: restic blocks opening it as its password file.
+    pub fn hanging_secret(&mut self) -> &'static str {
+        let fifo = self.dir.path().join("password-fifo");
+        let made = Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        self.secrets.insert("hang".into(), SecretSource::File(fifo));
+        "hang"
+    }
+}

@@ -1,0 +1,207 @@
+//! The executor against the real restic and temporary repositories (see [`lab`]); each
+//! test skips, saying so, when restic is not installed.
+
+mod lab;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use fleet_events::event::{ErrorClass, RunDetail};
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::ReportStatus;
+use fleet_events::settings::IoClass;
+use tokio_util::sync::CancellationToken;
+
+use self::lab::{HOST, Lab};
+use super::*;
+
+fn failed_class(status: &ReportStatus) -> ErrorClass {
+    match status {
+        ReportStatus::Failed(error) => error.class,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn backup_is_tagged_and_summarised() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let data = lab.data(4);
+    let (order, summary) = lab.backup(&data).await;
+    assert_eq!(summary.files_new, 4, "{summary:?}");
+    assert!(summary.data_added_bytes > 0, "{summary:?}");
+    let id = summary.snapshot_id.expect("a snapshot id");
+
+    let snapshots = lab.snapshots();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let snapshot = &snapshots[0];
+    assert!(snapshot.has_id(&id), "{id} in {snapshot:?}");
+    for tag in [
+        format!("policy:{}", order.policy),
+        format!("task:{}", order.task),
+        "lab".into(),
+    ] {
+        assert!(snapshot.tags.contains(&tag), "{tag} in {:?}", snapshot.tags);
+    }
+    assert_eq!(snapshot.hostname, HOST);
+}
+
+#[tokio::test]
+async fn check_succeeds() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let status = lab.report(&lab.order(TaskKind::Check, &lab.data(1))).await;
+    assert!(
+        matches!(&status, ReportStatus::Succeeded(s) if s.detail == RunDetail::Check),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn prune_keeps_the_two_newest_of_four() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let data = lab.data(2);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        fs::write(data.join("changing"), format!("version {i}")).expect("data file");
+        let (_, summary) = lab.backup(&data).await;
+        ids.push(summary.snapshot_id.expect("a snapshot id"));
+    }
+    let status = lab.report(&lab.order(TaskKind::Prune, &data)).await;
+    let ReportStatus::Succeeded(summary) = status else {
+        panic!("{status:?}")
+    };
+    let RunDetail::Prune(pruned) = summary.detail else {
+        panic!("{summary:?}")
+    };
+    assert_eq!((pruned.snapshots_kept, pruned.snapshots_removed), (2, 2));
+
+    let left = lab.snapshots();
+    assert_eq!(left.len(), 2, "{left:?}");
+    for newest in &ids[2..] {
+        assert!(
+            left.iter().any(|s| s.has_id(newest)),
+            "{newest} in {left:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_is_auth() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
+    order.spec.repository.secret = "wrong".into();
+    let status = lab.report(&order).await;
+    assert_eq!(failed_class(&status), ErrorClass::Auth, "{status:?}");
+}
+
+#[tokio::test]
+async fn unknown_secret_is_permanent_before_restic_runs() {
+    let Some(lab) = Lab::new() else { return };
+    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
+    order.spec.repository.secret = "nobody-configured-this".into();
+    let status = lab.report(&order).await;
+    assert_eq!(failed_class(&status), ErrorClass::Permanent, "{status:?}");
+}
+
+#[tokio::test]
+async fn missing_repository_fails_or_is_created() {
+    let Some(lab) = Lab::new() else { return };
+    let data = lab.data(3);
+    let mut order = lab.order(TaskKind::Backup, &data);
+    let status = lab.report(&order).await;
+    assert_eq!(
+        failed_class(&status),
+        ErrorClass::MissingRepository,
+        "{status:?}"
+    );
+    assert!(!lab.repo().join("config").exists());
+
+    order.spec.execution.init_if_missing = true;
+    let status = lab.report(&order).await;
+    assert!(
+        matches!(&status, ReportStatus::Succeeded(s) if matches!(&s.detail, RunDetail::Backup(b) if b.files_new == 3)),
+        "{status:?}"
+    );
+    assert!(lab.repo().join("config").exists());
+    assert_eq!(lab.snapshots().len(), 1);
+}
+
+#[tokio::test]
+async fn run_timeout_stops_restic_and_reports_timeout() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.init().await;
+    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
+    order.spec.repository.secret = lab.hanging_secret().into();
+    order.spec.execution.run_timeout_secs = 1;
+    let started = Instant::now();
+    let status = lab.report(&order).await;
+    assert_eq!(failed_class(&status), ErrorClass::Timeout, "{status:?}");
+    // restic handled SIGINT itself (cleanup, then exit 130): no SIGKILL was needed.
+    assert!(
+        matches!(&status, ReportStatus::Failed(e) if e.exit_code == Some(130)),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_restic_and_is_not_a_failure() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.init().await;
+    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
+    order.spec.repository.secret = lab.hanging_secret().into();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    assert_eq!(lab.execute(&order, cancel).await, RunOutcome::Cancelled);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A program that ignores SIGINT is killed after the grace period.
+#[tokio::test]
+async fn sigint_ignored_means_sigkill_after_the_grace() {
+    let inv = Invocation {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), "trap '' INT; exec sleep 30".into()],
+        env: Vec::new(),
+        nice: 0,
+        io_class: IoClass::BestEffort { level: 4 },
+    };
+    let version = crate::restic::ResticVersion::new(0, 14, 0);
+    let started = Instant::now();
+    let timeout = Duration::from_millis(300);
+    let grace = Duration::from_millis(300);
+    let outcome = run_with_grace(
+        &inv,
+        TaskKind::Check,
+        timeout,
+        grace,
+        CancellationToken::new(),
+        &version,
+    )
+    .await;
+    let RunOutcome::Finished(ReportStatus::Failed(error)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!((error.class, error.exit_code), (ErrorClass::Timeout, None));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

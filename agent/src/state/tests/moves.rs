@@ -1,0 +1,210 @@
+//! Accept, start, finish, the outbox and the identity.
+
+use fleet_events::ids::TaskId;
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::ReportStatus;
+use fleet_events::samples;
+
+use super::*;
+use crate::state::{Accepted, Identity, Stage};
+
+#[tokio::test]
+async fn a_redelivered_attempt_is_a_duplicate_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let o = order(1, 1, TaskKind::Backup);
+    let ack = report(&o, 1, ReportStatus::Acknowledged);
+    assert_eq!(state.accept(&o, ack.clone()).await.unwrap(), Accepted::New);
+    let again = report(&o, 5, ReportStatus::Acknowledged);
+    assert_eq!(state.accept(&o, again).await.unwrap(), Accepted::Duplicate);
+    assert_eq!(outbox_statuses(&state), [(o.task, "acknowledged")]);
+    let record = state.record(o.task, 1).unwrap().unwrap();
+    assert_eq!(record.header.accepted_at, samples::at(1));
+
+    // Another attempt of the same task is new.
+    let next = order(1, 2, TaskKind::Backup);
+    let ack2 = report(&next, 6, ReportStatus::Acknowledged);
+    assert_eq!(state.accept(&next, ack2).await.unwrap(), Accepted::New);
+    assert_eq!(state.outbox_depth(), 2);
+}
+
+#[tokio::test]
+async fn records_survive_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = order(1, 3, TaskKind::Check);
+    let identity = Identity {
+        agent: samples::AGENT,
+        tenant: samples::tenant(),
+    };
+    {
+        let state = AgentState::open(dir.path()).unwrap();
+        assert_eq!(state.identity().unwrap(), None);
+        state.set_identity(&identity).await.unwrap();
+        let ack = report(&o, 1, ReportStatus::Acknowledged);
+        state.accept(&o, ack).await.unwrap();
+    }
+    let state = AgentState::open(dir.path()).unwrap();
+    assert_eq!(state.identity().unwrap(), Some(identity));
+    let record = state.record(o.task, 3).unwrap().unwrap();
+    assert_eq!((record.header.stage, &record.order), (Stage::Accepted, &o));
+    let ack = report(&o, 9, ReportStatus::Acknowledged);
+    assert_eq!(state.accept(&o, ack).await.unwrap(), Accepted::Duplicate);
+    assert_eq!(state.pending().unwrap(), std::slice::from_ref(&o));
+    assert_eq!(outbox_statuses(&state), [(o.task, "acknowledged")]);
+}
+
+#[tokio::test]
+async fn start_and_finish_move_stages_and_append_reports_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let a = order(1, 1, TaskKind::Backup);
+    let b = order(2, 1, TaskKind::Check);
+    run(&state, &a).await;
+    let ack = report(&b, 3, ReportStatus::Acknowledged);
+    state.accept(&b, ack).await.unwrap();
+    state
+        .finish(a.task, 1, report(&a, 4, succeeded()))
+        .await
+        .unwrap();
+    // Failing before restic starts (no secret, cancelled while queued) is allowed.
+    state
+        .finish(b.task, 1, report(&b, 5, failed()))
+        .await
+        .unwrap();
+
+    let record = state.record(a.task, 1).unwrap().unwrap();
+    assert_eq!(record.header.stage, Stage::Finished);
+    assert_eq!(record.header.started_at, Some(samples::at(2)));
+    assert_eq!(record.header.finished_at, Some(samples::at(4)));
+    assert_eq!(record.order, a);
+    assert_eq!(
+        outbox_statuses(&state),
+        [
+            (a.task, "acknowledged"),
+            (a.task, "started"),
+            (b.task, "acknowledged"),
+            (a.task, "succeeded"),
+            (b.task, "failed"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_drains_in_order_and_remove_deletes_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let orders: Vec<_> = (1..=3).map(|n| order(n, 1, TaskKind::Prune)).collect();
+    for (i, o) in orders.iter().enumerate().rev() {
+        let ack = report(o, i as i64, ReportStatus::Acknowledged);
+        state.accept(o, ack).await.unwrap();
+    }
+    let entries = state.outbox().unwrap();
+    let keys: Vec<_> = entries.iter().map(|(k, _)| *k).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    let tasks: Vec<TaskId> = entries.into_iter().map(|(_, r)| r.unwrap().task).collect();
+    assert_eq!(tasks, [orders[2].task, orders[1].task, orders[0].task]);
+
+    assert!(state.remove(keys[1]).unwrap());
+    assert!(!state.remove(keys[1]).unwrap());
+    assert_eq!(state.outbox_depth(), 2);
+    let left: Vec<_> = state
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, [keys[0], keys[2]]);
+}
+
+#[tokio::test]
+async fn illegal_moves_are_typed_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let o = order(1, 1, TaskKind::Backup);
+    let unknown = state.finish(o.task, 1, report(&o, 1, failed())).await;
+    assert!(matches!(
+        unknown,
+        Err(StateError::UnknownTask { attempt: 1, .. })
+    ));
+    let unknown = state
+        .start(o.task, 1, report(&o, 1, ReportStatus::Started))
+        .await;
+    assert!(matches!(unknown, Err(StateError::UnknownTask { .. })));
+
+    let ack = report(&o, 1, ReportStatus::Acknowledged);
+    state.accept(&o, ack).await.unwrap();
+    let early = state.finish(o.task, 1, report(&o, 2, succeeded())).await;
+    assert!(matches!(
+        early,
+        Err(StateError::IllegalMove {
+            from: Stage::Accepted,
+            to: Stage::Finished,
+            ..
+        })
+    ));
+    let started = report(&o, 2, ReportStatus::Started);
+    state.start(o.task, 1, started.clone()).await.unwrap();
+    let twice = state.start(o.task, 1, started).await;
+    assert!(matches!(
+        twice,
+        Err(StateError::IllegalMove {
+            from: Stage::Running,
+            to: Stage::Running,
+            ..
+        })
+    ));
+    let not_final = state
+        .finish(o.task, 1, report(&o, 3, ReportStatus::Started))
+        .await;
+    assert!(matches!(not_final, Err(StateError::ReportMismatch(_))));
+    let other = order(2, 1, TaskKind::Backup);
+    let wrong_task = state.finish(o.task, 1, report(&other, 3, failed())).await;
+    assert!(matches!(wrong_task, Err(StateError::ReportMismatch(_))));
+    let wrong_status = state
+        .accept(&other, report(&other, 3, ReportStatus::Started))
+        .await;
+    assert!(matches!(wrong_status, Err(StateError::ReportMismatch(_))));
+
+    state
+        .finish(o.task, 1, report(&o, 4, failed()))
+        .await
+        .unwrap();
+    let again = state.finish(o.task, 1, report(&o, 5, failed())).await;
+    assert!(matches!(
+        again,
+        Err(StateError::IllegalMove {
+            from: Stage::Finished,
+            ..
+        })
+    ));
+    assert_eq!(state.outbox_depth(), 3);
+    assert_eq!(state.record(other.task, 1).unwrap(), None);
+}
+
+#[tokio::test]
+async fn damaged_values_are_typed_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let o = order(1, 1, TaskKind::Backup);
+    let ack = report(&o, 1, ReportStatus::Acknowledged);
+    state.accept(&o, ack).await.unwrap();
+    let garbage = crate::state::OutboxKey::new(u64::MAX);
+    state
+        .outbox
+        .insert(garbage.to_bytes(), &[0xff, 0xff])
+        .unwrap();
+    let entries = state.outbox().unwrap();
+    assert!(entries[0].1.is_ok());
+    assert_eq!(entries[1].0, garbage);
+    assert!(entries[1].1.is_err());
+
+    let key = crate::state::record::task_key(o.task, 1);
+    state.tasks.insert(key, &[1, 0, 9]).unwrap();
+    let started = report(&o, 2, ReportStatus::Started);
+    let corrupt = state.start(o.task, 1, started).await;
+    assert!(matches!(
+        corrupt,
+        Err(StateError::Corrupt { tree: "tasks", .. })
+    ));
+    assert!(matches!(state.running(), Err(StateError::Corrupt { .. })));
+}
