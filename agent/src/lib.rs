@@ -8,6 +8,7 @@
 //!   capabilities, cgroup v2 CPU quotas, `nice`/`ionice`); pure parts plus one IO entry
 //!   point, [`probe::run`].
 //! - [`executor`]: runs one task's restic (secrets, command line, priority, timeout, cancel).
+//! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
 //! - [`cli`]: the command line of the `fleet-agent` binary (`main.rs`), parsed by hand.
 //!
@@ -18,4 +19,5 @@ pub mod cli;
 pub mod executor;
 pub mod probe;
 pub mod restic;
+pub mod runtime;
 pub mod state;

@@ -1,6 +1,7 @@
 //! End-to-end scenarios against a real nats-server (and, where a scenario needs it, real
 //! restic). One test binary; each scenario module starts its own server.
 
+mod agent;
 mod circuit;
 mod dispatcher;
 mod intake;

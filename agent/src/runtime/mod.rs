@@ -1,0 +1,122 @@
+//! The agent at work: its own task subject in, reports and heartbeats out, restic in
+//! between, within its limits, losing no result.
+//!
+//! - `intake`: the durable pull consumer of `fleet.agent.<id>.tasks`; an order is acked
+//!   only after it is recorded (and flushed) in the local state; a redelivered attempt is
+//!   acked and never runs twice.
+//! - `slots`: total and per-kind concurrency; never more restic processes than allowed.
+//! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
+//! - `heartbeat`: load, versions and outbox depth every interval.
+//!
+//! On start, an attempt that was running when the agent died is finished with an
+//! `Interrupted` report (the control plane retries it); accepted attempts not yet started
+//! are queued again.
+
+mod heartbeat;
+mod intake;
+mod outbox;
+mod slots;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use fleet_events::envelope::SCHEMA_VERSION;
+use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::protocol::{AgentReport, ReportStatus, TaskOrder};
+use fleet_events::settings::AgentSettings;
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::SecretSource;
+use crate::restic::output::ResticVersion;
+use crate::state::{AgentState, StateError};
+
+/// What the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    pub settings: AgentSettings,
+    /// Secret name → where the repository password is.
+    pub secrets: HashMap<String, SecretSource>,
+    pub restic: PathBuf,
+    pub restic_version: ResticVersion,
+    /// `--host` of backups whose policy names none.
+    pub hostname: String,
+    pub heartbeat_every: Duration,
+    /// Between SIGINT and SIGKILL when restic is stopped.
+    pub stop_grace: Duration,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("local state: {0}")]
+    State(#[from] StateError),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// What the agent's tasks share.
+struct Shared {
+    config: AgentConfig,
+    state: AgentState,
+    js: async_nats::jetstream::Context,
+    /// Wakes the outbox sender when a report was recorded.
+    reports: Notify,
+    /// Cancel tokens of running or queued attempts.
+    running: Mutex<HashMap<(fleet_events::ids::TaskId, u32), CancellationToken>>,
+}
+
+impl Shared {
+    fn report(&self, order: &TaskOrder, status: ReportStatus) -> AgentReport {
+        AgentReport {
+            schema: SCHEMA_VERSION,
+            agent: self.config.agent,
+            tenant: order.tenant.clone(),
+            task: order.task,
+            attempt: order.attempt,
+            at: Utc::now(),
+            status,
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled. Running restic processes are stopped
+/// (SIGINT, then SIGKILL after the grace) and their attempts reported as interrupted on
+/// the next start.
+pub async fn run(
+    client: async_nats::Client,
+    config: AgentConfig,
+    state: AgentState,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
+    let shared = Arc::new(Shared {
+        js: async_nats::jetstream::new(client),
+        config,
+        state,
+        reports: Notify::new(),
+        running: Mutex::new(HashMap::new()),
+    });
+    let recovered = shared
+        .state
+        .recover(|order| shared.report(order, ReportStatus::Interrupted))
+        .await?;
+    for (task, attempt) in &recovered {
+        tracing::warn!(%task, attempt, "attempt was running when the agent stopped; reported interrupted");
+    }
+    let slots = slots::Slots::new(&shared.config.settings);
+    for order in shared.state.pending()? {
+        slots::spawn_task(shared.clone(), slots.clone(), order, shutdown.clone()).await;
+    }
+    let sender = tokio::spawn(outbox::send(shared.clone(), shutdown.clone()));
+    let beats = tokio::spawn(heartbeat::beat(shared.clone(), shutdown.clone()));
+    let result = intake::consume(shared.clone(), slots, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = sender.await;
+    let _ = beats.await;
+    result
+}

@@ -1,0 +1,121 @@
+//! Concurrency: a semaphore for all tasks and one per kind, so that the agent never runs
+//! more restic processes than its settings allow, whatever NATS redelivers.
+
+use std::sync::Arc;
+
+use fleet_events::policy::TaskKind;
+use fleet_events::protocol::{ReportStatus, TaskOrder};
+use fleet_events::settings::AgentSettings;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::executor::{Context, RunOutcome, execute};
+
+/// The agent's free slots.
+#[derive(Clone)]
+pub struct Slots {
+    total: Arc<Semaphore>,
+    backup: Arc<Semaphore>,
+    check: Arc<Semaphore>,
+    prune: Arc<Semaphore>,
+}
+
+impl Slots {
+    /// Slots for `settings`' total and per-kind limits.
+    pub fn new(settings: &AgentSettings) -> Self {
+        let limit = |kind| Arc::new(Semaphore::new(usize::from(settings.limit_for(kind))));
+        Self {
+            total: Arc::new(Semaphore::new(usize::from(settings.max_concurrent))),
+            backup: limit(TaskKind::Backup),
+            check: limit(TaskKind::Check),
+            prune: limit(TaskKind::Prune),
+        }
+    }
+
+    fn kind(&self, kind: TaskKind) -> &Arc<Semaphore> {
+        match kind {
+            TaskKind::Backup => &self.backup,
+            TaskKind::Check => &self.check,
+            TaskKind::Prune => &self.prune,
+        }
+    }
+}
+
+/// Queues an accepted attempt: it starts when a slot of its kind and a total slot are
+/// free, runs restic, and records its outcome.
+pub async fn spawn_task(
+    shared: Arc<Shared>,
+    slots: Slots,
+    order: TaskOrder,
+    shutdown: CancellationToken,
+) {
+    let cancel = shutdown.child_token();
+    shared
+        .running
+        .lock()
+        .await
+        .insert((order.task, order.attempt), cancel.clone());
+    tokio::spawn(async move {
+        let key = (order.task, order.attempt);
+        run_task(&shared, &slots, &order, cancel, &shutdown).await;
+        shared.running.lock().await.remove(&key);
+    });
+}
+
+async fn run_task(
+    shared: &Shared,
+    slots: &Slots,
+    order: &TaskOrder,
+    cancel: CancellationToken,
+    shutdown: &CancellationToken,
+) {
+    let kind = order.spec.kind;
+    // Kind first, then total: a task waiting for its kind does not hold a total slot.
+    let permits = tokio::select! {
+        () = cancel.cancelled() => None,
+        permits = async {
+            let kind_permit = slots.kind(kind).clone().acquire_owned().await.ok()?;
+            let total_permit = slots.total.clone().acquire_owned().await.ok()?;
+            Some((kind_permit, total_permit))
+        } => permits,
+    };
+    let Some(_permits) = permits else {
+        if !shutdown.is_cancelled() {
+            // Cancelled by the control plane before it started: it must not run later.
+            let report = shared.report(order, ReportStatus::Interrupted);
+            if let Err(e) = shared.state.finish(order.task, order.attempt, report).await {
+                tracing::error!(task = %order.task, error = %e, "cannot record the cancel");
+            }
+            shared.reports.notify_one();
+        }
+        return;
+    };
+    let started = shared.report(order, ReportStatus::Started);
+    if let Err(e) = shared.state.start(order.task, order.attempt, started).await {
+        tracing::error!(task = %order.task, error = %e, "cannot record the start; not running");
+        return;
+    }
+    shared.reports.notify_one();
+    let config = &shared.config;
+    let ctx = Context {
+        settings: &config.settings,
+        secrets: &config.secrets,
+        restic: &config.restic,
+        hostname: &config.hostname,
+        version: &config.restic_version,
+        grace: config.stop_grace,
+    };
+    tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
+    let status = match execute(order, &ctx, cancel.clone()).await {
+        RunOutcome::Finished(status) => status,
+        // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
+        RunOutcome::Cancelled => ReportStatus::Interrupted,
+    };
+    tracing::info!(task = %order.task, attempt = order.attempt, outcome = status.name(), "restic finished");
+    let report = shared.report(order, status);
+    match shared.state.finish(order.task, order.attempt, report).await {
+        Ok(()) => shared.reports.notify_one(),
+        Err(e) => tracing::error!(task = %order.task, error = %e, "cannot record the outcome"),
+    }
+}

@@ -1,0 +1,165 @@
+//! The whole loop with the real agent: the control plane dispatches a backup task, the
+//! fleet-agent runtime records it, runs real restic against a temporary repository and
+//! reports the summary; the snapshot carries the policy and task tags.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use fleet_agent::executor::SecretSource;
+use fleet_agent::restic::output::parse_snapshots;
+use fleet_agent::runtime::{AgentConfig, run};
+use fleet_agent::state::AgentState;
+use fleet_events::event::{RunDetail, TaskEvent};
+use fleet_events::ids::AgentId;
+use fleet_events::policy::{PolicySpec, RepositoryRef};
+use fleet_events::samples;
+use fleet_events::settings::AgentSettings;
+use fleet_services::serve::Service;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{
+    eventually, fleet, register, schedule, services, stop, system, task_events, tenant,
+};
+
+fn restic(repo: &Path, password: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("restic")
+        .args(args)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD_FILE", password)
+        .arg("--no-cache")
+        .output()
+        .expect("restic runs (apt-get install -y restic)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_task_runs_real_restic_through_the_agent() {
+    let f = fleet().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (repo, data, password) = (
+        dir.path().join("repo"),
+        dir.path().join("data"),
+        dir.path().join("password"),
+    );
+    std::fs::create_dir_all(&data).expect("data dir");
+    for n in 0..3 {
+        std::fs::write(
+            data.join(format!("file-{n}.txt")),
+            format!("content {n}\n").repeat(100),
+        )
+        .expect("write");
+    }
+    std::fs::write(&password, "correct horse battery staple").expect("password");
+    assert!(restic(&repo, &password, &["init"]).status.success());
+    let version_text = Command::new("restic")
+        .arg("version")
+        .output()
+        .expect("restic version");
+    let version = fleet_agent::restic::output::ResticVersion::parse(&String::from_utf8_lossy(
+        &version_text.stdout,
+    ))
+    .expect("a restic version");
+
+    let agent = AgentId::generate();
+    register(&f.store, agent, AgentSettings::default()).await;
+    let spec = PolicySpec {
+        repository: RepositoryRef {
+            url: repo.display().to_string(),
+            secret: "local-repo".into(),
+        },
+        include: vec![data.display().to_string()],
+        exclude: vec![],
+        ..samples::policy_spec()
+    };
+    let task = schedule(&f.store, agent, spec, Utc::now()).await;
+
+    let shutdown = CancellationToken::new();
+    let control = services(
+        &f.store,
+        &[Service::Dispatcher, Service::Intake, Service::Retry],
+        &system(),
+        &shutdown,
+    );
+    let config = AgentConfig {
+        agent,
+        tenant: tenant(),
+        settings: AgentSettings::default(),
+        secrets: HashMap::from([(
+            "local-repo".to_owned(),
+            SecretSource::File(password.clone()),
+        )]),
+        restic: "restic".into(),
+        restic_version: version,
+        hostname: "test-host".into(),
+        heartbeat_every: Duration::from_millis(500),
+        stop_grace: Duration::from_secs(2),
+    };
+    let state = AgentState::open(dir.path().join("agent-state")).expect("state");
+    let agent_run = {
+        let (client, shutdown) = (f.client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            run(client, config, state, shutdown)
+                .await
+                .expect("agent ran")
+        })
+    };
+
+    let events = eventually("the backup to succeed", Duration::from_secs(60), || async {
+        let events = task_events(&f.store, task).await;
+        if events
+            .iter()
+            .any(|e| matches!(e, TaskEvent::Succeeded { .. }))
+        {
+            std::ops::ControlFlow::Break(events)
+        } else {
+            std::ops::ControlFlow::Continue(events)
+        }
+    })
+    .await;
+    let mut tasks = control;
+    tasks.push(agent_run);
+    stop(&shutdown, tasks).await;
+
+    let names: Vec<&str> = events.iter().map(|e| e.event_type().name()).collect();
+    assert_eq!(
+        names,
+        [
+            "task.scheduled",
+            "task.dispatched",
+            "task.acknowledged",
+            "task.started",
+            "task.succeeded"
+        ]
+    );
+    let Some(TaskEvent::Succeeded { summary, .. }) = events.last() else {
+        unreachable!("checked")
+    };
+    let RunDetail::Backup(backup) = &summary.detail else {
+        panic!("not a backup summary: {summary:?}")
+    };
+    assert_eq!(backup.files_new, 3);
+    assert!(backup.data_added_bytes > 0);
+    let snapshots = parse_snapshots(&String::from_utf8_lossy(
+        &restic(&repo, &password, &["snapshots", "--json"]).stdout,
+    ))
+    .expect("snapshots");
+    assert_eq!(snapshots.len(), 1);
+    let snapshot = &snapshots[0];
+    assert!(snapshot.has_id(backup.snapshot_id.as_deref().expect("a snapshot id")));
+    let policy = match &events[0] {
+        TaskEvent::Scheduled { policy, .. } => policy.to_owned(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        snapshot.tags.contains(&format!("policy:{policy}")),
+        "{:?}",
+        snapshot.tags
+    );
+    assert!(
+        snapshot.tags.contains(&format!("task:{task}")),
+        "{:?}",
+        snapshot.tags
+    );
+}
