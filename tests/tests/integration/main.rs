@@ -6,6 +6,7 @@ mod circuit;
 mod dispatcher;
 mod intake;
 mod limits;
+mod outage;
 mod retry;
 mod scheduler;
 mod scripted_agent;
