@@ -2,6 +2,7 @@
 //! restic). One test binary; each scenario module starts its own server.
 
 mod agent;
+mod agent_limits;
 mod circuit;
 mod dispatcher;
 mod intake;
