@@ -10,12 +10,15 @@
 //! - [`executor`]: runs one task's restic (secrets, command line, priority, timeout, cancel).
 //! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
+//! - [`config`]: the agent's YAML configuration, in two phases: raw values with
+//!   `FLEET_AGENT_*` overrides, then a validated config; every problem reported at once.
 //! - [`cli`]: the command line of the `fleet-agent` binary (`main.rs`), parsed by hand.
 //!
 //! The restic tests run the real restic binary against temporary repositories; they skip
 //! with a message when restic is not installed.
 
 pub mod cli;
+pub mod config;
 pub mod executor;
 pub mod probe;
 pub mod restic;

@@ -1,35 +1,28 @@
-//! `fleet-agent`: the restic-fleet agent's command line (for now: `fleet-agent probe`).
+//! `fleet-agent`: the restic-fleet agent's command line (`run`, `check-config`, `probe`).
 
-use std::ffi::OsString;
+mod commands;
+
 use std::process::ExitCode;
 
 use fleet_agent::cli::{self, Command};
-use fleet_agent::probe;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {
             print!("{}", cli::USAGE);
             ExitCode::SUCCESS
         }
-        Ok(Command::Probe { restic }) => run_probe(restic),
+        Ok(Command::Probe { restic }) => commands::probe(restic),
+        Ok(Command::Run { config }) => commands::run(&config),
+        Ok(Command::CheckConfig { config }) => commands::check_config(&config),
         Err(error) => {
             eprint!("fleet-agent: {error}\n\n{}", cli::USAGE);
             ExitCode::from(cli::EX_USAGE)
-        }
-    }
-}
-
-fn run_probe(restic: Option<OsString>) -> ExitCode {
-    let program = probe::restic_program(restic, std::env::var_os("RESTIC"));
-    match probe::run(&program) {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("fleet-agent: {error}");
-            ExitCode::from(probe::EX_UNAVAILABLE)
         }
     }
 }

@@ -1,0 +1,213 @@
+//! The agent's configuration in two phases: [`RawConfig`] is the YAML file with its
+//! environment overrides, as written; [`validate`] turns it into a [`ValidConfig`] or
+//! reports every problem at once (`field: message`, exit 64 in the binary).
+//!
+//! Secret values never appear here: password files are referenced, not read, and error
+//! messages name fields, never the values of secrets or URLs.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::ServerAddr;
+use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::settings::AgentSettings;
+use fleet_events::validation::FieldError;
+
+use crate::executor::SecretSource;
+use crate::restic::output::ResticVersion;
+use crate::runtime::AgentConfig;
+
+pub use raw::{Env, OVERRIDES, RawConfig, RawSecret, Source};
+
+/// NATS server when none is configured.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Local state directory when none is configured.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleet-agent";
+/// Seconds between heartbeats when none is configured.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
+/// Allowed seconds between heartbeats.
+pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
+/// Seconds between SIGINT and SIGKILL for restic when none is configured.
+pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
+
+/// A checked configuration: everything the agent needs before it probes restic.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub nats: Vec<ServerAddr>,
+    pub state_dir: PathBuf,
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    pub hostname: String,
+    pub heartbeat_every: Duration,
+    pub stop_grace: Duration,
+    pub restic: PathBuf,
+    pub settings: AgentSettings,
+    /// Secret name → where its password is.
+    pub secrets: HashMap<String, SecretSource>,
+}
+
+impl ValidConfig {
+    /// What the runtime runs with, once restic's version is known.
+    pub fn agent_config(&self, restic_version: ResticVersion) -> AgentConfig {
+        AgentConfig {
+            agent: self.agent,
+            tenant: self.tenant.clone(),
+            settings: self.settings.clone(),
+            secrets: self.secrets.clone(),
+            restic: self.restic.clone(),
+            restic_version,
+            hostname: self.hostname.clone(),
+            heartbeat_every: self.heartbeat_every,
+            stop_grace: self.stop_grace,
+        }
+    }
+}
+
+/// Reads, overlays and validates the configuration file at `path`.
+pub fn load(path: &Path, source: &dyn Source) -> Result<ValidConfig, Vec<FieldError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![FieldError {
+            field: "config".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    let raw = RawConfig::parse(&text).map_err(|e| vec![e])?;
+    validate(raw.overlay(source))
+}
+
+/// Checks every field of `raw`; returns every problem found.
+pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut fail = |field: &str, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    };
+
+    let nats_text = raw.nats_url.unwrap_or_else(|| DEFAULT_NATS_URL.into());
+    // The URL may hold a password: name the field, never echo its value.
+    let nats: Vec<ServerAddr> = nats_text
+        .split(',')
+        .map(|url| url.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| {
+            fail(
+                "natsUrl",
+                "is not a NATS server URL (nats://host:port, comma-separated)".into(),
+            );
+            Vec::new()
+        });
+
+    let agent = match raw.agent_id.as_deref() {
+        None => {
+            fail(
+                "agentId",
+                "is required (until enrollment tokens exist)".into(),
+            );
+            None
+        }
+        Some(text) => text
+            .parse::<AgentId>()
+            .map_err(|e| fail("agentId", e.to_string()))
+            .ok(),
+    };
+    let tenant = match raw.tenant {
+        None => {
+            fail(
+                "tenant",
+                "is required (until enrollment tokens exist)".into(),
+            );
+            None
+        }
+        Some(text) => TenantId::new(text)
+            .map_err(|e| fail("tenant", e.to_string()))
+            .ok(),
+    };
+
+    let hostname = raw.hostname.unwrap_or_default();
+    if hostname.trim().is_empty() {
+        fail(
+            "hostname",
+            "cannot find this machine's hostname; set it".into(),
+        );
+    }
+
+    let heartbeat = raw.heartbeat_secs.unwrap_or(DEFAULT_HEARTBEAT_SECS);
+    if !HEARTBEAT_SECS.contains(&heartbeat) {
+        let (low, high) = HEARTBEAT_SECS.into_inner();
+        fail("heartbeatSecs", format!("must be between {low} and {high}"));
+    }
+    let stop_grace = raw.stop_grace_secs.unwrap_or(DEFAULT_STOP_GRACE_SECS);
+
+    let restic = raw.restic.unwrap_or_else(|| "restic".into());
+    if restic.trim().is_empty() {
+        fail("restic", "must name the restic program".into());
+    }
+
+    let settings = raw.settings.unwrap_or_default();
+    if let Err(invalid) = settings.validate() {
+        for e in invalid.0 {
+            fail(&format!("settings.{}", e.field), e.message);
+        }
+    }
+
+    let mut secrets = HashMap::new();
+    for (name, secret) in raw.secrets {
+        let field = format!("secrets.{name}");
+        if name.trim().is_empty() {
+            fail(&field, "a secret needs a name".into());
+        }
+        match secret_source(secret) {
+            Ok(source) => {
+                secrets.insert(name, source);
+            }
+            Err(message) => fail(&field, message.into()),
+        }
+    }
+
+    match (agent, tenant) {
+        (Some(agent), Some(tenant)) if errors.is_empty() => Ok(ValidConfig {
+            nats,
+            state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            agent,
+            tenant,
+            hostname,
+            heartbeat_every: Duration::from_secs(heartbeat),
+            stop_grace: Duration::from_secs(stop_grace),
+            restic: restic.into(),
+            settings,
+            secrets,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The one source of a secret entry; the message never contains its value.
+fn secret_source(secret: RawSecret) -> Result<SecretSource, &'static str> {
+    const EXACTLY_ONE: &str = "needs exactly one of passwordFile, passwordCommand, passwordEnv";
+    match (
+        secret.password_file,
+        secret.password_command,
+        secret.password_env,
+    ) {
+        (Some(path), None, None) if path.as_os_str().is_empty() => {
+            Err("passwordFile must not be empty")
+        }
+        (Some(path), None, None) => Ok(SecretSource::File(path)),
+        (None, Some(command), None) if command.trim().is_empty() => {
+            Err("passwordCommand must not be empty")
+        }
+        (None, Some(command), None) => Ok(SecretSource::Command(command)),
+        (None, None, Some(var)) if var.is_empty() || var.contains(['=', '\0']) => {
+            Err("passwordEnv must be an environment variable name")
+        }
+        (None, None, Some(var)) => Ok(SecretSource::Env(var)),
+        _ => Err(EXACTLY_ONE),
+    }
+}

@@ -1,0 +1,162 @@
+//! Tests of the configuration: parsing, overrides, and every problem reported at once.
+
+use std::collections::BTreeMap;
+
+use fleet_events::settings::IoClass;
+
+use super::*;
+
+const AGENT: &str = "0192f1c4-5e6a-7b8c-9d0e-1f2a3b4c5d6e";
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn check(yaml: &str, source: &BTreeMap<String, String>) -> Result<ValidConfig, Vec<FieldError>> {
+    validate(RawConfig::parse(yaml).map_err(|e| vec![e])?.overlay(source))
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn config_full_file_parses_into_values() {
+    let yaml = format!(
+        "natsUrl: nats://nats.example:4333\nstateDir: /srv/agent\nagentId: {AGENT}\n\
+         tenant: acme\nhostname: web-1\nheartbeatSecs: 30\nstopGraceSecs: 5\n\
+         restic: /usr/local/bin/restic\n\
+         settings:\n  maxConcurrent: 4\n  perKind:\n    prune: 1\n  ioClass: idle\n\
+         secrets:\n  a:\n    passwordFile: /etc/a\n  b:\n    passwordCommand: pass b\n\
+         \x20 c:\n    passwordEnv: C_PASS\n"
+    );
+    let config = check(&yaml, &env(&[("HOSTNAME", "ignored")])).unwrap();
+    assert_eq!(config.nats.len(), 1);
+    assert_eq!(config.state_dir, PathBuf::from("/srv/agent"));
+    assert_eq!(config.agent.to_string(), AGENT);
+    assert_eq!(config.tenant.as_str(), "acme");
+    assert_eq!(config.hostname, "web-1");
+    assert_eq!(config.heartbeat_every, Duration::from_secs(30));
+    assert_eq!(config.stop_grace, Duration::from_secs(5));
+    assert_eq!(config.restic, PathBuf::from("/usr/local/bin/restic"));
+    assert_eq!(config.settings.max_concurrent, 4);
+    assert_eq!(config.settings.per_kind.prune, Some(1));
+    assert_eq!(config.settings.io_class, IoClass::Idle);
+    assert_eq!(config.secrets["a"], SecretSource::File("/etc/a".into()));
+    assert_eq!(config.secrets["b"], SecretSource::Command("pass b".into()));
+    assert_eq!(config.secrets["c"], SecretSource::Env("C_PASS".into()));
+}
+
+#[test]
+fn config_defaults_fill_the_rest() {
+    let yaml = format!("agentId: {AGENT}\ntenant: acme\n");
+    let config = check(&yaml, &env(&[("HOSTNAME", "box")])).unwrap();
+    assert_eq!(
+        config.nats,
+        vec![DEFAULT_NATS_URL.parse::<ServerAddr>().unwrap()]
+    );
+    assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+    assert_eq!(config.hostname, "box");
+    assert_eq!(config.heartbeat_every, Duration::from_secs(10));
+    assert_eq!(config.stop_grace, Duration::from_secs(10));
+    assert_eq!(config.restic, PathBuf::from("restic"));
+    assert_eq!(config.settings, AgentSettings::default());
+    assert!(config.secrets.is_empty());
+}
+
+#[test]
+fn config_env_overrides_win() {
+    let yaml = "natsUrl: nats://file:4222\nstateDir: /file\nagentId: not-a-uuid\n\
+                tenant: file\nhostname: file\n";
+    let other = "0192f1c4-5e6a-7b8c-9d0e-000000000001";
+    let source = env(&[
+        ("FLEET_AGENT_NATS_URL", "nats://env:4222"),
+        ("FLEET_AGENT_STATE_DIR", "/env"),
+        ("FLEET_AGENT_ID", other),
+        ("FLEET_AGENT_TENANT", "from-env"),
+        ("FLEET_AGENT_HOSTNAME", "env-host"),
+    ]);
+    let config = check(yaml, &source).unwrap();
+    assert_eq!(
+        config.nats,
+        vec!["nats://env:4222".parse::<ServerAddr>().unwrap()]
+    );
+    assert_eq!(config.state_dir, PathBuf::from("/env"));
+    assert_eq!(config.agent.to_string(), other);
+    assert_eq!(config.tenant.as_str(), "from-env");
+    assert_eq!(config.hostname, "env-host");
+}
+
+#[test]
+fn config_reports_every_problem_at_once() {
+    let yaml = "agentId: NOT-A-UUID\nheartbeatSecs: 0\nsettings:\n  maxConcurrent: 0\n\
+                secrets:\n  both:\n    passwordFile: /etc/x\n    passwordCommand: echo hunter2\n\
+                \x20 none: {}\n";
+    let errors = check(yaml, &env(&[("HOSTNAME", "h")])).unwrap_err();
+    let fields = fields(&errors);
+    for field in [
+        "agentId",
+        "tenant",
+        "heartbeatSecs",
+        "settings.maxConcurrent",
+        "secrets.both",
+        "secrets.none",
+    ] {
+        assert!(fields.contains(&field), "{field} missing in {errors:?}");
+    }
+    assert!(
+        errors.iter().all(|e| !e.message.contains("hunter2")),
+        "a secret leaked: {errors:?}"
+    );
+}
+
+#[test]
+fn config_unknown_fields_are_rejected() {
+    let top = RawConfig::parse("tenant: acme\nnatsURL: nats://x\n").unwrap_err();
+    assert_eq!(top.field, "config");
+    assert!(top.message.contains("natsURL"), "{top}");
+    let secret = RawConfig::parse("secrets:\n  a:\n    passwordFiel: /x\n").unwrap_err();
+    assert!(secret.message.contains("passwordFiel"), "{secret}");
+    let settings = RawConfig::parse("settings:\n  maxConcurent: 4\n").unwrap_err();
+    assert_eq!(settings.field, "settings.maxConcurent");
+    let per_kind = RawConfig::parse("settings:\n  perKind:\n    backups: 1\n").unwrap_err();
+    assert_eq!(per_kind.field, "settings.perKind.backups");
+}
+
+#[test]
+fn config_yaml_syntax_error_names_line_and_column() {
+    let error = RawConfig::parse("tenant: acme\nsecrets:\n  a: [unclosed\n").unwrap_err();
+    assert_eq!(error.field, "config");
+    assert!(
+        error.message.contains("line 3") && error.message.contains("column"),
+        "{error}"
+    );
+}
+
+#[test]
+fn config_bad_nats_url_does_not_echo_it() {
+    let yaml = format!("agentId: {AGENT}\ntenant: acme\nnatsUrl: 'nats://u:s3cret@[bad'\n");
+    let errors = check(&yaml, &env(&[("HOSTNAME", "h")])).unwrap_err();
+    assert_eq!(fields(&errors), ["natsUrl"]);
+    assert!(!errors[0].message.contains("s3cret"));
+}
+
+#[test]
+fn config_missing_hostname_is_reported() {
+    let yaml = format!("agentId: {AGENT}\ntenant: acme\n");
+    let errors = check(&yaml, &env(&[])).unwrap_err();
+    assert_eq!(fields(&errors), ["hostname"]);
+}
+
+#[test]
+fn config_example_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-agent.example.yaml");
+    let config = load(&path, &env(&[])).unwrap();
+    assert_eq!(config.tenant.as_str(), "acme");
+    assert_eq!(config.hostname, "web-1");
+    assert_eq!(config.settings.per_kind.prune, Some(1));
+    assert_eq!(config.secrets.len(), 3);
+}
