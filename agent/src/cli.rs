@@ -15,11 +15,23 @@ commands:
   check-config     check a configuration file and list every problem in it
   probe            show what this host can do: the restic version and what it
                    supports, CPU quotas (cgroup v2 cpu.max), nice and ionice
+  install          write the service that runs the agent at boot (needs --config):
+                   a systemd unit, fleet-agent.service in /etc/systemd/system (on
+                   macOS a launchd plist in /Library/LaunchDaemons); the config is
+                   checked first; prints how to enable it
+  status           show what the running agent last wrote in its state directory
+                   (needs --config); exit 3 if the agent is not running
 
 options:
-  --config FILE    the agent's YAML configuration (run, check-config); see
-                   fleet-agent.example.yaml
-  --restic PATH    the restic program (default: $RESTIC, else restic on PATH)
+  --config FILE    the agent's YAML configuration (run, check-config, install,
+                   status); see fleet-agent.example.yaml
+  --restic PATH    the restic program (probe; default: $RESTIC, else restic on PATH)
+  --unit-dir DIR   where install writes the service (default: see install)
+  --binary PATH    the fleet-agent program the service runs (install; default:
+                   this program)
+  --force          let install replace a different existing service file
+  -o, --output FORMAT
+                   status as a table (default) or json (the status file as is)
   -h, --help       show this help
 ";
 
@@ -34,6 +46,27 @@ pub enum Command {
     Run { config: PathBuf },
     /// Check the configuration file `config`.
     CheckConfig { config: PathBuf },
+    /// Write the service definition running the agent with `config`.
+    Install {
+        config: PathBuf,
+        /// `--unit-dir`; the platform's default if `None`.
+        unit_dir: Option<PathBuf>,
+        /// `--binary`; this program if `None`.
+        binary: Option<PathBuf>,
+        /// `--force`: replace a different existing file.
+        force: bool,
+    },
+    /// Show the running agent's status file.
+    Status { config: PathBuf, output: Output },
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    /// The status file as is.
+    Json,
 }
 
 /// A command line that cannot be understood; print it with [`USAGE`] and exit
@@ -48,6 +81,12 @@ pub enum UsageError {
     UnknownOption(String),
     #[error("{0} needs a value")]
     MissingValue(&'static str),
+    #[error("{option} must be {expected}, not {value:?}")]
+    InvalidValue {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("{command} needs {option}")]
     MissingOption {
         command: &'static str,
@@ -62,26 +101,35 @@ pub enum UsageError {
     UnexpectedArgument(String),
 }
 
+/// The options that take a value (`--name VALUE` or `--name=VALUE`; `-o` is `--output`).
+const VALUE_OPTIONS: [&str; 5] = ["--restic", "--config", "--unit-dir", "--binary", "--output"];
+
 /// Parses the arguments after the program name. Options may come before or after the
 /// command; `--help` anywhere wins.
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
     let mut command: Option<String> = None;
-    let mut restic: Option<OsString> = None;
-    let mut config: Option<OsString> = None;
+    // Indexed like VALUE_OPTIONS.
+    let mut values: [Option<OsString>; 5] = Default::default();
+    let mut force = false;
     let mut help = false;
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
+        let name = match text.as_ref() {
+            "-o" => "--output",
+            other => other.split_once('=').map_or(other, |(name, _)| name),
+        };
+        if let Some(index) = VALUE_OPTIONS.iter().position(|option| *option == name) {
+            let option = VALUE_OPTIONS[index];
+            values[index] = Some(match text.split_once('=') {
+                Some((_, value)) if text.starts_with("--") => value.into(),
+                _ => args.next().ok_or(UsageError::MissingValue(option))?,
+            });
+            continue;
+        }
         match text.as_ref() {
             "-h" | "--help" => help = true,
-            "--restic" => restic = Some(args.next().ok_or(UsageError::MissingValue("--restic"))?),
-            _ if text.starts_with("--restic=") => {
-                restic = Some(text["--restic=".len()..].into());
-            }
-            "--config" => config = Some(args.next().ok_or(UsageError::MissingValue("--config"))?),
-            _ if text.starts_with("--config=") => {
-                config = Some(text["--config=".len()..].into());
-            }
+            "--force" => force = true,
             _ if text.starts_with('-') => return Err(UsageError::UnknownOption(text.into())),
             _ if command.is_none() => command = Some(text.into_owned()),
             _ => return Err(UsageError::UnexpectedArgument(text.into())),
@@ -90,13 +138,38 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
     if help {
         return Ok(Command::Help);
     }
-    let config_for = |command: &'static str| {
-        if restic.is_some() {
-            return Err(UsageError::NotApplicable {
-                command,
-                option: "--restic",
-            });
-        }
+    let [restic, config, unit_dir, binary, output] = values;
+    let command: &'static str = match command.as_deref() {
+        Some("help") => return Ok(Command::Help),
+        Some("probe") => "probe",
+        Some("run") => "run",
+        Some("check-config") => "check-config",
+        Some("install") => "install",
+        Some("status") => "status",
+        Some(other) => return Err(UsageError::UnknownCommand(other.to_owned())),
+        None => return Err(UsageError::MissingCommand),
+    };
+    let allowed: &[&str] = match command {
+        "probe" => &["--restic"],
+        "install" => &["--config", "--unit-dir", "--binary", "--force"],
+        "status" => &["--config", "--output"],
+        _ => &["--config"],
+    };
+    let given = [
+        ("--restic", restic.is_some()),
+        ("--config", config.is_some()),
+        ("--unit-dir", unit_dir.is_some()),
+        ("--binary", binary.is_some()),
+        ("--output", output.is_some()),
+        ("--force", force),
+    ];
+    if let Some((option, _)) = given
+        .iter()
+        .find(|(option, given)| *given && !allowed.contains(option))
+    {
+        return Err(UsageError::NotApplicable { command, option });
+    }
+    let config = || {
         config
             .clone()
             .map(PathBuf::from)
@@ -105,22 +178,31 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
                 option: "--config",
             })
     };
-    match command.as_deref() {
-        Some("probe") if config.is_some() => Err(UsageError::NotApplicable {
-            command: "probe",
-            option: "--config",
-        }),
-        Some("probe") => Ok(Command::Probe { restic }),
-        Some("run") => Ok(Command::Run {
-            config: config_for("run")?,
-        }),
-        Some("check-config") => Ok(Command::CheckConfig {
-            config: config_for("check-config")?,
-        }),
-        Some("help") => Ok(Command::Help),
-        Some(other) => Err(UsageError::UnknownCommand(other.to_owned())),
-        None => Err(UsageError::MissingCommand),
-    }
+    Ok(match command {
+        "probe" => Command::Probe { restic },
+        "run" => Command::Run { config: config()? },
+        "check-config" => Command::CheckConfig { config: config()? },
+        "install" => Command::Install {
+            config: config()?,
+            unit_dir: unit_dir.map(PathBuf::from),
+            binary: binary.map(PathBuf::from),
+            force,
+        },
+        _ => Command::Status {
+            config: config()?,
+            output: match output.as_ref().map(|o| o.to_string_lossy()).as_deref() {
+                None | Some("table") => Output::Table,
+                Some("json") => Output::Json,
+                Some(other) => {
+                    return Err(UsageError::InvalidValue {
+                        option: "--output",
+                        value: other.to_owned(),
+                        expected: "table or json",
+                    });
+                }
+            },
+        },
+    })
 }
 
 #[cfg(test)]
@@ -161,6 +243,76 @@ mod tests {
     }
 
     #[test]
+    fn install_options() {
+        assert_eq!(
+            parse_strs(&["install", "--config", "/etc/a.yaml"]),
+            Ok(Command::Install {
+                config: "/etc/a.yaml".into(),
+                unit_dir: None,
+                binary: None,
+                force: false,
+            })
+        );
+        assert_eq!(
+            parse_strs(&[
+                "--force",
+                "install",
+                "--config=a.yaml",
+                "--unit-dir",
+                "/tmp/units",
+                "--binary=/usr/bin/fleet-agent",
+            ]),
+            Ok(Command::Install {
+                config: "a.yaml".into(),
+                unit_dir: Some("/tmp/units".into()),
+                binary: Some("/usr/bin/fleet-agent".into()),
+                force: true,
+            })
+        );
+    }
+
+    #[test]
+    fn status_output() {
+        let status = |output| Command::Status {
+            config: "a.yaml".into(),
+            output,
+        };
+        assert_eq!(
+            parse_strs(&["status", "--config", "a.yaml"]),
+            Ok(status(Output::Table))
+        );
+        assert_eq!(
+            parse_strs(&["status", "--config", "a.yaml", "-o", "json"]),
+            Ok(status(Output::Json))
+        );
+        assert_eq!(
+            parse_strs(&["--output=table", "status", "--config", "a.yaml"]),
+            Ok(status(Output::Table))
+        );
+    }
+
+    #[test]
+    fn usage_names_every_command_and_option() {
+        for word in [
+            "run",
+            "check-config",
+            "probe",
+            "install",
+            "status",
+            "--config",
+            "--restic",
+            "--unit-dir",
+            "--binary",
+            "--force",
+            "-o, --output",
+            "/etc/systemd/system",
+            "/Library/LaunchDaemons",
+        ] {
+            assert!(USAGE.contains(word), "{word}");
+        }
+    }
+
+    #[test]
     fn help_wins() {
         for args in [
             &["--help"][..],
@@ -198,6 +350,64 @@ mod tests {
                     command: "probe",
                     option: "--config",
                 },
+            ),
+            (
+                &["install"],
+                UsageError::MissingOption {
+                    command: "install",
+                    option: "--config",
+                },
+            ),
+            (
+                &["status", "-o", "json"],
+                UsageError::MissingOption {
+                    command: "status",
+                    option: "--config",
+                },
+            ),
+            (
+                &["status", "--config", "c", "-o", "yaml"],
+                UsageError::InvalidValue {
+                    option: "--output",
+                    value: "yaml".into(),
+                    expected: "table or json",
+                },
+            ),
+            (
+                &["status", "--config", "c", "-o"],
+                UsageError::MissingValue("--output"),
+            ),
+            (
+                &["status", "--config", "c", "--force"],
+                UsageError::NotApplicable {
+                    command: "status",
+                    option: "--force",
+                },
+            ),
+            (
+                &["run", "--config", "c", "--unit-dir", "d"],
+                UsageError::NotApplicable {
+                    command: "run",
+                    option: "--unit-dir",
+                },
+            ),
+            (
+                &["install", "--config", "c", "-o", "json"],
+                UsageError::NotApplicable {
+                    command: "install",
+                    option: "--output",
+                },
+            ),
+            (
+                &["probe", "--binary", "b"],
+                UsageError::NotApplicable {
+                    command: "probe",
+                    option: "--binary",
+                },
+            ),
+            (
+                &["install", "--force=yes"],
+                UsageError::UnknownOption("--force=yes".into()),
             ),
             (&["probe", "-v"], UsageError::UnknownOption("-v".into())),
             (&["probe", "--restic"], UsageError::MissingValue("--restic")),

@@ -1,14 +1,18 @@
-//! What the `fleet-agent` commands do: `run` and `check-config` (the binary's glue over
-//! the library; `probe` lives in [`fleet_agent::probe`]).
+//! What the `fleet-agent` commands do: `run`, `check-config`, `install` and `status` (the
+//! binary's glue over the library; `probe` lives in [`fleet_agent::probe`]).
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::Utc;
+use fleet_agent::cli::Output;
 use fleet_agent::config::{self, ValidConfig};
+use fleet_agent::install::{self, Manager, Written};
 use fleet_agent::probe;
 use fleet_agent::state::AgentState;
+use fleet_agent::status::{self, Status};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration that is not valid (`EX_USAGE`, sysexits.h).
@@ -34,6 +38,120 @@ pub fn check_config(path: &Path) -> ExitCode {
         }
         Err(code) => code,
     }
+}
+
+/// `fleet-agent install --config FILE [--unit-dir DIR] [--binary PATH] [--force]`.
+pub fn install(
+    config_path: &Path,
+    unit_dir: Option<&Path>,
+    binary: Option<&Path>,
+    force: bool,
+) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let binary = match binary {
+        Some(path) => std::path::absolute(path),
+        None => std::env::current_exe(),
+    };
+    let paths = binary.and_then(|binary| Ok((binary, std::path::absolute(config_path)?)));
+    let (binary, config_path) = match paths {
+        Ok(paths) => paths,
+        Err(error) => {
+            eprintln!("fleet-agent: cannot make the paths absolute: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !binary.is_file() {
+        eprintln!("fleet-agent: --binary {}: no such file", binary.display());
+        return ExitCode::from(EX_CONFIG);
+    }
+    let manager = Manager::native();
+    let dir = unit_dir.unwrap_or(manager.default_dir());
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let contents = manager.render(&binary, &config_path);
+    let (path, written) = match install::write_unit(&dir, &manager.file_name(), &contents, force) {
+        Ok(done) => done,
+        Err(error) => {
+            eprintln!("fleet-agent: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let what = match written {
+        Written::Created => "wrote",
+        Written::Replaced => "replaced",
+        Written::Unchanged => "unchanged (already installed)",
+    };
+    println!("{what}: {}\n", path.display());
+    print!("{contents}");
+    if manager == Manager::Systemd && config.state_dir != Path::new(install::SYSTEMD_STATE_DIR) {
+        println!(
+            "\nnote: the configuration's stateDir is {}; the unit's StateDirectory= creates \
+             only {}",
+            config.state_dir.display(),
+            install::SYSTEMD_STATE_DIR
+        );
+    }
+    println!(
+        "\nto enable and start it:\n  {}",
+        manager.enable_commands(&path)
+    );
+    ExitCode::SUCCESS
+}
+
+/// `fleet-agent status --config FILE [-o json]`: reads the status file the running agent
+/// writes into its state directory; exit 3 if it is missing or stale.
+pub fn status(config_path: &Path, output: Output) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let path = status::path(&config.state_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "no status yet: is the agent running? ({} is missing)",
+                path.display()
+            );
+            return ExitCode::from(status::EX_NOT_RUNNING);
+        }
+        Err(error) => {
+            eprintln!("fleet-agent: cannot read {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let current: Status = match serde_json::from_str(&text) {
+        Ok(current) => current,
+        Err(error) => {
+            eprintln!(
+                "fleet-agent: {} is not a status file: {error}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = Utc::now();
+    let stale = status::is_stale(current.at, now, config.heartbeat_every);
+    match output {
+        // The file as is, even when stale: the exit code tells.
+        Output::Json => print!("{text}"),
+        Output::Table if !stale => print!("{}", status::render(&current, now)),
+        Output::Table => {}
+    }
+    if stale {
+        let message = format!(
+            "agent not running (last status at {})",
+            status::time(current.at)
+        );
+        match output {
+            Output::Json => eprintln!("{message}"),
+            Output::Table => println!("{message}"),
+        }
+        return ExitCode::from(status::EX_NOT_RUNNING);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `fleet-agent probe [--restic PATH]`.

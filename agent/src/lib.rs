@@ -12,6 +12,10 @@
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
 //! - [`config`]: the agent's YAML configuration, in two phases: raw values with
 //!   `FLEET_AGENT_*` overrides, then a validated config; every problem reported at once.
+//! - [`install`]: `fleet-agent install`, the systemd unit (launchd plist on macOS) that
+//!   runs the agent at boot; pure rendering plus [`install::write_unit`].
+//! - [`status`]: `fleet-agent status`, the `status.json` the runtime writes into the
+//!   state directory on every heartbeat (the running agent locks its sled state).
 //! - [`cli`]: the command line of the `fleet-agent` binary (`main.rs`), parsed by hand.
 //!
 //! The restic tests run the real restic binary against temporary repositories; they skip
@@ -20,7 +24,9 @@
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod install;
 pub mod probe;
 pub mod restic;
 pub mod runtime;
 pub mod state;
+pub mod status;

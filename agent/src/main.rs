@@ -1,4 +1,5 @@
-//! `fleet-agent`: the restic-fleet agent's command line (`run`, `check-config`, `probe`).
+//! `fleet-agent`: the restic-fleet agent's command line (`run`, `check-config`, `probe`,
+//! `install`, `status`).
 
 mod commands;
 
@@ -20,6 +21,13 @@ fn main() -> ExitCode {
         Ok(Command::Probe { restic }) => commands::probe(restic),
         Ok(Command::Run { config }) => commands::run(&config),
         Ok(Command::CheckConfig { config }) => commands::check_config(&config),
+        Ok(Command::Install {
+            config,
+            unit_dir,
+            binary,
+            force,
+        }) => commands::install(&config, unit_dir.as_deref(), binary.as_deref(), force),
+        Ok(Command::Status { config, output }) => commands::status(&config, output),
         Err(error) => {
             eprint!("fleet-agent: {error}\n\n{}", cli::USAGE);
             ExitCode::from(cli::EX_USAGE)

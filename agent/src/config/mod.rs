@@ -64,6 +64,7 @@ impl ValidConfig {
             hostname: self.hostname.clone(),
             heartbeat_every: self.heartbeat_every,
             stop_grace: self.stop_grace,
+            status_dir: Some(self.state_dir.clone()),
         }
     }
 }

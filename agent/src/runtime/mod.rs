@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub heartbeat_every: Duration,
     /// Between SIGINT and SIGKILL when restic is stopped.
     pub stop_grace: Duration,
+    /// Where each heartbeat also writes `status.json` for `fleet-agent status` (the state
+    /// directory); `None` writes no status file.
+    pub status_dir: Option<PathBuf>,
 }
 
 /// Why the agent stopped.

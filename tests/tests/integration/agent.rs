@@ -95,6 +95,7 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
         hostname: "test-host".into(),
         heartbeat_every: Duration::from_millis(500),
         stop_grace: Duration::from_secs(2),
+        status_dir: None,
     };
     let state = AgentState::open(dir.path().join("agent-state")).expect("state");
     let agent_run = {

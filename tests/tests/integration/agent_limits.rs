@@ -92,6 +92,7 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
         hostname: "limits".into(),
         heartbeat_every: Duration::from_millis(500),
         stop_grace: Duration::from_secs(2),
+        status_dir: None,
     };
     let shutdown = CancellationToken::new();
     let agent_run = {

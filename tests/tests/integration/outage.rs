@@ -104,6 +104,7 @@ async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
         hostname: "outage-host".into(),
         heartbeat_every: Duration::from_millis(500),
         stop_grace: Duration::from_secs(2),
+        status_dir: None,
     };
     let agent_run = {
         let (client, state, shutdown) = (f.client.clone(), state.clone(), shutdown.clone());
