@@ -71,7 +71,7 @@ pub struct Checkpointed<P: Projection> {
 impl<P: Projection> Checkpointed<P> {
     /// Opens (or creates) the database at `path` for `projection`.
     pub fn open(path: impl AsRef<Path>, projection: P) -> Result<Self, ProjectionError> {
-        Self::with_db(sled::open(path)?, projection)
+        Self::with_db(open_sled(path.as_ref())?, projection)
     }
 
     /// Uses an open database, which other projections may share. Finishes an interrupted
@@ -344,3 +344,23 @@ fn write_checkpoint<P: Projection>(meta: &TransactionalTree, seq: u64) -> TxResu
 mod maintenance;
 #[cfg(test)]
 mod tests;
+
+/// Opens a sled database, waiting up to 2 s while its file lock is still held: sled's
+/// background flusher releases it a moment after the last handle of a closed database
+/// is dropped, so a reopen in the same process (or right after a restart) may find it
+/// busy. A lock held for longer (another live process) is still an error.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
