@@ -3,7 +3,6 @@
 //! reported interrupted, retried and finished, and the repository holds exactly one
 //! snapshot. Real nats-server, real restic, the control plane in this process.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,35 +21,6 @@ use fleet_services::clock::Clock;
 use fleet_services::serve::{Service, ServiceConfig};
 use fleet_tests::NatsServer;
 use tokio_util::sync::CancellationToken;
-
-fn restic(repo: &Path, password: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .args(args)
-        .env("RESTIC_REPOSITORY", repo)
-        .env("RESTIC_PASSWORD_FILE", password)
-        .arg("--no-cache")
-        .output()
-        .expect("restic runs (apt-get install -y restic)")
-}
-
-/// 256 MiB of incompressible data: the backup lasts long enough to be killed.
-fn big_data(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for n in 0..4 {
-        let mut file = std::fs::File::create(dir.join(format!("blob-{n}"))).expect("create");
-        let mut chunk = vec![0u8; 1 << 20];
-        for _ in 0..64 {
-            for byte in chunk.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                *byte = seed as u8;
-            }
-            file.write_all(&chunk).expect("write");
-        }
-    }
-}
 
 async fn append(store: &EventStore, tenant: &TenantId, event: Event) {
     let envelope = Envelope::new(tenant.clone(), Utc::now(), event);
@@ -130,11 +100,10 @@ async fn an_agent_killed_mid_backup_reports_the_task_and_makes_no_duplicate_snap
     let (repo, data, password) = (
         dir.path().join("repo"),
         dir.path().join("data"),
-        dir.path().join("pw"),
+        dir.path().join("password"),
     );
-    big_data(&data);
-    std::fs::write(&password, "crash test").expect("password");
-    assert!(restic(&repo, &password, &["init"]).status.success());
+    fleet_tests::restic::incompressible_data(&data, 256);
+    let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "crash test");
 
     let tenant = TenantId::new("acme").expect("tenant");
     let agent = AgentId::generate();
@@ -261,10 +230,8 @@ async fn an_agent_killed_mid_backup_reports_the_task_and_makes_no_duplicate_snap
             "task.succeeded",
         ]
     );
-    let snapshots = fleet_agent::restic::output::parse_snapshots(&String::from_utf8_lossy(
-        &restic(&repo, &password, &["snapshots", "--json"]).stdout,
-    ))
-    .expect("snapshots");
+    let snapshots = fleet_agent::restic::output::parse_snapshots(&restic_repo.snapshots_json())
+        .expect("snapshots");
     assert_eq!(
         snapshots.len(),
         1,

@@ -7,11 +7,14 @@
 //!   127.0.0.1, its store and log in a temporary directory; it can be stopped (SIGTERM),
 //!   killed (SIGKILL) and restarted on the same port and store. [`HarnessError`] says why
 //!   it could not start, including how to install `nats-server` when it is missing.
+//! - [`restic`]: a temporary restic repository ([`restic::Repo`]), restic run against
+//!   it, and incompressible data to back up.
 //! - `tests/integration/`: the end-to-end tests, which use this library.
 //! - `benches/`: benchmarks of the JetStream event store.
 //!
 //! The library depends on no fleet crate, so any crate's tests can use it.
 
 pub mod nats;
+pub mod restic;
 
 pub use nats::{HarnessError, NatsServer};

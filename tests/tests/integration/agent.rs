@@ -3,8 +3,6 @@
 //! reports the summary; the snapshot carries the policy and task tags.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,16 +22,6 @@ use crate::support::{
     eventually, fleet, register, schedule, services, stop, system, task_events, tenant,
 };
 
-fn restic(repo: &Path, password: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .args(args)
-        .env("RESTIC_REPOSITORY", repo)
-        .env("RESTIC_PASSWORD_FILE", password)
-        .arg("--no-cache")
-        .output()
-        .expect("restic runs (apt-get install -y restic)")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_task_runs_real_restic_through_the_agent() {
     let f = fleet().await;
@@ -51,16 +39,10 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
         )
         .expect("write");
     }
-    std::fs::write(&password, "correct horse battery staple").expect("password");
-    assert!(restic(&repo, &password, &["init"]).status.success());
-    let version_text = Command::new("restic")
-        .arg("version")
-        .output()
-        .expect("restic version");
-    let version = fleet_agent::restic::output::ResticVersion::parse(&String::from_utf8_lossy(
-        &version_text.stdout,
-    ))
-    .expect("a restic version");
+    let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "correct horse battery staple");
+    let version =
+        fleet_agent::restic::output::ResticVersion::parse(&fleet_tests::restic::version_output())
+            .expect("a restic version");
 
     let agent = AgentId::generate();
     register(&f.store, agent, AgentSettings::default()).await;
@@ -142,10 +124,7 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
     };
     assert_eq!(backup.files_new, 3);
     assert!(backup.data_added_bytes > 0);
-    let snapshots = parse_snapshots(&String::from_utf8_lossy(
-        &restic(&repo, &password, &["snapshots", "--json"]).stdout,
-    ))
-    .expect("snapshots");
+    let snapshots = parse_snapshots(&restic_repo.snapshots_json()).expect("snapshots");
     assert_eq!(snapshots.len(), 1);
     let snapshot = &snapshots[0];
     assert!(snapshot.has_id(backup.snapshot_id.as_deref().expect("a snapshot id")));

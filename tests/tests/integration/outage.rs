@@ -2,9 +2,6 @@
 //! agent's outbox and arrives once after the server is back.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,35 +21,6 @@ use crate::support::{
     eventually, fleet, register, schedule, services, stop, system, task_events, tenant,
 };
 
-fn restic(repo: &Path, password: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .args(args)
-        .env("RESTIC_REPOSITORY", repo)
-        .env("RESTIC_PASSWORD_FILE", password)
-        .arg("--no-cache")
-        .output()
-        .expect("restic runs (apt-get install -y restic)")
-}
-
-/// 256 MiB of incompressible data, so the backup outlives the moment NATS is killed.
-fn big_data(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for n in 0..4 {
-        let mut file = std::fs::File::create(dir.join(format!("blob-{n}"))).expect("create");
-        let mut chunk = vec![0u8; 1 << 20];
-        for _ in 0..64 {
-            for byte in chunk.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                *byte = seed as u8;
-            }
-            file.write_all(&chunk).expect("write");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
     let mut f = fleet().await;
@@ -62,17 +30,9 @@ async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
         dir.path().join("data"),
         dir.path().join("password"),
     );
-    big_data(&data);
-    std::fs::write(&password, "outage test").expect("password");
-    assert!(restic(&repo, &password, &["init"]).status.success());
-    let version = ResticVersion::parse(&String::from_utf8_lossy(
-        &Command::new("restic")
-            .arg("version")
-            .output()
-            .expect("restic")
-            .stdout,
-    ))
-    .expect("version");
+    fleet_tests::restic::incompressible_data(&data, 256);
+    let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "outage test");
+    let version = ResticVersion::parse(&fleet_tests::restic::version_output()).expect("version");
 
     let agent = AgentId::generate();
     register(&f.store, agent, AgentSettings::default()).await;
@@ -176,9 +136,6 @@ async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
         1
     );
     assert_eq!(state.outbox_depth(), 0, "the outbox drained");
-    let snapshots = parse_snapshots(&String::from_utf8_lossy(
-        &restic(&repo, &password, &["snapshots", "--json"]).stdout,
-    ))
-    .expect("snapshots");
+    let snapshots = parse_snapshots(&restic_repo.snapshots_json()).expect("snapshots");
     assert_eq!(snapshots.len(), 1, "one backup, one snapshot");
 }
