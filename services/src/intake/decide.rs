@@ -14,6 +14,10 @@ pub enum Verdict {
     Append(TaskEvent),
     /// The event is in the log already (the agent resent its report): nothing to do.
     AlreadyRecorded,
+    /// The control plane settled this attempt before the agent's final word arrived (it
+    /// cancelled the task, timed the attempt out, or gave it up as lost): the report is
+    /// history, not news, and is acknowledged without an event.
+    Superseded,
     /// Never apply it: park it with this reason.
     Reject(String),
 }
@@ -74,10 +78,27 @@ pub fn judge(sender: AgentId, report: &AgentReport, history: &[Stored]) -> Verdi
     if events.iter().any(|e| same_transition(e, &event)) {
         return Verdict::AlreadyRecorded;
     }
+    if superseded(&task, &events, report) {
+        return Verdict::Superseded;
+    }
     match task.apply(&event) {
         Ok(_) => Verdict::Append(event),
         Err(e) => Verdict::Reject(e.to_string()),
     }
+}
+
+/// True if `report` is the final word on an attempt the log shows was handed to this
+/// agent and has ended without it: the task is no longer on the agent for that attempt.
+fn superseded(task: &Task, events: &[&TaskEvent], report: &AgentReport) -> bool {
+    let is_final = matches!(
+        report.status,
+        ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted
+    );
+    let was_dispatched = events
+        .iter()
+        .any(|e| matches!(e, TaskEvent::Dispatched { attempt, .. } if *attempt == report.attempt));
+    let still_on_agent = task.attempt == report.attempt && task.status.is_on_agent();
+    is_final && was_dispatched && !still_on_agent
 }
 
 /// True if `a` records the same step of the same attempt as `b` (a resent report).

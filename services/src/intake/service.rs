@@ -93,6 +93,11 @@ async fn handle(
     let event = match verdict {
         Verdict::Append(event) => event,
         Verdict::AlreadyRecorded => return Outcome::Done,
+        Verdict::Superseded => {
+            metrics::counter!("fleet_intake_superseded_reports_total").increment(1);
+            tracing::info!(task = %report.task, attempt = report.attempt, status = report.status.name(), "report about an attempt the control plane already settled");
+            return Outcome::Done;
+        }
         Verdict::Reject(reason) => {
             cache.forget(&key);
             metrics::counter!("fleet_intake_rejected_reports_total").increment(1);

@@ -145,3 +145,29 @@ fn hostile_reports_are_rejected_with_reasons() {
         Verdict::Reject(_)
     ));
 }
+
+#[test]
+fn a_final_report_on_an_attempt_already_settled_is_superseded_not_parked() {
+    let mut log = scheduled_and_dispatched();
+    let cancelled = history(vec![TaskEvent::Cancelled {
+        reason: "operator".into(),
+    }]);
+    log.extend(cancelled.into_iter().map(|mut s| {
+        s.seq = 3;
+        s
+    }));
+    let late = report(samples::AGENT, samples::TASK, ReportStatus::Interrupted);
+    assert_eq!(judge(samples::AGENT, &late, &log), Verdict::Superseded);
+    // Not for reports that are not final, nor for attempts never dispatched.
+    let started = report(samples::AGENT, samples::TASK, ReportStatus::Started);
+    assert!(matches!(
+        judge(samples::AGENT, &started, &log),
+        Verdict::Reject(_)
+    ));
+    let mut unknown = report(samples::AGENT, samples::TASK, ReportStatus::Interrupted);
+    unknown.attempt = 2;
+    assert!(matches!(
+        judge(samples::AGENT, &unknown, &log),
+        Verdict::Reject(_)
+    ));
+}
