@@ -202,6 +202,12 @@ async fn serve(
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
     let state = AgentState::open(&config.state_dir)
         .with_context(|| format!("cannot open the state in {}", config.state_dir.display()))?;
+    if let Some(addr) = config.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    }
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(config.nats.clone())

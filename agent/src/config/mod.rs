@@ -46,6 +46,8 @@ pub struct ValidConfig {
     pub heartbeat_every: Duration,
     pub stop_grace: Duration,
     pub restic: PathBuf,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub settings: AgentSettings,
     /// Secret name → where its password is.
     pub secrets: HashMap<String, SecretSource>,
@@ -151,6 +153,22 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
         fail("restic", "must name the restic program".into());
     }
 
+    let metrics_addr = match raw
+        .metrics_addr
+        .as_deref()
+        .map(str::parse::<std::net::SocketAddr>)
+    {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(_)) => {
+            fail(
+                "metricsAddr",
+                "must be an address and port such as 127.0.0.1:9465".into(),
+            );
+            None
+        }
+    };
+
     let settings = raw.settings.unwrap_or_default();
     if let Err(invalid) = settings.validate() {
         for e in invalid.0 {
@@ -182,6 +200,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
             heartbeat_every: Duration::from_secs(heartbeat),
             stop_grace: Duration::from_secs(stop_grace),
             restic: restic.into(),
+            metrics_addr,
             settings,
             secrets,
         }),

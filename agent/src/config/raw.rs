@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub stop_grace_secs: Option<u64>,
     /// The restic program (default `restic` on PATH).
     pub restic: Option<String>,
+    /// Serve Prometheus metrics on `http://<metricsAddr>/metrics` (default: off).
+    pub metrics_addr: Option<String>,
     /// Concurrency and resource limits (default: `AgentSettings::default()`).
     pub settings: Option<AgentSettings>,
     /// Secret name → where its repository password is.

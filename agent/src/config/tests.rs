@@ -160,3 +160,19 @@ fn config_example_file_is_valid() {
     assert_eq!(config.settings.per_kind.prune, Some(1));
     assert_eq!(config.secrets.len(), 3);
 }
+
+#[test]
+fn config_metrics_address_is_optional_and_checked() {
+    let base = format!("agentId: {AGENT}\ntenant: acme\nhostname: h\n");
+    assert_eq!(check(&base, &env(&[])).unwrap().metrics_addr, None);
+    let good = format!("{base}metricsAddr: 127.0.0.1:9465\n");
+    assert_eq!(
+        check(&good, &env(&[])).unwrap().metrics_addr,
+        Some("127.0.0.1:9465".parse().unwrap())
+    );
+    let bad = format!("{base}metricsAddr: everywhere\n");
+    assert_eq!(
+        fields(&check(&bad, &env(&[])).unwrap_err()),
+        ["metricsAddr"]
+    );
+}

@@ -34,6 +34,9 @@ pub async fn beat(shared: Arc<Shared>, shutdown: CancellationToken) {
             restic_version: shared.config.restic_version.to_string(),
             outbox_depth: shared.state.outbox_depth(),
         };
+        metrics::gauge!("fleet_agent_outbox_depth").set(f64::from(beat.outbox_depth));
+        metrics::gauge!("fleet_agent_concurrency_limit")
+            .set(f64::from(shared.config.settings.max_concurrent));
         // Bounded by one interval, so that the status file stays fresh while NATS is down.
         let sent = tokio::time::timeout(
             shared.config.heartbeat_every,

@@ -107,12 +107,24 @@ async fn run_task(
         grace: config.stop_grace,
     };
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
+    metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
+    let began = std::time::Instant::now();
     let status = match execute(order, &ctx, cancel.clone()).await {
         RunOutcome::Finished(status) => status,
         // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
         RunOutcome::Cancelled => ReportStatus::Interrupted,
     };
     tracing::info!(task = %order.task, attempt = order.attempt, outcome = status.name(), "restic finished");
+    metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).decrement(1.0);
+    metrics::histogram!("fleet_agent_restic_duration_seconds", "kind" => kind.as_str())
+        .record(began.elapsed().as_secs_f64());
+    metrics::counter!("fleet_agent_tasks_total", "kind" => kind.as_str(), "outcome" => status.name())
+        .increment(1);
+    if let ReportStatus::Succeeded(summary) = &status
+        && let fleet_events::event::RunDetail::Backup(backup) = &summary.detail
+    {
+        metrics::counter!("fleet_agent_bytes_added_total").increment(backup.data_added_bytes);
+    }
     let report = shared.report(order, status);
     match shared.state.finish(order.task, order.attempt, report).await {
         Ok(()) => shared.reports.notify_one(),
