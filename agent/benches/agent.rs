@@ -21,24 +21,19 @@
 //! Direct and agent runs alternate which goes first in each round. Nothing is asserted:
 //! the benchmark only prints.
 
-use std::io::Write;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
+use fleet_events::event::{Event, TaskEvent};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{Execution, PolicySpec, RepositoryRef};
 use fleet_events::samples;
-use fleet_events::settings::AgentSettings;
-use fleet_events::store::{Append, EventStore, Expect};
-use fleet_events::streams::StreamOptions;
-use fleet_events::subject::{AggregateId, EventSubject};
-use fleet_services::clock::Clock;
-use fleet_services::serve::{Service, ServiceConfig};
-use fleet_tests::NatsServer;
+use fleet_events::store::EventStore;
 use tokio_util::sync::CancellationToken;
 
 const DATA_MIB: usize = 128;
@@ -53,70 +48,6 @@ fn restic(repo: &Path, password: &Path, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("restic runs (apt-get install -y restic)")
-}
-
-/// `DATA_MIB` MiB of incompressible (xorshift) data in 64 MiB files.
-fn big_data(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for n in 0..DATA_MIB / 64 {
-        let mut file = std::fs::File::create(dir.join(format!("blob-{n}"))).expect("create");
-        let mut chunk = vec![0u8; 1 << 20];
-        for _ in 0..64 {
-            for byte in chunk.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                *byte = seed as u8;
-            }
-            file.write_all(&chunk).expect("write");
-        }
-        file.sync_all().expect("sync");
-    }
-}
-
-async fn append(store: &EventStore, tenant: &TenantId, event: Event) {
-    let envelope = Envelope::new(tenant.clone(), Utc::now(), event);
-    let msg_id = envelope.id.to_string();
-    store
-        .append(Append {
-            envelope: &envelope,
-            msg_id: &msg_id,
-            expect: Expect::Any,
-        })
-        .await
-        .expect("stored");
-}
-
-async fn task_events(store: &EventStore, tenant: &TenantId, task: TaskId) -> Vec<TaskEvent> {
-    let subject = EventSubject {
-        tenant: tenant.clone(),
-        aggregate: AggregateId::Task(task),
-    };
-    store
-        .history(&subject)
-        .await
-        .expect("history")
-        .events
-        .into_iter()
-        .filter_map(|s| match s.envelope.event {
-            Event::Task { event, .. } => Some(event),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Starts the agent binary in its own process group.
-fn start_agent(config: &Path) -> Child {
-    use std::os::unix::process::CommandExt;
-    Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
-        .args(["run", "--config"])
-        .arg(config)
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleet-agent starts")
 }
 
 /// VmRSS and VmHWM of `pid` in MiB.
@@ -182,7 +113,6 @@ fn direct_backup(repo: &Path, password: &Path, data: &Path) -> (Duration, Option
 /// and the restic run's duration as the agent reported it.
 async fn agent_backup(
     store: &EventStore,
-    tenant: &TenantId,
     agent: AgentId,
     repo: &Path,
     data: &Path,
@@ -213,9 +143,8 @@ async fn agent_backup(
         spec: Box::new(spec),
     };
     let started = Instant::now();
-    append(
+    common::append(
         store,
-        tenant,
         Event::Task {
             task,
             event: scheduled,
@@ -224,7 +153,7 @@ async fn agent_backup(
     .await;
     let deadline = started + Duration::from_secs(600);
     loop {
-        let events = task_events(store, tenant, task).await;
+        let events = common::task_events(store, task).await;
         for event in &events {
             match event {
                 TaskEvent::Succeeded { summary, .. } => {
@@ -257,16 +186,6 @@ fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-fn stop(child: &mut Child) {
-    let pgid = i32::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) on the process group this benchmark created; SIGTERM lets the agent
-    // stop gracefully.
-    unsafe {
-        libc::kill(-pgid, libc::SIGTERM);
-    }
-    child.wait().expect("reaped");
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; any filter argument is ignored.
@@ -283,63 +202,20 @@ async fn main() -> ExitCode {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("fleet-agent bench: {version}; {cpus} CPUs");
 
-    let server = NatsServer::start().expect("nats-server");
-    let client = async_nats::connect(server.url()).await.expect("connect");
-    let store = EventStore::new(client);
-    store
-        .ensure_streams(&StreamOptions::default())
-        .await
-        .expect("streams");
+    let (server, store) = common::nats().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, password) = (dir.path().join("data"), dir.path().join("pw"));
-    big_data(&data);
+    fleet_tests::restic::incompressible_data(&data, DATA_MIB);
     std::fs::write(&password, "agent bench").expect("password");
 
-    let tenant = TenantId::new("acme").expect("tenant");
     let agent = AgentId::generate();
-    let registered = AgentEvent::Registered {
-        name: "bench".into(),
-        hostname: HOST.into(),
-        settings: AgentSettings::default(),
-    };
-    append(
-        &store,
-        &tenant,
-        Event::Agent {
-            agent,
-            event: registered,
-        },
-    )
-    .await;
-
+    common::register(&store, agent, "bench").await;
     let shutdown = CancellationToken::new();
-    let mut control = Vec::new();
-    for service in [Service::Dispatcher, Service::Intake, Service::Retry] {
-        let config = ServiceConfig {
-            clock: Clock::System,
-            circuit: Default::default(),
-            dispatcher: Default::default(),
-        };
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        control.push(tokio::spawn(async move {
-            fleet_services::serve::run(service, store, config, shutdown).await
-        }));
-    }
-
-    let config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "natsUrl: {url}\nstateDir: {state}\nagentId: {agent}\ntenant: acme\nhostname: {HOST}\nsecrets:\n  repo:\n    passwordFile: {pw}\n",
-            url = server.url(),
-            state = dir.path().join("state").display(),
-            pw = password.display()
-        ),
-    )
-    .expect("config");
+    let control = common::control_plane(&store, &shutdown);
+    let config = common::write_config(dir.path(), &server.url(), agent, HOST, &password, "");
 
     // 1. Idle memory.
-    let mut child = start_agent(&config);
+    let mut child = common::start_agent(&config);
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss, hwm) = memory_mib(pid);
@@ -361,7 +237,7 @@ async fn main() -> ExitCode {
         if direct_first {
             d = Some(direct_backup(&repo_a, &password, &data));
         }
-        let (wall, run) = agent_backup(&store, &tenant, agent, &repo_b, &data).await;
+        let (wall, run) = agent_backup(&store, agent, &repo_b, &data).await;
         let (d_wall, d_reported) = match d {
             Some(d) => d,
             None => direct_backup(&repo_a, &password, &data),
@@ -413,7 +289,8 @@ async fn main() -> ExitCode {
     let (rss, hwm) = memory_mib(pid);
     println!("agent after the backups: VmRSS {rss:.1} MiB, VmHWM {hwm:.1} MiB");
 
-    stop(&mut child);
+    // SIGTERM lets the agent stop gracefully.
+    common::signal_group(&mut child, libc::SIGTERM);
     shutdown.cancel();
     for c in control {
         c.await.expect("joined").expect("service ran");
