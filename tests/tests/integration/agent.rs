@@ -2,35 +2,25 @@
 //! fleet-agent runtime records it, runs real restic against a temporary repository and
 //! reports the summary; the snapshot carries the policy and task tags.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use fleet_agent::executor::SecretSource;
 use fleet_agent::restic::output::parse_snapshots;
-use fleet_agent::runtime::{AgentConfig, run};
 use fleet_agent::state::AgentState;
 use fleet_events::event::{RunDetail, TaskEvent};
 use fleet_events::ids::AgentId;
-use fleet_events::policy::{PolicySpec, RepositoryRef};
-use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    eventually, fleet, register, schedule, services, stop, system, task_events, tenant,
-};
+use crate::support::agent::{agent_config, backup_spec, spawn_agent};
+use crate::support::{eventually, fleet, register, schedule, services, stop, system, task_events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_task_runs_real_restic_through_the_agent() {
     let f = fleet().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (repo, data, password) = (
-        dir.path().join("repo"),
-        dir.path().join("data"),
-        dir.path().join("password"),
-    );
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     for n in 0..3 {
         std::fs::write(
@@ -40,22 +30,16 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
         .expect("write");
     }
     let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "correct horse battery staple");
-    let version =
-        fleet_agent::restic::output::ResticVersion::parse(&fleet_tests::restic::version_output())
-            .expect("a restic version");
 
     let agent = AgentId::generate();
     register(&f.store, agent, AgentSettings::default()).await;
-    let spec = PolicySpec {
-        repository: RepositoryRef {
-            url: repo.display().to_string(),
-            secret: "local-repo".into(),
-        },
-        include: vec![data.display().to_string()],
-        exclude: vec![],
-        ..samples::policy_spec()
-    };
-    let task = schedule(&f.store, agent, spec, Utc::now()).await;
+    let task = schedule(
+        &f.store,
+        agent,
+        backup_spec(&restic_repo, &data),
+        Utc::now(),
+    )
+    .await;
 
     let shutdown = CancellationToken::new();
     let control = services(
@@ -64,30 +48,9 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
         &system(),
         &shutdown,
     );
-    let config = AgentConfig {
-        agent,
-        tenant: tenant(),
-        settings: AgentSettings::default(),
-        secrets: HashMap::from([(
-            "local-repo".to_owned(),
-            SecretSource::File(password.clone()),
-        )]),
-        restic: "restic".into(),
-        restic_version: version,
-        hostname: "test-host".into(),
-        heartbeat_every: Duration::from_millis(500),
-        stop_grace: Duration::from_secs(2),
-        status_dir: None,
-    };
+    let config = agent_config(agent, &restic_repo, AgentSettings::default());
     let state = AgentState::open(dir.path().join("agent-state")).expect("state");
-    let agent_run = {
-        let (client, shutdown) = (f.client.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            run(client, config, state, shutdown)
-                .await
-                .expect("agent ran")
-        })
-    };
+    let agent_run = spawn_agent(&f.client, config, &state, &shutdown);
 
     let events = eventually("the backup to succeed", Duration::from_secs(60), || async {
         let events = task_events(&f.store, task).await;

@@ -3,7 +3,6 @@
 //!
 //! restic is real; a wrapper script around it records when each process starts and ends.
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -11,18 +10,15 @@ use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::Utc;
-use fleet_agent::executor::SecretSource;
-use fleet_agent::restic::output::ResticVersion;
-use fleet_agent::runtime::{AgentConfig, run};
+use fleet_agent::runtime::AgentConfig;
 use fleet_agent::state::AgentState;
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
-use fleet_events::policy::{PolicySpec, RepositoryRef};
 use fleet_events::protocol::{AgentCommand, Command as AgentCmd, TaskOrder};
-use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::subject::{AgentSubject, Channel};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::agent::{agent_config, backup_spec, spawn_agent};
 use crate::support::{eventually, fleet, tenant};
 
 /// A restic that logs `start` and `end` lines around the real one.
@@ -50,31 +46,10 @@ fn wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
 async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
     let f = fleet().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (repo, data, password, log) = (
-        dir.path().join("repo"),
-        dir.path().join("data"),
-        dir.path().join("pw"),
-        dir.path().join("restic.log"),
-    );
+    let (data, log) = (dir.path().join("data"), dir.path().join("restic.log"));
     std::fs::create_dir_all(&data).expect("data");
     std::fs::write(data.join("file"), "x".repeat(10_000)).expect("file");
-    std::fs::write(&password, "limits").expect("password");
-    let init = Command::new("restic")
-        .args(["init", "--no-cache"])
-        .env("RESTIC_REPOSITORY", &repo)
-        .env("RESTIC_PASSWORD_FILE", &password)
-        .status()
-        .expect("restic init (apt-get install -y restic)");
-    assert!(init.success());
-    let restic = wrapper(dir.path(), &log);
-    let version = ResticVersion::parse(&String::from_utf8_lossy(
-        &Command::new("restic")
-            .arg("version")
-            .output()
-            .expect("restic")
-            .stdout,
-    ))
-    .expect("version");
+    let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "limits");
 
     let agent = AgentId::generate();
     let settings = AgentSettings {
@@ -83,26 +58,11 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
     };
     let state = AgentState::open(dir.path().join("state")).expect("state");
     let config = AgentConfig {
-        agent,
-        tenant: tenant(),
-        settings,
-        secrets: HashMap::from([("repo".to_owned(), SecretSource::File(password.clone()))]),
-        restic,
-        restic_version: version,
-        hostname: "limits".into(),
-        heartbeat_every: Duration::from_millis(500),
-        stop_grace: Duration::from_secs(2),
-        status_dir: None,
+        restic: wrapper(dir.path(), &log),
+        ..agent_config(agent, &restic_repo, settings)
     };
     let shutdown = CancellationToken::new();
-    let agent_run = {
-        let (client, state, shutdown) = (f.client.clone(), state.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            run(client, config, state, shutdown)
-                .await
-                .expect("agent ran")
-        })
-    };
+    let agent_run = spawn_agent(&f.client, config, &state, &shutdown);
 
     let js = async_nats::jetstream::new(f.client.clone());
     let subject = AgentSubject {
@@ -110,15 +70,7 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
         channel: Channel::Tasks,
     }
     .to_string();
-    let spec = PolicySpec {
-        repository: RepositoryRef {
-            url: repo.display().to_string(),
-            secret: "repo".into(),
-        },
-        include: vec![data.display().to_string()],
-        exclude: vec![],
-        ..samples::policy_spec()
-    };
+    let spec = backup_spec(&restic_repo, &data);
     let mut first = None;
     for n in 0..10 {
         let policy = PolicyId::generate();

@@ -1,51 +1,37 @@
 //! nats-server killed for 30 s while the agent runs a backup: the result waits in the
 //! agent's outbox and arrives once after the server is back.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use fleet_agent::executor::SecretSource;
-use fleet_agent::restic::output::{ResticVersion, parse_snapshots};
-use fleet_agent::runtime::{AgentConfig, run};
+use fleet_agent::restic::output::parse_snapshots;
 use fleet_agent::state::AgentState;
 use fleet_events::event::TaskEvent;
 use fleet_events::ids::AgentId;
-use fleet_events::policy::{PolicySpec, RepositoryRef};
-use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    eventually, fleet, register, schedule, services, stop, system, task_events, tenant,
-};
+use crate::support::agent::{agent_config, backup_spec, spawn_agent};
+use crate::support::{eventually, fleet, register, schedule, services, stop, system, task_events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
     let mut f = fleet().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (repo, data, password) = (
-        dir.path().join("repo"),
-        dir.path().join("data"),
-        dir.path().join("password"),
-    );
+    let data = dir.path().join("data");
     fleet_tests::restic::incompressible_data(&data, 256);
     let restic_repo = fleet_tests::restic::Repo::init(dir.path(), "outage test");
-    let version = ResticVersion::parse(&fleet_tests::restic::version_output()).expect("version");
 
     let agent = AgentId::generate();
     register(&f.store, agent, AgentSettings::default()).await;
-    let spec = PolicySpec {
-        repository: RepositoryRef {
-            url: repo.display().to_string(),
-            secret: "repo".into(),
-        },
-        include: vec![data.display().to_string()],
-        exclude: vec![],
-        ..samples::policy_spec()
-    };
-    let task = schedule(&f.store, agent, spec, Utc::now()).await;
+    let task = schedule(
+        &f.store,
+        agent,
+        backup_spec(&restic_repo, &data),
+        Utc::now(),
+    )
+    .await;
     let shutdown = CancellationToken::new();
     let control = services(
         &f.store,
@@ -54,26 +40,8 @@ async fn a_result_made_while_nats_is_down_arrives_once_after_reconnect() {
         &shutdown,
     );
     let state = AgentState::open(dir.path().join("agent-state")).expect("state");
-    let config = AgentConfig {
-        agent,
-        tenant: tenant(),
-        settings: AgentSettings::default(),
-        secrets: HashMap::from([("repo".to_owned(), SecretSource::File(password.clone()))]),
-        restic: "restic".into(),
-        restic_version: version,
-        hostname: "outage-host".into(),
-        heartbeat_every: Duration::from_millis(500),
-        stop_grace: Duration::from_secs(2),
-        status_dir: None,
-    };
-    let agent_run = {
-        let (client, state, shutdown) = (f.client.clone(), state.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            run(client, config, state, shutdown)
-                .await
-                .expect("agent ran")
-        })
-    };
+    let config = agent_config(agent, &restic_repo, AgentSettings::default());
+    let agent_run = spawn_agent(&f.client, config, &state, &shutdown);
 
     eventually("the backup to start", Duration::from_secs(30), || async {
         let events = task_events(&f.store, task).await;

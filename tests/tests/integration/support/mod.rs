@@ -1,6 +1,8 @@
 //! Shared scenario helpers: a started server with a connected store, sample events, the
-//! event log (`events`), running services (`services`) and waiting for things (`wait`).
+//! event log (`events`), running services (`services`), the in-process agent (`agent`) and
+//! waiting for things (`wait`).
 
+pub mod agent;
 mod events;
 mod services;
 mod wait;
