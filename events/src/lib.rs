@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! Pure modules (no IO): [`ids`], [`subject`], [`policy`], [`schedule`], [`settings`],
-//! [`validation`], [`event`], [`envelope`], [`codec`], [`protocol`], [`task_state`], [`streams`],
+//! [`validation`], [`event`], [`envelope`], [`codec`], [`protocol`], [`enroll`], [`task_state`], [`streams`],
 //! [`samples`]. One module does IO: [`store`], the event-store client over JetStream.
 //!
 //! Only this crate knows subject names and the wire format.
 
 pub mod codec;
+pub mod enroll;
 pub mod envelope;
 pub mod event;
 pub mod ids;

@@ -459,5 +459,30 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         outbox_depth: 3,
     };
     add("heartbeat", beat.to_wire());
+    enrollment(&mut add);
     out
+}
+
+/// Samples of the enrollment messages (the token is a sample, all zeros).
+fn enrollment(add: &mut impl FnMut(&str, Result<Vec<u8>, crate::codec::CodecError>)) {
+    use crate::enroll::{RegisterOutcome, RegisterReply, RegisterRequest, Rejection, TokenText};
+    let token = TokenText::from_secret(&tenant(), &[0; 32]);
+    let mut request = RegisterRequest::new(
+        &token,
+        "machine-1".into(),
+        "db-1".into(),
+        "db-1.example".into(),
+    );
+    request.settings = agent_settings();
+    request.agent_version = "0.1.0".into();
+    add("register.request", request.to_wire());
+    let registered = RegisterReply::new(RegisterOutcome::Registered {
+        tenant: tenant(),
+        agent: AGENT,
+        name: "db-1".into(),
+        new: true,
+    });
+    add("register.registered", registered.to_wire());
+    let rejected = RegisterReply::rejected(Rejection::TokenNotAccepted, "token not accepted");
+    add("register.rejected", rejected.to_wire());
 }

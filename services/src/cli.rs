@@ -29,6 +29,81 @@ pub enum Command {
     /// Manage the JetStream streams on a NATS server.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Manage tenants and their tokens.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print an admin token and an enrollment token (shown once).
+    Create(TenantCreateArgs),
+    /// Issue another token to a tenant (shown once).
+    Token(TokenIssueArgs),
+    /// Revoke a token: it stops working at once.
+    Revoke(TokenRevokeArgs),
+    /// List a tenant's tokens (ids, roles, labels; never the tokens).
+    Tokens(TenantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// The NATS server.
+    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The tenant's id: lowercase letters, digits, `-` and `_`.
+    pub tenant: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    /// The tenant's id: lowercase letters, digits, `-` and `_`.
+    pub tenant: String,
+    /// A name for people (default: the id).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Read and change everything of the tenant.
+    Admin,
+    /// Read everything, change nothing.
+    ReadOnly,
+    /// Register agents, nothing else.
+    Enroll,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// The tenant's id.
+    pub tenant: String,
+    /// What the token may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// What the token is for, to recognise it when revoking.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The tenant's id.
+    pub tenant: String,
+    /// The token's id, as `fleet tenant tokens` lists it.
+    pub token_id: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -37,6 +112,7 @@ pub enum ServiceArg {
     Dispatcher,
     Intake,
     Retry,
+    Registrar,
 }
 
 impl From<ServiceArg> for Service {
@@ -46,6 +122,7 @@ impl From<ServiceArg> for Service {
             ServiceArg::Retry => Service::Retry,
             ServiceArg::Intake => Service::Intake,
             ServiceArg::Dispatcher => Service::Dispatcher,
+            ServiceArg::Registrar => Service::Registrar,
         }
     }
 }

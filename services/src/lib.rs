@@ -10,11 +10,14 @@
 //! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
 //! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
+//! - [`tenant`]: tenants and their tokens (created, issued, revoked: events).
+//! - [`enroll`]: the registrar, which registers agents that present an enrollment token.
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
 pub mod clock;
 pub mod dispatcher;
+pub mod enroll;
 pub mod follow;
 pub mod intake;
 pub mod local_nats;
@@ -22,4 +25,5 @@ pub mod retry;
 pub mod scheduler;
 pub mod serve;
 pub mod shutdown;
+pub mod tenant;
 pub mod up;

@@ -1,6 +1,7 @@
 //! The `fleet` command: thin glue over `fleet-services`.
 
 mod cli;
+mod tenant_cmd;
 
 use std::process::ExitCode;
 
@@ -82,5 +83,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("streams ready on {url}");
             Ok(())
         }
+        Command::Tenant(command) => tenant_cmd::run(command).await,
     }
 }

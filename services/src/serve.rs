@@ -23,15 +23,18 @@ pub enum Service {
     Intake,
     /// Tasks to agents with room; heartbeats and leases.
     Dispatcher,
+    /// Agents' registrations with enrollment tokens.
+    Registrar,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Scheduler,
         Service::Dispatcher,
         Service::Intake,
         Service::Retry,
+        Service::Registrar,
     ];
 
     /// The name used on the command line and in logs.
@@ -41,6 +44,7 @@ impl Service {
             Service::Retry => "retry",
             Service::Intake => "intake",
             Service::Dispatcher => "dispatcher",
+            Service::Registrar => "registrar",
         }
     }
 }
@@ -78,6 +82,9 @@ pub async fn run(
                 .await
                 .with_context(context)?
         }
+        Service::Registrar => crate::enroll::run(store, config.clock, shutdown)
+            .await
+            .with_context(context)?,
     }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())

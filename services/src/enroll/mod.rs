@@ -1,0 +1,160 @@
+//! The registrar: answers agents' registration requests on
+//! [`fleet_events::enroll::REGISTER_SUBJECT`] (core NATS request/reply in the queue group
+//! [`fleet_events::enroll::REGISTRAR_QUEUE`], so instances share the work).
+//!
+//! A request carries an enrollment token, so it is never stored in a stream, parked or
+//! logged: a request that cannot be handled gets a `Rejected` answer with the reason and
+//! is counted in `fleet_registrations_total{outcome}`.
+
+pub mod judge;
+
+use async_nats::Message;
+use fleet_events::codec::Wire;
+use fleet_events::enroll::{
+    REGISTER_SUBJECT, REGISTRAR_QUEUE, RegisterOutcome, RegisterReply, RegisterRequest, Rejection,
+};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::Event;
+use fleet_events::store::{Append, AppendError, EventStore, Expect};
+use fleet_events::subject::{AggregateId, EventSubject};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::tenant;
+use judge::{Judgement, check, judge};
+
+/// Conflicting appends (two instances registering one machine) retried before giving up.
+const MAX_CONFLICTS: u32 = 3;
+
+/// Serves registrations until `shutdown` is cancelled.
+pub async fn run(
+    store: EventStore,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = store.jetstream().client();
+    let mut requests = client
+        .queue_subscribe(REGISTER_SUBJECT, REGISTRAR_QUEUE.into())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {REGISTER_SUBJECT}: {e}"))?;
+    // The subscription is live once the server has it: registrations from now are answered.
+    client.flush().await.ok();
+    tracing::info!(subject = REGISTER_SUBJECT, "registrar ready");
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => anyhow::bail!("the registration subscription ended"),
+            },
+        };
+        let reply = answer(&store, &clock, &message).await;
+        count(&reply.outcome);
+        let Some(inbox) = message.reply else {
+            tracing::warn!("registration request without a reply subject: ignored and counted");
+            metrics::counter!("fleet_registrations_total", "outcome" => "no_reply_subject")
+                .increment(1);
+            continue;
+        };
+        match reply.to_wire() {
+            Ok(bytes) => {
+                if let Err(error) = client.publish(inbox, bytes.into()).await {
+                    tracing::warn!(%error, "cannot send a registration reply");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode a registration reply"),
+        }
+    }
+    requests.unsubscribe().await.ok();
+    Ok(())
+}
+
+/// The answer to one request.
+async fn answer(store: &EventStore, clock: &Clock, message: &Message) -> RegisterReply {
+    let request = match RegisterRequest::from_wire(&message.payload) {
+        Ok(request) => request,
+        Err(error) => {
+            return RegisterReply::rejected(
+                Rejection::Malformed,
+                format!("cannot decode the registration request: {error}"),
+            );
+        }
+    };
+    let checked = match check(request) {
+        Ok(checked) => checked,
+        Err(outcome) => return RegisterReply::new(outcome),
+    };
+    let tenant = checked.token.tenant().clone();
+    for _ in 0..MAX_CONFLICTS {
+        let unavailable = |what: String| {
+            tracing::warn!(%tenant, "registration failed: {what}");
+            RegisterReply::rejected(
+                Rejection::Unavailable,
+                "the control plane cannot record registrations right now; retry",
+            )
+        };
+        let book = match tenant::book(store, &tenant).await {
+            Ok((book, _)) => book,
+            Err(error) => return unavailable(error.to_string()),
+        };
+        let machine_agent =
+            fleet_events::ids::AgentId::for_machine(&tenant, &checked.request.machine);
+        let subject = EventSubject {
+            tenant: tenant.clone(),
+            aggregate: AggregateId::Agent(machine_agent),
+        };
+        let history = match store.history(&subject).await {
+            Ok(history) => history,
+            Err(error) => return unavailable(error.to_string()),
+        };
+        let events: Vec<Event> = history
+            .events
+            .into_iter()
+            .map(|stored| stored.envelope.event)
+            .collect();
+        let (agent, event) = match judge(&checked, &book, &events) {
+            Judgement::Answer(outcome) => return RegisterReply::new(outcome),
+            Judgement::Register { agent, event } => (agent, event),
+        };
+        let name = checked.request.name.clone();
+        let envelope = Envelope::new(tenant.clone(), clock.now(), Event::Agent { agent, event });
+        let msg_id = format!("register:{agent}");
+        let append = Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::LastSeq(history.last_seq),
+        };
+        match store.append(append).await {
+            Ok(_) => {
+                tracing::info!(%tenant, %agent, name = %name, "agent registered");
+                return RegisterReply::new(RegisterOutcome::Registered {
+                    tenant: tenant.clone(),
+                    agent,
+                    name,
+                    new: true,
+                });
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(error) => return unavailable(error.to_string()),
+        }
+    }
+    RegisterReply::rejected(
+        Rejection::Unavailable,
+        "the agent's record kept changing while registering; retry",
+    )
+}
+
+fn count(outcome: &RegisterOutcome) {
+    let label = match outcome {
+        RegisterOutcome::Registered { new: true, .. } => "registered",
+        RegisterOutcome::Registered { new: false, .. } => "already_registered",
+        RegisterOutcome::Rejected { reason, .. } => match reason {
+            Rejection::TokenNotAccepted => "token_not_accepted",
+            Rejection::Malformed => "malformed",
+            Rejection::Decommissioned => "decommissioned",
+            Rejection::Unavailable => "unavailable",
+        },
+    };
+    metrics::counter!("fleet_registrations_total", "outcome" => label).increment(1);
+}
