@@ -11,7 +11,12 @@ pub const USAGE: &str = "\
 usage: fleet-agent <command> [options]
 
 commands:
-  run              run the agent until SIGINT or SIGTERM (needs --config)
+  run              run the agent until SIGINT or SIGTERM (needs --config); registers
+                   first if the config has an enrollment token and the state
+                   directory no identity
+  register         register with the config's enrollment token, store the identity
+                   in the state directory and print it (needs --config); exit 77 if
+                   the token is refused
   check-config     check a configuration file and list every problem in it
   probe            show what this host can do: the restic version and what it
                    supports, CPU quotas (cgroup v2 cpu.max), nice and ionice
@@ -23,8 +28,8 @@ commands:
                    (needs --config); exit 3 if the agent is not running
 
 options:
-  --config FILE    the agent's YAML configuration (run, check-config, install,
-                   status); see fleet-agent.example.yaml
+  --config FILE    the agent's YAML configuration (run, register, check-config,
+                   install, status); see fleet-agent.example.yaml
   --restic PATH    the restic program (probe; default: $RESTIC, else restic on PATH)
   --unit-dir DIR   where install writes the service (default: see install)
   --binary PATH    the fleet-agent program the service runs (install; default:
@@ -44,6 +49,8 @@ pub enum Command {
     Probe { restic: Option<OsString> },
     /// Run the agent with the configuration file `config`.
     Run { config: PathBuf },
+    /// Register with the configuration's enrollment token.
+    Register { config: PathBuf },
     /// Check the configuration file `config`.
     CheckConfig { config: PathBuf },
     /// Write the service definition running the agent with `config`.
@@ -143,6 +150,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         Some("help") => return Ok(Command::Help),
         Some("probe") => "probe",
         Some("run") => "run",
+        Some("register") => "register",
         Some("check-config") => "check-config",
         Some("install") => "install",
         Some("status") => "status",
@@ -181,6 +189,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
     Ok(match command {
         "probe" => Command::Probe { restic },
         "run" => Command::Run { config: config()? },
+        "register" => Command::Register { config: config()? },
         "check-config" => Command::CheckConfig { config: config()? },
         "install" => Command::Install {
             config: config()?,

@@ -1,5 +1,5 @@
-//! What the `fleet-agent` commands do: `run`, `check-config`, `install` and `status` (the
-//! binary's glue over the library; `probe` lives in [`fleet_agent::probe`]).
+//! What the `fleet-agent` commands do: `run`, `register`, `check-config`, `install` and
+//! `status` (the binary's glue over the library; `probe` lives in [`fleet_agent::probe`]).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use chrono::Utc;
 use fleet_agent::cli::Output;
 use fleet_agent::config::{self, ValidConfig};
+use fleet_agent::enroll;
 use fleet_agent::install::{self, Manager, Written};
 use fleet_agent::probe;
 use fleet_agent::state::AgentState;
@@ -185,13 +186,59 @@ pub fn run(path: &Path) -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(serve(config, version)));
+    exit(result)
+}
+
+/// The exit code of a command's result: an enrollment error keeps its own code.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("fleet-agent: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<enroll::EnrollError>() {
+                Some(enroll_error) => ExitCode::from(enroll_error.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// `fleet-agent register --config FILE`: registers with the configured enrollment token
+/// (unless already registered) and prints the identity.
+pub fn register(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(register_now(config)));
+    exit(result)
+}
+
+async fn register_now(config: ValidConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let client = async_nats::ConnectOptions::new()
+        .connect(config.nats.clone())
+        .await
+        .context("cannot connect to NATS")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let (identity, source) = enroll::resolve(&client, &config, &shutdown).await?;
+    let how = match source {
+        enroll::Source::Preassigned => "preassigned in the configuration",
+        enroll::Source::Stored => "already registered (identity in the state directory)",
+        enroll::Source::Registered { new: true } => "registered",
+        enroll::Source::Registered { new: false } => {
+            "registered (the control plane knew this machine)"
+        }
+    };
+    println!(
+        "agent {} of tenant {}: {how}",
+        identity.agent, identity.tenant
+    );
+    Ok(())
 }
 
 async fn serve(
@@ -213,11 +260,12 @@ async fn serve(
         .connect(config.nats.clone())
         .await
         .context("cannot connect to NATS")?;
-    let agent = config.agent_config(version);
-    tracing::info!(agent_id = %agent.agent, tenant = %agent.tenant, hostname = %agent.hostname,
-        restic = ?agent.restic_version, "agent starting");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let (identity, source) = enroll::resolve(&client, &config, &shutdown).await?;
+    let agent = config.agent_config(&identity, version);
+    tracing::info!(agent_id = %agent.agent, tenant = %agent.tenant, hostname = %agent.hostname,
+        identity = ?source, restic = ?agent.restic_version, "agent starting");
     fleet_agent::runtime::run(client, agent, state, shutdown)
         .await
         .context("agent stopped")?;

@@ -12,6 +12,8 @@
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
 //! - [`config`]: the agent's YAML configuration, in two phases: raw values with
 //!   `FLEET_AGENT_*` overrides, then a validated config; every problem reported at once.
+//! - [`enroll`]: the agent's identity: preassigned, stored, or registered now with a
+//!   tenant enrollment token.
 //! - [`install`]: `fleet-agent install`, the systemd unit (launchd plist on macOS) that
 //!   runs the agent at boot; pure rendering plus [`install::write_unit`].
 //! - [`status`]: `fleet-agent status`, the `status.json` the runtime writes into the
@@ -23,6 +25,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod enroll;
 pub mod executor;
 pub mod install;
 pub mod probe;

@@ -1,5 +1,5 @@
-//! `fleet-agent`: the restic-fleet agent's command line (`run`, `check-config`, `probe`,
-//! `install`, `status`).
+//! `fleet-agent`: the restic-fleet agent's command line (`run`, `register`,
+//! `check-config`, `probe`, `install`, `status`).
 
 mod commands;
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Probe { restic }) => commands::probe(restic),
         Ok(Command::Run { config }) => commands::run(&config),
+        Ok(Command::Register { config }) => commands::register(&config),
         Ok(Command::CheckConfig { config }) => commands::check_config(&config),
         Ok(Command::Install {
             config,

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::ServerAddr;
+use fleet_events::enroll::{TokenText, check_machine_id};
 use fleet_events::ids::{AgentId, TenantId};
 use fleet_events::settings::AgentSettings;
 use fleet_events::validation::FieldError;
 
+use crate::enroll::Identity;
 use crate::executor::SecretSource;
 use crate::restic::output::ResticVersion;
 use crate::runtime::AgentConfig;
@@ -40,8 +42,12 @@ pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
 pub struct ValidConfig {
     pub nats: Vec<ServerAddr>,
     pub state_dir: PathBuf,
-    pub agent: AgentId,
-    pub tenant: TenantId,
+    /// Who the agent is, or how it finds out.
+    pub enrollment: Enrollment,
+    /// This machine's id for registration, if configured (else `/etc/machine-id`).
+    pub machine_id: Option<String>,
+    /// A name for people; the hostname unless configured.
+    pub name: String,
     pub hostname: String,
     pub heartbeat_every: Duration,
     pub stop_grace: Duration,
@@ -54,11 +60,12 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
-    /// What the runtime runs with, once restic's version is known.
-    pub fn agent_config(&self, restic_version: ResticVersion) -> AgentConfig {
+    /// What the runtime runs with, once the agent's identity and restic's version are
+    /// known.
+    pub fn agent_config(&self, identity: &Identity, restic_version: ResticVersion) -> AgentConfig {
         AgentConfig {
-            agent: self.agent,
-            tenant: self.tenant.clone(),
+            agent: identity.agent,
+            tenant: identity.tenant.clone(),
             settings: self.settings.clone(),
             secrets: self.secrets.clone(),
             restic: self.restic.clone(),
@@ -69,6 +76,25 @@ impl ValidConfig {
             status_dir: Some(self.state_dir.clone()),
         }
     }
+}
+
+/// Who the agent is, or how it finds out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    /// `agentId` and `tenant` are in the configuration.
+    Preassigned(Identity),
+    /// Register with this token, unless the state directory holds an identity already.
+    Token(TokenSource),
+    /// The state directory must hold the identity of an earlier registration.
+    Stored,
+}
+
+/// Where the enrollment token is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Inline(TokenText),
+    /// Read when registering; the file is never copied anywhere.
+    File(PathBuf),
 }
 
 /// Reads, overlays and validates the configuration file at `path`.
@@ -107,31 +133,18 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
             Vec::new()
         });
 
-    let agent = match raw.agent_id.as_deref() {
-        None => {
-            fail(
-                "agentId",
-                "is required (until enrollment tokens exist)".into(),
-            );
-            None
-        }
-        Some(text) => text
-            .parse::<AgentId>()
-            .map_err(|e| fail("agentId", e.to_string()))
-            .ok(),
-    };
-    let tenant = match raw.tenant {
-        None => {
-            fail(
-                "tenant",
-                "is required (until enrollment tokens exist)".into(),
-            );
-            None
-        }
-        Some(text) => TenantId::new(text)
-            .map_err(|e| fail("tenant", e.to_string()))
-            .ok(),
-    };
+    let enrollment = enrollment(
+        raw.agent_id.as_deref(),
+        raw.tenant,
+        raw.enrollment_token.as_deref(),
+        raw.enrollment_token_file,
+        &mut fail,
+    );
+    let machine_id = raw.machine_id.filter(|machine| {
+        check_machine_id(machine)
+            .map_err(|message| fail("machineId", message.into()))
+            .is_ok()
+    });
 
     let hostname = raw.hostname.unwrap_or_default();
     if hostname.trim().is_empty() {
@@ -190,12 +203,19 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
         }
     }
 
-    match (agent, tenant) {
-        (Some(agent), Some(tenant)) if errors.is_empty() => Ok(ValidConfig {
+    if let Some(name) = &raw.name
+        && (name.trim().is_empty() || name.len() > 253)
+    {
+        fail("name", "must be 1 to 253 characters".into());
+    }
+
+    match enrollment {
+        Some(enrollment) if errors.is_empty() => Ok(ValidConfig {
             nats,
             state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
-            agent,
-            tenant,
+            enrollment,
+            machine_id,
+            name: raw.name.unwrap_or_else(|| hostname.clone()),
             hostname,
             heartbeat_every: Duration::from_secs(heartbeat),
             stop_grace: Duration::from_secs(stop_grace),
@@ -205,6 +225,74 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
             secrets,
         }),
         _ => Err(errors),
+    }
+}
+
+/// How the agent learns who it is: a preassigned id, an enrollment token, or the identity
+/// stored by an earlier registration. `None` after reporting a problem through `fail`.
+fn enrollment(
+    agent_id: Option<&str>,
+    tenant: Option<String>,
+    token: Option<&str>,
+    token_file: Option<PathBuf>,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<Enrollment> {
+    let token = match (token, token_file) {
+        (Some(_), Some(_)) => {
+            fail(
+                "enrollmentToken",
+                "give enrollmentToken or enrollmentTokenFile, not both".into(),
+            );
+            return None;
+        }
+        // The message names the expected shape, never the value.
+        (Some(text), None) => match TokenText::parse(text) {
+            Ok(token) => Some(TokenSource::Inline(token)),
+            Err(e) => {
+                fail("enrollmentToken", e.to_string());
+                return None;
+            }
+        },
+        (None, Some(path)) if path.as_os_str().is_empty() => {
+            fail("enrollmentTokenFile", "must not be empty".into());
+            return None;
+        }
+        (None, Some(path)) => Some(TokenSource::File(path)),
+        (None, None) => None,
+    };
+    let agent = agent_id.and_then(|id| {
+        id.parse::<AgentId>()
+            .map_err(|e| fail("agentId", e.to_string()))
+            .ok()
+    });
+    let tenant_given = tenant.is_some();
+    let tenant = tenant.and_then(|tenant| {
+        TenantId::new(tenant)
+            .map_err(|e| fail("tenant", e.to_string()))
+            .ok()
+    });
+    match (agent_id.is_some(), tenant_given, token) {
+        (false, false, None) => Some(Enrollment::Stored),
+        (false, false, Some(token)) => Some(Enrollment::Token(token)),
+        (true, _, Some(_)) | (_, true, Some(_)) => {
+            fail(
+                "enrollmentToken",
+                "a preassigned agentId/tenant and an enrollment token exclude each other".into(),
+            );
+            None
+        }
+        (true, true, None) => Some(Enrollment::Preassigned(Identity {
+            tenant: tenant?,
+            agent: agent?,
+        })),
+        (true, false, None) => {
+            fail("tenant", "is required with a preassigned agentId".into());
+            None
+        }
+        (false, true, None) => {
+            fail("agentId", "is required with tenant".into());
+            None
+        }
     }
 }
 

@@ -17,10 +17,19 @@ pub struct RawConfig {
     pub nats_url: Option<String>,
     /// Directory of the local state (default `/var/lib/fleet-agent`).
     pub state_dir: Option<PathBuf>,
-    /// This agent's id (a UUID). Required for now: registration with an enrollment token,
-    /// which will assign it, comes later.
+    /// A tenant enrollment token (`rft1.<tenant>.<hex>`): on first start the agent
+    /// registers with it and keeps the identity it gets in its state directory.
+    pub enrollment_token: Option<String>,
+    /// A file holding the enrollment token (instead of `enrollmentToken`).
+    pub enrollment_token_file: Option<PathBuf>,
+    /// A stable id of this machine (default: `/etc/machine-id`). Registering the same
+    /// machine again gives the same agent.
+    pub machine_id: Option<String>,
+    /// A name for people (default: the hostname).
+    pub name: Option<String>,
+    /// A preassigned agent id (a UUID), instead of enrolling; needs `tenant`.
     pub agent_id: Option<String>,
-    /// The tenant this agent belongs to. Required for now, like `agentId`.
+    /// The tenant of a preassigned `agentId`.
     pub tenant: Option<String>,
     /// `--host` of backups whose policy names none (default: the machine's hostname).
     pub hostname: Option<String>,
@@ -90,9 +99,11 @@ impl Source for BTreeMap<String, String> {
 }
 
 /// Environment variables that override the file, and the field each replaces.
-pub const OVERRIDES: [(&str, &str); 5] = [
+pub const OVERRIDES: [(&str, &str); 7] = [
     ("FLEET_AGENT_NATS_URL", "natsUrl"),
     ("FLEET_AGENT_STATE_DIR", "stateDir"),
+    ("FLEET_AGENT_ENROLLMENT_TOKEN", "enrollmentToken"),
+    ("FLEET_AGENT_MACHINE_ID", "machineId"),
     ("FLEET_AGENT_ID", "agentId"),
     ("FLEET_AGENT_TENANT", "tenant"),
     ("FLEET_AGENT_HOSTNAME", "hostname"),
@@ -131,6 +142,12 @@ impl RawConfig {
         }
         if let Some(dir) = get("FLEET_AGENT_STATE_DIR") {
             self.state_dir = Some(dir.into());
+        }
+        if let Some(token) = get("FLEET_AGENT_ENROLLMENT_TOKEN") {
+            self.enrollment_token = Some(token);
+        }
+        if let Some(machine) = get("FLEET_AGENT_MACHINE_ID") {
+            self.machine_id = Some(machine);
         }
         if let Some(id) = get("FLEET_AGENT_ID") {
             self.agent_id = Some(id);

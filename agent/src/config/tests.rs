@@ -19,6 +19,16 @@ fn check(yaml: &str, source: &BTreeMap<String, String>) -> Result<ValidConfig, V
     validate(RawConfig::parse(yaml).map_err(|e| vec![e])?.overlay(source))
 }
 
+/// The preassigned agent id and tenant, as text.
+fn preassigned(config: &ValidConfig) -> (String, String) {
+    match &config.enrollment {
+        Enrollment::Preassigned(identity) => {
+            (identity.agent.to_string(), identity.tenant.to_string())
+        }
+        other => panic!("expected a preassigned identity, got {other:?}"),
+    }
+}
+
 fn fields(errors: &[FieldError]) -> Vec<&str> {
     errors.iter().map(|e| e.field.as_str()).collect()
 }
@@ -36,8 +46,7 @@ fn config_full_file_parses_into_values() {
     let config = check(&yaml, &env(&[("HOSTNAME", "ignored")])).unwrap();
     assert_eq!(config.nats.len(), 1);
     assert_eq!(config.state_dir, PathBuf::from("/srv/agent"));
-    assert_eq!(config.agent.to_string(), AGENT);
-    assert_eq!(config.tenant.as_str(), "acme");
+    assert_eq!(preassigned(&config), (AGENT.to_owned(), "acme".to_owned()));
     assert_eq!(config.hostname, "web-1");
     assert_eq!(config.heartbeat_every, Duration::from_secs(30));
     assert_eq!(config.stop_grace, Duration::from_secs(5));
@@ -85,8 +94,10 @@ fn config_env_overrides_win() {
         vec!["nats://env:4222".parse::<ServerAddr>().unwrap()]
     );
     assert_eq!(config.state_dir, PathBuf::from("/env"));
-    assert_eq!(config.agent.to_string(), other);
-    assert_eq!(config.tenant.as_str(), "from-env");
+    assert_eq!(
+        preassigned(&config),
+        (other.to_owned(), "from-env".to_owned())
+    );
     assert_eq!(config.hostname, "env-host");
 }
 
@@ -155,7 +166,12 @@ fn config_missing_hostname_is_reported() {
 fn config_example_file_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-agent.example.yaml");
     let config = load(&path, &env(&[])).unwrap();
-    assert_eq!(config.tenant.as_str(), "acme");
+    assert_eq!(
+        config.enrollment,
+        Enrollment::Token(TokenSource::File(
+            "/etc/fleet-agent/enrollment.token".into()
+        ))
+    );
     assert_eq!(config.hostname, "web-1");
     assert_eq!(config.settings.per_kind.prune, Some(1));
     assert_eq!(config.secrets.len(), 3);
@@ -175,4 +191,47 @@ fn config_metrics_address_is_optional_and_checked() {
         fields(&check(&bad, &env(&[])).unwrap_err()),
         ["metricsAddr"]
     );
+}
+
+const TOKEN: &str = "rft1.acme.0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[test]
+fn config_enrollment_token_from_file_or_env() {
+    let config = check(
+        "hostname: h\n",
+        &env(&[("FLEET_AGENT_ENROLLMENT_TOKEN", TOKEN)]),
+    )
+    .unwrap();
+    let Enrollment::Token(TokenSource::Inline(token)) = &config.enrollment else {
+        panic!("expected an inline token, got {:?}", config.enrollment);
+    };
+    assert_eq!(token.tenant().as_str(), "acme");
+    assert_eq!(config.name, "h", "the name defaults to the hostname");
+    let stored = check("hostname: h\nname: db-1\nmachineId: m-1\n", &env(&[])).unwrap();
+    assert_eq!(stored.enrollment, Enrollment::Stored);
+    assert_eq!(stored.name, "db-1");
+    assert_eq!(stored.machine_id.as_deref(), Some("m-1"));
+}
+
+#[test]
+fn config_enrollment_problems_are_reported_without_the_token() {
+    let both = format!("hostname: h\nagentId: {AGENT}\ntenant: acme\nenrollmentToken: {TOKEN}\n");
+    assert_eq!(
+        fields(&check(&both, &env(&[])).unwrap_err()),
+        ["enrollmentToken"]
+    );
+    let garbled = "hostname: h\nenrollmentToken: rft1.acme.s3cret\nmachineId: 'a b'\n";
+    let errors = check(garbled, &env(&[])).unwrap_err();
+    assert_eq!(fields(&errors), ["enrollmentToken", "machineId"]);
+    assert!(
+        errors.iter().all(|e| !e.message.contains("s3cret")),
+        "{errors:?}"
+    );
+    let two = format!("hostname: h\nenrollmentToken: {TOKEN}\nenrollmentTokenFile: /t\n");
+    assert_eq!(
+        fields(&check(&two, &env(&[])).unwrap_err()),
+        ["enrollmentToken"]
+    );
+    let half = "hostname: h\ntenant: acme\n";
+    assert_eq!(fields(&check(half, &env(&[])).unwrap_err()), ["agentId"]);
 }

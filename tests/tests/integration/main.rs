@@ -5,6 +5,7 @@ mod agent;
 mod agent_limits;
 mod circuit;
 mod dispatcher;
+mod enroll;
 mod intake;
 mod limits;
 mod outage;

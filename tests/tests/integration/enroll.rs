@@ -1,0 +1,224 @@
+//! Enrollment against a real nats-server: an agent registers with a tenant token through
+//! the registrar, keeps its identity, re-registers idempotently, and bad or revoked tokens
+//! are refused; the token is found in no stream.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use fleet_agent::config::{Env, RawConfig, ValidConfig, validate};
+use fleet_agent::enroll::{self, EnrollError, Source};
+use fleet_events::codec::Wire;
+use fleet_events::enroll::{REGISTER_SUBJECT, RegisterOutcome, RegisterReply, Rejection};
+use fleet_events::event::{AgentEvent, Event, Role};
+use fleet_events::ids::AgentId;
+use fleet_events::streams;
+use fleet_services::serve::Service;
+use fleet_services::tenant;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{self, fleet, log, spawn_service, stop, system};
+
+/// An agent configuration for `url` with `token`, keeping state in `state_dir`.
+fn config(url: &str, token: &str, state_dir: &Path, machine: &str) -> ValidConfig {
+    let yaml = format!(
+        "natsUrl: {url}\nstateDir: {}\nenrollmentToken: {token}\nmachineId: {machine}\n\
+         hostname: db-1\nname: database one\nsettings:\n  maxConcurrent: 3\n",
+        state_dir.display()
+    );
+    let raw = RawConfig::parse(&yaml).expect("parses").overlay(&Env);
+    validate(raw).expect("valid")
+}
+
+fn registrations(events: &[fleet_events::store::Stored]) -> Vec<(AgentId, String)> {
+    events
+        .iter()
+        .filter_map(|stored| match &stored.envelope.event {
+            Event::Agent {
+                agent,
+                event: AgentEvent::Registered { name, .. },
+            } => Some((*agent, name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_enrolls_once_and_keeps_its_identity() {
+    let fleet = fleet().await;
+    let tenant = support::tenant();
+    tenant::create(&fleet.store, &tenant, "Acme", Utc::now())
+        .await
+        .expect("tenant created");
+    let token = tenant::issue(&fleet.store, &tenant, Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("token issued");
+    let state = tempfile::tempdir().expect("tempdir");
+    let config = config(
+        &fleet.server.url(),
+        token.text.expose(),
+        state.path(),
+        "m-1",
+    );
+    let shutdown = CancellationToken::new();
+
+    // The agent asks before the registrar runs: it retries until it is answered.
+    let client = fleet.client.clone();
+    let early = config.clone();
+    let cancel = shutdown.clone();
+    let asking = tokio::spawn(async move { enroll::resolve(&client, &early, &cancel).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let registrar = spawn_service(&fleet.store, Service::Registrar, system(), &shutdown);
+    let (identity, source) = asking.await.expect("joined").expect("registered");
+    assert_eq!(source, Source::Registered { new: true });
+    assert_eq!(identity.tenant, tenant);
+    assert_eq!(identity.agent, AgentId::for_machine(&tenant, "m-1"));
+    let stored = enroll::load(state.path())
+        .expect("readable")
+        .expect("stored");
+    assert_eq!(stored.identity, identity);
+    assert_eq!(stored.name, "database one");
+
+    // A restart reads the identity; it does not ask again.
+    let again = enroll::resolve(&fleet.client, &config, &shutdown).await;
+    assert_eq!(again.expect("stored").1, Source::Stored);
+
+    // The same machine with a fresh state directory gets the same agent, not a second one.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let mut reinstalled = config.clone();
+    reinstalled.state_dir = fresh.path().to_owned();
+    let (same, source) = enroll::resolve(&fleet.client, &reinstalled, &shutdown)
+        .await
+        .expect("registered again");
+    assert_eq!(same, identity);
+    assert_eq!(source, Source::Registered { new: false });
+
+    let events = log(&fleet.store, "fleet.evt.>").await;
+    assert_eq!(
+        registrations(&events),
+        vec![(identity.agent, "database one".to_owned())],
+        "one registration event, with the agent's name"
+    );
+    let Some(Event::Agent {
+        event: AgentEvent::Registered {
+            settings, hostname, ..
+        },
+        ..
+    }) = events
+        .iter()
+        .map(|s| &s.envelope.event)
+        .find(|e| matches!(e, Event::Agent { .. }))
+    else {
+        panic!("no registration event");
+    };
+    assert_eq!(settings.max_concurrent, 3);
+    assert_eq!(hostname, "db-1");
+
+    // The token is in no stream: not in the log, not parked, nowhere.
+    assert_no_stream_holds(&fleet.client, token.text.expose()).await;
+    stop(&shutdown, [registrar]).await;
+}
+
+#[tokio::test]
+async fn bad_revoked_and_garbled_requests_are_refused() {
+    let fleet = fleet().await;
+    let tenant = support::tenant();
+    tenant::create(&fleet.store, &tenant, "Acme", Utc::now())
+        .await
+        .expect("tenant created");
+    let enroll = tenant::issue(&fleet.store, &tenant, Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("issued");
+    let read_only = tenant::issue(&fleet.store, &tenant, Role::ReadOnly, "dash", Utc::now())
+        .await
+        .expect("issued");
+    let shutdown = CancellationToken::new();
+    let registrar = spawn_service(&fleet.store, Service::Registrar, system(), &shutdown);
+    let url = fleet.server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // A read-only token may not enroll.
+    let refused = enroll::resolve(
+        &fleet.client,
+        &config(&url, read_only.text.expose(), dir.path(), "m-ro"),
+        &shutdown,
+    )
+    .await;
+    assert_refused(refused, Rejection::TokenNotAccepted);
+
+    // A token of a tenant that does not exist.
+    let stranger = fleet_events::enroll::TokenText::from_secret(
+        &fleet_events::ids::TenantId::new("nobody").expect("slug"),
+        &[9; 32],
+    );
+    let refused = enroll::resolve(
+        &fleet.client,
+        &config(&url, stranger.expose(), dir.path(), "m-x"),
+        &shutdown,
+    )
+    .await;
+    assert_refused(refused, Rejection::TokenNotAccepted);
+
+    // A revoked token stops working at once.
+    tenant::revoke(&fleet.store, &tenant, enroll.id, Utc::now())
+        .await
+        .expect("revoked");
+    let refused = enroll::resolve(
+        &fleet.client,
+        &config(&url, enroll.text.expose(), dir.path(), "m-2"),
+        &shutdown,
+    )
+    .await;
+    assert_refused(refused, Rejection::TokenNotAccepted);
+    assert!(enroll::load(dir.path()).expect("readable").is_none());
+
+    // Garbage on the subject gets a reasoned answer, not silence.
+    let answer = fleet
+        .client
+        .request(REGISTER_SUBJECT, vec![0xff; 40].into())
+        .await
+        .expect("answered");
+    let reply = RegisterReply::from_wire(&answer.payload).expect("decodes");
+    assert!(matches!(
+        reply.outcome,
+        RegisterOutcome::Rejected {
+            reason: Rejection::Malformed,
+            ..
+        }
+    ));
+    let events = log(&fleet.store, "fleet.evt.>").await;
+    assert!(registrations(&events).is_empty(), "nothing was registered");
+    stop(&shutdown, [registrar]).await;
+}
+
+fn assert_refused(result: Result<(enroll::Identity, Source), EnrollError>, want: Rejection) {
+    match result {
+        Err(EnrollError::Refused { reason, .. }) if reason == want => {}
+        other => panic!("expected a refusal ({want:?}), got {other:?}"),
+    }
+}
+
+/// Reads every message of every fleet stream and fails if one contains `needle`.
+async fn assert_no_stream_holds(client: &async_nats::Client, needle: &str) {
+    let js = async_nats::jetstream::new(client.clone());
+    for name in [
+        streams::EVENTS,
+        streams::DISPATCH,
+        streams::INTAKE,
+        streams::PARKED,
+    ] {
+        let stream = js.get_stream(name).await.expect("stream");
+        let last = stream.cached_info().state.last_sequence;
+        for seq in 1..=last {
+            let Ok(message) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&message.payload);
+            let headers = format!("{:?}", message.headers);
+            assert!(
+                !text.contains(needle) && !headers.contains(needle),
+                "{name} message {seq} holds the secret"
+            );
+        }
+    }
+}
