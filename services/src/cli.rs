@@ -237,6 +237,17 @@ pub struct UpArgs {
     /// Port of the local nats-server.
     #[arg(long, env = "FLEET_NATS_PORT", default_value_t = 4222)]
     pub nats_port: u16,
+    /// Also start a local agent (fleet-agent, a child process) enrolled in the tenant
+    /// `demo`, with a policy backing a sample directory up into a local repository, all
+    /// under DATA_DIR/demo.
+    #[arg(long)]
+    pub demo: bool,
+    /// Seconds between the demo's backups.
+    #[arg(long, default_value_t = fleet_services::demo::DEFAULT_EVERY_SECS, value_parser = clap::value_parser!(u64).range(60..=86_400), requires = "demo")]
+    pub demo_every_secs: u64,
+    /// The fleet-agent program the demo starts (default: next to `fleet`, else on PATH).
+    #[arg(long, env = "FLEET_AGENT_BINARY", requires = "demo")]
+    pub agent_binary: Option<PathBuf>,
     #[command(flatten)]
     pub streams: StreamArgs,
     #[command(flatten)]

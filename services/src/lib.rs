@@ -1,7 +1,7 @@
 //! restic-fleet's control-plane services and the `fleet` command's building blocks.
 //!
 //! # Layout
-//! - [`up`]: `fleet up`, everything on one machine.
+//! - [`up`]: `fleet up`, everything on one machine; [`demo`]: its `--demo` agent and policy.
 //! - [`clock`]: the system clock, or a manual one for scenarios.
 //! - [`follow`]: following the log (catch-up, then live) and appending with retries.
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
@@ -16,6 +16,7 @@
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
 pub mod clock;
+pub mod demo;
 pub mod dispatcher;
 pub mod enroll;
 pub mod follow;

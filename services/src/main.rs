@@ -54,7 +54,24 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => {
+            let demo = match args.demo {
+                false => None,
+                true => Some(fleet_services::demo::DemoConfig {
+                    dir: std::path::absolute(args.data_dir.join("demo"))
+                        .context("resolving the data directory")?,
+                    agent_binary: args
+                        .agent_binary
+                        .clone()
+                        .or_else(fleet_services::demo::find_agent_binary)
+                        .context(
+                            "--demo needs the fleet-agent program: build it (cargo build \
+                             -p fleet-agent) or name it with --agent-binary",
+                        )?,
+                    every_secs: args.demo_every_secs,
+                }),
+            };
             let config = up::UpConfig {
+                demo,
                 nats_url: args.nats_url,
                 data_dir: args.data_dir,
                 nats_port: args.nats_port,

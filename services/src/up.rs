@@ -1,5 +1,6 @@
 //! `fleet up`: restic-fleet on one machine. Starts a local nats-server unless a URL is
-//! given, ensures the streams, and runs every service until SIGINT or SIGTERM.
+//! given, ensures the streams, and runs every service until SIGINT or SIGTERM; with
+//! `--demo` also a local agent and a sample policy ([`crate::demo`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use fleet_events::store::EventStore;
 use fleet_events::streams::StreamOptions;
 use tokio_util::sync::CancellationToken;
 
+use crate::demo::{self, DemoConfig};
 use crate::local_nats::{LocalNats, LocalNatsConfig};
 use crate::serve::{Service, ServiceConfig, run_all};
 
@@ -23,6 +25,8 @@ pub struct UpConfig {
     pub nats_port: u16,
     pub streams: StreamOptions,
     pub services: ServiceConfig,
+    /// Also run the demo: a local agent and a sample policy.
+    pub demo: Option<DemoConfig>,
 }
 
 /// Runs until `shutdown` is cancelled, then stops what it started.
@@ -66,5 +70,22 @@ async fn serve(url: &str, config: &UpConfig, shutdown: CancellationToken) -> any
         .await
         .context("ensuring the JetStream streams")?;
     tracing::info!(nats = %url, replicas = config.streams.replicas, "restic-fleet is up: streams ready");
-    run_all(&Service::ALL, store, config.services.clone(), shutdown).await
+    let Some(demo_config) = &config.demo else {
+        return run_all(&Service::ALL, store, config.services.clone(), shutdown).await;
+    };
+    let services = tokio::spawn(run_all(
+        &Service::ALL,
+        store.clone(),
+        config.services.clone(),
+        shutdown.clone(),
+    ));
+    let demo = demo::run(&store, url, demo_config, shutdown.clone()).await;
+    // A failed demo stops everything: `fleet up --demo` without its demo is not what was
+    // asked for.
+    shutdown.cancel();
+    let services = services
+        .await
+        .map_err(|e| anyhow::anyhow!("the services panicked: {e}"))?;
+    demo.context("the demo failed")?;
+    services
 }

@@ -1,0 +1,215 @@
+//! `fleet up --demo`, the README's run command, end to end: the real `fleet` binary starts
+//! its own nats-server, the services and a real `fleet-agent` child, which enrolls; the
+//! demo policy's backup runs real restic and lands in the log and in the repository.
+//! A second start on the same data directory reuses everything.
+//!
+//! Needs nats-server and restic installed, and the fleet-agent binary built next to
+//! `fleet` (the workspace test run builds it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+use fleet_events::event::{AgentEvent, Event, PolicyEvent, TaskEvent, TenantEvent};
+use fleet_events::store::{EventStore, Stored};
+use futures::TryStreamExt;
+
+/// A free TCP port on loopback (the OS's pick, released for the server to take).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn agent_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_fleet")).with_file_name("fleet-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the workspace tests (cargo nextest run --workspace), which \
+         build it",
+        path.display()
+    );
+    path
+}
+
+/// `fleet up --demo` on `data` and `port`, every 60 s (the shortest interval allowed).
+fn start(data: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["up", "--demo", "--demo-every-secs", "60", "--nats-port"])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--agent-binary")
+        .arg(agent_binary())
+        .env("RUST_LOG", "info")
+        .spawn()
+        .expect("start fleet up --demo")
+}
+
+/// SIGTERM, then the exit status (SIGKILL after 60 s fails the test).
+fn stop(mut child: Child) -> ExitStatus {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("fleet up did not stop within 60 s of SIGTERM");
+}
+
+async fn connect(port: u16) -> EventStore {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    EventStore::new(client)
+}
+
+async fn log(store: &EventStore) -> Vec<Stored> {
+    match store.replay("fleet.evt.>", 1).await {
+        Ok(replay) => replay.try_collect().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls the log until `done` holds, for at most `within`.
+async fn wait_for(
+    store: &EventStore,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[Stored]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if done(&log(store).await) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn count(events: &[Stored], matches: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|s| matches(&s.envelope.event)).count()
+}
+
+fn succeeded(events: &[Stored]) -> usize {
+    count(events, |e| {
+        matches!(
+            e,
+            Event::Task {
+                event: TaskEvent::Succeeded { .. },
+                ..
+            }
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let fleet = start(data.path(), port);
+    let store = connect(port).await;
+    wait_for(
+        &store,
+        Duration::from_secs(150),
+        "succeeded backup",
+        |events| succeeded(events) >= 1,
+    )
+    .await;
+    assert!(stop(fleet).success(), "fleet up exits 0 on SIGTERM");
+
+    // The snapshot is in the demo repository, tagged by the policy.
+    let demo = data.path().join("demo");
+    let output = Command::new("restic")
+        .args(["snapshots", "--json", "--no-lock", "-r"])
+        .arg(demo.join("repo"))
+        .arg("--password-file")
+        .arg(demo.join("repo-password"))
+        .output()
+        .expect("restic runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let snapshots = String::from_utf8_lossy(&output.stdout);
+    assert!(snapshots.contains("\"demo\""), "tagged demo: {snapshots}");
+    assert!(
+        snapshots.contains("sample"),
+        "of the sample directory: {snapshots}"
+    );
+
+    // A second start reuses the tenant, the agent's identity and the policy.
+    let status_file = demo.join("agent-state").join("status.json");
+    let before = std::fs::metadata(&status_file)
+        .and_then(|m| m.modified())
+        .expect("status");
+    let port = free_port();
+    let fleet = start(data.path(), port);
+    let store = connect(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&status_file)
+        .and_then(|m| m.modified())
+        .ok()
+        <= Some(before)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not run again"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let events = log(&store).await;
+    assert!(stop(fleet).success(), "fleet up exits 0 on SIGTERM");
+    let once = |what: &str, n: usize| assert_eq!(n, 1, "{what} exactly once");
+    once(
+        "tenant created",
+        count(&events, |e| {
+            matches!(e, Event::Tenant(TenantEvent::Created { .. }))
+        }),
+    );
+    once(
+        "agent registered",
+        count(&events, |e| {
+            matches!(
+                e,
+                Event::Agent {
+                    event: AgentEvent::Registered { .. },
+                    ..
+                }
+            )
+        }),
+    );
+    once(
+        "policy created",
+        count(&events, |e| {
+            matches!(
+                e,
+                Event::Policy {
+                    event: PolicyEvent::Created { .. },
+                    ..
+                }
+            )
+        }),
+    );
+    once(
+        "policy assigned",
+        count(&events, |e| {
+            matches!(
+                e,
+                Event::Policy {
+                    event: PolicyEvent::AssignedToAgent { .. },
+                    ..
+                }
+            )
+        }),
+    );
+}
