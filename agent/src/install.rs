@@ -90,6 +90,9 @@ RestartSec=5
 # so no orphaned restic keeps running (and holding its repository lock) after the agent
 # died; the agent reports that attempt as interrupted on its next start.
 KillMode=control-group
+# The agent's cgroup is its own to divide: it moves itself into a leaf and runs each
+# restic in another with cpu.max (cpuQuotaPercent); without delegation, no cgroup v2 quota.
+Delegate=cpu
 StateDirectory=fleet-agent
 NoNewPrivileges=true
 # The agent itself at normal priority; restic's niceness and IO class come from the
@@ -246,6 +249,7 @@ mod tests {
             "Restart=on-failure",
             "RestartSec=5",
             "KillMode=control-group",
+            "Delegate=cpu",
             "StateDirectory=fleet-agent",
             "NoNewPrivileges=true",
             "Nice=0",

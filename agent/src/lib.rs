@@ -5,9 +5,10 @@
 //!   `--json` output and `restic version`; [`mod@restic::classify`] turns an exit code and
 //!   stderr into an [`ErrorClass`](fleet_events::event::ErrorClass).
 //! - [`probe`]: `fleet-agent probe`, what this host can do (restic version and its
-//!   capabilities, cgroup v2 CPU quotas, `nice`/`ionice`); pure parts plus one IO entry
-//!   point, [`probe::run`].
-//! - [`executor`]: runs one task's restic (secrets, command line, priority, timeout, cancel).
+//!   capabilities, CPU quotas by cgroup v2 or v1, `nice`/`ionice`); pure parts plus one IO
+//!   entry point, [`probe::run`].
+//! - [`executor`]: runs one task's restic (secrets, command line, priority, CPU quota,
+//!   timeout, cancel).
 //! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
 //! - [`config`]: the agent's YAML configuration, in two phases: raw values with

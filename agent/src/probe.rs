@@ -1,5 +1,5 @@
 //! `fleet-agent probe`: what this host can do for the agent (restic and its capabilities,
-//! CPU quotas, `nice` and `ionice`).
+//! CPU quotas with cgroup v2 or the cgroup v1 fallback, `nice` and `ionice`).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::executor::cgroup::{self, V1Cpu};
 use crate::restic::{OutputError, ResticVersion};
 
 /// Exit code when restic is missing or does not work (`EX_UNAVAILABLE`, sysexits.h).
@@ -24,6 +25,8 @@ pub struct Report {
     pub restic_program: OsString,
     pub restic: ResticVersion,
     pub cpu_quota: CpuQuota,
+    /// The cgroup v1 `cpu` hierarchy, used when cgroup v2 is not.
+    pub cpu_quota_v1: V1Cpu,
     /// Where `nice` is, if on PATH.
     pub nice: Option<PathBuf>,
     /// Where `ionice` is, if on PATH.
@@ -85,12 +88,13 @@ pub fn restic_program(flag: Option<OsString>, env: Option<OsString>) -> OsString
 /// Probes this host: runs `<restic> version`, looks at cgroups and PATH.
 pub fn run(restic: &OsStr) -> Result<Report, ProbeError> {
     let version = restic_version(restic)?;
-    let self_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let (cpu_quota, cpu_quota_v1) = cgroup::host_facts();
     let path = std::env::var_os("PATH").unwrap_or_default();
     Ok(Report {
         restic_program: restic.to_owned(),
         restic: version,
-        cpu_quota: cpu_quota(Path::new(CGROUP_ROOT), cgroup_v2_path(&self_cgroup)),
+        cpu_quota,
+        cpu_quota_v1,
         nice: find_in_path("nice", &path),
         ionice: find_in_path("ionice", &path),
     })
@@ -198,6 +202,9 @@ impl fmt::Display for Report {
             yes_no(v.has_check_json())
         )?;
         writeln!(f, "cpu quotas:         {}", self.cpu_quota)?;
+        if !matches!(self.cpu_quota, CpuQuota::Available { .. }) {
+            writeln!(f, "cgroup v1 fallback: {}", self.cpu_quota_v1)?;
+        }
         for (name, found) in [("nice", &self.nice), ("ionice", &self.ionice)] {
             let found = match found {
                 Some(path) => format!("yes ({})", path.display()),

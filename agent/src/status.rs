@@ -47,6 +47,9 @@ pub struct Status {
     pub last_heartbeat_ok_at: Option<DateTime<Utc>>,
     pub restic_version: String,
     pub agent_version: String,
+    /// restic's CPU quota and whether it is enforced; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<String>,
 }
 
 /// The status file in the state directory `dir`.
@@ -107,6 +110,9 @@ pub fn render(status: &Status, now: DateTime<Utc>) -> String {
     );
     row("restic", &status.restic_version);
     row("agent version", &status.agent_version);
+    if let Some(cpu_quota) = &status.cpu_quota {
+        row("cpu quota", cpu_quota);
+    }
     row(
         "",
         &format!("{:>7} {:>7} {:>7}", "backup", "check", "prune"),
@@ -151,6 +157,7 @@ mod tests {
             last_heartbeat_ok_at: Some(at("2025-01-02T03:03:55Z")),
             restic_version: "0.17.3".into(),
             agent_version: "0.1.0".into(),
+            cpu_quota: Some("50% of one core (cgroup v1, /sys/fs/cgroup/cpu/fleet-agent)".into()),
         }
     }
 
@@ -165,6 +172,7 @@ heartbeat      failed at 2025-01-02T03:04:05Z (last ok at 2025-01-02T03:03:55Z)
 outbox         4 report(s) waiting
 restic         0.17.3
 agent version  0.1.0
+cpu quota      50% of one core (cgroup v1, /sys/fs/cgroup/cpu/fleet-agent)
                 backup   check   prune
 running              1       0       0
 queued               2       0       1
@@ -196,6 +204,22 @@ queued               2       0       1
         assert_eq!(json["outboxDepth"], 4);
         assert_eq!(json["lastHeartbeatOk"], false);
         assert_eq!(json["lastHeartbeatOkAt"], "2025-01-02T03:03:55Z");
+        assert_eq!(
+            json["cpuQuota"],
+            "50% of one core (cgroup v1, /sys/fs/cgroup/cpu/fleet-agent)"
+        );
+        let back: Status = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn no_cpu_quota_no_row_and_older_files_still_parse() {
+        let mut status = sample();
+        status.cpu_quota = None;
+        assert!(!render(&status, status.at).contains("cpu quota"));
+        let mut json = serde_json::to_value(&status).expect("json");
+        assert!(json.get("cpuQuota").is_none(), "{json}");
+        json.as_object_mut().expect("an object").remove("cpuQuota");
         let back: Status = serde_json::from_value(json).expect("parse");
         assert_eq!(back, status);
     }

@@ -46,7 +46,8 @@ pub struct AgentSettings {
     pub max_concurrent: u16,
     /// Tasks at once per kind, each at most `max_concurrent`.
     pub per_kind: KindLimits,
-    /// CPU share restic may use, in percent of one core (cgroup v2 `cpu.max`), 1 to 6400.
+    /// CPU share restic may use, in percent of one core (cgroup v2 `cpu.max`, else cgroup v1
+    /// `cpu.cfs_quota_us`), 1 to 6400.
     pub cpu_quota_percent: Option<u16>,
     /// restic `--limit-upload`, in KiB/s.
     pub upload_kib_s: Option<u32>,

@@ -4,12 +4,15 @@
 //! - [`secrets`]: a policy's secret name to restic's password variable.
 //! - [`command`]: the restic invocation for a task, pure.
 //! - [`priority`]: `ionice`/`nice` wrapping, pure.
+//! - [`cgroup`]: the CPU quota (`cpuQuotaPercent`): a cgroup (v2, else v1) per attempt
+//!   that restic joins before it execs; without either, a warning at start.
 //! - [`run()`]: one process to its end; [`collect`] turns its output into a report.
 //!
 //! Invariants: secrets reach restic only through its environment, never argv; neither logs
 //! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
 //! cancelled run is [`RunOutcome::Cancelled`], not a failure.
 
+pub mod cgroup;
 pub mod collect;
 pub mod command;
 pub mod priority;
@@ -33,6 +36,7 @@ use tracing::info;
 
 use crate::restic::ResticVersion;
 
+pub use cgroup::CpuLimiter;
 pub use command::{Invocation, init_invocation, invocation};
 pub use priority::Wrappers;
 pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
@@ -51,15 +55,32 @@ pub struct Context<'a> {
     pub version: &'a ResticVersion,
     /// Between SIGINT and SIGKILL when a run is stopped ([`STOP_GRACE`] in production).
     pub grace: Duration,
+    /// The CPU quota restic runs under; `None` for none.
+    pub cpu: Option<&'a CpuLimiter>,
 }
 
 /// Runs `order` to its end. The policy's run timeout covers everything, `restic init`
 /// included; a missing repository is created (once) only with `execution.init_if_missing`.
 /// A successful summary's duration is the task's run alone, without the init.
+/// restic runs in the attempt's CPU-quota cgroup, if any, removed when the attempt ended.
 pub async fn execute(
     order: &TaskOrder,
     ctx: &Context<'_>,
     cancel: CancellationToken,
+) -> RunOutcome {
+    let leaf = ctx.cpu.and_then(|cpu| cpu.leaf(order.task, order.attempt));
+    let outcome = execute_in(order, ctx, cancel, leaf.as_ref()).await;
+    if let Some(leaf) = leaf {
+        leaf.remove().await;
+    }
+    outcome
+}
+
+async fn execute_in(
+    order: &TaskOrder,
+    ctx: &Context<'_>,
+    cancel: CancellationToken,
+    leaf: Option<&cgroup::Leaf>,
 ) -> RunOutcome {
     let failed = |error| RunOutcome::Finished(ReportStatus::Failed(error));
     let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
@@ -75,7 +96,7 @@ pub async fn execute(
     let left = || deadline.saturating_duration_since(Instant::now());
     let run_once = |inv: Invocation, kind: TaskKind| {
         let cancel = cancel.clone();
-        async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version).await }
+        async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version, leaf).await }
     };
 
     let outcome = run_once(inv.clone(), kind).await;

@@ -1,6 +1,9 @@
 //! Runs one restic invocation to its end: output collected, run timeout and cancellation
-//! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period).
+//! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period), in
+//! its CPU-quota cgroup when it has one.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::cgroup::Leaf;
 use super::collect::{Collected, Stream};
 use super::command::Invocation;
 use super::priority::{Wrappers, command_line};
@@ -51,10 +55,12 @@ pub async fn run(
     cancel: CancellationToken,
     version: &ResticVersion,
 ) -> RunOutcome {
-    run_with_grace(inv, kind, timeout, STOP_GRACE, cancel, version).await
+    run_with_grace(inv, kind, timeout, STOP_GRACE, cancel, version, None).await
 }
 
-/// [`run`] with another grace period between SIGINT and SIGKILL.
+/// [`run`] with another grace period between SIGINT and SIGKILL, and in the cgroup
+/// `leaf` when given (restic joins it before it execs). If restic cannot start in the
+/// leaf, it starts without it, after a warning: a quota never fails a task.
 pub async fn run_with_grace(
     inv: &Invocation,
     kind: TaskKind,
@@ -62,22 +68,22 @@ pub async fn run_with_grace(
     grace: Duration,
     cancel: CancellationToken,
     version: &ResticVersion,
+    leaf: Option<&Leaf>,
 ) -> RunOutcome {
     let (program, args) = command_line(inv, wrappers());
-    let mut command = Command::new(&program);
-    command.args(&args);
-    for var in RESTIC_SECRET_VARS {
-        command.env_remove(var);
-    }
-    command
-        .envs(inv.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-
     let started = Instant::now();
-    let mut child = match command.spawn() {
+    let spawned = match leaf {
+        Some(leaf) => match command(&program, &args, inv, Some(leaf)).spawn() {
+            Ok(child) => Ok(child),
+            Err(error) => {
+                warn!(%error, cgroup = %leaf.dir().display(),
+                    "restic could not start in its cgroup; starting it without the CPU quota");
+                command(&program, &args, inv, None).spawn()
+            }
+        },
+        None => command(&program, &args, inv, None).spawn(),
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
             let class = match error.kind() {
@@ -169,6 +175,25 @@ pub async fn run_with_grace(
         ))),
         None => RunOutcome::Finished(collected.finish(code, duration_ms, version)),
     }
+}
+
+/// The command that spawns restic (behind its wrappers), joining `leaf` if given.
+fn command(program: &Path, args: &[OsString], inv: &Invocation, leaf: Option<&Leaf>) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    for var in RESTIC_SECRET_VARS {
+        command.env_remove(var);
+    }
+    command
+        .envs(inv.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(leaf) = leaf {
+        leaf.join_on_exec(&mut command);
+    }
+    command
 }
 
 /// Sends SIGINT to restic (the wrappers exec it, so `pid` is restic once it started).

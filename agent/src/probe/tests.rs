@@ -118,6 +118,9 @@ fn the_report_names_every_capability() {
         restic_program: "restic".into(),
         restic: ResticVersion::new(0, 14, 0),
         cpu_quota: CpuQuota::NoCgroupV2,
+        cpu_quota_v1: V1Cpu::Available {
+            dir: PathBuf::from("/sys/fs/cgroup/cpu"),
+        },
         nice: Some(PathBuf::from("/usr/bin/nice")),
         ionice: None,
     };
@@ -127,9 +130,30 @@ fn the_report_names_every_capability() {
         "typed exit codes:   no (restic >= 0.17)",
         "--retry-lock:       no (restic >= 0.16)",
         "cpu quotas:         no (/sys/fs/cgroup is not a cgroup v2 hierarchy)",
+        "cgroup v1 fallback: yes (cpu.cfs_quota_us under /sys/fs/cgroup/cpu)",
         "nice:               yes (/usr/bin/nice)",
         "ionice:             no (not on PATH)",
     ] {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
+}
+
+#[test]
+fn the_v1_fallback_is_named_only_without_cgroup_v2() {
+    let report = Report {
+        restic_program: "restic".into(),
+        restic: ResticVersion::new(0, 17, 0),
+        cpu_quota: CpuQuota::Available {
+            dir: PathBuf::from("/sys/fs/cgroup/system.slice/fleet-agent.service"),
+        },
+        cpu_quota_v1: V1Cpu::NotMounted,
+        nice: None,
+        ionice: None,
+    };
+    let text = report.to_string();
+    assert!(
+        text.contains("cpu quotas:         yes (cgroup v2 cpu.max under"),
+        "{text}"
+    );
+    assert!(!text.contains("cgroup v1"), "{text}");
 }

@@ -63,6 +63,7 @@ pub async fn beat(shared: Arc<Shared>, shutdown: CancellationToken) {
                 last_heartbeat_ok_at: last_ok_at,
                 restic_version: beat.restic_version,
                 agent_version: beat.agent_version,
+                cpu_quota: shared.cpu.summary(),
             };
             match status::write(dir, &status) {
                 Ok(()) => status_written = true,

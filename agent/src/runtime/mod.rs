@@ -8,9 +8,10 @@
 //! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
 //! - `heartbeat`: load, versions and outbox depth every interval.
 //!
-//! On start, an attempt that was running when the agent died is finished with an
-//! `Interrupted` report (the control plane retries it); accepted attempts not yet started
-//! are queued again.
+//! On start, the CPU quota is prepared ([`crate::executor::cgroup`]; one warning if it is
+//! configured but cannot be enforced), an attempt that was running when the agent died is
+//! finished with an `Interrupted` report (the control plane retries it), and accepted
+//! attempts not yet started are queued again.
 
 mod heartbeat;
 mod intake;
@@ -30,7 +31,7 @@ use fleet_events::settings::AgentSettings;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::SecretSource;
+use crate::executor::{CpuLimiter, SecretSource};
 use crate::restic::output::ResticVersion;
 use crate::state::{AgentState, StateError};
 
@@ -70,6 +71,8 @@ struct Shared {
     js: async_nats::jetstream::Context,
     /// Wakes the outbox sender when a report was recorded.
     reports: Notify,
+    /// The CPU quota of restic processes.
+    cpu: CpuLimiter,
     /// Cancel tokens of running or queued attempts.
     running: Mutex<HashMap<(fleet_events::ids::TaskId, u32), CancellationToken>>,
 }
@@ -97,8 +100,10 @@ pub async fn run(
     state: AgentState,
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let cpu = CpuLimiter::start(config.settings.cpu_quota_percent);
     let shared = Arc::new(Shared {
         js: async_nats::jetstream::new(client),
+        cpu,
         config,
         state,
         reports: Notify::new(),

@@ -105,6 +105,7 @@ async fn run_task(
         hostname: &config.hostname,
         version: &config.restic_version,
         grace: config.stop_grace,
+        cpu: Some(&shared.cpu),
     };
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);

@@ -16,7 +16,7 @@ use fleet_events::settings::{AgentSettings, IoClass};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Context, RunOutcome, SecretSource, execute};
+use crate::executor::{Context, CpuLimiter, RunOutcome, SecretSource, execute};
 use crate::probe::find_in_path;
 use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
 
@@ -29,6 +29,8 @@ pub struct Lab {
     pub dir: TempDir,
     pub secrets: HashMap<String, SecretSource>,
     pub settings: AgentSettings,
+    /// The CPU quota restic runs under; none unless a test sets one.
+    pub cpu: Option<CpuLimiter>,
 }
 
 impl Lab {
@@ -73,6 +75,7 @@ impl Lab {
             dir,
             secrets,
             settings,
+            cpu: None,
         })
     }
 
@@ -129,6 +132,7 @@ impl Lab {
             hostname: HOST,
             version: &self.version,
             grace: Duration::from_secs(2),
+            cpu: self.cpu.as_ref(),
         };
         execute(order, &ctx, cancel).await
     }

@@ -46,6 +46,24 @@ async fn backup_is_tagged_and_summarised() {
     assert_eq!(snapshot.hostname, HOST);
 }
 
+/// With a quota on a usable cgroup, restic runs in its attempt's leaf, removed afterwards.
+#[tokio::test]
+async fn backup_under_a_cpu_quota_leaves_no_cgroup() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cpu = CpuLimiter::start(Some(50));
+    let CpuLimiter::Enforced { backend, .. } = &cpu else {
+        eprintln!("SKIPPED: {}", cpu.summary().unwrap_or_default());
+        return;
+    };
+    let backend = backend.clone();
+    lab.cpu = Some(cpu);
+    lab.init().await;
+    let (order, summary) = lab.backup(&lab.data(2)).await;
+    assert_eq!(summary.files_new, 2, "{summary:?}");
+    let leaf = backend.leaf_dir(order.task, order.attempt);
+    assert!(!leaf.exists(), "{} removed", leaf.display());
+}
+
 #[tokio::test]
 async fn check_succeeds() {
     let Some(lab) = Lab::new() else { return };
@@ -193,6 +211,7 @@ async fn sigint_ignored_means_sigkill_after_the_grace() {
         grace,
         CancellationToken::new(),
         &version,
+        None,
     )
     .await;
     let RunOutcome::Finished(ReportStatus::Failed(error)) = outcome else {
