@@ -307,7 +307,10 @@ mod tests {
 
     #[test]
     fn no_stream_stores_registration_requests() {
-        assert!(filter_matches("fleet.>", REGISTER_SUBJECT), "the matcher works");
+        assert!(
+            filter_matches("fleet.>", REGISTER_SUBJECT),
+            "the matcher works"
+        );
         assert!(filter_matches("fleet.ctl.*", REGISTER_SUBJECT));
         for config in crate::streams::all(&Default::default()) {
             for filter in &config.subjects {
