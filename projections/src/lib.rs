@@ -14,6 +14,13 @@
 //! - [`checkpoint`]: the `meta` and `rejected` trees the runtime keeps beside a model.
 //! - [`error`]: [`ApplyError`] (from a model) and [`ProjectionError`] (from the runtime).
 //! - [`tasks`]: the task read model: each task's state and per-tenant status counts.
+//! - [`agents`]: the agent read model: registration, settings, liveness, held tasks per
+//!   kind (saturation) and tasks in backoff.
+//! - [`runs`]: the run read model: each finished attempt with its result, newest first
+//!   per tenant, and the last success of each policy on each agent.
+//! - [`policies`]: the policy read model: spec, pause, deletion, assigned agents,
+//!   revision; listed per tenant by name; next fire times.
+//! - [`repos`]: the repository read model: each repository's circuit breaker.
 //!
 //! # Guarantees
 //!
@@ -27,16 +34,26 @@
 //! - A rebuild stores the same bytes as the incremental run over the same log.
 //! - Projections never publish: they only read the log.
 
+pub mod agents;
 pub mod checkpoint;
 pub mod drive;
 pub mod error;
+pub mod policies;
 pub mod projection;
+pub mod repos;
+pub mod runs;
 pub mod runtime;
 pub mod tasks;
+#[cfg(test)]
+mod testing;
 
+pub use agents::{AgentView, Agents};
 pub use checkpoint::{RejectedEvent, Status};
 pub use drive::{Progress, rebuild};
 pub use error::{ApplyError, ProjectionError};
+pub use policies::{Policies, PolicyView};
 pub use projection::Projection;
+pub use repos::{Circuit, RepoView, Repos};
+pub use runs::{LastSuccess, RunFilter, RunOutcome, RunOutcomeKind, RunView, Runs};
 pub use runtime::{Checkpointed, Entry, Outcome};
-pub use tasks::{TaskView, Tasks};
+pub use tasks::{TaskFilter, TaskView, Tasks};

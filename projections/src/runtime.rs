@@ -349,7 +349,7 @@ mod tests;
 /// background flusher releases it a moment after the last handle of a closed database
 /// is dropped, so a reopen in the same process (or right after a restart) may find it
 /// busy. A lock held for longer (another live process) is still an error.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+pub fn open_sled(path: &Path) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match sled::open(path) {

@@ -10,8 +10,9 @@
 
 mod view;
 
+use chrono::{DateTime, Utc};
 use fleet_events::event::Event;
-use fleet_events::ids::{TaskId, TenantId};
+use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
 use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
 use fleet_events::task_state::{Task, TaskStatus};
@@ -133,6 +134,31 @@ impl Checkpointed<Tasks> {
             .map_err(|e| corrupt(BY_ID, format!("task {id}: {e}")))
     }
 
+    /// `tenant`'s tasks that pass `filter`, newest fire time first, at most `limit`.
+    /// A scan of every task: fine for the tens of thousands a read model holds.
+    pub fn list(
+        &self,
+        tenant: &TenantId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<(TaskId, TaskView)>, ProjectionError> {
+        let mut out = Vec::new();
+        for item in self.trees()[0].iter() {
+            let (key, value) = item?;
+            let view =
+                TaskView::decode(&value).map_err(|e| corrupt(BY_ID, format!("a task: {e}")))?;
+            if view.tenant != *tenant || !filter.passes(&view) {
+                continue;
+            }
+            let uuid = uuid::Uuid::from_slice(&key)
+                .map_err(|_| corrupt(BY_ID, "a key is not a task id"))?;
+            out.push((TaskId::from_uuid(uuid), view));
+        }
+        out.sort_by(|a, b| b.1.fire_at.cmp(&a.1.fire_at).then(b.0.cmp(&a.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
     /// How many of `tenant`'s tasks are in each status, in [`TaskStatus::ALL`] order.
     pub fn status_counts(
         &self,
@@ -151,6 +177,26 @@ impl Checkpointed<Tasks> {
                 decode_count(&value).ok_or_else(|| corrupt(COUNTS, "a count is not 8 bytes"))?;
         }
         Ok(out)
+    }
+}
+
+/// Which tasks [`Checkpointed::<Tasks>::list`] returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub agent: Option<AgentId>,
+    pub policy: Option<PolicyId>,
+    /// Fired at or after this.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl TaskFilter {
+    /// Whether `view` passes.
+    pub fn passes(&self, view: &TaskView) -> bool {
+        self.status.is_none_or(|s| view.status() == Some(s))
+            && self.agent.is_none_or(|a| view.agent == a)
+            && self.policy.is_none_or(|p| view.policy == p)
+            && self.since.is_none_or(|since| view.fire_at >= since)
     }
 }
 

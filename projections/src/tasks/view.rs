@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// One task as the read model stores it (postcard): its [`Task`] state without the
 /// policy spec, plus its tenant and kind.
+/// Field names are camelCase in JSON; postcard does not store names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// The tenant whose subject the task's events are stored under.
     pub tenant: TenantId,
