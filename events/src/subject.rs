@@ -254,6 +254,27 @@ pub fn parked(consumer: &str) -> Result<String, IdError> {
     Ok(format!("{PARKED_PREFIX}.{consumer}"))
 }
 
+/// Prefix of the control subjects: core NATS request/reply, outside every stream.
+pub const CONTROL_PREFIX: &str = "fleet.ctl";
+/// The queue group of projector instances answering queries.
+pub const PROJECTOR_QUEUE: &str = "fleet-projector";
+
+/// Read-model queries about one tenant (`fleet.ctl.query.<tenant>`), answered by the
+/// projector. The tenant is in the subject, so the server can scope who may ask.
+pub fn query(tenant: &TenantId) -> String {
+    format!("{CONTROL_PREFIX}.query.{tenant}")
+}
+
+/// Every tenant's query subject, for the projector to serve.
+pub fn all_queries() -> String {
+    format!("{CONTROL_PREFIX}.query.*")
+}
+
+/// The projections' own status (checkpoints, lag), for operators.
+pub fn projections_status() -> String {
+    format!("{CONTROL_PREFIX}.projections.status")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

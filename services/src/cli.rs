@@ -32,6 +32,47 @@ pub enum Command {
     /// Manage tenants and their tokens.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The read models: their progress, and rebuilding them from the log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's checkpoint, lag behind the log and rejected events (asks the
+    /// running projector).
+    Status(StatusArgs),
+    /// Drop the read models and replay the log from sequence 1 into them. Run it with the
+    /// projector stopped (its database is locked while it runs).
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Output: a table for people, or json.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projector's directory (`fleet up`: DATA_DIR/projections).
+    #[arg(
+        long,
+        env = "FLEET_PROJECTIONS_DIR",
+        default_value = "fleet-data/projections"
+    )]
+    pub projections_dir: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +154,7 @@ pub enum ServiceArg {
     Intake,
     Retry,
     Registrar,
+    Projector,
 }
 
 impl From<ServiceArg> for Service {
@@ -123,6 +165,7 @@ impl From<ServiceArg> for Service {
             ServiceArg::Intake => Service::Intake,
             ServiceArg::Dispatcher => Service::Dispatcher,
             ServiceArg::Registrar => Service::Registrar,
+            ServiceArg::Projector => Service::Projector,
         }
     }
 }
@@ -163,6 +206,9 @@ pub struct ServiceArgs {
     /// Dispatch to agents with tasks in backoff (by default they get nothing until it ends).
     #[arg(long, env = "FLEET_IGNORE_AGENT_BACKOFF")]
     pub ignore_agent_backoff: bool,
+    /// Where the projector keeps its read models (`fleet up`: DATA_DIR/projections).
+    #[arg(long, env = "FLEET_PROJECTIONS_DIR")]
+    pub projections_dir: Option<PathBuf>,
 }
 
 impl ServiceArgs {
@@ -188,6 +234,7 @@ impl ServiceArgs {
                 // one lease later.
                 timeout_margin: Duration::from_secs(self.agent_lease_secs),
             },
+            projections_dir: self.projections_dir.clone(),
         })
     }
 }

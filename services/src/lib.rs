@@ -11,6 +11,7 @@
 //! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
 //! - [`tenant`]: tenants and their tokens (created, issued, revoked: events).
+//! - [`projector`]: the read models (sled, from the log) and the queries they answer.
 //! - [`enroll`]: the registrar, which registers agents that present an enrollment token.
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
@@ -22,6 +23,7 @@ pub mod enroll;
 pub mod follow;
 pub mod intake;
 pub mod local_nats;
+pub mod projector;
 pub mod retry;
 pub mod scheduler;
 pub mod serve;

@@ -1,6 +1,7 @@
 //! The `fleet` command: thin glue over `fleet-services`.
 
 mod cli;
+mod projections_cmd;
 mod tenant_cmd;
 
 use std::process::ExitCode;
@@ -70,13 +71,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     every_secs: args.demo_every_secs,
                 }),
             };
+            let mut services = args.services.config()?;
+            if services.projections_dir.is_none() {
+                services.projections_dir = Some(args.data_dir.join("projections"));
+            }
             let config = up::UpConfig {
                 demo,
                 nats_url: args.nats_url,
                 data_dir: args.data_dir,
                 nats_port: args.nats_port,
                 streams: args.streams.options(),
-                services: args.services.config()?,
+                services,
             };
             up::run(config, shutdown::on_signals()).await
         }
@@ -101,5 +106,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(command) => tenant_cmd::run(command).await,
+        Command::Projections(command) => projections_cmd::run(command).await,
     }
 }

@@ -25,16 +25,19 @@ pub enum Service {
     Dispatcher,
     /// Agents' registrations with enrollment tokens.
     Registrar,
+    /// Read models from the log, and the queries they answer.
+    Projector,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Scheduler,
         Service::Dispatcher,
         Service::Intake,
         Service::Retry,
         Service::Registrar,
+        Service::Projector,
     ];
 
     /// The name used on the command line and in logs.
@@ -45,6 +48,7 @@ impl Service {
             Service::Intake => "intake",
             Service::Dispatcher => "dispatcher",
             Service::Registrar => "registrar",
+            Service::Projector => "projector",
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct ServiceConfig {
     pub clock: Clock,
     pub circuit: CircuitConfig,
     pub dispatcher: DispatcherConfig,
+    /// Where the projector keeps its read models (sled); required by the projector.
+    pub projections_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -85,6 +91,14 @@ pub async fn run(
         Service::Registrar => crate::enroll::run(store, config.clock, shutdown)
             .await
             .with_context(context)?,
+        Service::Projector => {
+            let dir = config.projections_dir.context(
+                "the projector needs a directory for its read models (--projections-dir)",
+            )?;
+            crate::projector::run(store, config.clock, &dir, shutdown)
+                .await
+                .with_context(context)?
+        }
     }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())

@@ -137,6 +137,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             clock,
             circuit: Default::default(),
             dispatcher: Default::default(),
+            projections_dir: None,
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });

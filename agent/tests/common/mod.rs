@@ -93,6 +93,7 @@ pub fn control_plane(
                 clock: Clock::System,
                 circuit: Default::default(),
                 dispatcher: Default::default(),
+                projections_dir: None,
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {

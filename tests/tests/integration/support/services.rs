@@ -15,6 +15,7 @@ pub fn system() -> ServiceConfig {
         clock: Clock::System,
         circuit: CircuitConfig::default(),
         dispatcher: DispatcherConfig::default(),
+        projections_dir: None,
     }
 }
 

@@ -1,0 +1,126 @@
+//! Answering one query from the read models (reads only; no IO beyond sled).
+
+use chrono::{DateTime, Utc};
+use fleet_events::ids::TenantId;
+use fleet_events::task_state::TaskStatus;
+use fleet_projections::{ProjectionError, TaskFilter};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::dto;
+use super::models::ReadModels;
+use super::query::{Answer, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
+
+/// The answer to `query` about `tenant` at `now`.
+pub fn answer(models: &ReadModels, tenant: &TenantId, query: Query, now: DateTime<Utc>) -> Answer {
+    let _ = now;
+    match reply(models, tenant, query) {
+        Ok(value) => Answer::Ok(value),
+        Err(Refusal(code, message)) => Answer::error(code, message),
+    }
+}
+
+struct Refusal(ErrorCode, String);
+
+impl From<ProjectionError> for Refusal {
+    fn from(error: ProjectionError) -> Self {
+        tracing::error!(%error, "a read model cannot answer");
+        Refusal(
+            ErrorCode::Unavailable,
+            format!("the read model cannot answer: {error}"),
+        )
+    }
+}
+
+fn to_json(value: impl Serialize) -> Result<Value, Refusal> {
+    serde_json::to_value(value).map_err(|e| Refusal(ErrorCode::Unavailable, e.to_string()))
+}
+
+fn limit(asked: Option<usize>) -> Result<usize, Refusal> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Refusal(
+            ErrorCode::BadRequest,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+fn reply(models: &ReadModels, tenant: &TenantId, query: Query) -> Result<Value, Refusal> {
+    match query {
+        Query::Tasks {
+            status,
+            agent,
+            policy,
+            since,
+            limit: asked,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    TaskStatus::ALL
+                        .into_iter()
+                        .find(|s| s.as_str() == text)
+                        .ok_or_else(|| {
+                            let names: Vec<&str> =
+                                TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+                            Refusal(
+                                ErrorCode::BadRequest,
+                                format!("status must be one of {}", names.join(", ")),
+                            )
+                        })?,
+                ),
+            };
+            let filter = TaskFilter {
+                status,
+                agent,
+                policy,
+                since,
+            };
+            let tasks = models.tasks.list(tenant, &filter, limit(asked)?)?;
+            let items: Vec<Value> = tasks
+                .into_iter()
+                .map(|(id, view)| {
+                    let mut value = to_json(&view)?;
+                    value["id"] = json!(id);
+                    Ok(value)
+                })
+                .collect::<Result<_, Refusal>>()?;
+            Ok(Value::Array(items))
+        }
+        Query::Task { id } => match models.tasks.task(id)? {
+            Some(view) if view.tenant == *tenant => {
+                let mut value = to_json(&view)?;
+                value["id"] = json!(id);
+                Ok(value)
+            }
+            _ => Err(Refusal(ErrorCode::NotFound, format!("no task {id}"))),
+        },
+        Query::Agents => {
+            let agents: Vec<dto::Agent> = models
+                .agents
+                .list(tenant)?
+                .iter()
+                .map(dto::Agent::from)
+                .collect();
+            to_json(agents)
+        }
+        Query::Agent { id } => match models.agents.agent(id)? {
+            Some(view) if view.tenant == *tenant => to_json(dto::Agent::from(&view)),
+            _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
+        },
+        Query::AgentBackoff { id } => match models.agents.agent(id)? {
+            Some(view) if view.tenant == *tenant => to_json(dto::BackoffStatus::from(&view)),
+            _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
+        },
+        Query::TaskCounts => {
+            let counts = models.tasks.status_counts(tenant)?;
+            let map: serde_json::Map<String, Value> = counts
+                .into_iter()
+                .map(|(status, n)| (status.as_str().to_owned(), json!(n)))
+                .collect();
+            Ok(Value::Object(map))
+        }
+    }
+}

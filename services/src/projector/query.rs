@@ -1,0 +1,173 @@
+//! The query protocol of the read models: JSON requests on `fleet.ctl.query.<tenant>`
+//! ([`Query`]), JSON answers ([`Answer`]); and [`ask`], the client the API and the CLI
+//! use (they never open sled).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
+use fleet_events::subject;
+use serde::{Deserialize, Serialize};
+
+/// How long a caller waits for the projector.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most items a list returns.
+pub const MAX_LIMIT: usize = 1000;
+/// Items a list returns when the caller names no limit.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// A question about one tenant's read models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "query",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Query {
+    /// Tasks, newest fire time first.
+    Tasks {
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        agent: Option<AgentId>,
+        #[serde(default)]
+        policy: Option<PolicyId>,
+        #[serde(default)]
+        since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// One task's state.
+    Task { id: TaskId },
+    /// How many tasks are in each status.
+    TaskCounts,
+    /// Every agent, by name.
+    Agents,
+    /// One agent.
+    Agent { id: AgentId },
+    /// One agent's backoff: its tasks waiting for a retry and when.
+    AgentBackoff { id: AgentId },
+}
+
+impl Query {
+    /// A short name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Query::Tasks { .. } => "tasks",
+            Query::Task { .. } => "task",
+            Query::TaskCounts => "task_counts",
+            Query::Agents => "agents",
+            Query::Agent { .. } => "agent",
+            Query::AgentBackoff { .. } => "agent_backoff",
+        }
+    }
+}
+
+/// What went wrong with a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is not a query, or a field is not valid.
+    BadRequest,
+    /// No such object in this tenant (another tenant's object is not found either).
+    NotFound,
+    /// The read model could not answer (storage trouble).
+    Unavailable,
+}
+
+/// The answer to a query: `{"ok": …}` or `{"error": {"code": …, "message": …}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Answer {
+    Ok(serde_json::Value),
+    Error { code: ErrorCode, message: String },
+}
+
+impl Answer {
+    /// An error answer.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Answer::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why [`ask`] got no data.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("the projector does not answer (is `fleet up` or `fleet serve projector` running?)")]
+    NoProjector,
+    #[error("the projector's answer is not valid: {0}")]
+    BadAnswer(String),
+    #[error("cannot send the query: {0}")]
+    Transport(String),
+}
+
+/// Asks the projector `query` about `tenant`.
+pub async fn ask(
+    client: &async_nats::Client,
+    tenant: &TenantId,
+    query: &Query,
+) -> Result<serde_json::Value, AskError> {
+    let body = serde_json::to_vec(query).map_err(|e| AskError::Transport(e.to_string()))?;
+    request(client, subject::query(tenant), body).await
+}
+
+/// Sends `body` on `subject` and decodes the [`Answer`].
+pub async fn request(
+    client: &async_nats::Client,
+    subject: String,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, AskError> {
+    let sent = tokio::time::timeout(QUERY_TIMEOUT, client.request(subject, body.into())).await;
+    let message = match sent {
+        Err(_) => return Err(AskError::NoProjector),
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(AskError::NoProjector);
+        }
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+            return Err(AskError::NoProjector);
+        }
+        Ok(Err(e)) => return Err(AskError::Transport(e.to_string())),
+        Ok(Ok(message)) => message,
+    };
+    match serde_json::from_slice::<Answer>(&message.payload) {
+        Ok(Answer::Ok(value)) => Ok(value),
+        Ok(Answer::Error { code, message }) => Err(AskError::Refused { code, message }),
+        Err(e) => Err(AskError::BadAnswer(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_read_as_camel_case_json() {
+        let query: Query = serde_json::from_str(
+            r#"{"query":"tasks","status":"failed","since":"2026-11-01T00:00:00Z"}"#,
+        )
+        .expect("parses");
+        assert!(
+            matches!(query, Query::Tasks { status: Some(s), limit: None, .. } if s == "failed")
+        );
+        let counts: Query = serde_json::from_str(r#"{"query":"taskCounts"}"#).expect("parses");
+        assert_eq!(counts, Query::TaskCounts);
+        assert!(serde_json::from_str::<Query>(r#"{"query":"dropTables"}"#).is_err());
+    }
+
+    #[test]
+    fn answers_are_ok_or_error() {
+        let ok = serde_json::to_string(&Answer::Ok(serde_json::json!([1]))).expect("json");
+        assert_eq!(ok, r#"{"ok":[1]}"#);
+        let error = Answer::error(ErrorCode::NotFound, "no task");
+        let text = serde_json::to_string(&error).expect("json");
+        assert_eq!(
+            text,
+            r#"{"error":{"code":"not_found","message":"no task"}}"#
+        );
+    }
+}
