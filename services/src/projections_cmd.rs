@@ -47,8 +47,7 @@ pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("connecting to NATS at {}", args.nats.nats_url))?;
             let store = EventStore::new(client);
             models.rebuild(&store).await.context("rebuilding")?;
-            let last = store.last_sequence(&subject::all_events()).await?;
-            for row in models.status(last)? {
+            for row in models.status(&store).await? {
                 println!(
                     "{}: rebuilt up to sequence {} ({} rejected)",
                     row.projection, row.checkpoint, row.rejected

@@ -53,6 +53,15 @@ pub enum RunOutcomeKind {
 }
 
 impl RunOutcomeKind {
+    /// Every kind.
+    pub const ALL: [RunOutcomeKind; 5] = [
+        RunOutcomeKind::Succeeded,
+        RunOutcomeKind::Failed,
+        RunOutcomeKind::Lost,
+        RunOutcomeKind::Cancelled,
+        RunOutcomeKind::Exhausted,
+    ];
+
     /// The snake_case name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use fleet_events::ids::TenantId;
 use fleet_events::task_state::TaskStatus;
-use fleet_projections::{ProjectionError, TaskFilter};
+use fleet_projections::{ProjectionError, RunFilter, RunOutcomeKind, TaskFilter};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -13,8 +13,7 @@ use super::query::{Answer, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
 
 /// The answer to `query` about `tenant` at `now`.
 pub fn answer(models: &ReadModels, tenant: &TenantId, query: Query, now: DateTime<Utc>) -> Answer {
-    let _ = now;
-    match reply(models, tenant, query) {
+    match reply(models, tenant, query, now) {
         Ok(value) => Answer::Ok(value),
         Err(Refusal(code, message)) => Answer::error(code, message),
     }
@@ -47,7 +46,12 @@ fn limit(asked: Option<usize>) -> Result<usize, Refusal> {
     }
 }
 
-fn reply(models: &ReadModels, tenant: &TenantId, query: Query) -> Result<Value, Refusal> {
+fn reply(
+    models: &ReadModels,
+    tenant: &TenantId,
+    query: Query,
+    now: DateTime<Utc>,
+) -> Result<Value, Refusal> {
     match query {
         Query::Tasks {
             status,
@@ -114,13 +118,113 @@ fn reply(models: &ReadModels, tenant: &TenantId, query: Query) -> Result<Value, 
             Some(view) if view.tenant == *tenant => to_json(dto::BackoffStatus::from(&view)),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
         },
-        Query::TaskCounts => {
-            let counts = models.tasks.status_counts(tenant)?;
-            let map: serde_json::Map<String, Value> = counts
-                .into_iter()
-                .map(|(status, n)| (status.as_str().to_owned(), json!(n)))
+        Query::TaskCounts => Ok(Value::Object(task_counts(models, tenant)?)),
+        Query::Runs {
+            agent,
+            policy,
+            outcome,
+            since,
+            limit: asked,
+        } => {
+            let outcome = match outcome.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    RunOutcomeKind::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == text)
+                        .ok_or_else(|| {
+                            let names: Vec<&str> =
+                                RunOutcomeKind::ALL.iter().map(|k| k.as_str()).collect();
+                            Refusal(
+                                ErrorCode::BadRequest,
+                                format!("outcome must be one of {}", names.join(", ")),
+                            )
+                        })?,
+                ),
+            };
+            let filter = RunFilter {
+                agent,
+                policy,
+                kind: None,
+                outcome,
+                since,
+            };
+            let runs: Vec<dto::Run> = models
+                .runs
+                .list(tenant, &filter, limit(asked)?)?
+                .iter()
+                .map(dto::Run::from)
                 .collect();
-            Ok(Value::Object(map))
+            to_json(runs)
         }
+        Query::Policies { include_deleted } => {
+            let policies: Vec<dto::Policy> = models
+                .policies
+                .list(tenant, include_deleted)?
+                .iter()
+                .map(|view| dto::Policy::new(view, now))
+                .collect();
+            to_json(policies)
+        }
+        Query::Policy { id } => match models.policies.policy(id)? {
+            Some(view) if view.tenant == *tenant => to_json(dto::Policy::new(&view, now)),
+            _ => Err(Refusal(ErrorCode::NotFound, format!("no policy {id}"))),
+        },
+        Query::Repos => {
+            let repos: Vec<dto::Repo> = models
+                .repos
+                .list(tenant)?
+                .iter()
+                .map(dto::Repo::from)
+                .collect();
+            to_json(repos)
+        }
+        Query::Summary => to_json(summary(models, tenant, now)?),
     }
+}
+
+fn task_counts(
+    models: &ReadModels,
+    tenant: &TenantId,
+) -> Result<serde_json::Map<String, Value>, Refusal> {
+    Ok(models
+        .tasks
+        .status_counts(tenant)?
+        .into_iter()
+        .map(|(status, n)| (status.as_str().to_owned(), json!(n)))
+        .collect())
+}
+
+fn summary(
+    models: &ReadModels,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> Result<dto::Summary, Refusal> {
+    let agents = models.agents.list(tenant)?;
+    let mut counts = dto::AgentCounts::default();
+    for agent in agents.iter().filter(|a| a.registered) {
+        counts.total += 1;
+        counts.online += usize::from(agent.online && !agent.decommissioned);
+        counts.saturated += usize::from(agent.is_saturated());
+        counts.in_backoff += usize::from(agent.pending_retries() > 0);
+        counts.decommissioned += usize::from(agent.decommissioned);
+    }
+    let policies = models.policies.list(tenant, false)?;
+    let successes = models.runs.last_successes(tenant)?;
+    let freshness = dto::freshness(&policies, &successes, now);
+    let open_circuits = models
+        .repos
+        .list(tenant)?
+        .iter()
+        .filter(|r| r.holds_tasks_at(now))
+        .count();
+    Ok(dto::Summary {
+        agents: counts,
+        tasks: task_counts(models, tenant)?,
+        policies: policies.len(),
+        paused_policies: policies.iter().filter(|p| p.paused).count(),
+        open_circuits,
+        stale: freshness.iter().filter(|f| f.stale).count(),
+        freshness,
+    })
 }

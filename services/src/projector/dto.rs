@@ -2,10 +2,12 @@
 //! models' stored views, which keep compact forms of their own.
 
 use chrono::{DateTime, Utc};
-use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::event::{ErrorClass, RunDetail, RunSummary};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
+use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::protocol::KindCounts;
 use fleet_events::settings::AgentSettings;
-use fleet_projections::AgentView;
+use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView, RunView};
 use serde::Serialize;
 
 /// One agent as operators see it.
@@ -97,4 +99,188 @@ impl From<&AgentView> for BackoffStatus {
                 .collect(),
         }
     }
+}
+
+/// One finished attempt.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    pub task: TaskId,
+    pub attempt: u32,
+    pub policy: PolicyId,
+    pub agent: AgentId,
+    pub kind: TaskKind,
+    /// succeeded, failed, lost, cancelled or exhausted.
+    pub outcome: &'static str,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub summary: Option<RunSummary>,
+    pub snapshot_id: Option<String>,
+    /// False when restic's start was not reported: `startedAt` is then the dispatch time.
+    pub started: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+}
+
+impl From<&RunView> for Run {
+    fn from(view: &RunView) -> Self {
+        Run {
+            task: view.task,
+            attempt: view.attempt,
+            policy: view.policy,
+            agent: view.agent,
+            kind: view.kind,
+            outcome: view.outcome.kind().as_str(),
+            error_class: view.error.as_ref().map(|e| e.class),
+            error: view.error.as_ref().map(|e| e.message.clone()),
+            snapshot_id: view.summary.as_ref().and_then(snapshot_of),
+            summary: view.summary.clone(),
+            started: view.started,
+            started_at: view.started_at,
+            finished_at: view.finished_at,
+            duration_ms: view.duration_ms,
+        }
+    }
+}
+
+/// The snapshot a backup made, if the summary is a backup's.
+fn snapshot_of(summary: &RunSummary) -> Option<String> {
+    match &summary.detail {
+        RunDetail::Backup(backup) => backup.snapshot_id.clone(),
+        _ => None,
+    }
+}
+
+/// How many next fire times a policy shows.
+pub const NEXT_FIRES: usize = 5;
+
+/// One policy.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    pub id: PolicyId,
+    pub spec: PolicySpec,
+    pub paused: bool,
+    pub deleted: bool,
+    pub agents: Vec<AgentId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub revision: u64,
+    /// The next fire times (before jitter); none while paused.
+    pub next_fires: Vec<DateTime<Utc>>,
+}
+
+impl Policy {
+    pub fn new(view: &PolicyView, now: DateTime<Utc>) -> Self {
+        Policy {
+            id: view.id,
+            spec: view.spec.clone(),
+            paused: view.paused,
+            deleted: view.deleted,
+            agents: view.agents.clone(),
+            created_at: view.created_at,
+            updated_at: view.updated_at,
+            revision: view.revision,
+            next_fires: view.next_fires(now, NEXT_FIRES),
+        }
+    }
+}
+
+/// One repository's circuit.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repo {
+    pub id: RepoId,
+    /// closed or open.
+    pub circuit: &'static str,
+    pub open_until: Option<DateTime<Utc>>,
+    pub failures: u32,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl From<&RepoView> for Repo {
+    fn from(view: &RepoView) -> Self {
+        let (circuit, open_until, failures) = match view.circuit {
+            Circuit::Closed => ("closed", None, 0),
+            Circuit::Open { until, failures } => ("open", Some(until), failures),
+        };
+        Repo {
+            id: view.id,
+            circuit,
+            open_until,
+            failures,
+            changed_at: view.changed_at,
+        }
+    }
+}
+
+/// Agents by state.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCounts {
+    pub total: usize,
+    pub online: usize,
+    pub saturated: usize,
+    pub in_backoff: usize,
+    pub decommissioned: usize,
+}
+
+/// Whether one policy's backups on one agent are current.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Freshness {
+    pub policy: PolicyId,
+    pub policy_name: String,
+    pub agent: AgentId,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub snapshot_id: Option<String>,
+    /// No success within two schedule periods (counted from the policy's creation when it
+    /// never succeeded).
+    pub stale: bool,
+}
+
+/// The fleet at a glance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub agents: AgentCounts,
+    pub tasks: serde_json::Map<String, serde_json::Value>,
+    pub policies: usize,
+    pub paused_policies: usize,
+    pub open_circuits: usize,
+    pub freshness: Vec<Freshness>,
+    pub stale: usize,
+}
+
+/// The freshness of every assigned (policy, agent) pair of active policies at `now`.
+pub fn freshness(
+    policies: &[PolicyView],
+    successes: &[LastSuccess],
+    now: DateTime<Utc>,
+) -> Vec<Freshness> {
+    let mut out = Vec::new();
+    for policy in policies.iter().filter(|p| !p.deleted && !p.paused) {
+        let fires = policy.next_fires(now, 2);
+        let period = match fires.as_slice() {
+            [a, b] => Some(*b - *a),
+            _ => None,
+        };
+        for agent in &policy.agents {
+            let last = successes
+                .iter()
+                .find(|s| s.policy == policy.id && s.agent == *agent);
+            let since = last.map_or(policy.created_at, |s| s.at);
+            let stale = period.is_some_and(|period| now - since > period * 2);
+            out.push(Freshness {
+                policy: policy.id,
+                policy_name: policy.spec.name.clone(),
+                agent: *agent,
+                last_success_at: last.map(|s| s.at),
+                snapshot_id: last.and_then(|s| s.snapshot_id.clone()),
+                stale,
+            });
+        }
+    }
+    out
 }

@@ -148,13 +148,7 @@ fn answer_query(models: &ReadModels, clock: &Clock, message: &Message) -> Answer
 }
 
 async fn answer_status(store: &EventStore, models: &ReadModels) -> Answer {
-    let last = match store.last_sequence(&subject::all_events()).await {
-        Ok(last) => last,
-        Err(e) => {
-            return Answer::error(ErrorCode::Unavailable, format!("cannot read the log: {e}"));
-        }
-    };
-    match models.status(last) {
+    match models.status(store).await {
         Ok(status) => match serde_json::to_value(status) {
             Ok(value) => Answer::Ok(value),
             Err(e) => Answer::error(ErrorCode::Unavailable, e.to_string()),

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fleet_events::store::EventStore;
-use fleet_projections::{Agents, Checkpointed, Projection, ProjectionError, Status, Tasks};
+use fleet_projections::{
+    Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Status, Tasks,
+};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,6 +16,9 @@ use tokio_util::task::TaskTracker;
 pub struct ReadModels {
     pub tasks: Checkpointed<Tasks>,
     pub agents: Checkpointed<Agents>,
+    pub runs: Checkpointed<Runs>,
+    pub policies: Checkpointed<Policies>,
+    pub repos: Checkpointed<Repos>,
 }
 
 /// One projection's progress, as `fleet projections status` shows it.
@@ -23,9 +28,9 @@ pub struct ProjectionStatus {
     pub projection: String,
     /// The last stream sequence applied.
     pub checkpoint: u64,
-    /// The last sequence of the event log when asked.
+    /// The last sequence of the events it reads, when asked.
     pub last_sequence: u64,
-    /// Events behind the log (events the projection does not read count too).
+    /// Events behind that.
     pub lag: u64,
     /// Events it refused (recorded, never dropped).
     pub rejected: u64,
@@ -39,6 +44,9 @@ impl ReadModels {
         Ok(Self {
             tasks: Checkpointed::with_db(db.clone(), Tasks)?,
             agents: Checkpointed::with_db(db.clone(), Agents)?,
+            runs: Checkpointed::with_db(db.clone(), Runs)?,
+            policies: Checkpointed::with_db(db.clone(), Policies)?,
+            repos: Checkpointed::with_db(db, Repos)?,
         })
     }
 
@@ -64,13 +72,20 @@ impl ReadModels {
         }
         feed!(tasks, Tasks);
         feed!(agents, Agents);
+        feed!(runs, Runs);
+        feed!(policies, Policies);
+        feed!(repos, Repos);
     }
 
-    /// The progress of every model against a log ending at `last_sequence`.
-    pub fn status(&self, last_sequence: u64) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+    /// The progress of every model: its checkpoint against the last event of the log it
+    /// reads (its filter), so a caught-up model shows no lag.
+    pub async fn status(&self, store: &EventStore) -> Result<Vec<ProjectionStatus>, StatusError> {
         Ok(vec![
-            one(Tasks::NAME, self.tasks.status()?, last_sequence),
-            one(Agents::NAME, self.agents.status()?, last_sequence),
+            one(&self.tasks, store).await?,
+            one(&self.agents, store).await?,
+            one(&self.runs, store).await?,
+            one(&self.policies, store).await?,
+            one(&self.repos, store).await?,
         ])
     }
 
@@ -78,16 +93,33 @@ impl ReadModels {
     pub async fn rebuild(&mut self, store: &EventStore) -> Result<(), ProjectionError> {
         self.tasks.rebuild(store).await?;
         self.agents.rebuild(store).await?;
+        self.runs.rebuild(store).await?;
+        self.policies.rebuild(store).await?;
+        self.repos.rebuild(store).await?;
         Ok(())
     }
 }
 
-fn one(name: &str, status: Status, last_sequence: u64) -> ProjectionStatus {
-    ProjectionStatus {
-        projection: name.to_owned(),
+/// Why a status could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("cannot read the log: {0}")]
+    Read(#[from] fleet_events::store::ReadError),
+}
+
+async fn one<P: Projection>(
+    model: &Checkpointed<P>,
+    store: &EventStore,
+) -> Result<ProjectionStatus, StatusError> {
+    let status: Status = model.status()?;
+    let last_sequence = store.last_sequence(&model.projection().filter()).await?;
+    Ok(ProjectionStatus {
+        projection: P::NAME.to_owned(),
         checkpoint: status.checkpoint,
         last_sequence,
         lag: status.lag(last_sequence),
         rejected: status.rejected,
-    }
+    })
 }

@@ -47,6 +47,31 @@ pub enum Query {
     Agent { id: AgentId },
     /// One agent's backoff: its tasks waiting for a retry and when.
     AgentBackoff { id: AgentId },
+    /// Finished attempts, newest first, with restic's summaries.
+    Runs {
+        #[serde(default)]
+        agent: Option<AgentId>,
+        #[serde(default)]
+        policy: Option<PolicyId>,
+        #[serde(default)]
+        outcome: Option<String>,
+        #[serde(default)]
+        since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Policies with assignments and next fire times (deleted ones only if asked).
+    Policies {
+        #[serde(default)]
+        include_deleted: bool,
+    },
+    /// One policy.
+    Policy { id: PolicyId },
+    /// Repositories and their circuits.
+    Repos,
+    /// The fleet at a glance: agents, tasks, circuits, and each policy's last success
+    /// per agent with stale ones marked.
+    Summary,
 }
 
 impl Query {
@@ -59,6 +84,11 @@ impl Query {
             Query::Agents => "agents",
             Query::Agent { .. } => "agent",
             Query::AgentBackoff { .. } => "agent_backoff",
+            Query::Runs { .. } => "runs",
+            Query::Policies { .. } => "policies",
+            Query::Policy { .. } => "policy",
+            Query::Repos => "repos",
+            Query::Summary => "summary",
         }
     }
 }

@@ -9,6 +9,7 @@ mod enroll;
 mod intake;
 mod limits;
 mod outage;
+mod projector;
 mod retry;
 mod scheduler;
 mod scripted_agent;
