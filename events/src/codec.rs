@@ -94,3 +94,23 @@ pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecErr
     }
     Ok(message)
 }
+
+/// Implements [`Wire`] (decode with the schema check) and `to_wire` (encode) for message
+/// types sent outside the event log.
+macro_rules! impl_wire {
+    ($($t:ty),+) => {$(
+        impl $crate::codec::Wire for $t {
+            fn from_wire(bytes: &[u8]) -> Result<Self, $crate::codec::CodecError> {
+                $crate::codec::decode_versioned(bytes)
+            }
+        }
+
+        impl $t {
+            /// Encodes the message for the wire.
+            pub fn to_wire(&self) -> Result<Vec<u8>, $crate::codec::CodecError> {
+                $crate::codec::encode_versioned(self)
+            }
+        }
+    )+};
+}
+pub(crate) use impl_wire;

@@ -9,7 +9,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{CodecError, Wire, decode_versioned, encode_versioned};
 use crate::envelope::SCHEMA_VERSION;
 use crate::ids::{AgentId, IdError, TenantId};
 use crate::settings::AgentSettings;
@@ -213,28 +212,12 @@ impl RegisterReply {
     }
 }
 
-macro_rules! wire {
-    ($($t:ty),+) => {$(
-        impl Wire for $t {
-            fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
-                decode_versioned(bytes)
-            }
-        }
-
-        impl $t {
-            /// Encodes the message for the wire.
-            pub fn to_wire(&self) -> Result<Vec<u8>, CodecError> {
-                encode_versioned(self)
-            }
-        }
-    )+};
-}
-
-wire!(RegisterRequest, RegisterReply);
+crate::codec::impl_wire!(RegisterRequest, RegisterReply);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Wire;
     use crate::samples;
 
     const SECRET: [u8; 32] = [0xab; 32];

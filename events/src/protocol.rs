@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{CodecError, Wire, decode_versioned, encode_versioned};
 use crate::envelope::SCHEMA_VERSION;
 use crate::event::{RunSummary, TaskError};
 use crate::ids::{AgentId, PolicyId, TaskId, TenantId};
@@ -150,28 +149,12 @@ pub struct Heartbeat {
     pub outbox_depth: u32,
 }
 
-macro_rules! wire {
-    ($($t:ty),+) => {$(
-        impl Wire for $t {
-            fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
-                decode_versioned(bytes)
-            }
-        }
-
-        impl $t {
-            /// Encodes the message for the wire.
-            pub fn to_wire(&self) -> Result<Vec<u8>, CodecError> {
-                encode_versioned(self)
-            }
-        }
-    )+};
-}
-
-wire!(AgentCommand, AgentReport, Heartbeat);
+crate::codec::impl_wire!(AgentCommand, AgentReport, Heartbeat);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Wire;
     use crate::event::{ErrorClass, RunDetail};
     use crate::samples;
 

@@ -33,7 +33,7 @@ pub use view::{AgentView, Backoff, Saturation};
 use view::{agent_key, task_key};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{Projection, check_subject};
 use crate::runtime::Checkpointed;
 use crate::tasks::TaskView;
 
@@ -56,13 +56,7 @@ impl Projection for Agents {
         if !matches!(envelope.event, Event::Agent { .. } | Event::Task { .. }) {
             return Ok(());
         }
-        let own_subject = envelope.subject();
-        if own_subject != stored.subject {
-            return Err(ApplyError::rejected(
-                "subject_mismatch",
-                format!("the event belongs on {own_subject}"),
-            ));
-        }
+        check_subject(stored)?;
         match &envelope.event {
             Event::Agent { agent, event } => apply_agent(by_id, envelope, *agent, event),
             Event::Task { task, event } => apply_task(by_id, tasks, envelope, *task, event),

@@ -24,7 +24,7 @@ pub use view::{MAX_NEXT_FIRES, PolicyView};
 use view::{policy_key, tenant_key, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const BY_ID: &str = "policies.by_id";
@@ -47,13 +47,7 @@ impl Projection for Policies {
             return Err(ApplyError::corrupt(BY_ID, "expected the two policy trees"));
         };
         let envelope = &stored.envelope;
-        let own_subject = envelope.subject();
-        if own_subject != stored.subject {
-            return Err(ApplyError::rejected(
-                "subject_mismatch",
-                format!("the event belongs on {own_subject}"),
-            ));
-        }
+        check_subject(stored)?;
         let Event::Policy { policy, event } = &envelope.event else {
             return Ok(());
         };

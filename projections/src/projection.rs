@@ -37,3 +37,16 @@ pub trait Projection: Send + Sync {
     /// [`ApplyError::Rejected`], and whatever `apply` wrote for it is discarded.
     fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError>;
 }
+
+/// Refuses (`subject_mismatch`) an event not stored under its own subject: a model must
+/// not file an event under an aggregate or tenant other than the one it names.
+pub fn check_subject(stored: &Stored) -> Result<(), ApplyError> {
+    let own_subject = stored.envelope.subject();
+    if own_subject != stored.subject {
+        return Err(ApplyError::rejected(
+            "subject_mismatch",
+            format!("the event belongs on {own_subject}"),
+        ));
+    }
+    Ok(())
+}

@@ -23,7 +23,7 @@ pub use view::{Circuit, RepoView};
 use view::{repo_key, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const CIRCUITS: &str = "repos.circuits";
@@ -45,13 +45,7 @@ impl Projection for Repos {
             return Err(ApplyError::corrupt(CIRCUITS, "expected the circuit tree"));
         };
         let envelope = &stored.envelope;
-        let own_subject = envelope.subject();
-        if own_subject != stored.subject {
-            return Err(ApplyError::rejected(
-                "subject_mismatch",
-                format!("the event belongs on {own_subject}"),
-            ));
-        }
+        check_subject(stored)?;
         let Event::Repo { repo, event } = &envelope.event else {
             return Ok(());
         };

@@ -30,7 +30,7 @@ use view::{
 };
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const TASKS: &str = "runs.tasks";
@@ -54,13 +54,7 @@ impl Projection for Runs {
             return Err(ApplyError::corrupt(TASKS, "expected the three run trees"));
         };
         let envelope = &stored.envelope;
-        let own_subject = envelope.subject();
-        if own_subject != stored.subject {
-            return Err(ApplyError::rejected(
-                "subject_mismatch",
-                format!("the event belongs on {own_subject}"),
-            ));
-        }
+        check_subject(stored)?;
         let Event::Task { task, event } = &envelope.event else {
             return Ok(());
         };

@@ -22,7 +22,7 @@ pub use view::TaskView;
 use view::{counts_key, counts_prefix, decode_count, task_key};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const BY_ID: &str = "tasks.by_id";
@@ -51,13 +51,7 @@ impl Projection for Tasks {
                 format!("{} on a task subject", envelope.event.event_type().name()),
             ));
         };
-        let own_subject = envelope.subject();
-        if own_subject != stored.subject {
-            return Err(ApplyError::rejected(
-                "subject_mismatch",
-                format!("the event belongs on {own_subject}"),
-            ));
-        }
+        check_subject(stored)?;
         let key = task_key(*task);
         let current = match by_id.get(key)? {
             Some(bytes) => Some(TaskView::decode(&bytes).map_err(|e| corrupt_view(*task, e))?),
