@@ -219,13 +219,7 @@ pub fn register(path: &Path) -> ExitCode {
 async fn register_now(config: ValidConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
-    let client = async_nats::ConnectOptions::new()
-        .connect(config.nats.clone())
-        .await
-        .context("cannot connect to NATS")?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let (identity, source) = enroll::resolve(&client, &config, &shutdown).await?;
+    let (_, _, identity, source) = connect_enrolled(&config, false).await?;
     let how = match source {
         enroll::Source::Preassigned => "preassigned in the configuration",
         enroll::Source::Stored => "already registered (identity in the state directory)",
@@ -255,14 +249,7 @@ async fn serve(
             .install()
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(config.nats.clone())
-        .await
-        .context("cannot connect to NATS")?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let (identity, source) = enroll::resolve(&client, &config, &shutdown).await?;
+    let (client, shutdown, identity, source) = connect_enrolled(&config, true).await?;
     let agent = config.agent_config(&identity, version);
     tracing::info!(agent_id = %agent.agent, tenant = %agent.tenant, hostname = %agent.hostname,
         identity = ?source, restic = ?agent.restic_version, "agent starting");
@@ -271,6 +258,31 @@ async fn serve(
         .context("agent stopped")?;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Connects to NATS (waiting for the server if `wait_for_server`), arms SIGINT/SIGTERM
+/// and finds the agent's identity, registering if it has none yet.
+async fn connect_enrolled(
+    config: &ValidConfig,
+    wait_for_server: bool,
+) -> anyhow::Result<(
+    async_nats::Client,
+    CancellationToken,
+    enroll::Identity,
+    enroll::Source,
+)> {
+    let mut options = async_nats::ConnectOptions::new();
+    if wait_for_server {
+        options = options.retry_on_initial_connect();
+    }
+    let client = options
+        .connect(config.nats.clone())
+        .await
+        .context("cannot connect to NATS")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let (identity, source) = enroll::resolve(&client, config, &shutdown).await?;
+    Ok((client, shutdown, identity, source))
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

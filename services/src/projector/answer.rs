@@ -35,6 +35,28 @@ fn to_json(value: impl Serialize) -> Result<Value, Refusal> {
     serde_json::to_value(value).map_err(|e| Refusal(ErrorCode::Unavailable, e.to_string()))
 }
 
+/// The one of `all` whose name is `text`; `None` if no text was given.
+fn named<T: Copy>(
+    text: Option<&str>,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    field: &str,
+) -> Result<Option<T>, Refusal> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    match all.iter().copied().find(|item| name(*item) == text) {
+        Some(item) => Ok(Some(item)),
+        None => {
+            let names: Vec<&str> = all.iter().map(|item| name(*item)).collect();
+            Err(Refusal(
+                ErrorCode::BadRequest,
+                format!("{field} must be one of {}", names.join(", ")),
+            ))
+        }
+    }
+}
+
 fn limit(asked: Option<usize>) -> Result<usize, Refusal> {
     match asked {
         None => Ok(DEFAULT_LIMIT),
@@ -60,22 +82,12 @@ fn reply(
             since,
             limit: asked,
         } => {
-            let status = match status.as_deref() {
-                None => None,
-                Some(text) => Some(
-                    TaskStatus::ALL
-                        .into_iter()
-                        .find(|s| s.as_str() == text)
-                        .ok_or_else(|| {
-                            let names: Vec<&str> =
-                                TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
-                            Refusal(
-                                ErrorCode::BadRequest,
-                                format!("status must be one of {}", names.join(", ")),
-                            )
-                        })?,
-                ),
-            };
+            let status = named(
+                status.as_deref(),
+                &TaskStatus::ALL,
+                |s| s.as_str(),
+                "status",
+            )?;
             let filter = TaskFilter {
                 status,
                 agent,
@@ -126,22 +138,12 @@ fn reply(
             since,
             limit: asked,
         } => {
-            let outcome = match outcome.as_deref() {
-                None => None,
-                Some(text) => Some(
-                    RunOutcomeKind::ALL
-                        .into_iter()
-                        .find(|k| k.as_str() == text)
-                        .ok_or_else(|| {
-                            let names: Vec<&str> =
-                                RunOutcomeKind::ALL.iter().map(|k| k.as_str()).collect();
-                            Refusal(
-                                ErrorCode::BadRequest,
-                                format!("outcome must be one of {}", names.join(", ")),
-                            )
-                        })?,
-                ),
-            };
+            let outcome = named(
+                outcome.as_deref(),
+                &RunOutcomeKind::ALL,
+                |k| k.as_str(),
+                "outcome",
+            )?;
             let filter = RunFilter {
                 agent,
                 policy,
