@@ -155,6 +155,7 @@ pub enum ServiceArg {
     Retry,
     Registrar,
     Projector,
+    Api,
 }
 
 impl From<ServiceArg> for Service {
@@ -166,6 +167,7 @@ impl From<ServiceArg> for Service {
             ServiceArg::Dispatcher => Service::Dispatcher,
             ServiceArg::Registrar => Service::Registrar,
             ServiceArg::Projector => Service::Projector,
+            ServiceArg::Api => Service::Api,
         }
     }
 }
@@ -209,6 +211,9 @@ pub struct ServiceArgs {
     /// Where the projector keeps its read models (`fleet up`: DATA_DIR/projections).
     #[arg(long, env = "FLEET_PROJECTIONS_DIR")]
     pub projections_dir: Option<PathBuf>,
+    /// Where the HTTP API listens (`fleet up`: 127.0.0.1:8080).
+    #[arg(long, env = "FLEET_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
 }
 
 impl ServiceArgs {
@@ -235,6 +240,7 @@ impl ServiceArgs {
                 timeout_margin: Duration::from_secs(self.agent_lease_secs),
             },
             projections_dir: self.projections_dir.clone(),
+            api_addr: self.api_addr,
         })
     }
 }

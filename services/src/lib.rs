@@ -11,11 +11,13 @@
 //! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
 //! - [`tenant`]: tenants and their tokens (created, issued, revoked: events).
+//! - [`api`]: the operator HTTP API (axum) over the projector's queries.
 //! - [`projector`]: the read models (sled, from the log) and the queries they answer.
 //! - [`enroll`]: the registrar, which registers agents that present an enrollment token.
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
+pub mod api;
 pub mod clock;
 pub mod demo;
 pub mod dispatcher;

@@ -75,6 +75,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if services.projections_dir.is_none() {
                 services.projections_dir = Some(args.data_dir.join("projections"));
             }
+            if services.api_addr.is_none() {
+                services.api_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+            }
             let config = up::UpConfig {
                 demo,
                 nats_url: args.nats_url,

@@ -27,17 +27,20 @@ pub enum Service {
     Registrar,
     /// Read models from the log, and the queries they answer.
     Projector,
+    /// The operator HTTP API.
+    Api,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 7] = [
         Service::Scheduler,
         Service::Dispatcher,
         Service::Intake,
         Service::Retry,
         Service::Registrar,
         Service::Projector,
+        Service::Api,
     ];
 
     /// The name used on the command line and in logs.
@@ -49,6 +52,7 @@ impl Service {
             Service::Dispatcher => "dispatcher",
             Service::Registrar => "registrar",
             Service::Projector => "projector",
+            Service::Api => "api",
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct ServiceConfig {
     pub dispatcher: DispatcherConfig,
     /// Where the projector keeps its read models (sled); required by the projector.
     pub projections_dir: Option<std::path::PathBuf>,
+    /// Where the API listens; required by the API.
+    pub api_addr: Option<SocketAddr>,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -96,6 +102,14 @@ pub async fn run(
                 "the projector needs a directory for its read models (--projections-dir)",
             )?;
             crate::projector::run(store, config.clock, &dir, shutdown)
+                .await
+                .with_context(context)?
+        }
+        Service::Api => {
+            let addr = config
+                .api_addr
+                .context("the API needs an address to listen on (--api-addr)")?;
+            crate::api::run(store, addr, shutdown)
                 .await
                 .with_context(context)?
         }

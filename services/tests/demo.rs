@@ -40,6 +40,8 @@ fn start(data: &Path, port: u16) -> Child {
         .arg(data)
         .arg("--agent-binary")
         .arg(agent_binary())
+        .arg("--api-addr")
+        .arg(format!("127.0.0.1:{}", free_port()))
         .env("RUST_LOG", "info")
         .spawn()
         .expect("start fleet up --demo")

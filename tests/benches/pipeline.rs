@@ -138,6 +138,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             circuit: Default::default(),
             dispatcher: Default::default(),
             projections_dir: None,
+            api_addr: None,
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });

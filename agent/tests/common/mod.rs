@@ -94,6 +94,7 @@ pub fn control_plane(
                 circuit: Default::default(),
                 dispatcher: Default::default(),
                 projections_dir: None,
+                api_addr: None,
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {

@@ -3,6 +3,7 @@
 
 mod agent;
 mod agent_limits;
+mod api;
 mod circuit;
 mod dispatcher;
 mod enroll;

@@ -4,6 +4,7 @@
 
 pub mod agent;
 mod events;
+pub mod http;
 mod services;
 mod wait;
 

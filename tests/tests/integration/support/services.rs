@@ -16,6 +16,7 @@ pub fn system() -> ServiceConfig {
         circuit: CircuitConfig::default(),
         dispatcher: DispatcherConfig::default(),
         projections_dir: None,
+        api_addr: None,
     }
 }
 

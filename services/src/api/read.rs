@@ -1,0 +1,134 @@
+//! The read endpoints: each asks the projector one query about the caller's tenant and
+//! returns its answer as JSON (another tenant's object is 404, like a missing one).
+
+use axum::Json;
+use axum::extract::{Path, Query as Params, State};
+use chrono::{DateTime, Utc};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Api;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::projector::query::{Query, ask};
+
+type Answer = Result<Json<Value>, ApiError>;
+
+async fn forward(api: &Api, caller: &Caller, query: Query) -> Answer {
+    let client = api.store.jetstream().client();
+    Ok(Json(ask(&client, &caller.tenant, &query).await?))
+}
+
+/// Parses a path id, naming what it should have been.
+fn id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("{text:?} is not a {what} id")))
+}
+
+pub async fn agents(State(api): State<Api>, caller: Caller) -> Answer {
+    forward(&api, &caller, Query::Agents).await
+}
+
+pub async fn agent(State(api): State<Api>, caller: Caller, Path(agent): Path<String>) -> Answer {
+    let id: AgentId = id(&agent, "agent")?;
+    forward(&api, &caller, Query::Agent { id }).await
+}
+
+pub async fn backoff_status(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> Answer {
+    let id: AgentId = id(&agent, "agent")?;
+    forward(&api, &caller, Query::AgentBackoff { id }).await
+}
+
+/// `GET /v1/tasks` filters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskParams {
+    state: Option<String>,
+    agent: Option<AgentId>,
+    policy: Option<PolicyId>,
+    since: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+}
+
+pub async fn tasks(
+    State(api): State<Api>,
+    caller: Caller,
+    Params(params): Params<TaskParams>,
+) -> Answer {
+    let query = Query::Tasks {
+        status: params.state,
+        agent: params.agent,
+        policy: params.policy,
+        since: params.since,
+        limit: params.limit,
+    };
+    forward(&api, &caller, query).await
+}
+
+pub async fn task(State(api): State<Api>, caller: Caller, Path(task): Path<String>) -> Answer {
+    let id: TaskId = id(&task, "task")?;
+    forward(&api, &caller, Query::Task { id }).await
+}
+
+/// `GET /v1/runs` filters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunParams {
+    agent: Option<AgentId>,
+    policy: Option<PolicyId>,
+    outcome: Option<String>,
+    since: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+}
+
+pub async fn runs(
+    State(api): State<Api>,
+    caller: Caller,
+    Params(params): Params<RunParams>,
+) -> Answer {
+    let query = Query::Runs {
+        agent: params.agent,
+        policy: params.policy,
+        outcome: params.outcome,
+        since: params.since,
+        limit: params.limit,
+    };
+    forward(&api, &caller, query).await
+}
+
+/// `GET /v1/policies` options.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyParams {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+pub async fn policies(
+    State(api): State<Api>,
+    caller: Caller,
+    Params(params): Params<PolicyParams>,
+) -> Answer {
+    let query = Query::Policies {
+        include_deleted: params.include_deleted,
+    };
+    forward(&api, &caller, query).await
+}
+
+pub async fn policy(State(api): State<Api>, caller: Caller, Path(policy): Path<String>) -> Answer {
+    let id: PolicyId = id(&policy, "policy")?;
+    forward(&api, &caller, Query::Policy { id }).await
+}
+
+pub async fn repos(State(api): State<Api>, caller: Caller) -> Answer {
+    forward(&api, &caller, Query::Repos).await
+}
+
+pub async fn summary(State(api): State<Api>, caller: Caller) -> Answer {
+    forward(&api, &caller, Query::Summary).await
+}
