@@ -64,16 +64,16 @@ impl Projection for Runs {
             None => None,
         };
         if let Some(record) = &current
-            && record.tenant != envelope.tenant
+            && record.view.tenant != envelope.tenant
         {
             return Err(ApplyError::rejected(
                 "tenant_mismatch",
-                format!("task {task} belongs to tenant {}", record.tenant),
+                format!("task {task} belongs to tenant {}", record.view.tenant),
             ));
         }
         let before = match &current {
-            Some(record) => Some(record.to_task().ok_or_else(|| {
-                corrupt_record(*task, format!("unknown status {:?}", record.status))
+            Some(record) => Some(record.view.to_task().ok_or_else(|| {
+                corrupt_record(*task, format!("unknown status {:?}", record.view.status))
             })?),
             None => None,
         };
@@ -131,6 +131,7 @@ fn finished_run(
         _ => return Ok(None),
     };
     let kind = record
+        .view
         .kind
         .ok_or_else(|| corrupt_record(task, "an attempt of a task without a kind"))?;
     let started_at = record
@@ -138,11 +139,11 @@ fn finished_run(
         .ok_or_else(|| corrupt_record(task, "an attempt that never started"))?;
     let duration_ms = (at - started_at).num_milliseconds().max(0) as u64;
     Ok(Some(RunView {
-        tenant: record.tenant.clone(),
+        tenant: record.view.tenant.clone(),
         task,
-        attempt: record.attempt,
-        policy: record.policy,
-        agent: record.agent,
+        attempt: record.view.attempt,
+        policy: record.view.policy,
+        agent: record.view.agent,
         kind,
         outcome,
         summary: summary.cloned(),

@@ -4,14 +4,18 @@
 //!
 //! Every stored struct is postcard, which is not self-describing: fields and variants are
 //! only ever appended, and any change to what is stored bumps `Runs::VERSION`, so a
-//! database written by an older build is rebuilt rather than misread.
+//! database written by an older build is rebuilt rather than misread. The task record
+//! embeds the tasks model's [`TaskView`]: a change to its stored bytes bumps this model's
+//! version too.
 
 use chrono::serde::{ts_microseconds, ts_microseconds_option};
 use chrono::{DateTime, Utc};
 use fleet_events::event::{ErrorClass, ExhaustedReason, LostReason, RunSummary, TaskError};
+
+use crate::tasks::TaskView;
 use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
-use fleet_events::task_state::{Task, TaskStatus};
+use fleet_events::task_state::Task;
 use serde::{Deserialize, Serialize};
 
 /// How an attempt ended.
@@ -140,26 +144,12 @@ impl RunFilter {
     }
 }
 
-/// What the model keeps of a task between its events (postcard): its [`Task`] state
-/// without the spec, to check each event with [`Task::fold`], plus where the current
-/// attempt comes from.
+/// What the model keeps of a task between its events (postcard): the tasks model's
+/// [`TaskView`] (to check each event with [`Task::fold`]), plus where the current attempt
+/// comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TaskRecord {
-    pub tenant: TenantId,
-    /// [`TaskStatus::as_str`].
-    pub status: String,
-    pub policy: PolicyId,
-    pub agent: AgentId,
-    /// `None` for a skipped task.
-    pub kind: Option<TaskKind>,
-    #[serde(with = "ts_microseconds")]
-    pub fire_at: DateTime<Utc>,
-    #[serde(with = "ts_microseconds_option")]
-    pub run_at: Option<DateTime<Utc>>,
-    pub attempt: u32,
-    pub last_error: Option<ErrorClass>,
-    #[serde(with = "ts_microseconds_option")]
-    pub retry_due_at: Option<DateTime<Utc>>,
+    pub view: TaskView,
     /// Whether restic started in the current attempt.
     pub started: bool,
     /// When the current attempt started (restic), else when it was dispatched.
@@ -170,38 +160,12 @@ pub(crate) struct TaskRecord {
 impl TaskRecord {
     /// The record of `task`, keeping the kind and the attempt's start from `before`.
     pub fn new(task: &Task, tenant: TenantId, before: Option<&TaskRecord>) -> Self {
+        let kind = task.kind().or(before.and_then(|r| r.view.kind));
         Self {
-            tenant,
-            status: task.status.as_str().to_owned(),
-            policy: task.policy,
-            agent: task.agent,
-            kind: task.kind().or(before.and_then(|r| r.kind)),
-            fire_at: task.fire_at,
-            run_at: task.run_at,
-            attempt: task.attempt,
-            last_error: task.last_error,
-            retry_due_at: task.retry_due_at,
+            view: TaskView::new(task, tenant, kind),
             started: before.is_some_and(|r| r.started),
             started_at: before.and_then(|r| r.started_at),
         }
-    }
-
-    /// The task state to fold the next event onto; `None` if the status is unknown.
-    pub fn to_task(&self) -> Option<Task> {
-        let status = TaskStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == self.status)?;
-        Some(Task {
-            status,
-            policy: self.policy,
-            agent: self.agent,
-            fire_at: self.fire_at,
-            run_at: self.run_at,
-            spec: None,
-            attempt: self.attempt,
-            last_error: self.last_error,
-            retry_due_at: self.retry_due_at,
-        })
     }
 }
 

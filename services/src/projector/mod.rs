@@ -90,7 +90,9 @@ async fn serve(
             continue;
         };
         let body = serde_json::to_vec(&answer).unwrap_or_else(|e| {
-            format!(r#"{{"error":{{"code":"unavailable","message":"{e}"}}}}"#).into_bytes()
+            let answer =
+                serde_json::json!({"error": {"code": "unavailable", "message": e.to_string()}});
+            answer.to_string().into_bytes()
         });
         if let Err(error) = client.publish(inbox, body.into()).await {
             tracing::warn!(%error, "cannot send a query answer");

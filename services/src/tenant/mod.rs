@@ -63,19 +63,10 @@ pub async fn create(
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TenantError> {
-    let envelope = Envelope::new(
-        tenant.clone(),
-        now,
-        Event::Tenant(TenantEvent::Created { name: name.into() }),
-    );
+    let event = TenantEvent::Created { name: name.into() };
     let msg_id = format!("tenant-created:{tenant}");
-    let append = Append {
-        envelope: &envelope,
-        msg_id: &msg_id,
-        expect: Expect::LastSeq(0),
-    };
-    match store.append(append).await {
-        Ok(_) => Ok(()),
+    match append(store, tenant, event, &msg_id, Expect::LastSeq(0), now).await {
+        Ok(()) => Ok(()),
         Err(AppendError::Conflict { .. }) => Err(TenantError::Exists(tenant.clone())),
         Err(e) => Err(e.into()),
     }
@@ -105,16 +96,9 @@ pub async fn issue(
         label: label.into(),
         sha256: hash(&text),
     };
-    let envelope = Envelope::new(tenant.clone(), now, Event::Tenant(event));
+    // A new token conflicts with nothing; the msg id makes a retry safe.
     let msg_id = format!("token-issued:{id}");
-    store
-        .append(Append {
-            envelope: &envelope,
-            msg_id: &msg_id,
-            // A new token conflicts with nothing; the msg id makes a retry safe.
-            expect: Expect::Any,
-        })
-        .await?;
+    append(store, tenant, event, &msg_id, Expect::Any, now).await?;
     Ok(NewToken { id, role, text })
 }
 
@@ -135,18 +119,28 @@ pub async fn revoke(
     if !book.is_live(id) {
         return Ok(());
     }
-    let envelope = Envelope::new(
-        tenant.clone(),
-        now,
-        Event::Tenant(TenantEvent::TokenRevoked { token: id }),
-    );
+    let event = TenantEvent::TokenRevoked { token: id };
     let msg_id = format!("token-revoked:{id}");
+    append(store, tenant, event, &msg_id, Expect::Any, now).await?;
+    Ok(())
+}
+
+/// Appends one event of `tenant`'s own aggregate.
+async fn append(
+    store: &EventStore,
+    tenant: &TenantId,
+    event: TenantEvent,
+    msg_id: &str,
+    expect: Expect,
+    now: DateTime<Utc>,
+) -> Result<(), AppendError> {
+    let envelope = Envelope::new(tenant.clone(), now, Event::Tenant(event));
     store
         .append(Append {
             envelope: &envelope,
-            msg_id: &msg_id,
-            expect: Expect::Any,
+            msg_id,
+            expect,
         })
-        .await?;
-    Ok(())
+        .await
+        .map(|_| ())
 }
