@@ -221,6 +221,17 @@ impl TaskId {
     }
 }
 
+impl PolicyId {
+    /// The policy named `name` in `tenant`: a name names one policy, so creating a name
+    /// twice conflicts in the event store, and `fleet policy apply` finds its policy again
+    /// without a lookup. A deleted policy's name may be created again (same id).
+    pub fn for_name(tenant: &TenantId, name: &str) -> Self {
+        // A tenant id has no `:`, so the key names one (tenant, name) pair.
+        let key = format!("fleet-policy:{tenant}:{name}");
+        Self(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
+    }
+}
+
 impl RepoId {
     /// The repository at `url`; surrounding whitespace and trailing slashes do not matter.
     pub fn for_url(url: &str) -> Self {
@@ -233,6 +244,16 @@ impl RepoId {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_policy_name_names_one_policy_per_tenant() {
+        let acme = TenantId::new("acme").expect("slug");
+        let other = TenantId::new("other").expect("slug");
+        let id = PolicyId::for_name(&acme, "db nightly");
+        assert_eq!(id, PolicyId::for_name(&acme, "db nightly"));
+        assert_ne!(id, PolicyId::for_name(&acme, "db-nightly"));
+        assert_ne!(id, PolicyId::for_name(&other, "db nightly"));
+    }
 
     #[test]
     fn tenant_slugs_are_checked() {

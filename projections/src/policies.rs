@@ -7,8 +7,9 @@
 //!
 //! Rejection kinds: `subject_mismatch` (the event is not stored under its own subject),
 //! `tenant_mismatch` (the policy exists under another tenant), `unknown_policy` (an event
-//! before the policy's creation), `already_created` (a second creation), `policy_deleted`
-//! (an event after its deletion). The scheduler ignores the same events, so the model
+//! before the policy's creation), `already_created` (a second creation of a live policy),
+//! `policy_deleted` (an event after its deletion, other than a new creation). The
+//! scheduler ignores the same events, so the model
 //! shows the policies it schedules. Events of other aggregates are ignored.
 
 mod view;
@@ -36,6 +37,8 @@ pub struct Policies;
 
 impl Projection for Policies {
     const NAME: &'static str = "policies";
+    /// 2: views record their `version`, and a deleted policy may be created again.
+    const VERSION: u32 = 2;
     const TREES: &'static [&'static str] = &[BY_ID, BY_TENANT];
 
     fn filter(&self) -> String {
@@ -65,7 +68,7 @@ impl Projection for Policies {
             ));
         }
         let created = current.is_none();
-        let view = fold(current, *policy, envelope, event)?;
+        let view = fold(current, *policy, stored.seq, envelope, event)?;
         if created {
             by_tenant.insert(tenant_key(&envelope.tenant, *policy), &[])?;
         }
@@ -79,6 +82,7 @@ impl Projection for Policies {
 fn fold(
     current: Option<PolicyView>,
     policy: PolicyId,
+    seq: u64,
     envelope: &Envelope,
     event: &PolicyEvent,
 ) -> Result<PolicyView, ApplyError> {
@@ -90,7 +94,21 @@ fn fold(
                 policy,
                 (**spec).clone(),
                 envelope.at,
+                seq,
             ));
+        }
+        // A deleted policy's name is created again: a fresh policy under the same id,
+        // whose revision goes on counting the subject's events.
+        (Some(old), PolicyEvent::Created { spec }) if old.deleted => {
+            let mut view = PolicyView::created(
+                envelope.tenant.clone(),
+                policy,
+                (**spec).clone(),
+                envelope.at,
+                seq,
+            );
+            view.revision = old.revision + 1;
+            return Ok(view);
         }
         (None, _) => {
             return Err(ApplyError::rejected(
@@ -126,6 +144,7 @@ fn fold(
     }
     view.updated_at = envelope.at;
     view.revision += 1;
+    view.version = seq;
     Ok(view)
 }
 

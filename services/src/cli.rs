@@ -218,9 +218,7 @@ pub struct ServiceArgs {
 
 impl ServiceArgs {
     pub fn config(&self) -> anyhow::Result<ServiceConfig> {
-        if let Some(addr) = self.metrics_addr {
-            serve::export_metrics(addr)?;
-        }
+        serve::install_metrics(self.metrics_addr)?;
         Ok(ServiceConfig {
             clock: Clock::System,
             circuit: CircuitConfig {

@@ -11,7 +11,9 @@
 //! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
 //! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
 //! - [`tenant`]: tenants and their tokens (created, issued, revoked: events).
-//! - [`api`]: the operator HTTP API (axum) over the projector's queries.
+//! - [`api`]: the operator HTTP API (axum): reads ask the projector, writes run commands.
+//! - [`command`]: the write side: operator commands decided on an aggregate's history and
+//!   appended with expected sequences.
 //! - [`projector`]: the read models (sled, from the log) and the queries they answer.
 //! - [`enroll`]: the registrar, which registers agents that present an enrollment token.
 //!
@@ -19,6 +21,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod command;
 pub mod demo;
 pub mod dispatcher;
 pub mod enroll;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use fleet_events::store::EventStore;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -152,10 +153,49 @@ pub async fn run_all(
     }
 }
 
-/// Serves Prometheus metrics of this process on `http://<addr>/metrics`.
-pub fn export_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .with_context(|| format!("serving metrics on {addr}"))
+static METRICS: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Installs this process's Prometheus recorder, once; `addr` also serves it on
+/// `http://<addr>/metrics` (the API serves it on its own `/metrics` too). A second call
+/// changes nothing. Must run inside the tokio runtime.
+pub fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    if METRICS.get().is_some() {
+        if let Some(addr) = addr {
+            tracing::warn!(%addr, "metrics are installed already; not listening again");
+        }
+        return Ok(());
+    }
+    let builder = PrometheusBuilder::new();
+    let handle = match addr {
+        Some(addr) => {
+            let (recorder, exporter) = builder
+                .with_http_listener(addr)
+                .build()
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+            tokio::spawn(exporter);
+            handle
+        }
+        None => {
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        }
+    };
+    let _ = METRICS.set(handle);
+    Ok(())
+}
+
+/// The Prometheus text of this process's metrics, if [`install_metrics`] ran.
+pub fn metrics_text() -> Option<String> {
+    METRICS.get().map(PrometheusHandle::render)
 }

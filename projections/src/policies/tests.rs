@@ -34,7 +34,13 @@ fn view_with(schedule: Schedule) -> PolicyView {
         schedule,
         ..samples::policy_spec()
     };
-    PolicyView::created(tenant("acme"), PolicyId::generate(), spec, samples::at(0))
+    PolicyView::created(
+        tenant("acme"),
+        PolicyId::generate(),
+        spec,
+        samples::at(0),
+        1,
+    )
 }
 
 #[test]
@@ -96,7 +102,32 @@ fn a_policy_is_folded_from_its_events() {
     assert!(view.deleted);
     assert!(view.agents.is_empty(), "a deleted policy runs nowhere");
     assert_eq!(view.revision, 9);
+    assert_eq!(view.version, log.events[8].seq, "the last event's sequence");
     assert_eq!(model.policy(PolicyId::generate()).unwrap(), None);
+}
+
+#[test]
+fn a_deleted_policys_name_can_be_created_again() {
+    let (_dir, model) = open(Policies);
+    let acme = tenant("acme");
+    let policy = PolicyId::generate();
+    let mut log = Log::default();
+    log.push(&acme, 0, on(policy, created("home")));
+    log.push(
+        &acme,
+        1,
+        on(policy, PolicyEvent::AssignedToAgent { agent: AGENT }),
+    );
+    log.push(&acme, 2, on(policy, PolicyEvent::Paused));
+    log.push(&acme, 3, on(policy, PolicyEvent::Deleted));
+    log.push(&acme, 4, on(policy, created("home")));
+    assert!(log.apply_to(&model).iter().all(|o| *o == Outcome::Applied));
+    let view = model.policy(policy).unwrap().unwrap();
+    assert!(!view.deleted && !view.paused, "a fresh policy");
+    assert!(view.agents.is_empty(), "assignments died with the deletion");
+    assert_eq!(view.created_at, samples::at(4));
+    assert_eq!((view.revision, view.version), (5, log.events[4].seq));
+    assert_eq!(model.list(&acme, false).unwrap().len(), 1, "listed once");
 }
 
 #[test]

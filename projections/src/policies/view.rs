@@ -23,7 +23,8 @@ pub struct PolicyView {
     /// The spec as last created or updated.
     pub spec: PolicySpec,
     pub paused: bool,
-    /// A deleted policy is kept, with no agents, and accepts no more events.
+    /// A deleted policy is kept, with no agents; it accepts no more events but a new
+    /// creation (of the same name, hence the same id).
     pub deleted: bool,
     /// The agents it is assigned to, sorted.
     pub agents: Vec<AgentId>,
@@ -35,6 +36,9 @@ pub struct PolicyView {
     pub updated_at: DateTime<Utc>,
     /// How many of its events the model applied: 1 after its creation.
     pub revision: u64,
+    /// The stream sequence of its last event: the expected sequence a writer sends to
+    /// change it only if nothing changed it since (`If-Match` in the API).
+    pub version: u64,
 }
 
 impl PolicyView {
@@ -44,6 +48,7 @@ impl PolicyView {
         id: PolicyId,
         spec: PolicySpec,
         at: DateTime<Utc>,
+        version: u64,
     ) -> PolicyView {
         PolicyView {
             tenant,
@@ -55,6 +60,7 @@ impl PolicyView {
             created_at: at,
             updated_at: at,
             revision: 1,
+            version,
         }
     }
 

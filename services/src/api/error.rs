@@ -1,10 +1,14 @@
-//! API errors: a status code and `{"error": {"code", "message"}}`.
+//! API errors: a status code and `{"error": {"code", "message"}}`, plus `problems`
+//! (`[{field, message}]`) when the input was invalid.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use fleet_events::validation::{FieldError, Invalid};
+
+use crate::command::CommandError;
 use crate::projector::query::{AskError, ErrorCode};
 
 /// An error answer.
@@ -13,6 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Every problem with the input, each with its field.
+    pub problems: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -21,7 +27,25 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            problems: Vec::new(),
         }
+    }
+
+    /// Invalid input: 400 listing every problem.
+    pub fn invalid(invalid: Invalid) -> Self {
+        let count = invalid.0.len();
+        let message = match count {
+            1 => format!("invalid input: {}", invalid.0[0]),
+            n => format!("invalid input: {n} problems"),
+        };
+        Self {
+            problems: invalid.0,
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -61,9 +85,23 @@ impl From<AskError> for ApiError {
     }
 }
 
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Invalid(invalid) => Self::invalid(invalid),
+            CommandError::NotFound(message) => Self::not_found(message),
+            CommandError::Conflict(message) => Self::conflict(message),
+            CommandError::Unavailable(message) => Self::unavailable(message),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if !self.problems.is_empty() {
+            body["error"]["problems"] = json!(self.problems);
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -2,19 +2,21 @@
 //! projector as NATS queries (the API never opens sled); every request is authenticated
 //! with a tenant bearer token and sees only that tenant.
 //!
-//! Built so far: the read endpoints, `/healthz` and `/readyz`. Writes (policies, agent
-//! settings, cancel), events and the OpenAPI document come next.
+//! Writes run commands of [`crate::command`] against the event log (admin tokens only);
+//! `/metrics` shows this process's Prometheus metrics, requests counted per route.
 
 mod auth;
 mod error;
 mod read;
+mod write;
+mod write_policy;
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use fleet_events::store::EventStore;
 use tokio_util::sync::CancellationToken;
 
@@ -32,18 +34,73 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/v1/agents", get(read::agents))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/agents", get(read::agents).post(write::register))
         .route("/v1/agents/{id}", get(read::agent))
         .route("/v1/agents/{id}/backoff-status", get(read::backoff_status))
+        .route(
+            "/v1/agents/{id}/settings",
+            axum::routing::patch(write::settings),
+        )
+        .route("/v1/agents/{id}/decommission", post(write::decommission))
         .route("/v1/tasks", get(read::tasks))
         .route("/v1/tasks/{id}", get(read::task))
+        .route("/v1/tasks/{id}/cancel", post(write::cancel))
         .route("/v1/runs", get(read::runs))
-        .route("/v1/policies", get(read::policies))
-        .route("/v1/policies/{id}", get(read::policy))
+        .route(
+            "/v1/policies",
+            get(read::policies).post(write_policy::create),
+        )
+        .route("/v1/policies/apply", post(write_policy::apply))
+        .route(
+            "/v1/policies/{id}",
+            get(read::policy)
+                .put(write_policy::update)
+                .delete(write_policy::delete),
+        )
+        .route("/v1/policies/{id}/pause", post(write_policy::pause))
+        .route("/v1/policies/{id}/resume", post(write_policy::resume))
+        .route("/v1/policies/{id}/run", post(write_policy::run_now))
+        .route(
+            "/v1/policies/{id}/agents/{agent}",
+            post(write_policy::assign).delete(write_policy::unassign),
+        )
         .route("/v1/repositories", get(read::repos))
         .route("/v1/summary", get(read::summary))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(count_request))
         .with_state(api)
+}
+
+/// Counts each request by method, route template and status, and times it.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("fleet_api_requests_total", &labels).increment(1);
+    metrics::histogram!("fleet_api_request_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: this process's metrics in the Prometheus text format.
+async fn metrics_text() -> (StatusCode, String) {
+    match crate::serve::metrics_text() {
+        Some(text) => (StatusCode::OK, text),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metrics recorder is installed in this process\n".to_owned(),
+        ),
+    }
 }
 
 /// Ready when connected to NATS.
@@ -64,6 +121,9 @@ pub async fn run(
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "API listening");
+    if let Err(error) = crate::serve::install_metrics(None) {
+        tracing::warn!(%error, "no metrics on /metrics");
+    }
     axum::serve(listener, router(Api { store }))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

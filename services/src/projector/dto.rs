@@ -167,6 +167,9 @@ pub struct Policy {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revision: u64,
+    /// The stream sequence of its last event: send it as `If-Match` to update only if
+    /// nothing changed it since.
+    pub version: u64,
     /// The next fire times (before jitter); none while paused.
     pub next_fires: Vec<DateTime<Utc>>,
 }
@@ -182,6 +185,7 @@ impl Policy {
             created_at: view.created_at,
             updated_at: view.updated_at,
             revision: view.revision,
+            version: view.version,
             next_fires: view.next_fires(now, NEXT_FIRES),
         }
     }

@@ -105,9 +105,13 @@ impl Scheduler {
 
     fn apply_policy(&mut self, policy: PolicyId, env: &Envelope, event: &PolicyEvent) {
         if let PolicyEvent::Created { spec } = event {
-            if self.policies.contains_key(&policy) {
-                tracing::warn!(policy_id = %policy, "ignoring a second creation of a policy");
-                return;
+            // A deleted policy's name may be created again (its id is the name's).
+            match self.policies.get(&policy) {
+                Some(old) if !old.deleted || old.tenant != env.tenant => {
+                    tracing::warn!(policy_id = %policy, "ignoring a second creation of a policy");
+                    return;
+                }
+                _ => {}
             }
             let mut state = PolicyState {
                 tenant: env.tenant.clone(),

@@ -63,6 +63,20 @@ fn a_deleted_policy_never_fires_again() {
 }
 
 #[test]
+fn a_deleted_policys_name_created_again_fires_only_where_assigned_again() {
+    let mut s = started(&[agent(1), agent(2)]);
+    s.apply(&on_policy(POLICY, hour(0) - mins(1), PolicyEvent::Deleted));
+    let spec = Box::new(hourly());
+    s.apply(&on_policy(POLICY, hour(2), PolicyEvent::Created { spec }));
+    assert!(s.due(hour(3)).is_empty(), "its old assignments died");
+    s.apply(&assigned(POLICY, agent(2), hour(3) + mins(5)));
+    assert_eq!(
+        outcomes(&s.due(hour(4))),
+        vec![(agent(2), hour(4), Outcome::Scheduled)]
+    );
+}
+
+#[test]
 fn an_assignment_after_start_fires_from_its_next_fire_on() {
     let mut s = started(&[agent(1)]);
     assert_eq!(s.due(hour(0)).len(), 1);
