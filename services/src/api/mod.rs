@@ -7,6 +7,8 @@
 
 mod auth;
 mod error;
+mod event_json;
+mod events;
 mod read;
 mod write;
 mod write_policy;
@@ -27,6 +29,9 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct Api {
     pub store: EventStore,
+    /// Cancelled when the API stops: event streams end then, so that a graceful shutdown
+    /// does not wait for their clients to leave.
+    pub shutdown: CancellationToken,
 }
 
 /// The API's routes.
@@ -67,6 +72,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/repositories", get(read::repos))
         .route("/v1/summary", get(read::summary))
+        .merge(events::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(count_request))
         .with_state(api)
@@ -124,7 +130,11 @@ pub async fn run(
     if let Err(error) = crate::serve::install_metrics(None) {
         tracing::warn!(%error, "no metrics on /metrics");
     }
-    axum::serve(listener, router(Api { store }))
+    let api = Api {
+        store,
+        shutdown: shutdown.clone(),
+    };
+    axum::serve(listener, router(api))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving the API")

@@ -1,16 +1,20 @@
 //! The read endpoints: each asks the projector one query about the caller's tenant and
-//! returns its answer as JSON (another tenant's object is 404, like a missing one).
+//! returns its answer as JSON (another tenant's object is 404, like a missing one); a
+//! task also carries its history from the event log.
 
 use axum::Json;
 use axum::extract::{Path, Query as Params, State};
 use chrono::{DateTime, Utc};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::subject::AggregateId;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::Api;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::event_json::EventJson;
+use super::events;
 use crate::projector::query::{Query, ask};
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -70,9 +74,22 @@ pub async fn tasks(
     forward(&api, &caller, query).await
 }
 
+/// The projector's view of the task plus `events`: its whole history, in log order.
 pub async fn task(State(api): State<Api>, caller: Caller, Path(task): Path<String>) -> Answer {
     let id: TaskId = id(&task, "task")?;
-    forward(&api, &caller, Query::Task { id }).await
+    // The projector first: its 404 covers unknown tasks and other tenants' alike.
+    let Json(mut view) = forward(&api, &caller, Query::Task { id }).await?;
+    let history = events::history(&api.store, &caller.tenant, AggregateId::Task(id)).await?;
+    let events: Vec<EventJson> = history.iter().map(EventJson::from).collect();
+    let events = serde_json::to_value(events)
+        .map_err(|e| ApiError::unavailable(format!("cannot render the task's events: {e}")))?;
+    let Some(fields) = view.as_object_mut() else {
+        return Err(ApiError::unavailable(
+            "the projector's task answer is not an object",
+        ));
+    };
+    fields.insert("events".into(), events);
+    Ok(Json(view))
 }
 
 /// `GET /v1/runs` filters.

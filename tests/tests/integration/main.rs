@@ -4,9 +4,11 @@
 mod agent;
 mod agent_limits;
 mod api;
+mod api_writes;
 mod circuit;
 mod dispatcher;
 mod enroll;
+mod events_api;
 mod intake;
 mod limits;
 mod outage;

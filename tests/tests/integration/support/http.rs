@@ -19,6 +19,18 @@ pub async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Response {
+    call_with(addr, method, path, token, &[], body).await
+}
+
+/// [`call`] with extra request headers.
+pub async fn call_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Response {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the API");
@@ -29,6 +41,9 @@ pub async fn call(
     }
     if body.is_some() {
         request.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str(&format!(
         "Content-Length: {}\r\n\r\n{payload}",

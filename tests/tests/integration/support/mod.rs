@@ -1,11 +1,12 @@
 //! Shared scenario helpers: a started server with a connected store, sample events, the
-//! event log (`events`), running services (`services`), the in-process agent (`agent`) and
-//! waiting for things (`wait`).
+//! event log (`events`), running services (`services`), the in-process agent (`agent`),
+//! waiting for things (`wait`), and HTTP and server-sent-events clients (`http`, `sse`).
 
 pub mod agent;
 mod events;
 pub mod http;
 mod services;
+pub mod sse;
 mod wait;
 
 pub use events::{append, append_at, log, register, schedule, task_events, task_log};
