@@ -155,6 +155,7 @@ pub enum MissedRun {
     /// Forget them; wait for the next fire time.
     Skip,
     /// Run once (never a burst) if the latest missed time is at most this old.
+    #[serde(rename_all = "camelCase")]
     RunOnce { starting_deadline_secs: u64 },
 }
 

@@ -8,8 +8,9 @@
 //! the task counted for before in two lookups. A change to either stored form changes
 //! this model's format: bump [`Projection::VERSION`].
 //!
-//! A task counts towards its agent while [`TaskStatus::is_on_agent`] (held, per kind) and
-//! while [`TaskStatus::RetryScheduled`] (backoff, with its due time). A task naming an
+//! A task counts towards its agent while [`TaskStatus::is_on_agent`] (held, per kind),
+//! while it waits for dispatch (scheduled or retry due: queued, per kind) and while
+//! [`TaskStatus::RetryScheduled`] (backoff, with its due time). A task naming an
 //! agent never registered creates a placeholder view (`registered: false`) once it
 //! counts, so nothing it holds goes uncounted.
 //!
@@ -46,6 +47,8 @@ pub struct Agents;
 
 impl Projection for Agents {
     const NAME: &'static str = "agents";
+    /// 2: views count queued tasks.
+    const VERSION: u32 = 2;
     const TREES: &'static [&'static str] = &[BY_ID, TASKS];
 
     fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
@@ -131,6 +134,7 @@ fn recount(view: &mut AgentView, task: TaskId, from: Load, to: Load) -> Result<(
     let counted = match from {
         Load::Nothing => true,
         Load::Held(kind) => view.release(kind),
+        Load::Queued(kind) => view.dequeue(kind),
         Load::Backoff(_) => view.remove_backoff(task),
     };
     if !counted {
@@ -153,6 +157,18 @@ fn recount(view: &mut AgentView, task: TaskId, from: Load, to: Load) -> Result<(
                 ));
             }
         }
+        Load::Queued(kind) => {
+            if !view.enqueue(kind) {
+                return Err(ApplyError::rejected(
+                    "count_overflow",
+                    format!(
+                        "agent {} has too many {} tasks queued",
+                        view.agent,
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
         Load::Backoff(due_at) => view.add_backoff(task, due_at),
     }
     Ok(())
@@ -164,6 +180,8 @@ enum Load {
     Nothing,
     /// Held by the agent (dispatched, acknowledged or running).
     Held(TaskKind),
+    /// Waiting for dispatch to the agent (scheduled or retry due).
+    Queued(TaskKind),
     /// Waiting for its retry, due then.
     Backoff(DateTime<Utc>),
 }
@@ -173,6 +191,10 @@ impl Load {
         if task.status.is_on_agent() {
             let kind = kind.ok_or_else(|| corrupt_task(id, "a held task has no kind"))?;
             return Ok(Load::Held(kind));
+        }
+        if matches!(task.status, TaskStatus::Scheduled | TaskStatus::RetryDue) {
+            let kind = kind.ok_or_else(|| corrupt_task(id, "a queued task has no kind"))?;
+            return Ok(Load::Queued(kind));
         }
         if task.status == TaskStatus::RetryScheduled {
             let due = task.retry_due_at;

@@ -1,7 +1,15 @@
 //! The `fleet` command: thin glue over `fleet-services`.
 
+mod agent_cmd;
+mod api_client;
 mod cli;
+mod events_cmd;
+mod lookup;
+mod output;
+mod policy_cmd;
 mod projections_cmd;
+mod table;
+mod task_cmd;
 mod tenant_cmd;
 
 use std::process::ExitCode;
@@ -14,15 +22,12 @@ use fleet_services::{shutdown, up};
 
 use crate::cli::{Cli, Command, StreamsCommand};
 
-/// `sysexits.h` EX_USAGE: the command line or configuration is wrong.
-const EXIT_USAGE: u8 = 64;
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(api_client::exit::USAGE);
         }
         Err(e) => {
             let _ = e.print();
@@ -46,8 +51,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fleet: {e:#}");
-            ExitCode::FAILURE
+            // API errors carry their own exit code (and a 400's field problems).
+            let (code, text) = api_client::report(&e);
+            if let Some(text) = text {
+                eprintln!("{text}");
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -110,5 +119,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Tenant(command) => tenant_cmd::run(command).await,
         Command::Projections(command) => projections_cmd::run(command).await,
+        Command::Agent(args) => agent_cmd::run(args).await,
+        Command::Policy(args) => policy_cmd::run(args).await,
+        Command::Task(args) => task_cmd::run(args).await,
+        Command::Runs(args) => task_cmd::runs(args).await,
+        Command::Events(args) => events_cmd::run(args).await,
     }
 }

@@ -217,10 +217,11 @@ fn a_task_on_an_unknown_agent_makes_a_placeholder() {
     let stranger = AgentId::generate();
     let task = TaskId::generate();
     fleet.task(&acme, task, scheduled(stranger, TaskKind::Backup));
+    let queued = fleet.view(stranger);
+    assert!(!queued.registered, "a placeholder counts the queued task");
     assert_eq!(
-        fleet.model.agent(stranger).unwrap(),
-        None,
-        "nothing counted yet"
+        (queued.queued, queued.running),
+        (counts(1, 0, 0), counts(0, 0, 0))
     );
     let dispatched = TaskEvent::Dispatched {
         agent: stranger,

@@ -49,6 +49,8 @@ pub struct AgentView {
     pub running: KindCounts,
     /// The agent's tasks waiting to be retried, earliest due first (then by task id).
     pub backoff: Vec<Backoff>,
+    /// Tasks waiting for dispatch to the agent (scheduled, or due for a retry), per kind.
+    pub queued: KindCounts,
 }
 
 /// One task of an agent waiting for its retry.
@@ -116,6 +118,7 @@ impl AgentView {
             restic_version: None,
             running: KindCounts::default(),
             backoff: Vec::new(),
+            queued: KindCounts::default(),
         }
     }
 
@@ -161,6 +164,18 @@ impl AgentView {
     /// Counts one held task of `kind` less; false if none was counted.
     pub(crate) fn release(&mut self, kind: TaskKind) -> bool {
         let slot = count_of(&mut self.running, kind);
+        slot.checked_sub(1).map(|n| *slot = n).is_some()
+    }
+
+    /// Counts one more queued task of `kind`; false if the count would overflow.
+    pub(crate) fn enqueue(&mut self, kind: TaskKind) -> bool {
+        let slot = count_of(&mut self.queued, kind);
+        slot.checked_add(1).map(|n| *slot = n).is_some()
+    }
+
+    /// Counts one queued task of `kind` less; false if none was counted.
+    pub(crate) fn dequeue(&mut self, kind: TaskKind) -> bool {
+        let slot = count_of(&mut self.queued, kind);
         slot.checked_sub(1).map(|n| *slot = n).is_some()
     }
 

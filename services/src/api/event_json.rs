@@ -16,6 +16,8 @@ use fleet_events::store::Stored;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::projector::dto;
+
 /// One event of the log, as answered by `/v1/events` and `/v1/tasks/{id}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,7 +141,7 @@ fn task_data(event: &TaskEvent) -> Value {
             json!({ "attempt": attempt })
         }
         TaskEvent::Succeeded { attempt, summary } => {
-            json!({ "attempt": attempt, "summary": run_summary(summary) })
+            json!({ "attempt": attempt, "summary": dto::run_summary(summary) })
         }
         TaskEvent::Failed { attempt, error } => json!({
             "attempt": attempt,
@@ -168,37 +170,6 @@ fn task_data(event: &TaskEvent) -> Value {
             json!({ "attempt": attempt, "reason": reason })
         }
     }
-}
-
-fn run_summary(summary: &RunSummary) -> Value {
-    let mut value = json!({ "kind": summary.kind, "durationMs": summary.duration_ms });
-    match &summary.detail {
-        RunDetail::Backup(b) => {
-            value["backup"] = json!({
-                "snapshotId": b.snapshot_id,
-                "filesNew": b.files_new,
-                "filesChanged": b.files_changed,
-                "filesUnmodified": b.files_unmodified,
-                "dirsNew": b.dirs_new,
-                "dirsChanged": b.dirs_changed,
-                "dirsUnmodified": b.dirs_unmodified,
-                "dataBlobs": b.data_blobs,
-                "treeBlobs": b.tree_blobs,
-                "dataAddedBytes": b.data_added_bytes,
-                "totalFilesProcessed": b.total_files_processed,
-                "totalBytesProcessed": b.total_bytes_processed,
-                "unreadableFiles": b.unreadable_files,
-            });
-        }
-        RunDetail::Check => {}
-        RunDetail::Prune(p) => {
-            value["prune"] = json!({
-                "snapshotsKept": p.snapshots_kept,
-                "snapshotsRemoved": p.snapshots_removed,
-            });
-        }
-    }
-    value
 }
 
 /// One short line saying what happened, for people. Times are UTC, with the date only when

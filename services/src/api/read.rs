@@ -137,8 +137,11 @@ pub async fn policies(
     forward(&api, &caller, query).await
 }
 
+/// `GET /v1/policies/{id}`: by id, or by name (a policy's id is its name's).
 pub async fn policy(State(api): State<Api>, caller: Caller, Path(policy): Path<String>) -> Answer {
-    let id: PolicyId = id(&policy, "policy")?;
+    let id = policy
+        .parse()
+        .unwrap_or_else(|_| PolicyId::for_name(&caller.tenant, &policy));
     forward(&api, &caller, Query::Policy { id }).await
 }
 

@@ -95,22 +95,14 @@ fn reply(
                 since,
             };
             let tasks = models.tasks.list(tenant, &filter, limit(asked)?)?;
-            let items: Vec<Value> = tasks
-                .into_iter()
-                .map(|(id, view)| {
-                    let mut value = to_json(&view)?;
-                    value["id"] = json!(id);
-                    Ok(value)
-                })
-                .collect::<Result<_, Refusal>>()?;
-            Ok(Value::Array(items))
+            let items: Vec<dto::Task> = tasks
+                .iter()
+                .map(|(id, view)| dto::Task::new(*id, view))
+                .collect();
+            to_json(items)
         }
         Query::Task { id } => match models.tasks.task(id)? {
-            Some(view) if view.tenant == *tenant => {
-                let mut value = to_json(&view)?;
-                value["id"] = json!(id);
-                Ok(value)
-            }
+            Some(view) if view.tenant == *tenant => to_json(dto::Task::new(id, &view)),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no task {id}"))),
         },
         Query::Agents => {

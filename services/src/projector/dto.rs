@@ -7,8 +7,45 @@ use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::protocol::KindCounts;
 use fleet_events::settings::AgentSettings;
-use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView, RunView};
+use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView, RunView, TaskView};
 use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One task as operators see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub id: TaskId,
+    /// Its state: scheduled, dispatched, running, failed, retry_scheduled, succeeded, ...
+    pub status: String,
+    pub policy: PolicyId,
+    pub agent: AgentId,
+    /// `None` for a skipped task.
+    pub kind: Option<TaskKind>,
+    /// The current attempt: 0 before the first dispatch.
+    pub attempt: u32,
+    pub last_error: Option<ErrorClass>,
+    pub fire_at: DateTime<Utc>,
+    pub run_at: Option<DateTime<Utc>>,
+    pub retry_due_at: Option<DateTime<Utc>>,
+}
+
+impl Task {
+    pub fn new(id: TaskId, view: &TaskView) -> Self {
+        Task {
+            id,
+            status: view.status.clone(),
+            policy: view.policy,
+            agent: view.agent,
+            kind: view.kind,
+            attempt: view.attempt,
+            last_error: view.last_error,
+            fire_at: view.fire_at,
+            run_at: view.run_at,
+            retry_due_at: view.retry_due_at,
+        }
+    }
+}
 
 /// One agent as operators see it.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +66,9 @@ pub struct Agent {
     /// Tasks the agent holds (dispatched, acknowledged, started), all kinds.
     pub running_tasks: u32,
     pub running_by_kind: KindCounts,
+    /// Tasks waiting for dispatch to the agent (scheduled, or due for a retry).
+    pub queue_depth: u32,
+    pub queued_by_kind: KindCounts,
     pub saturated: bool,
     /// Why it is saturated: which limit is reached.
     pub saturation: Option<String>,
@@ -54,6 +94,8 @@ impl From<&AgentView> for Agent {
             settings: view.settings.clone(),
             running_tasks: view.running.total(),
             running_by_kind: view.running,
+            queue_depth: view.queued.total(),
+            queued_by_kind: view.queued,
             saturated: saturation.is_some(),
             saturation: saturation.map(|s| s.to_string()),
             backoff_until: view.earliest_retry(),
@@ -114,7 +156,8 @@ pub struct Run {
     pub outcome: &'static str,
     pub error_class: Option<ErrorClass>,
     pub error: Option<String>,
-    pub summary: Option<RunSummary>,
+    /// See [`run_summary`].
+    pub summary: Option<Value>,
     pub snapshot_id: Option<String>,
     /// False when restic's start was not reported: `startedAt` is then the dispatch time.
     pub started: bool,
@@ -135,7 +178,7 @@ impl From<&RunView> for Run {
             error_class: view.error.as_ref().map(|e| e.class),
             error: view.error.as_ref().map(|e| e.message.clone()),
             snapshot_id: view.summary.as_ref().and_then(snapshot_of),
-            summary: view.summary.clone(),
+            summary: view.summary.as_ref().map(run_summary),
             started: view.started,
             started_at: view.started_at,
             finished_at: view.finished_at,
@@ -287,4 +330,36 @@ pub fn freshness(
         }
     }
     out
+}
+
+/// A run's summary as JSON: camelCase, the kind's details under `backup` or `prune`.
+pub fn run_summary(summary: &RunSummary) -> Value {
+    let mut value = json!({ "kind": summary.kind, "durationMs": summary.duration_ms });
+    match &summary.detail {
+        RunDetail::Backup(b) => {
+            value["backup"] = json!({
+                "snapshotId": b.snapshot_id,
+                "filesNew": b.files_new,
+                "filesChanged": b.files_changed,
+                "filesUnmodified": b.files_unmodified,
+                "dirsNew": b.dirs_new,
+                "dirsChanged": b.dirs_changed,
+                "dirsUnmodified": b.dirs_unmodified,
+                "dataBlobs": b.data_blobs,
+                "treeBlobs": b.tree_blobs,
+                "dataAddedBytes": b.data_added_bytes,
+                "totalFilesProcessed": b.total_files_processed,
+                "totalBytesProcessed": b.total_bytes_processed,
+                "unreadableFiles": b.unreadable_files,
+            });
+        }
+        RunDetail::Check => {}
+        RunDetail::Prune(p) => {
+            value["prune"] = json!({
+                "snapshotsKept": p.snapshots_kept,
+                "snapshotsRemoved": p.snapshots_removed,
+            });
+        }
+    }
+    value
 }

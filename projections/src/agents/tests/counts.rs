@@ -11,6 +11,11 @@ fn a_task_is_held_from_dispatch_until_its_attempt_ends() {
     let task = TaskId::generate();
     fleet.task(&acme, task, scheduled(AGENT, TaskKind::Backup));
     assert_eq!(fleet.view(AGENT).running, counts(0, 0, 0));
+    assert_eq!(
+        fleet.view(AGENT).queued,
+        counts(1, 0, 0),
+        "queued until dispatched"
+    );
     let dispatched = TaskEvent::Dispatched {
         agent: AGENT,
         attempt: 1,
@@ -22,6 +27,7 @@ fn a_task_is_held_from_dispatch_until_its_attempt_ends() {
     ] {
         assert_eq!(fleet.task(&acme, task, event), Outcome::Applied);
         assert_eq!(fleet.view(AGENT).running, counts(1, 0, 0));
+        assert_eq!(fleet.view(AGENT).queued, counts(0, 0, 0));
     }
     let Event::Task {
         event: succeeded, ..
@@ -134,6 +140,11 @@ fn backoff_keeps_pending_retries_and_the_earliest_exact() {
     let view = fleet.view(AGENT);
     assert_eq!(view.pending_retries(), 1);
     assert_eq!(view.earliest_retry(), Some(samples::at(900)));
+    assert_eq!(
+        view.queued,
+        counts(0, 1, 0),
+        "a due retry waits for dispatch"
+    );
 
     let again = TaskEvent::Dispatched {
         agent: AGENT,
@@ -142,6 +153,7 @@ fn backoff_keeps_pending_retries_and_the_earliest_exact() {
     fleet.task(&acme, early, again);
     let view = fleet.view(AGENT);
     assert_eq!(view.running, counts(0, 1, 0));
+    assert_eq!(view.queued, counts(0, 0, 0));
     assert_eq!(view.pending_retries(), 1);
 
     fleet.task(&acme, late, TaskEvent::Cancelled { reason: "x".into() });

@@ -1,0 +1,141 @@
+//! What the API verbs print: JSON for scripts, and the cell formats of the text for people
+//! (times, missing values, what a write did).
+
+use std::io::Write;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+
+/// Writes `text` to stdout, adding a final newline if it has none. A closed stdout (the
+/// reader went away) comes back as an error that `main` treats as the end.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| match text.ends_with('\n') {
+            true => Ok(()),
+            false => out.write_all(b"\n"),
+        })
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+/// Prints `value` pretty-printed.
+pub fn print_json(value: &Value) -> anyhow::Result<()> {
+    print(&serde_json::to_string_pretty(value)?)
+}
+
+/// A JSON value as a cell: strings as they are, `null` as `-`, anything else as JSON.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An RFC 3339 time as a cell, in UTC to the second (`2025-01-02T03:04:05Z`); `null` as
+/// `-`; anything else as it is.
+pub fn time(value: &Value) -> String {
+    match value {
+        Value::String(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t
+                .with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
+            Err(_) => s.clone(),
+        },
+        other => text(other),
+    }
+}
+
+/// Milliseconds as people read a duration: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+pub fn duration_ms(value: &Value) -> String {
+    let Some(ms) = value.as_u64() else {
+        return text(value);
+    };
+    let secs = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}.{}s", secs, (ms % 1000) / 100),
+        60_000..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+/// Seconds as a short span: `90s`, `15m`, `6h`, `2d`, using the largest unit that divides.
+pub fn span_secs(secs: u64) -> String {
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// One line about a write's answer (`{"id", "version", "events"}`): `subject: verb
+/// (event, event)`, or `subject: unchanged` when nothing needed to change.
+pub fn written(subject: &str, verb: &str, answer: &Value) -> String {
+    let events: Vec<&str> = answer["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    match events.is_empty() {
+        true => format!("{subject}: unchanged"),
+        false => format!("{subject}: {verb} ({})", events.join(", ")),
+    }
+}
+
+/// `yes` or `no`.
+pub fn yes_no(value: bool) -> String {
+    match value {
+        true => "yes".to_owned(),
+        false => "no".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cells_show_json_values_for_people() {
+        assert_eq!(text(&json!(null)), "-");
+        assert_eq!(text(&json!("web-1")), "web-1");
+        assert_eq!(text(&json!(3)), "3");
+        assert_eq!(
+            time(&json!("2025-01-02T04:04:05.123456+01:00")),
+            "2025-01-02T03:04:05Z"
+        );
+        assert_eq!(time(&json!(null)), "-");
+        assert_eq!(time(&json!("yesterday")), "yesterday");
+    }
+
+    #[test]
+    fn durations_read_short() {
+        assert_eq!(duration_ms(&json!(850)), "850ms");
+        assert_eq!(duration_ms(&json!(12_345)), "12.3s");
+        assert_eq!(duration_ms(&json!(245_000)), "4m05s");
+        assert_eq!(duration_ms(&json!(7_380_000)), "2h03m");
+        assert_eq!(duration_ms(&json!(null)), "-");
+        assert_eq!(span_secs(90), "90s");
+        assert_eq!(span_secs(900), "15m");
+        assert_eq!(span_secs(21_600), "6h");
+        assert_eq!(span_secs(172_800), "2d");
+    }
+
+    #[test]
+    fn a_write_says_what_it_appended() {
+        let answer = json!({"id": "p", "version": 7, "events": ["policy.created", "policy.assigned_to_agent"]});
+        assert_eq!(
+            written("policy nightly", "created", &answer),
+            "policy nightly: created (policy.created, policy.assigned_to_agent)"
+        );
+        let unchanged = json!({"id": "p", "version": 7, "events": []});
+        assert_eq!(
+            written("policy nightly", "updated", &unchanged),
+            "policy nightly: unchanged"
+        );
+    }
+}
