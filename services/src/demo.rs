@@ -175,6 +175,13 @@ async fn prepare(
         tenant::create(store, &tenant, "Demo", Utc::now()).await?;
         tracing::info!(%tenant, "demo tenant created");
     }
+    // An admin token for the operator's CLI and API (FLEET_TOKEN_FILE).
+    let admin_file = dir.join("admin.token");
+    if !admin_file.exists() {
+        let token = tenant::issue(store, &tenant, Role::Admin, "demo operator", Utc::now()).await?;
+        write_private(&admin_file, token.text.expose())?;
+        tracing::info!(file = %admin_file.display(), "demo admin token written");
+    }
     let state_dir = dir.join("agent-state");
     let enrolled = state_dir.join("identity.json").exists();
     if !enrolled && !token_file.exists() {

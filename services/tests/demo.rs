@@ -32,7 +32,7 @@ fn agent_binary() -> PathBuf {
 }
 
 /// `fleet up --demo` on `data` and `port`, every 60 s (the shortest interval allowed).
-fn start(data: &Path, port: u16) -> Child {
+fn start(data: &Path, port: u16, api_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fleet"))
         .args(["up", "--demo", "--demo-every-secs", "60", "--nats-port"])
         .arg(port.to_string())
@@ -41,7 +41,7 @@ fn start(data: &Path, port: u16) -> Child {
         .arg("--agent-binary")
         .arg(agent_binary())
         .arg("--api-addr")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg(format!("127.0.0.1:{api_port}"))
         .env("RUST_LOG", "info")
         .spawn()
         .expect("start fleet up --demo")
@@ -116,8 +116,8 @@ fn succeeded(events: &[Stored]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
     let data = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let fleet = start(data.path(), port);
+    let (port, api_port) = (free_port(), free_port());
+    let fleet = start(data.path(), port, api_port);
     let store = connect(port).await;
     wait_for(
         &store,
@@ -126,10 +126,36 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
         |events| succeeded(events) >= 1,
     )
     .await;
+
+    // The demo's admin token (0600) works for the CLI over the API.
+    let demo = data.path().join("demo");
+    let admin = demo.join("admin.token");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&admin)
+        .expect("admin token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner reads the token");
+    let listed = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["agent", "ls", "-o", "json", "--api"])
+        .arg(format!("http://127.0.0.1:{api_port}"))
+        .arg("--token-file")
+        .arg(&admin)
+        .output()
+        .expect("fleet agent ls");
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        stdout.contains("demo-agent"),
+        "the demo agent is listed: {stdout}"
+    );
     assert!(stop(fleet).success(), "fleet up exits 0 on SIGTERM");
 
     // The snapshot is in the demo repository, tagged by the policy.
-    let demo = data.path().join("demo");
     let output = Command::new("restic")
         .args(["snapshots", "--json", "--no-lock", "-r"])
         .arg(demo.join("repo"))
@@ -155,7 +181,7 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
         .and_then(|m| m.modified())
         .expect("status");
     let port = free_port();
-    let fleet = start(data.path(), port);
+    let fleet = start(data.path(), port, free_port());
     let store = connect(port).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&status_file)
@@ -199,6 +225,18 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
                     event: PolicyEvent::Created { .. },
                     ..
                 }
+            )
+        }),
+    );
+    once(
+        "admin token issued",
+        count(&events, |e| {
+            matches!(
+                e,
+                Event::Tenant(TenantEvent::TokenIssued {
+                    role: fleet_events::event::Role::Admin,
+                    ..
+                })
             )
         }),
     );
