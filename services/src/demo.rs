@@ -75,18 +75,19 @@ pub fn agent() -> AgentId {
     AgentId::for_machine(&tenant(), MACHINE)
 }
 
-/// The demo policy's id (fixed, so a second start finds it).
+/// The demo policy's name.
+pub const POLICY_NAME: &str = "demo-sample";
+
+/// The demo policy's id: its name's, like every policy's, so a second start finds it and
+/// `fleet policy show demo-sample` names it.
 pub fn policy() -> PolicyId {
-    PolicyId::from_uuid(uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        b"restic-fleet demo policy",
-    ))
+    PolicyId::for_name(&tenant(), POLICY_NAME)
 }
 
 /// The demo policy: back the sample directory up into the local repository.
 pub fn spec(dir: &Path, every_secs: u64) -> PolicySpec {
     PolicySpec {
-        name: "demo: sample directory".into(),
+        name: POLICY_NAME.into(),
         schedule: Schedule::Interval { every_secs },
         kind: TaskKind::Backup,
         repository: RepositoryRef {
