@@ -3,12 +3,14 @@
 //! with a tenant bearer token and sees only that tenant.
 //!
 //! Writes run commands of [`crate::command`] against the event log (admin tokens only);
-//! `/metrics` shows this process's Prometheus metrics, requests counted per route.
+//! `/metrics` shows this process's Prometheus metrics, requests counted per route;
+//! `/v1/openapi.json` is the API's OpenAPI document (no token needed).
 
 mod auth;
 mod error;
 mod event_json;
 mod events;
+mod openapi;
 mod read;
 mod write;
 mod write_policy;
@@ -40,6 +42,7 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/agents", get(read::agents).post(write::register))
         .route("/v1/agents/{id}", get(read::agent))
         .route("/v1/agents/{id}/backoff-status", get(read::backoff_status))
@@ -74,6 +77,13 @@ pub fn router(api: Api) -> Router {
         .route("/v1/summary", get(read::summary))
         .merge(events::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see /v1/openapi.json)",
+            )
+        })
         .layer(axum::middleware::from_fn(count_request))
         .with_state(api)
 }

@@ -3,6 +3,7 @@
 //! task also carries its history from the event log.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query as Params, State};
 use chrono::{DateTime, Utc};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
@@ -22,6 +23,11 @@ type Answer = Result<Json<Value>, ApiError>;
 async fn forward(api: &Api, caller: &Caller, query: Query) -> Answer {
     let client = api.store.jetstream().client();
     Ok(Json(ask(&client, &caller.tenant, &query).await?))
+}
+
+/// A query string that does not parse: a JSON 400 naming the problem.
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request(rejection.body_text())
 }
 
 /// Parses a path id, naming what it should have been.
@@ -52,6 +58,8 @@ pub async fn backoff_status(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskParams {
+    /// The task's `status` (`state` is the documented name; both are accepted).
+    #[serde(alias = "status")]
     state: Option<String>,
     agent: Option<AgentId>,
     policy: Option<PolicyId>,
@@ -62,8 +70,9 @@ pub struct TaskParams {
 pub async fn tasks(
     State(api): State<Api>,
     caller: Caller,
-    Params(params): Params<TaskParams>,
+    params: Result<Params<TaskParams>, QueryRejection>,
 ) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
     let query = Query::Tasks {
         status: params.state,
         agent: params.agent,
@@ -106,8 +115,9 @@ pub struct RunParams {
 pub async fn runs(
     State(api): State<Api>,
     caller: Caller,
-    Params(params): Params<RunParams>,
+    params: Result<Params<RunParams>, QueryRejection>,
 ) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
     let query = Query::Runs {
         agent: params.agent,
         policy: params.policy,
@@ -129,8 +139,9 @@ pub struct PolicyParams {
 pub async fn policies(
     State(api): State<Api>,
     caller: Caller,
-    Params(params): Params<PolicyParams>,
+    params: Result<Params<PolicyParams>, QueryRejection>,
 ) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
     let query = Query::Policies {
         include_deleted: params.include_deleted,
     };

@@ -103,7 +103,8 @@ pub fn subject(tenant: &TenantId, agent: AgentId) -> EventSubject {
 }
 
 /// The settings after merging `patch` (a JSON object of camelCase settings fields; `null`
-/// clears an optional one) into `current`, checked. Every problem is reported.
+/// clears an optional one; `perKind` merges per kind, `ioClass` is replaced whole) into
+/// `current`, checked. Every problem is reported.
 pub fn patched(current: &AgentSettings, patch: &Value) -> Result<AgentSettings, Invalid> {
     let invalid = |field: &str, message: &str| {
         Invalid(vec![FieldError {
@@ -121,10 +122,15 @@ pub fn patched(current: &AgentSettings, patch: &Value) -> Result<AgentSettings, 
     };
     let mut p = Problems::default();
     for (key, value) in fields {
-        if target.contains_key(key) {
-            target.insert(key.clone(), value.clone());
-        } else {
-            p.add(key.clone(), "not a setting of an agent");
+        match (target.get_mut(key), value) {
+            // Per-kind limits merge: `{"perKind": {"prune": 1}}` keeps the other kinds'.
+            (Some(Value::Object(current)), Value::Object(changes)) if key == "perKind" => {
+                for (kind, limit) in changes {
+                    current.insert(kind.clone(), limit.clone());
+                }
+            }
+            (Some(slot), _) => *slot = value.clone(),
+            (None, _) => p.add(key.clone(), "not a setting of an agent"),
         }
     }
     p.finish()?;
@@ -257,6 +263,15 @@ mod tests {
             Some(1)
         );
         assert_eq!(settings.nice, current.nice);
+        let merged = patched(&settings, &json!({"perKind": {"prune": 1}})).expect("valid");
+        assert_eq!(
+            merged.per_kind.get(fleet_events::policy::TaskKind::Backup),
+            Some(1)
+        );
+        assert_eq!(
+            merged.per_kind.get(fleet_events::policy::TaskKind::Prune),
+            Some(1)
+        );
         let cleared = patched(
             &AgentSettings {
                 upload_kib_s: Some(100),

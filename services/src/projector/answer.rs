@@ -82,12 +82,7 @@ fn reply(
             since,
             limit: asked,
         } => {
-            let status = named(
-                status.as_deref(),
-                &TaskStatus::ALL,
-                |s| s.as_str(),
-                "status",
-            )?;
+            let status = named(status.as_deref(), &TaskStatus::ALL, |s| s.as_str(), "state")?;
             let filter = TaskFilter {
                 status,
                 agent,

@@ -1,10 +1,12 @@
 //! Shared scenario helpers: a started server with a connected store, sample events, the
 //! event log (`events`), running services (`services`), the in-process agent (`agent`),
-//! waiting for things (`wait`), and HTTP and server-sent-events clients (`http`, `sse`).
+//! waiting for things (`wait`), HTTP and server-sent-events clients (`http`, `sse`), and
+//! answers checked against the API's OpenAPI document (`openapi`).
 
 pub mod agent;
 mod events;
 pub mod http;
+pub mod openapi;
 mod services;
 pub mod sse;
 mod wait;
