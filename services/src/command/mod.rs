@@ -73,12 +73,17 @@ where
 {
     for _ in 0..MAX_DECISIONS {
         let history = store.history(subject).await?;
+        let decided = decide(&history.events);
         if let Some(seen) = version
             && seen != history.last_seq
         {
-            return Err(changed_since(subject, seen, history.last_seq));
+            // A missing object is 404 whatever version the caller names.
+            return Err(match decided {
+                Err(CommandError::NotFound(message)) => CommandError::NotFound(message),
+                _ => changed_since(subject, seen, history.last_seq),
+            });
         }
-        let events = decide(&history.events)?;
+        let events = decided?;
         if events.is_empty() {
             return Ok(Written {
                 version: history.last_seq,

@@ -39,11 +39,13 @@ impl Fleet {
                 agent.registered = true;
                 agent.settings = settings.clone();
                 agent.online = true;
+                agent.heard = false;
                 agent.offline_since = None;
             }
             AgentEvent::SettingsChanged { settings } => agent.settings = settings.clone(),
             AgentEvent::CameOnline { .. } => {
                 agent.online = true;
+                agent.heard = true;
                 agent.offline_since = None;
             }
             AgentEvent::WentOffline { last_seen } => {

@@ -238,7 +238,8 @@ async fn time_out(
     }
 }
 
-/// Records that a registered, offline agent is back.
+/// Records that a registered agent is back (offline until now), or heard from for the
+/// first time since its registration.
 async fn came_online(
     store: &EventStore,
     fleet: &Fleet,
@@ -249,13 +250,12 @@ async fn came_online(
     let Some(view) = fleet.agent(beat.agent, now) else {
         return;
     };
-    if !view.registered
-        || view.online
-        || view.decommissioned
-        || view.tenant.as_ref() != Some(&beat.tenant)
-    {
+    if view.tenant.as_ref() != Some(&beat.tenant) {
         return;
     }
+    let Some(msg_id) = fleet.came_online_key(beat.agent) else {
+        return;
+    };
     let event = Event::Agent {
         agent: beat.agent,
         event: AgentEvent::CameOnline {
@@ -264,7 +264,6 @@ async fn came_online(
         },
     };
     let envelope = Envelope::new(beat.tenant.clone(), now, event);
-    let msg_id = format!("online:{}:{}", beat.agent, beat.at.timestamp_micros());
     record(
         store,
         Append {

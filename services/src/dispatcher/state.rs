@@ -42,6 +42,10 @@ pub(super) struct AgentState {
     pub registered: bool,
     pub settings: AgentSettings,
     pub online: bool,
+    /// An `agent.came_online` was recorded since its registration: its heartbeats are
+    /// known to the log (a registration alone counts as online for dispatch, but the read
+    /// models learn of it, and of its versions, from the first heartbeat).
+    pub heard: bool,
     /// The last heartbeat before it went offline, as the log says.
     pub offline_since: Option<DateTime<Utc>>,
     pub decommissioned: bool,

@@ -102,6 +102,22 @@ impl Fleet {
         self.agents.get(&agent).map(|a| view(agent, a, self, now))
     }
 
+    /// The msg id of the `agent.came_online` a heartbeat of `agent` calls for, if it calls
+    /// for one: the first since its registration, or the first since it went offline.
+    /// Heartbeats that arrive before that event is back from the log name the same id, so
+    /// the store keeps it once.
+    pub fn came_online_key(&self, agent: AgentId) -> Option<String> {
+        let a = self.agents.get(&agent)?;
+        if !a.registered || a.decommissioned {
+            return None;
+        }
+        if !a.online {
+            let since = a.offline_since.map_or(0, |t| t.timestamp_micros());
+            return Some(format!("online:{agent}:{since}"));
+        }
+        (!a.heard).then(|| format!("heard:{agent}"))
+    }
+
     /// Every agent the log has named, by id.
     pub fn agents(&self, now: DateTime<Utc>) -> Vec<AgentView> {
         let mut out: Vec<AgentView> = self

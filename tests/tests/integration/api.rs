@@ -1,8 +1,10 @@
 //! The HTTP API over real HTTP against a real nats-server, with the projector behind it:
 //! bearer tokens decide the tenant and the role, another tenant's objects are 404, a
 //! revoked token stops working at once, bad ids are 400; every endpoint the OpenAPI
-//! document names is routed and answers as documented.
+//! document names is routed and answers as documented, and none of them gives another
+//! tenant's token anything of a tenant's objects.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -11,21 +13,24 @@ use chrono::Utc;
 use fleet_events::event::{
     BackupSummary, ErrorClass, Event, RepoEvent, Role, RunDetail, RunSummary, TaskError, TaskEvent,
 };
-use fleet_events::ids::{AgentId, RepoId, TaskId, TenantId};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
+use fleet_events::subject;
 use fleet_services::serve::{Service, ServiceConfig};
 use fleet_services::tenant;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::http::{call, call_with, get};
+use crate::support::http::{Response, call, call_with, get};
 use crate::support::openapi::assert_documented;
 use crate::support::sse;
-use crate::support::{append, eventually, fleet, register, schedule, spawn_service, stop, system};
+use crate::support::{
+    append, eventually, fleet, log, register, schedule, spawn_service, stop, system,
+};
 
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -441,5 +446,622 @@ async fn answers_have_the_documented_shapes() {
     )
     .await;
     assert_documented(&doc, "/v1/policies/{id}", "delete", &stale, 409);
+    stop(&api.shutdown, api.services).await;
+}
+
+/// Acme's policy in the cross-tenant sweep.
+const ACME_POLICY: &str = "db nightly";
+/// Its repository.
+const ACME_REPO: &str = "/srv/restic/acme-db";
+/// A policy name no tenant has.
+const NO_POLICY: &str = "no such policy";
+
+/// A policy document of acme's policy assigned to `agent`.
+fn policy_document(agent: &str) -> Value {
+    json!({
+        "name": ACME_POLICY,
+        "schedule": {"interval": {"everySecs": 3600}},
+        "kind": "backup",
+        "repository": {"url": ACME_REPO, "secret": "db-repo"},
+        "include": ["/var/lib/db"],
+        "retention": {"keepDaily": 7},
+        "agents": [agent],
+    })
+}
+
+/// What the sweep names acme's objects with: acme's ids, or fresh ones no tenant has.
+#[derive(Debug, Clone)]
+struct Names {
+    agent: String,
+    policy: String,
+    /// The policy's name, percent-encoded for a path.
+    policy_name: String,
+    task: String,
+    repo: String,
+    /// The policy's `version`, for `If-Match`.
+    version: String,
+}
+
+impl Names {
+    /// Fresh ids and name (with `acme`'s version, so only the objects differ).
+    fn fresh(acme: &Names) -> Names {
+        Names {
+            agent: AgentId::generate().to_string(),
+            policy: PolicyId::generate().to_string(),
+            policy_name: NO_POLICY.replace(' ', "%20"),
+            task: TaskId::generate().to_string(),
+            repo: RepoId::for_url("/srv/restic/nowhere").to_string(),
+            version: acme.version.clone(),
+        }
+    }
+
+    /// The values of the path parameter `reference` (a `#/components/parameters/..`).
+    fn path(&self, template: &str, reference: &str) -> Vec<String> {
+        match reference.rsplit('/').next() {
+            Some("AgentId" | "AssignedAgent") => vec![self.agent.clone()],
+            Some("TaskId") => vec![self.task.clone()],
+            Some("PolicyRef") => vec![self.policy.clone(), self.policy_name.clone()],
+            _ => panic!("{template}: which of acme's objects does {reference:?} name? Say so here"),
+        }
+    }
+
+    /// The value of the id filter `name`.
+    fn filter(&self, template: &str, name: &str) -> String {
+        match name {
+            "agent" => self.agent.clone(),
+            "policy" => self.policy.clone(),
+            "task" => self.task.clone(),
+            "repo" => self.repo.clone(),
+            _ => panic!("{template}: which of acme's objects does ?{name}= name? Say so here"),
+        }
+    }
+}
+
+/// One request of the sweep.
+#[derive(Debug, Clone)]
+struct Probe {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+impl Probe {
+    /// Everything the request says, to tell an echo of it from a leak.
+    fn text(&self) -> String {
+        let body = self.body.as_ref().map(Value::to_string).unwrap_or_default();
+        let path = self.path.replace("%20", " ");
+        format!("{} {path} {:?} {body}", self.path, self.headers)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn send(&self, addr: SocketAddr, method: &str, token: &str) -> Response {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let body = self.body.as_ref();
+        call_with(addr, method, &self.path, Some(token), &headers, body).await
+    }
+}
+
+/// Every request the sweep sends to one operation: each filling of its path parameters
+/// from `names`; without a query, then with each id filter alone and each boolean option
+/// set; without a header, then with each documented one; with a valid policy document
+/// naming `names.agent` where one is taken, else `{}`.
+fn probes(
+    doc: &Value,
+    template: &str,
+    item: &Value,
+    operation: &Value,
+    names: &Names,
+) -> Vec<Probe> {
+    let declared = item["parameters"].as_array().into_iter().flatten();
+    let declared = declared.chain(operation["parameters"].as_array().into_iter().flatten());
+    let (mut paths, mut queries) = (vec![template.to_owned()], vec![String::new()]);
+    let mut headers = vec![Vec::new()];
+    for parameter in declared {
+        let reference = parameter["$ref"].as_str().unwrap_or_default();
+        let parameter = match reference.strip_prefix('#') {
+            Some(pointer) => doc.pointer(pointer).expect("a documented parameter"),
+            None => parameter,
+        };
+        let name = parameter["name"].as_str().expect("a named parameter");
+        match parameter["in"].as_str() {
+            Some("path") => {
+                let values = names.path(template, reference);
+                let slot = format!("{{{name}}}");
+                paths = (paths.iter())
+                    .flat_map(|path| values.iter().map(|value| path.replace(&slot, value)))
+                    .collect();
+            }
+            Some("query") if parameter["schema"]["$ref"] == "#/components/schemas/Uuid" => {
+                queries.push(format!("?{name}={}", names.filter(template, name)));
+            }
+            Some("query") if parameter["schema"]["type"] == "boolean" => {
+                queries.push(format!("?{name}=true"));
+            }
+            Some("header") => {
+                let value = match name {
+                    "If-Match" => names.version.clone(),
+                    "Last-Event-ID" => "0".to_owned(),
+                    _ => panic!("{template}: what should the header {name} say? Say so here"),
+                };
+                headers.push(vec![(name.to_owned(), value)]);
+            }
+            // Other query parameters only narrow a listing: without them it shows the most.
+            _ => {}
+        }
+    }
+    let schema = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    let body = operation.get("requestBody").map(|_| match schema.as_str() {
+        Some("#/components/schemas/PolicyDocument") => policy_document(&names.agent),
+        Some("#/components/schemas/PolicySpec") => {
+            let mut spec = policy_document(&names.agent);
+            spec.as_object_mut().map(|fields| fields.remove("agents"));
+            spec
+        }
+        _ => json!({}),
+    });
+    let mut probes = Vec::new();
+    for path in &paths {
+        for query in &queries {
+            for headers in &headers {
+                probes.push(Probe {
+                    path: format!("{path}{query}"),
+                    headers: headers.clone(),
+                    body: body.clone(),
+                });
+            }
+        }
+    }
+    probes
+}
+
+/// The statuses another tenant's admin may get from `method template` naming acme's
+/// objects, why, and the one problem a 400 must name.
+fn refusal(
+    method: &str,
+    template: &str,
+    probe: &Probe,
+) -> (&'static [u16], &'static str, Option<&'static str>) {
+    let filtered = probe.path.contains('?');
+    match (method, template) {
+        ("POST", "/v1/policies" | "/v1/policies/apply") => (
+            &[400],
+            "the document is valid but names acme's agent, which `other` does not have",
+            Some("agents[0]"),
+        ),
+        ("POST", "/v1/agents") => (&[400], "`{}` names no machine, whoever sends it", None),
+        ("GET", "/v1/events") if filtered => {
+            (&[404], "acme's aggregate has no history in `other`", None)
+        }
+        _ if template.contains('{') => (
+            &[403, 404],
+            "acme's object does not exist for `other`",
+            None,
+        ),
+        ("GET", _) => (
+            &[200],
+            "`other`'s own listing, with nothing of acme's",
+            None,
+        ),
+        _ => panic!("{method} {template}: what may another tenant get here? Say so in `refusal`"),
+    }
+}
+
+/// Whether `text` is a UUID in its hyphenated form.
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Every UUID in `text`.
+fn uuids(text: &str) -> BTreeSet<String> {
+    (0..text.len())
+        .filter_map(|at| text.get(at..at + 36).filter(|s| is_uuid(s)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `text` with every UUID and every policy name of the sweep replaced by a placeholder, so
+/// that answers about different objects compare.
+fn masked(text: &str) -> String {
+    let text = text
+        .replace(ACME_POLICY, "<name>")
+        .replace(NO_POLICY, "<name>");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(c) = rest.chars().next() {
+        match rest.get(..36).filter(|s| is_uuid(s)) {
+            Some(_) => {
+                out.push_str("<id>");
+                rest = &rest[36..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that an answer to `request` names nothing of acme's (`needles`: what, text),
+/// except, in a refusal, what the request itself sent (an echo tells the caller nothing).
+fn assert_no_acme(
+    answer: &str,
+    status: u16,
+    request: &str,
+    needles: &[(String, String)],
+    what: &str,
+) {
+    for (name, needle) in needles {
+        let echo = status >= 400 && request.contains(needle.as_str());
+        assert!(
+            echo || !answer.contains(needle.as_str()),
+            "{what}: the answer names {name} ({needle}): {answer}"
+        );
+    }
+}
+
+/// Asserts that `value`, a 200 answer to `other`, holds nothing but `other`'s own: every
+/// event is of its tenant and in its log (`own`), every other list is empty, every count 0.
+fn assert_nothing_but_own(value: &Value, own: &BTreeSet<u64>, what: &str) {
+    match value {
+        Value::Object(fields) if fields.contains_key("tenant") => {
+            assert_eq!(fields["tenant"], "other", "{what}: {value}");
+            let seq = fields["seq"].as_u64().unwrap_or_default();
+            assert!(
+                own.contains(&seq),
+                "{what}: not an event of other's: {value}"
+            );
+        }
+        Value::Object(fields) => fields
+            .values()
+            .for_each(|field| assert_nothing_but_own(field, own, what)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| assert_nothing_but_own(item, own, what)),
+        Value::Number(n) => assert_eq!(n.as_u64(), Some(0), "{what}: a count of acme's?"),
+        _ => {}
+    }
+}
+
+/// The position and subject of every event `filter` matches.
+async fn positions(store: &EventStore, filter: &str) -> Vec<(u64, String)> {
+    let stored = log(store, filter).await;
+    stored.into_iter().map(|s| (s.seq, s.subject)).collect()
+}
+
+#[tokio::test]
+async fn another_tenants_token_gets_nothing_from_any_endpoint() {
+    let fleet = fleet().await;
+    let store = &fleet.store;
+    let api = start(store).await;
+    let (addr, mine) = (api.addr, Some(api.token.as_str()));
+    let doc = openapi(addr).await;
+
+    // Acme: an agent, a policy assigned to it, a task run now that succeeded, and the
+    // policy's repository with its circuit open.
+    let registration = json!({"machineId": "machine-acme-primary", "name": "acme-primary"});
+    let registered = call(addr, "POST", "/v1/agents", mine, Some(&registration)).await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    let agent: AgentId = registered.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("agent id");
+    let document = policy_document(&agent.to_string());
+    let created = call(addr, "POST", "/v1/policies", mine, Some(&document)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let policy_path = format!("/v1/policies/{}", ACME_POLICY.replace(' ', "%20"));
+    let run = call(addr, "POST", &format!("{policy_path}/run"), mine, None).await;
+    assert_eq!(run.status, 202, "{}", run.text);
+    let task: TaskId = run.body["tasks"][0]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("task id");
+    let snapshot = "5e1c0a3f9b7d4e21";
+    let summary = RunSummary {
+        kind: TaskKind::Backup,
+        duration_ms: 1500,
+        detail: RunDetail::Backup(BackupSummary {
+            snapshot_id: Some(snapshot.into()),
+            ..BackupSummary::default()
+        }),
+    };
+    for event in [
+        TaskEvent::Dispatched { agent, attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Succeeded {
+            attempt: 1,
+            summary,
+        },
+    ] {
+        append(store, Event::Task { task, event }).await;
+    }
+    let repo = RepoId::for_url(ACME_REPO);
+    let event = RepoEvent::CircuitOpened {
+        until: Utc::now() + chrono::Duration::minutes(5),
+        failures: 5,
+    };
+    append(store, Event::Repo { repo, event }).await;
+    // Acme's read models hold all of it, so that a leak would have something to show.
+    let count = |path: &'static str| async move {
+        let response = get(addr, path, mine).await;
+        response.body.as_array().map_or(0, Vec::len)
+    };
+    eventually("acme's read models", Duration::from_secs(20), || async {
+        let seen = [
+            count("/v1/agents").await,
+            count("/v1/policies").await,
+            count("/v1/tasks?state=succeeded").await,
+            count("/v1/runs").await,
+            count("/v1/repositories").await,
+        ];
+        match seen {
+            [1, 1, 1, 1, 1] => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(seen),
+        }
+    })
+    .await;
+    let policy = get(addr, &policy_path, mine).await;
+    assert_eq!(policy.status, 200, "{}", policy.text);
+    let acme = Names {
+        agent: agent.to_string(),
+        policy: policy.body["id"].as_str().expect("policy id").to_owned(),
+        policy_name: ACME_POLICY.replace(' ', "%20"),
+        task: task.to_string(),
+        repo: repo.to_string(),
+        version: policy.body["version"].to_string(),
+    };
+    let fresh = Names::fresh(&acme);
+
+    // Other: a tenant with an admin token and nothing else.
+    let other = TenantId::new("other").expect("slug");
+    tenant::create(store, &other, "Other", Utc::now())
+        .await
+        .expect("tenant");
+    let theirs = tenant::issue(store, &other, Role::Admin, "ops", Utc::now())
+        .await
+        .expect("token");
+    let theirs = theirs.text.expose().to_owned();
+    let garbage = format!("rft1.acme.{}", "0".repeat(64));
+
+    // What nothing answered to `other` may name: everything acme has told the log (every
+    // id in its events: agent, policy, task, repository, tokens, events, correlations),
+    // its names, its repository, its snapshot, its token.
+    let acme_tenant = crate::support::tenant();
+    let acme_log = log(store, &subject::tenant_events(&acme_tenant)).await;
+    let mut needles = vec![
+        ("acme's slug".to_owned(), "acme".to_owned()),
+        ("acme's agent's name".into(), "acme-primary".into()),
+        ("acme's policy's name".into(), ACME_POLICY.into()),
+        ("acme's repository".into(), ACME_REPO.into()),
+        ("acme's snapshot".into(), snapshot.into()),
+        ("acme's token".into(), api.token.clone()),
+    ];
+    for stored in &acme_log {
+        let envelope = serde_json::to_string(&stored.envelope).expect("JSON");
+        for id in uuids(&format!("{} {envelope}", stored.subject)) {
+            needles.push((format!("an id in acme's {}", stored.subject), id));
+        }
+    }
+    // They are found in acme's own answers, so that finding none in other's means something.
+    for path in [
+        "/v1/agents",
+        "/v1/policies",
+        "/v1/tasks",
+        "/v1/runs",
+        "/v1/repositories",
+        "/v1/events",
+    ] {
+        let answer = get(addr, path, mine).await;
+        let found = needles
+            .iter()
+            .any(|(_, needle)| answer.text.contains(needle));
+        assert!(
+            found,
+            "{path} as acme names nothing of acme's: {}",
+            answer.text
+        );
+    }
+    let everything = subject::all_events();
+    let other_events = subject::tenant_events(&other);
+    let before = positions(store, &everything).await;
+    let acme_before = positions(store, &subject::tenant_events(&acme_tenant)).await;
+    let other_before = positions(store, &other_events).await;
+    let other_log = log(store, &other_events).await;
+    let made: Vec<&str> = other_log
+        .iter()
+        .map(|s| s.envelope.event.event_type().name())
+        .collect();
+    assert_eq!(
+        made,
+        ["tenant.created", "tenant.token_issued"],
+        "other's log"
+    );
+    let own: BTreeSet<u64> = other_log.iter().map(|s| s.seq).collect();
+
+    // Every documented operation, with acme's ids wherever it takes one, as `other`'s
+    // admin; the same with fresh ids, which must answer alike; and with a garbage token.
+    let mut streams = Vec::new();
+    let mut probed = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            if method == "parameters" {
+                continue;
+            }
+            let method = method.to_uppercase();
+            let public = operation["security"].as_array().is_some_and(Vec::is_empty);
+            let streaming = operation["responses"]["200"]["content"]
+                .get("text/event-stream")
+                .is_some();
+            let theirs_probes = probes(&doc, template, item, operation, &acme);
+            let controls = probes(&doc, template, item, operation, &fresh);
+            for (probe, control) in theirs_probes.iter().zip(&controls) {
+                let what = format!("{method} {} {:?} as other", probe.path, probe.headers);
+                let request = format!("{} {garbage}", probe.text());
+                if streaming {
+                    let last = probe
+                        .header("Last-Event-ID")
+                        .map(|v| v.parse().expect("seq"));
+                    let stream = sse::open(addr, &probe.path, Some(&theirs), last).await;
+                    assert_eq!(stream.status, 200, "{what}: {}", stream.body);
+                    let refused = sse::open(addr, &probe.path, Some(&garbage), last).await;
+                    assert_eq!(
+                        refused.status, 401,
+                        "{what}, garbage token: {}",
+                        refused.body
+                    );
+                    let answer = refused.body.to_string();
+                    assert_no_acme(&answer, 401, &request, &needles, &what);
+                    streams.push((what, last, stream));
+                    continue;
+                }
+                let answer = probe.send(addr, &method, &theirs).await;
+                let documented = operation["responses"].get(answer.status.to_string());
+                assert!(
+                    documented.is_some(),
+                    "{what}: {} is not documented",
+                    answer.status
+                );
+                assert_no_acme(&answer.text, answer.status, &request, &needles, &what);
+                if !public {
+                    let (allowed, why, problem) = refusal(&method, template, probe);
+                    assert!(
+                        allowed.contains(&answer.status),
+                        "{what}: {} where {allowed:?} ({why}): {}",
+                        answer.status,
+                        answer.text
+                    );
+                    if let Some(field) = problem {
+                        let problems = &answer.body["error"]["problems"];
+                        let fields: Vec<&Value> = problems
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| &p["field"])
+                            .collect();
+                        assert_eq!(fields, [field], "{what} ({why}): {}", answer.text);
+                    }
+                    if answer.status == 200 {
+                        assert_nothing_but_own(&answer.body, &own, &what);
+                    }
+                    let refused = probe.send(addr, &method, &garbage).await;
+                    assert_eq!(
+                        refused.status, 401,
+                        "{what}, garbage token: {}",
+                        refused.text
+                    );
+                    assert_eq!(refused.body["error"]["code"], "unauthorized", "{what}");
+                    assert_no_acme(&refused.text, 401, &request, &needles, &what);
+                    // Acme's object is not told apart from one nobody has.
+                    let unknown = control.send(addr, &method, &theirs).await;
+                    assert_eq!(
+                        (unknown.status, masked(&unknown.text)),
+                        (answer.status, masked(&answer.text)),
+                        "{what}: acme's objects answer otherwise than unknown ones ({})",
+                        control.path
+                    );
+                }
+            }
+            probed += 1;
+        }
+    }
+    assert!(probed >= 29, "only {probed} operations documented");
+    assert_eq!(streams.len(), 2, "a live and a resumed stream");
+
+    // None of it wrote anything: not for acme, not for other, not for anyone.
+    let acme_events = subject::tenant_events(&acme_tenant);
+    assert_eq!(
+        positions(store, &acme_events).await,
+        acme_before,
+        "acme's log changed"
+    );
+    assert_eq!(
+        positions(store, &other_events).await,
+        other_before,
+        "other's log changed"
+    );
+    assert_eq!(
+        positions(store, &everything).await,
+        before,
+        "the log changed"
+    );
+
+    // Live: an event of acme's reaches acme's stream, not other's (which replays only
+    // its own); then one of other's reaches both of other's, first.
+    let mut acme_stream = sse::open(addr, "/v1/events/stream", mine, None).await;
+    assert_eq!(acme_stream.status, 200, "{}", acme_stream.body);
+    let paused = call(addr, "POST", &format!("{policy_path}/pause"), mine, None).await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    let seen = acme_stream.events(1, Duration::from_secs(10)).await;
+    let types: Vec<Option<&str>> = seen.iter().map(|f| f.event.as_deref()).collect();
+    assert_eq!(types, [Some("policy.paused")], "acme's own stream");
+    let quiet = Duration::from_secs(3);
+    let reads = streams
+        .iter_mut()
+        .map(|(_, _, stream)| stream.events(10, quiet));
+    let heard = futures::future::join_all(reads).await;
+    for ((what, last, _), frames) in streams.iter().zip(&heard) {
+        for frame in frames {
+            assert_no_acme(&frame.data, 200, "", &needles, what);
+            assert_eq!(frame.json()["tenant"], "other", "{what}: {}", frame.data);
+        }
+        let ids: Vec<Option<String>> = frames.iter().map(|f| f.id.clone()).collect();
+        let expected: Vec<Option<String>> = match last {
+            Some(_) => own.iter().map(|seq| Some(seq.to_string())).collect(),
+            None => Vec::new(),
+        };
+        assert_eq!(ids, expected, "{what}: only other's own, replayed");
+    }
+    let late = tenant::issue(store, &other, Role::ReadOnly, "late", Utc::now())
+        .await
+        .expect("token");
+    for (what, _, stream) in &mut streams {
+        let next = stream.events(1, Duration::from_secs(10)).await;
+        let frame = next
+            .first()
+            .unwrap_or_else(|| panic!("{what}: other's stream is dead"));
+        let event = frame.json();
+        assert_eq!(event["type"], "tenant.token_issued", "{what}: {event}");
+        assert_eq!(
+            event["data"]["token"],
+            late.id.to_string(),
+            "{what}: {event}"
+        );
+    }
+    drop((streams, acme_stream));
+
+    // The log gained what acme's token did and the token the scenario issued, no more.
+    let end = log(store, &everything).await;
+    let kept: Vec<(u64, String)> = (end.iter().take(before.len()))
+        .map(|s| (s.seq, s.subject.clone()))
+        .collect();
+    assert_eq!(kept, before);
+    let gained: Vec<(String, &str)> = (end.iter().skip(before.len()))
+        .map(|s| {
+            (
+                s.envelope.tenant.to_string(),
+                s.envelope.event.event_type().name(),
+            )
+        })
+        .collect();
+    let gained: Vec<(&str, &str)> = gained.iter().map(|(t, e)| (t.as_str(), *e)).collect();
+    assert_eq!(
+        gained,
+        [("acme", "policy.paused"), ("other", "tenant.token_issued")],
+        "the log gained"
+    );
     stop(&api.shutdown, api.services).await;
 }

@@ -211,6 +211,8 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
         agent_events,
         [
             "agent.registered",
+            // Its first heartbeat: the read models learn it is online, and its versions.
+            "agent.came_online",
             "agent.went_offline",
             "agent.came_online"
         ]

@@ -4,11 +4,13 @@
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A response: status code and JSON body (`Value::Null` if the body is not JSON).
+/// A response: status code, JSON body (`Value::Null` if the body is not JSON) and the body
+/// as sent.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: Value,
+    pub text: String,
 }
 
 /// Sends `method path` to `addr` with an optional bearer token and JSON body.
@@ -62,6 +64,7 @@ pub async fn call_with(
     Response {
         status,
         body: serde_json::from_str(body).unwrap_or(Value::Null),
+        text: body.to_owned(),
     }
 }
 
