@@ -1,0 +1,578 @@
+//! Projection rebuild speed against raw JetStream replay, in one run against one nats-server.
+//!
+//! `cargo bench -p fleet-tests --bench projections` (events: FLEET_BENCH_EVENTS, default
+//! 100000; repeats: FLEET_BENCH_ROUNDS, default 3). Appends a realistic mix once: 10
+//! tenants, 1,000 agents, 200 policies each assigned to 10 agents, then hourly scheduler
+//! fires of every (policy, agent) pair whose tasks run to success, are skipped, fail and are
+//! retried, are lost, or are exhausted, with agents going offline and circuits opening in
+//! between. Then measures, each repeat printed and the median:
+//! - raw replay: an ordered consumer over the whole of FLEET_EVENTS, no decode;
+//! - rebuild: every read model the projector runs (`ReadModels`, as `fleet projections
+//!   rebuild` does) from sequence 1 into a fresh sled directory, until each model's
+//!   checkpoint is the last sequence it reads;
+//!
+//! and the ratio rebuild/raw (the target is >= 0.3x). A last pass times each model alone,
+//! beside a replay with decode of the same filter, to show where the rebuild's time goes.
+//!
+//! A rebuild that does not finish within FLEET_BENCH_TIMEOUT_SECS (default 120) is
+//! reported as stalled and the benchmark exits with failure instead of hanging: sled
+//! 0.34.7 can deadlock under this write load (a thread holding its segment accountant
+//! waits for a file truncation queued on sled's own thread pool, whose threads all wait
+//! for that accountant).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, push};
+use chrono::{DateTime, TimeDelta, Utc};
+use fleet_events::codec::encode;
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{
+    AgentEvent, BackupSummary, ErrorClass, Event, ExhaustedReason, LostReason, PolicyEvent,
+    PruneSummary, RepoEvent, Role, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent,
+    TenantEvent,
+};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId, TokenId};
+use fleet_events::policy::{PolicySpec, RepositoryRef, TaskKind};
+use fleet_events::samples;
+use fleet_events::store::{Append, EventStore, Expect};
+use fleet_events::streams::{self, StreamOptions};
+use fleet_events::subject;
+use fleet_projections::{Checkpointed, Projection};
+use fleet_services::projector::ReadModels;
+use fleet_tests::NatsServer;
+use futures::StreamExt;
+
+const TENANTS: usize = 10;
+const AGENTS_PER_TENANT: usize = 100;
+const POLICIES_PER_TENANT: usize = 20;
+/// Agents each policy is assigned to: every agent gets two policies.
+const ASSIGNED: usize = 10;
+const REPOS_PER_TENANT: usize = 3;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One assignment: the tasks of a scheduler fire are made of these.
+struct Pair {
+    tenant: usize,
+    policy: PolicyId,
+    agent: AgentId,
+    spec: PolicySpec,
+}
+
+/// The log of a fleet, in append order, cut at `n` events.
+struct Mix {
+    tenants: Vec<TenantId>,
+    agents: Vec<Vec<AgentId>>,
+    events: Vec<Envelope>,
+    n: usize,
+}
+
+impl Mix {
+    fn push(&mut self, tenant: usize, at: DateTime<Utc>, event: Event) {
+        if self.events.len() < self.n {
+            let envelope = Envelope::new(self.tenants[tenant].clone(), at, event);
+            self.events.push(envelope);
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.events.len() >= self.n
+    }
+}
+
+fn repo_url(tenant: usize, repo: usize) -> String {
+    format!("sftp:backup@nas-{tenant}-{repo}:/srv/restic")
+}
+
+fn spec(tenant: usize, p: usize) -> PolicySpec {
+    let base = match p % 4 {
+        2 => samples::prune_spec(),
+        3 => PolicySpec {
+            kind: TaskKind::Check,
+            include: vec![],
+            ..samples::policy_spec()
+        },
+        _ => samples::policy_spec(),
+    };
+    PolicySpec {
+        name: format!("policy-{p}"),
+        repository: RepositoryRef {
+            url: repo_url(tenant, p % REPOS_PER_TENANT),
+            secret: format!("repo-{}", p % REPOS_PER_TENANT),
+        },
+        ..base
+    }
+}
+
+/// Tenants with a token, agents registered and online, policies created and assigned.
+fn setup(mix: &mut Mix) -> Vec<Pair> {
+    let at = samples::at(0);
+    let mut pairs = Vec::new();
+    for t in 0..TENANTS {
+        mix.push(
+            t,
+            at,
+            Event::Tenant(TenantEvent::Created {
+                name: format!("Tenant {t}"),
+            }),
+        );
+        let token = TenantEvent::TokenIssued {
+            token: TokenId::generate(),
+            role: Role::Admin,
+            label: "ops".into(),
+            sha256: [t as u8; 32],
+        };
+        mix.push(t, at, Event::Tenant(token));
+        for (a, agent) in mix.agents[t].clone().into_iter().enumerate() {
+            let event = AgentEvent::Registered {
+                name: format!("host-{t}-{a}"),
+                hostname: format!("host-{t}-{a}.example.net"),
+                settings: samples::agent_settings(),
+            };
+            mix.push(t, at, Event::Agent { agent, event });
+            let event = AgentEvent::CameOnline {
+                agent_version: "0.1.0".into(),
+                restic_version: "0.14.0".into(),
+            };
+            mix.push(t, at, Event::Agent { agent, event });
+        }
+        for p in 0..POLICIES_PER_TENANT {
+            let policy = PolicyId::generate();
+            let spec = spec(t, p);
+            let event = PolicyEvent::Created {
+                spec: Box::new(spec.clone()),
+            };
+            mix.push(t, at, Event::Policy { policy, event });
+            for k in 0..ASSIGNED {
+                let agent = mix.agents[t][(p * ASSIGNED + k) % AGENTS_PER_TENANT];
+                let event = PolicyEvent::AssignedToAgent { agent };
+                mix.push(t, at, Event::Policy { policy, event });
+                pairs.push(Pair {
+                    tenant: t,
+                    policy,
+                    agent,
+                    spec: spec.clone(),
+                });
+            }
+        }
+    }
+    pairs
+}
+
+fn summary(kind: TaskKind, attempt: u32) -> TaskEvent {
+    let detail = match kind {
+        TaskKind::Backup => RunDetail::Backup(BackupSummary {
+            snapshot_id: Some("5e1c0a3f".into()),
+            files_new: 12,
+            files_changed: 3,
+            files_unmodified: 4000,
+            total_files_processed: 4015,
+            total_bytes_processed: 987_654_321,
+            data_added_bytes: 1_048_576,
+            ..BackupSummary::default()
+        }),
+        TaskKind::Check => RunDetail::Check,
+        TaskKind::Prune => RunDetail::Prune(PruneSummary {
+            snapshots_kept: 11,
+            snapshots_removed: 1,
+        }),
+    };
+    TaskEvent::Succeeded {
+        attempt,
+        summary: RunSummary {
+            kind,
+            duration_ms: 61_250,
+            detail,
+        },
+    }
+}
+
+/// The events of one task, by what happens to it (`j` picks that, about 82% succeed at
+/// once, 8% after a network failure, 3% after being lost, 2% are exhausted, 5% skipped).
+fn lifecycle(pair: &Pair, fire_at: DateTime<Utc>, j: usize) -> Vec<TaskEvent> {
+    let (policy, agent, kind) = (pair.policy, pair.agent, pair.spec.kind);
+    let scheduled = TaskEvent::Scheduled {
+        policy,
+        agent,
+        fire_at,
+        run_at: fire_at + TimeDelta::seconds((j % 600) as i64),
+        spec: Box::new(pair.spec.clone()),
+    };
+    let run = |attempt| {
+        [
+            TaskEvent::Dispatched { agent, attempt },
+            TaskEvent::Acknowledged { attempt },
+            TaskEvent::Started { attempt },
+        ]
+    };
+    let retry = |attempt| {
+        [
+            TaskEvent::RetryScheduled {
+                attempt,
+                due_at: fire_at + TimeDelta::seconds(60),
+                delay_ms: 30_000,
+            },
+            TaskEvent::RetryDue,
+        ]
+    };
+    let mut events = vec![scheduled];
+    match j % 100 {
+        0..=4 => {
+            return vec![TaskEvent::Skipped {
+                policy,
+                agent,
+                fire_at,
+                reason: SkipReason::Missed,
+            }];
+        }
+        5..=12 => {
+            events.extend(run(1));
+            let error = TaskError::new(ErrorClass::Network, "connection refused", Some(1));
+            events.push(TaskEvent::Failed { attempt: 1, error });
+            events.extend(retry(1));
+            events.extend(run(2));
+            events.push(summary(kind, 2));
+        }
+        13..=15 => {
+            events.extend(run(1));
+            events.push(TaskEvent::Lost {
+                attempt: 1,
+                reason: LostReason::LeaseExpired,
+            });
+            events.extend(retry(1));
+            events.extend(run(2));
+            events.push(summary(kind, 2));
+        }
+        16..=17 => {
+            events.extend(run(1));
+            let error = TaskError::new(ErrorClass::Auth, "wrong password", Some(1));
+            events.push(TaskEvent::Failed { attempt: 1, error });
+            events.push(TaskEvent::Exhausted {
+                attempts: 1,
+                reason: ExhaustedReason::NotRetryable(ErrorClass::Auth),
+            });
+        }
+        _ => {
+            events.extend(run(1));
+            events.push(summary(kind, 1));
+        }
+    }
+    events
+}
+
+/// Hourly fires of every pair until the log holds `n` events: each fire's tasks advance
+/// together, a step at a time, as a fleet's do; a few agents drop out and come back, and
+/// one repository's circuit opens and closes.
+fn mix(n: usize) -> Mix {
+    let mut mix = Mix {
+        tenants: (0..TENANTS)
+            .map(|t| TenantId::new(format!("bench-{t}")).expect("slug"))
+            .collect(),
+        agents: (0..TENANTS)
+            .map(|_| {
+                (0..AGENTS_PER_TENANT)
+                    .map(|_| AgentId::generate())
+                    .collect()
+            })
+            .collect(),
+        events: Vec::with_capacity(n),
+        n,
+    };
+    let pairs = setup(&mut mix);
+    let mut j = 0;
+    for wave in 1.. {
+        if mix.full() {
+            break;
+        }
+        let fire_at = samples::at(3600 * wave);
+        let tasks: Vec<(usize, TaskId, Vec<TaskEvent>)> = pairs
+            .iter()
+            .map(|pair| {
+                j += 1;
+                let task = TaskId::for_fire(pair.policy, pair.agent, fire_at);
+                (pair.tenant, task, lifecycle(pair, fire_at, j))
+            })
+            .collect();
+        let (t, a) = (wave as usize % TENANTS, wave as usize % AGENTS_PER_TENANT);
+        let dropped = mix.agents[t][a];
+        let repo = RepoId::for_url(&repo_url(t, wave as usize % REPOS_PER_TENANT));
+        let steps = tasks.iter().map(|(_, _, e)| e.len()).max().unwrap_or(0);
+        for step in 0..steps {
+            let at = fire_at + TimeDelta::seconds(30 * step as i64);
+            if step == 1 {
+                let event = AgentEvent::WentOffline { last_seen: at };
+                mix.push(
+                    t,
+                    at,
+                    Event::Agent {
+                        agent: dropped,
+                        event,
+                    },
+                );
+                let event = RepoEvent::CircuitOpened {
+                    until: at + TimeDelta::seconds(60),
+                    failures: 5,
+                };
+                mix.push(t, at, Event::Repo { repo, event });
+            }
+            for (tenant, task, events) in &tasks {
+                if let Some(event) = events.get(step) {
+                    let event = Event::Task {
+                        task: *task,
+                        event: event.clone(),
+                    };
+                    mix.push(*tenant, at, event);
+                }
+            }
+            if step == 4 {
+                let event = AgentEvent::CameOnline {
+                    agent_version: "0.1.0".into(),
+                    restic_version: "0.14.0".into(),
+                };
+                mix.push(
+                    t,
+                    at,
+                    Event::Agent {
+                        agent: dropped,
+                        event,
+                    },
+                );
+                mix.push(
+                    t,
+                    at,
+                    Event::Repo {
+                        repo,
+                        event: RepoEvent::CircuitClosed,
+                    },
+                );
+            }
+        }
+    }
+    mix
+}
+
+fn rate(n: u64, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn list(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|r| format!("{r:.0}")).collect();
+    parts.join(", ")
+}
+
+/// An ordered consumer over every event from sequence 1 to `last`, nothing decoded.
+async fn raw_replay(js: &async_nats::jetstream::Context, last: u64) -> f64 {
+    let start = Instant::now();
+    let stream = js
+        .get_stream_no_info(streams::EVENTS)
+        .await
+        .expect("stream");
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            filter_subject: subject::all_events(),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: 1 },
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    loop {
+        let message = messages.next().await.expect("open").expect("message");
+        let seq = message.info().expect("info").stream_sequence;
+        if std::hint::black_box(seq) >= last {
+            break;
+        }
+    }
+    rate(last, start.elapsed())
+}
+
+/// Runs `work` on its own task and waits at most `limit` for it. A sled call that never
+/// returns blocks its worker thread for good; the timer runs on the other worker.
+async fn within<T: Send + 'static>(
+    limit: Duration,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let task = tokio::spawn(work);
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => Some(joined.expect("the task ran")),
+        Err(_) => None,
+    }
+}
+
+/// Opens every read model in a fresh directory and rebuilds them from sequence 1, as
+/// `fleet projections rebuild` does; checks that each reached the end of what it reads,
+/// with nothing rejected. `None` if it did not finish within `limit`.
+async fn rebuild(store: &EventStore, last: u64, limit: Duration) -> Option<f64> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, task_store) = (dir.path().to_owned(), store.clone());
+    let (models, took) = within(limit, async move {
+        let start = Instant::now();
+        let mut models = ReadModels::open(&path).expect("open the read models");
+        models.rebuild(&task_store).await.expect("rebuilt");
+        (models, start.elapsed())
+    })
+    .await?;
+    let status = models.status(store).await.expect("status");
+    for row in &status {
+        assert_eq!(row.lag, 0, "{} caught up: {row:?}", row.projection);
+        assert_eq!(
+            row.rejected, 0,
+            "{} rejected nothing: {row:?}",
+            row.projection
+        );
+    }
+    let all = status.iter().map(|row| row.checkpoint).max();
+    assert_eq!(
+        all,
+        Some(last),
+        "a model that reads every event reached the end"
+    );
+    Some(rate(last, took))
+}
+
+/// One model rebuilt alone, beside a replay with decode of the same events; returns the
+/// rebuild's time.
+async fn one<P: Projection>(model: &mut Checkpointed<P>, store: &EventStore) -> Duration {
+    let filter = model.projection().filter();
+    let start = Instant::now();
+    let mut replay = store.replay(&filter, 1).await.expect("replay");
+    let mut read = 0u64;
+    while let Some(item) = replay.next().await {
+        std::hint::black_box(item.expect("decodes").seq);
+        read += 1;
+    }
+    let decoded = start.elapsed();
+    let start = Instant::now();
+    let progress = model.rebuild(store).await.expect("rebuilt");
+    let took = start.elapsed();
+    assert_eq!(progress.applied, read, "{} applied what it reads", P::NAME);
+    println!(
+        "  {:<9}{read:>8} events {:>9.2?} {:>8.0} ev/s   replay+decode alone {:>9.2?} ({:.0}% of it)",
+        P::NAME,
+        took,
+        rate(read, took),
+        decoded,
+        100.0 * decoded.as_secs_f64() / took.as_secs_f64(),
+    );
+    took
+}
+
+/// Each model rebuilt alone, in [`ReadModels::rebuild`]'s order, into a fresh directory.
+async fn breakdown(store: EventStore, last: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut models = ReadModels::open(dir.path()).expect("open the read models");
+    let took = [
+        one(&mut models.tasks, &store).await,
+        one(&mut models.agents, &store).await,
+        one(&mut models.runs, &store).await,
+        one(&mut models.policies, &store).await,
+        one(&mut models.repos, &store).await,
+    ];
+    let total: Duration = took.iter().sum();
+    println!(
+        "  total    {:>15} {total:>9.2?} {:>8.0} ev/s of the log",
+        "",
+        rate(last, total)
+    );
+}
+
+fn stalled(what: &str, limit: Duration) {
+    println!(
+        "  {what} did not finish within {limit:?} (FLEET_BENCH_TIMEOUT_SECS): stopped waiting"
+    );
+}
+
+fn main() -> ExitCode {
+    let n = env_or("FLEET_BENCH_EVENTS", 100_000);
+    let rounds = env_or("FLEET_BENCH_ROUNDS", 3).max(1);
+    let limit = Duration::from_secs(env_or("FLEET_BENCH_TIMEOUT_SECS", 120) as u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let code = runtime.block_on(async move {
+        let server = NatsServer::start().expect("nats-server");
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let store = EventStore::new(client.clone());
+        store.ensure_streams(&StreamOptions::default()).await.expect("streams");
+        let js = store.jetstream().clone();
+
+        let mix = mix(n);
+        let bytes: usize = mix.events.iter().map(|e| encode(e).expect("encodes").len()).sum();
+        let ids: Vec<String> = mix.events.iter().map(|e| e.id.to_string()).collect();
+        let start = Instant::now();
+        let results = store
+            .append_many(mix.events.iter().zip(&ids).map(|(envelope, msg_id)| Append {
+                envelope,
+                msg_id,
+                expect: Expect::Any,
+            }))
+            .await;
+        let appended = start.elapsed();
+        assert!(results.iter().all(Result::is_ok), "every append stored");
+        let last = store.last_sequence(&subject::all_events()).await.expect("end");
+        assert_eq!(last, n as u64, "the log holds the mix");
+        let count = |aggregate| {
+            let prefix = format!(".{aggregate}.");
+            mix.events.iter().filter(|e| e.subject().contains(&prefix)).count()
+        };
+        println!(
+            "projection rebuild vs raw replay: {n} events, {} bytes on average, appended in {appended:.2?}",
+            bytes / n.max(1)
+        );
+        println!(
+            "  {} task, {} agent, {} policy, {} tenant, {} repo events; {} tenants, {} agents, {} policies",
+            count("task"),
+            count("agent"),
+            count("policy"),
+            count("tenant"),
+            count("repo"),
+            TENANTS,
+            TENANTS * AGENTS_PER_TENANT,
+            TENANTS * POLICIES_PER_TENANT
+        );
+
+        let (mut raws, mut rebuilds) = (vec![], vec![]);
+        for round in 1..=rounds {
+            let raw = raw_replay(&js, last).await;
+            raws.push(raw);
+            let Some(rebuilt) = rebuild(&store, last, limit).await else {
+                println!("  round {round}: raw ordered replay {raw:.0} ev/s");
+                stalled(&format!("round {round}: the rebuild"), limit);
+                return ExitCode::FAILURE;
+            };
+            rebuilds.push(rebuilt);
+            println!("  round {round}: raw ordered replay {raw:>9.0} ev/s   rebuild {rebuilt:>9.0} ev/s");
+        }
+        let (r, b) = (median(raws.clone()), median(rebuilds.clone()));
+        println!("  raw ordered replay, no decode {r:>9.0} ev/s   median of {rounds}: {}", list(&raws));
+        println!(
+            "  rebuild of every read model   {b:>9.0} ev/s   median of {rounds}: {}",
+            list(&rebuilds)
+        );
+        println!("  ratio rebuild/raw {:.2} (target >= 0.30)", b / r);
+
+        println!("where the rebuild's time goes, each model alone, in ReadModels::rebuild's order:");
+        if within(limit, breakdown(store.clone(), last)).await.is_none() {
+            stalled("the next model's rebuild", limit);
+            return ExitCode::FAILURE;
+        }
+        ExitCode::SUCCESS
+    });
+    // A worker stuck in sled would make an orderly shutdown wait for ever.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
