@@ -15,7 +15,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let json = args.api.output == OutputArg::Json;
     match args.command {
         AgentCommand::Ls => {
-            let agents = client.get(&["v1", "agents"], &[]).await?;
+            let agents = lookup::all_agents(&client).await?;
             match json {
                 true => print_json(&agents),
                 false => print(&agents_table(&agents)),

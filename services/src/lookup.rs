@@ -18,8 +18,29 @@ pub async fn agent_id(client: &ApiClient, text: &str) -> Result<String, ApiError
     if is_id(text) {
         return Ok(text.to_owned());
     }
-    let agents = client.get(&["v1", "agents"], &[]).await?;
+    let agents = client
+        .get(&["v1", "agents"], &[("name", text.to_owned())])
+        .await?;
     find_agent(&agents, text)
+}
+
+/// Every agent, fetched a page at a time (the API answers at most 1000 per request).
+pub async fn all_agents(client: &ApiClient) -> Result<Value, ApiError> {
+    const PAGE: usize = 1000;
+    let mut all = Vec::new();
+    loop {
+        let query = [
+            ("limit", PAGE.to_string()),
+            ("offset", all.len().to_string()),
+        ];
+        let page = client.get(&["v1", "agents"], &query).await?;
+        let items = list(&page).to_vec();
+        let done = items.len() < PAGE;
+        all.extend(items);
+        if done {
+            return Ok(Value::Array(all));
+        }
+    }
 }
 
 /// The id of the policy `text` names: an id as it is, else the policy with that name.
@@ -89,7 +110,7 @@ pub struct Names {
 impl Names {
     /// Asks the API for every agent and policy (deleted ones too).
     pub async fn fetch(client: &ApiClient) -> Result<Self, ApiError> {
-        let agents = client.get(&["v1", "agents"], &[]).await?;
+        let agents = all_agents(client).await?;
         let query = [("includeDeleted", "true".to_owned())];
         let policies = client.get(&["v1", "policies"], &query).await?;
         Ok(Self::from_lists(&agents, &policies))
@@ -97,7 +118,7 @@ impl Names {
 
     /// Asks the API for every agent (policies then show as their ids).
     pub async fn fetch_agents(client: &ApiClient) -> Result<Self, ApiError> {
-        let agents = client.get(&["v1", "agents"], &[]).await?;
+        let agents = all_agents(client).await?;
         Ok(Self::from_lists(&agents, &Value::Null))
     }
 

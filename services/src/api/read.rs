@@ -36,8 +36,27 @@ fn id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{text:?} is not a {what} id")))
 }
 
-pub async fn agents(State(api): State<Api>, caller: Caller) -> Answer {
-    forward(&api, &caller, Query::Agents).await
+/// `GET /v1/agents` options: a page of agents by name.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentParams {
+    name: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+pub async fn agents(
+    State(api): State<Api>,
+    caller: Caller,
+    params: Result<Params<AgentParams>, QueryRejection>,
+) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
+    let query = Query::Agents {
+        name: params.name,
+        limit: params.limit,
+        offset: params.offset,
+    };
+    forward(&api, &caller, query).await
 }
 
 pub async fn agent(State(api): State<Api>, caller: Caller, Path(agent): Path<String>) -> Answer {

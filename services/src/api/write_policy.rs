@@ -34,7 +34,6 @@ async fn resolve_agents(
     caller: &Caller,
     refs: &[String],
 ) -> Result<Vec<AgentId>, ApiError> {
-    let mut known: Option<Vec<Value>> = None;
     let mut agents = Vec::with_capacity(refs.len());
     let mut problems = Vec::new();
     for (i, text) in refs.iter().enumerate() {
@@ -42,15 +41,17 @@ async fn resolve_agents(
         let id = match text.parse::<AgentId>() {
             Ok(id) => id,
             Err(_) => {
-                if known.is_none() {
-                    let client = api.store.jetstream().client();
-                    let answer = ask(&client, &caller.tenant, &Query::Agents).await?;
-                    known = Some(match answer {
-                        Value::Array(items) => items,
-                        _ => return Err(ApiError::unavailable("the agents answer is no list")),
-                    });
-                }
-                match by_name(known.as_deref().unwrap_or_default(), text) {
+                let client = api.store.jetstream().client();
+                let query = Query::Agents {
+                    name: Some(text.clone()),
+                    limit: None,
+                    offset: None,
+                };
+                let named = match ask(&client, &caller.tenant, &query).await? {
+                    Value::Array(items) => items,
+                    _ => return Err(ApiError::unavailable("the agents answer is no list")),
+                };
+                match by_name(&named, text) {
                     Ok(id) => id,
                     Err(message) => {
                         problems.push(FieldError { field, message });

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::dto;
 use super::models::ReadModels;
-use super::query::{Answer, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
+use super::query::{Answer, DEFAULT_AGENT_LIMIT, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
 
 /// The answer to `query` about `tenant` at `now`.
 pub fn answer(models: &ReadModels, tenant: &TenantId, query: Query, now: DateTime<Utc>) -> Answer {
@@ -100,11 +100,26 @@ fn reply(
             Some(view) if view.tenant == *tenant => to_json(dto::Task::new(id, &view)),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no task {id}"))),
         },
-        Query::Agents => {
+        Query::Agents {
+            name,
+            limit: asked,
+            offset,
+        } => {
+            let limit = match asked {
+                None => DEFAULT_AGENT_LIMIT,
+                Some(_) => limit(asked)?,
+            };
+            let named = |view: &fleet_projections::AgentView| {
+                name.as_deref()
+                    .is_none_or(|name| view.name == name || view.hostname == name)
+            };
             let agents: Vec<dto::Agent> = models
                 .agents
                 .list(tenant)?
                 .iter()
+                .filter(|view| named(view))
+                .skip(offset.unwrap_or(0))
+                .take(limit)
                 .map(dto::Agent::from)
                 .collect();
             to_json(agents)

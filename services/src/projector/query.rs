@@ -15,6 +15,8 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_LIMIT: usize = 1000;
 /// Items a list returns when the caller names no limit.
 pub const DEFAULT_LIMIT: usize = 100;
+/// Agents answered when no limit is asked: a page of about 0.3 MiB.
+pub const DEFAULT_AGENT_LIMIT: usize = 500;
 
 /// A question about one tenant's read models.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +43,17 @@ pub enum Query {
     Task { id: TaskId },
     /// How many tasks are in each status.
     TaskCounts,
-    /// Every agent, by name.
-    Agents,
+    /// The agents by name (then id), a page at a time: `offset` skips, `limit` (default
+    /// [`DEFAULT_AGENT_LIMIT`], at most [`MAX_LIMIT`]) bounds the answer below NATS's
+    /// message size; `name` keeps the agents with that name or hostname.
+    Agents {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        offset: Option<usize>,
+    },
     /// One agent.
     Agent { id: AgentId },
     /// One agent's backoff: its tasks waiting for a retry and when.
@@ -81,7 +92,7 @@ impl Query {
             Query::Tasks { .. } => "tasks",
             Query::Task { .. } => "task",
             Query::TaskCounts => "task_counts",
-            Query::Agents => "agents",
+            Query::Agents { .. } => "agents",
             Query::Agent { .. } => "agent",
             Query::AgentBackoff { .. } => "agent_backoff",
             Query::Runs { .. } => "runs",

@@ -118,6 +118,27 @@ async fn operators_change_the_fleet_through_the_api() {
     })
     .await;
     assert_eq!(listed.status, 200);
+    // Pages by name, and a name filter.
+    let names = |response: &Response| -> Vec<String> {
+        response.body.as_array().map_or_else(Vec::new, |items| {
+            items
+                .iter()
+                .filter_map(|a| a["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+    };
+    let first = get(addr, "/v1/agents?limit=1", admin).await;
+    let second = get(addr, "/v1/agents?limit=1&offset=1", admin).await;
+    let past = get(addr, "/v1/agents?limit=1&offset=2", admin).await;
+    assert_eq!(
+        (names(&first), names(&second)),
+        (vec!["db-1".to_owned()], vec!["web-1".to_owned()])
+    );
+    assert!(names(&past).is_empty());
+    let named = get(addr, "/v1/agents?name=web-1", admin).await;
+    assert_eq!(names(&named), ["web-1"]);
+    let zero = get(addr, "/v1/agents?limit=0", admin).await;
+    assert_eq!(zero.status, 400, "{:?}", zero.body);
 
     // An invalid policy: every problem listed, nothing appended.
     let before = end_of_log(store).await;

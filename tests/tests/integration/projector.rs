@@ -200,7 +200,17 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
         }) => {}
         other => panic!("another tenant must get not-found, got {other:?}"),
     }
-    let listed = ask(client, &other, &Query::Agents).await.expect("agents");
+    let listed = ask(
+        client,
+        &other,
+        &Query::Agents {
+            name: None,
+            limit: None,
+            offset: None,
+        },
+    )
+    .await
+    .expect("agents");
     assert_eq!(listed, Value::Array(Vec::new()));
 
     // A request that is not a query gets a reasoned answer.
