@@ -1,5 +1,7 @@
 //! Feeding a projection from the event store: catch up to the end of the log, follow it
-//! live until shutdown, rebuild from sequence 1.
+//! live until shutdown, rebuild from sequence 1. Whatever messages are already waiting
+//! (up to [`MAX_BATCH`]) are applied together in one transaction: a catch-up or rebuild
+//! gets large batches, while a lone live event is applied at once.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use crate::runtime::{Checkpointed, Outcome};
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long to wait before reading the log again after a transport error.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The most messages applied in one transaction ([`Checkpointed::apply_batch`]).
+pub const MAX_BATCH: usize = 512;
 
 /// What one catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,7 +71,7 @@ impl<P: Projection> Checkpointed<P> {
 
     /// Catches up, then follows the log, applying each new event, until `shutdown` is
     /// cancelled; flushes every [`FLUSH_INTERVAL`] and before returning. Stops only
-    /// between events. A transport error is logged and the log read again from the
+    /// between batches. A transport error is logged and the log read again from the
     /// checkpoint after [`RETRY_DELAY`]; storage trouble or corrupt state is returned.
     pub async fn run(
         &self,
@@ -162,13 +166,16 @@ impl<P: Projection> Checkpointed<P> {
 
     /// Applies `events` until they end, one at or past `until` is applied, or `shutdown`
     /// is cancelled; flushes every [`FLUSH_INTERVAL`] while there is something to flush.
+    /// The messages ready at once, up to [`MAX_BATCH`], are applied as one batch; a batch
+    /// is cut after the message at or past `until`, so nothing beyond it is applied.
     async fn pump(
         &self,
-        mut events: Events,
+        events: Events,
         shutdown: &CancellationToken,
         until: Option<u64>,
         progress: &mut Progress,
     ) -> Result<End, ProjectionError> {
+        let mut batches = events.ready_chunks(MAX_BATCH);
         let mut tick = tokio::time::interval(FLUSH_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut dirty = false;
@@ -180,22 +187,33 @@ impl<P: Projection> Checkpointed<P> {
                     self.flush().await?;
                     dirty = false;
                 }
-                next = events.next() => {
-                    let Some(item) = next else { return Ok(End::Exhausted) };
-                    let seq = match &item {
-                        Ok(stored) => stored.seq,
-                        Err(ReadError::Undecodable { seq, .. }) => *seq,
-                        Err(_) => 0,
-                    };
-                    let outcome = self.apply(item)?;
-                    dirty |= outcome != Outcome::Skipped;
-                    progress.count(outcome);
-                    if until.is_some_and(|until| seq >= until) {
+                next = batches.next() => {
+                    let Some(mut batch) = next else { return Ok(End::Exhausted) };
+                    let end = until.and_then(|until| {
+                        batch.iter().position(|item| seq_of(item).is_some_and(|seq| seq >= until))
+                    });
+                    if let Some(at) = end {
+                        batch.truncate(at + 1);
+                    }
+                    for outcome in self.apply_batch(batch)? {
+                        dirty |= outcome != Outcome::Skipped;
+                        progress.count(outcome);
+                    }
+                    if end.is_some() {
                         return Ok(End::Exhausted);
                     }
                 }
             }
         }
+    }
+}
+
+/// The stream sequence of a message; `None` for a transport error.
+fn seq_of(item: &Result<Stored, ReadError>) -> Option<u64> {
+    match item {
+        Ok(stored) => Some(stored.seq),
+        Err(ReadError::Undecodable { seq, .. }) => Some(*seq),
+        Err(ReadError::Nats { .. }) => None,
     }
 }
 
@@ -210,3 +228,6 @@ pub async fn rebuild<P: Projection>(
     model.rebuild(store).await?;
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests;

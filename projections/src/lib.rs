@@ -7,10 +7,12 @@
 //!   trees, its subject filter, and a pure `apply` of one event through a sled
 //!   transaction.
 //! - [`runtime`]: [`Checkpointed`], one projection over a sled database: applies an
-//!   event and moves the checkpoint in one transaction, skips what is at or below the
-//!   checkpoint, records what is undecodable or rejected; reset, status, dump.
+//!   event, or a batch of events, and moves the checkpoint in the same transaction, skips
+//!   what is at or below the checkpoint, records what is undecodable or rejected; reset,
+//!   status, dump.
 //! - [`drive`]: catch-up with a bounded replay, live following until a
-//!   `CancellationToken` is cancelled, [`rebuild`] from sequence 1.
+//!   `CancellationToken` is cancelled, [`rebuild`] from sequence 1; the messages ready at
+//!   once are applied as one batch.
 //! - [`checkpoint`]: the `meta` and `rejected` trees the runtime keeps beside a model.
 //! - [`error`]: [`ApplyError`] (from a model) and [`ProjectionError`] (from the runtime).
 //! - [`tasks`]: the task read model: each task's state and per-tenant status counts.
@@ -24,14 +26,16 @@
 //!
 //! # Guarantees
 //!
-//! - A model's state change and its checkpoint are one sled transaction: after a crash
-//!   both are there or neither is. What was not yet flushed is lost with its checkpoint
-//!   and applied again from the log, so every event takes effect exactly once.
+//! - A model's state change and its checkpoint are one sled transaction (one per batch
+//!   of events): after a crash both are there or neither is. What was not yet flushed is
+//!   lost with its checkpoint and applied again from the log, so every event takes effect
+//!   exactly once.
 //! - An undecodable message or an event the model rejects never stops a projection and
 //!   is never dropped silently: it is recorded in `rejected` in the transaction that moves
 //!   the checkpoint past it, counted in `fleet_projection_rejected_events_total` and
 //!   logged.
-//! - A rebuild stores the same bytes as the incremental run over the same log.
+//! - A rebuild stores the same bytes as the incremental run over the same log, and a
+//!   batch the same bytes as its events applied one at a time.
 //! - Projections never publish: they only read the log.
 
 pub mod agents;

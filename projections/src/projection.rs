@@ -11,10 +11,12 @@ use crate::error::ApplyError;
 ///
 /// The runtime ([`crate::Checkpointed`]) calls [`Projection::apply`] inside one sled
 /// transaction over the model's trees and its checkpoint, so state and checkpoint move
-/// together. `apply` must therefore be a pure function of the event and of what it reads
-/// through the transaction: sled re-runs it on a conflict, and a rebuild must produce the
-/// same bytes as the incremental run (no clocks, no randomness, no IO). Range scans are
-/// not available inside a transaction: key the state so that one event touches known keys.
+/// together. One transaction may apply several events in order, each reading what the
+/// earlier ones wrote. `apply` must therefore be a pure function of the event and of what
+/// it reads through the transaction: sled re-runs it on a conflict (and the runtime
+/// re-runs a batch's events when one is rejected), and a rebuild must produce the same
+/// bytes as the incremental run (no clocks, no randomness, no IO). Range scans are not
+/// available inside a transaction: key the state so that one event touches known keys.
 pub trait Projection: Send + Sync {
     /// The projection's name: its key in the `meta` tree and its metric label.
     const NAME: &'static str;

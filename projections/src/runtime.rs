@@ -1,5 +1,6 @@
-//! [`Checkpointed`]: one projection over a sled database, applying each event exactly
-//! once in a transaction that also moves its checkpoint; status and rejected events.
+//! [`Checkpointed`]: one projection over a sled database, applying events exactly once
+//! in transactions that also move its checkpoint (a batch of events per transaction, or
+//! one event); status and rejected events.
 //!
 //! Reset and dump are in `runtime/maintenance.rs`; the async drivers (catch-up, follow,
 //! rebuild) in `drive.rs`.
@@ -50,9 +51,25 @@ enum Abort {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
 
+/// Why a batch transaction was aborted: the index of the first message it cannot apply
+/// in bulk.
+struct StopAt(usize);
+
+/// Turns an abort of the per-event kind into a stop of a batch at `at`.
+fn stop_at(
+    at: usize,
+) -> impl Fn(ConflictableTransactionError<Abort>) -> ConflictableTransactionError<StopAt> {
+    move |e| match e {
+        ConflictableTransactionError::Abort(_) => ConflictableTransactionError::Abort(StopAt(at)),
+        ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+        ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
+    }
+}
+
 /// A projection `P` over a sled database: state and checkpoint in one transaction.
 ///
-/// Durability: each event's state change, its checkpoint and (for a rejected event) its
+/// Durability: the state change of an event (or of a batch of events, see
+/// [`Checkpointed::apply_batch`]), the checkpoint and (for a rejected event) its
 /// `rejected` record are one sled transaction, so after a crash sled recovers them
 /// together or not at all. What was applied but not yet flushed may be lost; the
 /// checkpoint is lost with it, so those events are applied again from the log: exactly
@@ -185,6 +202,128 @@ impl<P: Projection> Checkpointed<P> {
         }
     }
 
+    /// Applies replayed messages in order, with the outcome of each: the same outcomes, and
+    /// the same stored bytes, as [`Checkpointed::apply`] on each in turn, in far fewer
+    /// transactions. The events are applied in one transaction that reads the checkpoint
+    /// once, skips what is at or below it, and writes the last applied sequence as the
+    /// new checkpoint; an event sees what the batch's earlier events wrote. If an event is
+    /// rejected, a message is undecodable or the model reports corrupt state, nothing of
+    /// that transaction is kept: the events before it are applied in one transaction,
+    /// that one on its own as [`Checkpointed::apply`] does (recorded as rejected, or the
+    /// error returned), and the rest as a batch again. A transport error ends the batch:
+    /// what comes before it is applied, then it is returned as [`ProjectionError::Read`].
+    pub fn apply_batch(
+        &self,
+        mut items: Vec<Result<Stored, ReadError>>,
+    ) -> Result<Vec<Outcome>, ProjectionError> {
+        let transport = items
+            .iter()
+            .position(|item| matches!(item, Err(ReadError::Nats { .. })));
+        let error = transport
+            .and_then(|at| items.drain(at..).next())
+            .and_then(Result::err);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut rest = items.as_slice();
+        while !rest.is_empty() {
+            match self.try_batch(rest)? {
+                Ok(applied) => {
+                    outcomes.extend(applied);
+                    break;
+                }
+                Err(at) => {
+                    // The messages before `at` go through in bulk. (They can only stop
+                    // again if something else changed the model in between: then they
+                    // are applied one at a time too.)
+                    if at > 0 {
+                        match self.try_batch(&rest[..at])? {
+                            Ok(applied) => outcomes.extend(applied),
+                            Err(_) => {
+                                for item in &rest[..at] {
+                                    outcomes.push(self.apply_ref(item)?);
+                                }
+                            }
+                        }
+                    }
+                    outcomes.push(self.apply_ref(&rest[at])?);
+                    rest = &rest[at + 1..];
+                }
+            }
+        }
+        match error {
+            Some(e) => Err(ProjectionError::Read(e)),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// [`Checkpointed::apply`] of a borrowed message.
+    fn apply_ref(&self, item: &Result<Stored, ReadError>) -> Result<Outcome, ProjectionError> {
+        match item {
+            Ok(stored) => self.apply_event(stored),
+            Err(ReadError::Undecodable {
+                seq,
+                subject,
+                error,
+            }) => self.reject(*seq, subject, "undecodable", &error.to_string()),
+            Err(ReadError::Nats { what, message }) => Err(ProjectionError::Read(ReadError::Nats {
+                what: what.clone(),
+                message: message.clone(),
+            })),
+        }
+    }
+
+    /// Applies `items` (events and undecodable messages) in one transaction, or returns the
+    /// index of the first one that cannot be applied in bulk (rejected, undecodable,
+    /// corrupt state) with nothing changed.
+    fn try_batch(
+        &self,
+        items: &[Result<Stored, ReadError>],
+    ) -> Result<Result<Vec<Outcome>, usize>, ProjectionError> {
+        let result = self.all.as_slice().transaction(|trees| {
+            let (own, model) = trees.split_at(OWN);
+            let start = checkpoint_in::<P>(&own[0]).map_err(stop_at(0))?;
+            let mut checkpoint = start;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let stored = match item {
+                    Ok(stored) if stored.seq <= checkpoint => {
+                        outcomes.push(Outcome::Skipped);
+                        continue;
+                    }
+                    Ok(stored) => stored,
+                    Err(ReadError::Undecodable { seq, .. }) if *seq <= checkpoint => {
+                        outcomes.push(Outcome::Skipped);
+                        continue;
+                    }
+                    Err(_) => return Err(ConflictableTransactionError::Abort(StopAt(i))),
+                };
+                match self.projection.apply(model, stored) {
+                    Ok(()) => {}
+                    Err(ApplyError::Transaction(e)) => return Err(e.into()),
+                    Err(ApplyError::Rejected { .. } | ApplyError::Corrupt { .. }) => {
+                        return Err(ConflictableTransactionError::Abort(StopAt(i)));
+                    }
+                }
+                checkpoint = stored.seq;
+                outcomes.push(Outcome::Applied);
+            }
+            if checkpoint != start {
+                write_checkpoint::<P>(&own[0], checkpoint).map_err(stop_at(0))?;
+            }
+            Ok((outcomes, checkpoint))
+        });
+        match result {
+            Ok((outcomes, checkpoint)) => {
+                let applied = outcomes.iter().filter(|o| **o == Outcome::Applied).count();
+                if applied > 0 {
+                    self.applied(applied as u64, checkpoint);
+                }
+                Ok(Ok(outcomes))
+            }
+            Err(TransactionError::Abort(StopAt(at))) => Ok(Err(at)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
     fn apply_event(&self, stored: &Stored) -> Result<Outcome, ProjectionError> {
         let result = self.all.as_slice().transaction(|trees| {
             let (own, model) = trees.split_at(OWN);
@@ -213,7 +352,7 @@ impl<P: Projection> Checkpointed<P> {
         match result {
             Ok(outcome) => {
                 if outcome == Outcome::Applied {
-                    self.applied(stored.seq);
+                    self.applied(1, stored.seq);
                 }
                 Ok(outcome)
             }
@@ -274,9 +413,10 @@ impl<P: Projection> Checkpointed<P> {
         Ok(outcome)
     }
 
-    fn applied(&self, seq: u64) {
+    /// Counts `n` applied events; the checkpoint is now `seq`.
+    fn applied(&self, n: u64, seq: u64) {
         metrics::counter!("fleet_projection_applied_events_total", "projection" => P::NAME)
-            .increment(1);
+            .increment(n);
         metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
             .set(seq as f64);
     }

@@ -1,5 +1,6 @@
 //! What the read models' unit tests share: stored events built from `fleet_events`
-//! types, a model on a temporary database, and the rebuild-equals-incremental check.
+//! types, a model on a temporary database, and the rebuild-equals-incremental check
+//! (which also applies the log in batches).
 
 use chrono::{DateTime, Utc};
 use fleet_events::envelope::Envelope;
@@ -9,7 +10,7 @@ use fleet_events::samples;
 use fleet_events::store::Stored;
 
 use crate::projection::Projection;
-use crate::runtime::{Checkpointed, Outcome};
+use crate::runtime::{Checkpointed, Entry, Outcome};
 
 /// The tenant named `name`.
 pub fn tenant(name: &str) -> TenantId {
@@ -59,7 +60,8 @@ pub fn open<P: Projection>(projection: P) -> (tempfile::TempDir, Checkpointed<P>
 
 /// Applies `events` incrementally (in three runs, reopening the database between them
 /// and redelivering what the previous run applied), then rebuilds them into a fresh
-/// database and resets and replays the first one: all three dumps must be equal.
+/// database, applies them in batches to another (see [`assert_batches_equal_one_by_one`])
+/// and resets and replays the first one: all the dumps must be equal.
 /// Returns the incremental model.
 pub fn assert_rebuild_equals_incremental<P: Projection>(
     make: impl Fn() -> P,
@@ -88,6 +90,8 @@ pub fn assert_rebuild_equals_incremental<P: Projection>(
         rebuilt.apply(Ok(event.clone())).unwrap();
     }
     assert_eq!(rebuilt.dump().unwrap(), incremental, "rebuilt elsewhere");
+    let batched = assert_batches_equal_one_by_one(&make, events);
+    assert_eq!(batched, incremental, "applied in batches");
 
     model.reset().unwrap();
     for event in events {
@@ -95,4 +99,50 @@ pub fn assert_rebuild_equals_incremental<P: Projection>(
     }
     assert_eq!(model.dump().unwrap(), incremental, "reset and replayed");
     (dir, model)
+}
+
+/// Applies `events` one at a time to a fresh database, and in batches to another: batches
+/// of 1 to 7 events (so they straddle every boundary), each starting with the last 2
+/// events of the batch before (redelivered, at or below the checkpoint), then the whole
+/// log again as one batch (all skipped); and to a third as one batch. The outcomes and
+/// the dumps must be the same; returns the dump.
+pub fn assert_batches_equal_one_by_one<P: Projection>(
+    make: impl Fn() -> P,
+    events: &[Stored],
+) -> Vec<Entry> {
+    let (_one_dir, one) = open(make());
+    let expected: Vec<Outcome> = events
+        .iter()
+        .map(|e| one.apply(Ok(e.clone())).unwrap())
+        .collect();
+    let dump = one.dump().unwrap();
+
+    let (_batch_dir, batched) = open(make());
+    let (mut done, mut size) = (0, 1);
+    while done < events.len() {
+        let from = done.saturating_sub(2);
+        let to = (done + size).min(events.len());
+        let batch = events[from..to].iter().cloned().map(Ok).collect();
+        let outcomes = batched.apply_batch(batch).unwrap();
+        let (again, new) = outcomes.split_at(done - from);
+        assert!(again.iter().all(|o| *o == Outcome::Skipped), "{again:?}");
+        assert_eq!(
+            new,
+            &expected[done..to],
+            "batch of events {}..{to}",
+            done + 1
+        );
+        done = to;
+        size = size % 7 + 1;
+    }
+    assert_eq!(batched.dump().unwrap(), dump, "applied in batches");
+    let all = || events.iter().cloned().map(Ok).collect();
+    let outcomes = batched.apply_batch(all()).unwrap();
+    assert!(outcomes.iter().all(|o| *o == Outcome::Skipped));
+    assert_eq!(batched.dump().unwrap(), dump, "redelivered in one batch");
+
+    let (_whole_dir, whole) = open(make());
+    assert_eq!(whole.apply_batch(all()).unwrap(), expected);
+    assert_eq!(whole.dump().unwrap(), dump, "applied in one batch");
+    dump
 }

@@ -1,5 +1,5 @@
 //! The agent read model without a server: registration and liveness, held tasks and
-//! saturation, backoff, placeholders, what it rejects, redelivery, and rebuilds.
+//! saturation, backoff, placeholders, what it rejects, redelivery, rebuilds and batches.
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{
@@ -342,6 +342,9 @@ fn a_rebuild_stores_what_the_incremental_run_stored() {
         fresh.model.apply(Ok(stored.clone())).unwrap();
     }
     assert_eq!(fresh.model.dump().unwrap(), incremental);
+
+    let batched = crate::testing::assert_batches_equal_one_by_one(|| Agents, &fleet.log);
+    assert_eq!(batched, incremental);
 }
 
 #[test]

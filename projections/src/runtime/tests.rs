@@ -1,5 +1,6 @@
-//! The runtime without a server: exactly-once application, rejections, reset and its
-//! recovery, format versions, definitions, and the rejection metric.
+//! The runtime without a server: exactly-once application, one event at a time and in
+//! batches, rejections, reset and its recovery, format versions, definitions, and the
+//! metrics.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,8 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use super::*;
 use crate::checkpoint::rebuilding_key;
 
-/// Counts events per subject; refuses a tenant named "refuse" after writing for it.
+/// Counts events per subject; refuses a tenant named "refuse" after writing for it, and
+/// reports one named "corrupt" as corrupt state.
 struct Counting;
 
 impl Projection for Counting {
@@ -27,13 +29,17 @@ impl Projection for Counting {
             .get(stored.subject.as_bytes())?
             .map_or(0, |b| u64::from_be_bytes(b.as_ref().try_into().unwrap()));
         tree.insert(stored.subject.as_bytes(), &(count + 1).to_be_bytes())?;
-        if let Event::Tenant(TenantEvent::Created { name }) = &stored.envelope.event
-            && name == "refuse"
-        {
-            return Err(ApplyError::rejected(
-                "refused",
-                "the tenant is named refuse",
-            ));
+        if let Event::Tenant(TenantEvent::Created { name }) = &stored.envelope.event {
+            match name.as_str() {
+                "refuse" => {
+                    return Err(ApplyError::rejected(
+                        "refused",
+                        "the tenant is named refuse",
+                    ));
+                }
+                "corrupt" => return Err(ApplyError::corrupt("counting.by_subject", "damaged")),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -130,6 +136,154 @@ fn a_rejected_event_keeps_no_state_but_moves_the_checkpoint() {
     assert_eq!(rejected[1].kind, "undecodable");
     assert!(rejected[1].reason.contains("garbage"));
     assert_eq!(model.status().unwrap().rejected, 2);
+}
+
+fn undecodable(seq: u64) -> Result<Stored, ReadError> {
+    Err(ReadError::Undecodable {
+        seq,
+        subject: "fleet.evt.acme.task.x".into(),
+        error: CodecError::Malformed("garbage".into()),
+    })
+}
+
+fn nats_error() -> Result<Stored, ReadError> {
+    Err(ReadError::Nats {
+        what: "replay".into(),
+        message: "timed out".into(),
+    })
+}
+
+/// Applies `first` one at a time to two fresh databases, then `batch()` one at a time to
+/// the first and as one batch to the second: returns both outcomes, both dumps and the
+/// second model.
+#[allow(clippy::type_complexity)]
+fn one_by_one_and_batched(
+    first: &[Stored],
+    batch: impl Fn() -> Vec<Result<Stored, ReadError>>,
+) -> (
+    (Vec<Outcome>, Vec<Entry>),
+    (Vec<Outcome>, Vec<Entry>),
+    tempfile::TempDir,
+    Checkpointed<Counting>,
+) {
+    let (_one_dir, one) = open();
+    let (dir, batched) = open();
+    for event in first {
+        let outcome = one.apply(Ok(event.clone())).unwrap();
+        assert_eq!(batched.apply(Ok(event.clone())).unwrap(), outcome);
+    }
+    let outcomes: Vec<Outcome> = batch()
+        .into_iter()
+        .map(|item| one.apply(item).unwrap())
+        .collect();
+    let batch_outcomes = batched.apply_batch(batch()).unwrap();
+    (
+        (outcomes, one.dump().unwrap()),
+        (batch_outcomes, batched.dump().unwrap()),
+        dir,
+        batched,
+    )
+}
+
+#[test]
+fn a_batch_stores_what_one_event_at_a_time_stores() {
+    // Redelivered events (at or below the checkpoint) first, a duplicate inside the
+    // batch, rejected and undecodable messages in the middle and at the end.
+    let first = [event(1, "a"), event(2, "b")];
+    let batch = || {
+        vec![
+            Ok(event(1, "a")),
+            Ok(event(2, "b")),
+            Ok(event(3, "a")),
+            Ok(event(4, "a")),
+            Ok(event(5, "refuse")),
+            Ok(event(6, "a")),
+            undecodable(7),
+            Ok(event(8, "b")),
+            Ok(event(8, "b")),
+            undecodable(8),
+            Ok(event(9, "refuse")),
+        ]
+    };
+    let (one, batched, _dir, model) = one_by_one_and_batched(&first, batch);
+    assert_eq!(batched, one);
+    use Outcome::*;
+    assert_eq!(
+        batched.0,
+        [
+            Skipped,
+            Skipped,
+            Applied,
+            Applied,
+            Rejected("refused"),
+            Applied,
+            Rejected("undecodable"),
+            Applied,
+            Skipped,
+            Skipped,
+            Rejected("refused"),
+        ]
+    );
+    assert_eq!(model.checkpoint().unwrap(), 9);
+    assert_eq!(count(&model, &event(1, "a").subject), Some(2 + 4));
+    let rejected: Vec<u64> = model.rejected().unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(rejected, [5, 7, 9]);
+}
+
+#[test]
+fn a_batch_entirely_at_or_below_the_checkpoint_changes_nothing() {
+    let first = [event(1, "a"), event(2, "refuse"), event(3, "a")];
+    let batch = || vec![Ok(event(2, "refuse")), undecodable(3), Ok(event(3, "a"))];
+    let (one, batched, _dir, model) = one_by_one_and_batched(&first, batch);
+    assert_eq!(batched, one);
+    assert_eq!(batched.0, [Outcome::Skipped; 3]);
+    assert_eq!(model.checkpoint().unwrap(), 3);
+}
+
+#[test]
+fn reads_within_a_batch_see_the_batchs_earlier_writes() {
+    let (_dir, model) = open();
+    let batch = (1..=5).map(|seq| Ok(event(seq, "a"))).collect();
+    assert_eq!(
+        model.apply_batch(batch).unwrap(),
+        [Outcome::Applied; 5],
+        "one transaction"
+    );
+    assert_eq!(count(&model, &event(1, "a").subject), Some(5));
+    assert_eq!(model.checkpoint().unwrap(), 5);
+    assert_eq!(model.apply_batch(vec![]).unwrap(), []);
+}
+
+#[test]
+fn corrupt_state_in_a_batch_keeps_what_came_before_it_as_one_at_a_time_would() {
+    let (_dir, model) = open();
+    let batch = vec![
+        Ok(event(1, "a")),
+        Ok(event(2, "refuse")),
+        Ok(event(3, "a")),
+        Ok(event(4, "corrupt")),
+        Ok(event(5, "a")),
+    ];
+    let err = model.apply_batch(batch).unwrap_err();
+    assert!(matches!(err, ProjectionError::Corrupt { .. }), "{err}");
+    assert_eq!(model.checkpoint().unwrap(), 3);
+    assert_eq!(count(&model, &event(1, "a").subject), Some(2));
+    assert_eq!(model.status().unwrap().rejected, 1);
+}
+
+#[test]
+fn a_transport_error_ends_a_batch_after_what_came_before_it() {
+    let (_dir, model) = open();
+    let batch = vec![
+        Ok(event(1, "a")),
+        Ok(event(2, "a")),
+        nats_error(),
+        Ok(event(4, "a")),
+    ];
+    let err = model.apply_batch(batch).unwrap_err();
+    assert!(matches!(err, ProjectionError::Read(_)), "{err}");
+    assert_eq!(model.checkpoint().unwrap(), 2);
+    assert_eq!(count(&model, &event(1, "a").subject), Some(2));
 }
 
 #[test]
@@ -314,5 +468,30 @@ fn rejections_are_counted_once_by_projection_and_reason() {
     assert_eq!(
         counters.get("fleet_projection_applied_events_total{projection=counting}"),
         1
+    );
+}
+
+#[test]
+fn a_batch_counts_each_applied_and_rejected_event_once() {
+    let (_dir, model) = open();
+    let counters = Counters::default();
+    metrics::with_local_recorder(&counters, || {
+        let batch = vec![
+            Ok(event(1, "a")),
+            Ok(event(2, "refuse")),
+            Ok(event(3, "a")),
+            Ok(event(3, "a")),
+            Ok(event(4, "a")),
+        ];
+        model.apply_batch(batch).unwrap();
+        model.apply_batch(vec![Ok(event(4, "a"))]).unwrap();
+    });
+    assert_eq!(
+        counters.get("fleet_projection_rejected_events_total{projection=counting,reason=refused}"),
+        1
+    );
+    assert_eq!(
+        counters.get("fleet_projection_applied_events_total{projection=counting}"),
+        3
     );
 }

@@ -1,4 +1,4 @@
-//! The task read model without a server: folding, counts, and what it rejects.
+//! The task read model without a server: folding, counts, what it rejects, and batches.
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{ErrorClass, Event, EventType, TaskError, TaskEvent};
@@ -150,6 +150,75 @@ fn illegal_transitions_are_rejected_and_leave_the_task_as_it_was() {
     assert_eq!(after, before);
     assert_eq!(model.status().unwrap().rejected, 3);
     assert_eq!(model.checkpoint().unwrap(), 4);
+}
+
+#[test]
+fn a_task_scheduled_and_dispatched_in_one_batch_is_dispatched() {
+    let (_dir, model) = open();
+    let acme = tenant("acme");
+    let task = TaskId::generate();
+    let dispatched = TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt: 1,
+    };
+    let batch = vec![
+        Ok(stored(1, &acme, task, scheduled())),
+        Ok(stored(2, &acme, task, dispatched)),
+        Ok(stored(3, &acme, task, TaskEvent::Started { attempt: 1 })),
+    ];
+    assert_eq!(model.apply_batch(batch).unwrap(), [Outcome::Applied; 3]);
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(
+        (view.status(), view.attempt),
+        (Some(TaskStatus::Running), 1)
+    );
+    assert_eq!(count(&model, &acme, TaskStatus::Running), 1);
+    assert_eq!(count(&model, &acme, TaskStatus::Scheduled), 0);
+    assert_eq!(model.checkpoint().unwrap(), 3);
+}
+
+#[test]
+fn a_batch_with_illegal_transitions_stores_what_one_event_at_a_time_stores() {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let (t1, t2) = (TaskId::generate(), TaskId::generate());
+    let dispatched = TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt: 1,
+    };
+    let events = [
+        stored(1, &acme, t1, scheduled()),
+        stored(2, &acme, t1, dispatched.clone()),
+        stored(3, &acme, t2, dispatched.clone()),
+        stored(4, &acme, t2, scheduled()),
+        stored(5, &globex, t1, TaskEvent::Started { attempt: 1 }),
+        stored(6, &acme, t1, TaskEvent::Started { attempt: 1 }),
+        stored(7, &acme, t2, dispatched),
+        stored(8, &acme, t1, scheduled()),
+        stored(9, &acme, t1, failed(1, ErrorClass::Network)),
+    ];
+    let dump = crate::testing::assert_batches_equal_one_by_one(|| Tasks, &events);
+    assert!(dump.iter().any(|e| e.tree == "rejected"));
+    let (_dir, model) = open();
+    let outcomes = model
+        .apply_batch(events.iter().cloned().map(Ok).collect())
+        .unwrap();
+    use Outcome::*;
+    assert_eq!(
+        outcomes,
+        [
+            Applied,
+            Applied,
+            Rejected("illegal_transition"),
+            Applied,
+            Rejected("tenant_mismatch"),
+            Applied,
+            Applied,
+            Rejected("illegal_transition"),
+            Applied,
+        ]
+    );
+    assert_eq!(count(&model, &acme, TaskStatus::Failed), 1);
+    assert_eq!(count(&model, &acme, TaskStatus::Dispatched), 1);
 }
 
 #[test]
