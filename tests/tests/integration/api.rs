@@ -19,7 +19,6 @@ use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::serve::{Service, ServiceConfig};
 use fleet_services::tenant;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -28,31 +27,14 @@ use tokio_util::sync::CancellationToken;
 use crate::support::http::{Response, call, call_with, get};
 use crate::support::openapi::assert_documented;
 use crate::support::sse;
-use crate::support::{
-    append, eventually, fleet, log, register, schedule, spawn_service, stop, system,
-};
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
+use crate::support::{append, eventually, fleet, log, register, schedule, serve_api, stop};
 
 #[tokio::test]
 async fn tokens_scope_every_read_to_their_tenant() {
     let fleet = fleet().await;
     let store = &fleet.store;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr = free_addr();
-    let config = ServiceConfig {
-        projections_dir: Some(dir.path().to_owned()),
-        api_addr: Some(addr),
-        ..system()
-    };
-    let shutdown = CancellationToken::new();
-    let services = vec![
-        spawn_service(store, Service::Projector, config.clone(), &shutdown),
-        spawn_service(store, Service::Api, config, &shutdown),
-    ];
+    let served = serve_api(store);
+    let (addr, shutdown, services) = (served.addr, served.shutdown.clone(), served.services);
 
     let acme = crate::support::tenant();
     let other = TenantId::new("other").expect("slug");
@@ -175,18 +157,8 @@ struct Running {
 }
 
 async fn start(store: &EventStore) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr = free_addr();
-    let config = ServiceConfig {
-        projections_dir: Some(dir.path().to_owned()),
-        api_addr: Some(addr),
-        ..system()
-    };
-    let shutdown = CancellationToken::new();
-    let services = vec![
-        spawn_service(store, Service::Projector, config.clone(), &shutdown),
-        spawn_service(store, Service::Api, config, &shutdown),
-    ];
+    let served = serve_api(store);
+    let (addr, shutdown, services) = (served.addr, served.shutdown.clone(), served.services);
     let acme = crate::support::tenant();
     tenant::create(store, &acme, "Acme", Utc::now())
         .await
@@ -216,7 +188,7 @@ async fn start(store: &EventStore) -> Running {
         token,
         shutdown,
         services,
-        _projections: dir,
+        _projections: served.projections,
     }
 }
 

@@ -4,7 +4,6 @@
 //! run now, cancel, agent settings and decommissioning; read-only and foreign tokens
 //! change nothing.
 
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -12,18 +11,11 @@ use chrono::Utc;
 use fleet_events::event::{Event, Role, TaskEvent};
 use fleet_events::ids::{PolicyId, TenantId};
 use fleet_events::store::EventStore;
-use fleet_services::serve::{Service, ServiceConfig};
 use fleet_services::tenant;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::http::{Response, call, call_with, get};
-use crate::support::{eventually, fleet, log, spawn_service, stop, system};
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
+use crate::support::{eventually, fleet, log, serve_api, stop};
 
 fn policy(name: &str, agents: &[&str]) -> Value {
     json!({
@@ -57,18 +49,8 @@ fn problems(response: &Response) -> Vec<String> {
 async fn operators_change_the_fleet_through_the_api() {
     let fleet = fleet().await;
     let store = &fleet.store;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr = free_addr();
-    let config = ServiceConfig {
-        projections_dir: Some(dir.path().to_owned()),
-        api_addr: Some(addr),
-        ..system()
-    };
-    let shutdown = CancellationToken::new();
-    let services = vec![
-        spawn_service(store, Service::Projector, config.clone(), &shutdown),
-        spawn_service(store, Service::Api, config, &shutdown),
-    ];
+    let served = serve_api(store);
+    let addr = served.addr;
     let acme = crate::support::tenant();
     let other = TenantId::new("other").expect("slug");
     for tenant_id in [&acme, &other] {
@@ -362,7 +344,7 @@ async fn operators_change_the_fleet_through_the_api() {
         tasks.as_slice(),
         [TaskEvent::Scheduled { .. }, TaskEvent::Cancelled { .. }]
     ));
-    stop(&shutdown, services).await;
+    stop(&served.shutdown, served.services).await;
 }
 
 fn policy_renamed() -> Value {

@@ -12,7 +12,7 @@ pub mod sse;
 mod wait;
 
 pub use events::{append, append_at, log, register, schedule, task_events, task_log};
-pub use services::{manual, services, spawn_service, stop, system};
+pub use services::{manual, serve_api, services, spawn_service, stop, system};
 pub use wait::{eventually, park_reason, parked, succeeded};
 
 use fleet_events::envelope::Envelope;

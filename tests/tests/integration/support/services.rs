@@ -63,3 +63,37 @@ pub async fn stop(shutdown: &CancellationToken, tasks: impl IntoIterator<Item = 
         task.await.expect("joined");
     }
 }
+
+/// The projector and the HTTP API, running on a free loopback port with a temporary
+/// projections directory.
+pub struct ServedApi {
+    pub addr: std::net::SocketAddr,
+    pub shutdown: CancellationToken,
+    pub services: Vec<JoinHandle<()>>,
+    /// Held so the read models live as long as the scenario.
+    pub projections: tempfile::TempDir,
+}
+
+/// Starts the projector and the API on `store` (the API may not be listening yet).
+pub fn serve_api(store: &EventStore) -> ServedApi {
+    let projections = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let config = ServiceConfig {
+        projections_dir: Some(projections.path().to_owned()),
+        api_addr: Some(addr),
+        ..system()
+    };
+    let shutdown = CancellationToken::new();
+    let services = vec![
+        spawn_service(store, Service::Projector, config.clone(), &shutdown),
+        spawn_service(store, Service::Api, config, &shutdown),
+    ];
+    ServedApi {
+        addr,
+        shutdown,
+        services,
+        projections,
+    }
+}
