@@ -6,7 +6,7 @@
 //! Needs nats-server and restic installed, and the fleet-agent binary built next to
 //! `fleet` (the workspace test run builds it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
@@ -14,22 +14,8 @@ use fleet_events::event::{AgentEvent, Event, PolicyEvent, TaskEvent, TenantEvent
 use fleet_events::store::{EventStore, Stored};
 use futures::TryStreamExt;
 
-/// A free TCP port on loopback (the OS's pick, released for the server to take).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn agent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_fleet")).with_file_name("fleet-agent");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the workspace tests (cargo nextest run --workspace), which \
-         build it",
-        path.display()
-    );
-    path
-}
+mod support;
+use support::{agent_binary, free_port};
 
 /// `fleet up --demo` on `data` and `port`, every 60 s (the shortest interval allowed).
 fn start(data: &Path, port: u16, api_port: u16) -> Child {

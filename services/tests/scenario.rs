@@ -23,13 +23,16 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleet_tests::NatsServer;
 use fleet_tests::restic::{Repo, incompressible_data};
 use serde_json::Value;
+
+mod support;
+use support::{Fleet, agent_binary, free_port, token_after};
 
 const TENANT: &str = "scenario";
 const AGENT_NAME: &str = "scenario-agent";
@@ -39,22 +42,6 @@ const SECRET: &str = "scenario-repo";
 /// The agent's restic upload limit, KiB/s: 5 MiB take about 5 s.
 const UPLOAD_KIB_S: u64 = 1000;
 const DATA_MIB: usize = 5;
-
-/// A free TCP port on loopback (the OS's pick, released for the server to take).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn agent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_fleet")).with_file_name("fleet-agent");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it (cargo build -p fleet-agent --bin fleet-agent)",
-        path.display()
-    );
-    path
-}
 
 /// A child process stopped when dropped: SIGTERM, then SIGKILL after `grace`.
 struct Guard {
@@ -145,61 +132,6 @@ fn start_agent(dir: &Path, nats_url: &str, token: &str, password_file: &Path) ->
     }
 }
 
-/// What one `fleet` run left.
-#[derive(Debug)]
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Ran {
-    fn from(output: Output) -> Self {
-        Ran {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-/// Runs the `fleet` binary with FLEET_API_URL and FLEET_TOKEN set.
-struct Fleet {
-    api: String,
-    token: Option<String>,
-}
-
-impl Fleet {
-    fn run(&self, args: &[&str]) -> Ran {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        command
-            .args(args)
-            .env("FLEET_API_URL", &self.api)
-            .env_remove("FLEET_TOKEN")
-            .env_remove("FLEET_TOKEN_FILE")
-            .env("RUST_LOG", "warn");
-        if let Some(token) = &self.token {
-            command.env("FLEET_TOKEN", token);
-        }
-        command.output().expect("fleet runs").into()
-    }
-
-    /// Runs a command that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let ran = self.run(args);
-        assert_eq!(ran.code, 0, "fleet {args:?}: {ran:?}");
-        assert!(ran.stderr.is_empty(), "fleet {args:?}: {ran:?}");
-        ran.stdout
-    }
-
-    /// Runs a command with `-o json`; its JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
-        let out = self.ok(&args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("fleet {args:?}: {e}: {out}"))
-    }
-}
-
 /// The API over raw HTTP/1.1: one connection per GET, `Connection: close`.
 struct Api {
     addr: String,
@@ -285,18 +217,6 @@ fn eventually<T>(
         );
         std::thread::sleep(every);
     }
-}
-
-/// The token printed on the line after the one starting with `heading`.
-fn token_after(stdout: &str, heading: &str) -> String {
-    let mut lines = stdout.lines();
-    lines
-        .by_ref()
-        .find(|l| l.starts_with(heading))
-        .unwrap_or_else(|| panic!("no {heading:?} in {stdout}"));
-    let token = lines.next().expect("token line").trim().to_owned();
-    assert!(token.starts_with("rft1."), "{stdout}");
-    token
 }
 
 /// A real `restic prune`, stopped (SIGSTOP) while it holds the repository's exclusive
