@@ -1,5 +1,7 @@
 //! The envelope every event travels in: who, when, why, and the event itself.
 
+use std::fmt::{self, Write as _};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -64,5 +66,46 @@ impl Envelope {
     /// The subject the event is stored under.
     pub fn subject(&self) -> String {
         self.event.subject(&self.tenant).to_string()
+    }
+
+    /// Whether `subject` is [`Envelope::subject`], told without building it (projections
+    /// ask this of every event they apply).
+    pub fn belongs_on(&self, subject: &str) -> bool {
+        let mut rest = subject;
+        let same = write!(Prefix(&mut rest), "{}", self.event.subject(&self.tenant)).is_ok();
+        same && rest.is_empty()
+    }
+}
+
+/// A writer that consumes what is written from the front of a string, failing at the
+/// first difference.
+struct Prefix<'a, 'b>(&'a mut &'b str);
+
+impl fmt::Write for Prefix<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        *self.0 = self.0.strip_prefix(s).ok_or(fmt::Error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::EventType;
+    use crate::samples;
+
+    #[test]
+    fn belongs_on_is_subject_equality() {
+        for kind in EventType::ALL {
+            let envelope = samples::envelope(*kind);
+            let subject = envelope.subject();
+            assert!(envelope.belongs_on(&subject), "{subject}");
+            assert!(
+                !envelope.belongs_on(&subject[..subject.len() - 1]),
+                "shorter"
+            );
+            assert!(!envelope.belongs_on(&format!("{subject}x")), "longer");
+            assert!(!envelope.belongs_on(&subject.replacen("fleet", "fleat", 1)));
+            assert!(!envelope.belongs_on(""));
+        }
     }
 }

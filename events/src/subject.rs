@@ -175,6 +175,22 @@ pub fn aggregate_events(kind: Aggregate) -> String {
     format!("{EVENTS_PREFIX}.*.{}.*", kind.token())
 }
 
+/// Whether `subject` (literal tokens) matches `filter` by NATS rules: `*` matches one
+/// token, a final `>` one or more.
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in filter.split('.') {
+        match (wanted, tokens.next()) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(_)) => {}
+            (wanted, Some(token)) if wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 /// What flows on an agent's own subjects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
@@ -279,6 +295,24 @@ pub fn projections_status() -> String {
 mod tests {
     use super::*;
     use crate::ids::{PolicyId, RepoId, TaskId};
+
+    #[test]
+    fn filters_match_by_nats_rules() {
+        let task = "fleet.evt.acme.task.0192";
+        assert!(matches(&all_events(), task));
+        assert!(matches(&aggregate_events(Aggregate::Task), task));
+        assert!(!matches(&aggregate_events(Aggregate::Agent), task));
+        assert!(matches("fleet.evt.acme.>", task));
+        assert!(!matches("fleet.evt.other.>", task));
+        assert!(matches(task, task));
+        assert!(!matches("fleet.evt.acme.task", task), "too short");
+        assert!(!matches("fleet.evt.acme.task.0192.x", task), "too long");
+        assert!(
+            !matches("fleet.evt.acme.task.0192.>", task),
+            "> needs a token"
+        );
+        assert!(!matches("fleet.evt.*.task.*", "fleet.evt.acme.task.0192.x"));
+    }
 
     #[test]
     fn event_subjects_round_trip() {

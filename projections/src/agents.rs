@@ -28,13 +28,12 @@ use fleet_events::ids::{AgentId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
 use fleet_events::store::Stored;
 use fleet_events::task_state::{Task, TaskStatus};
-use sled::transaction::TransactionalTree;
 
 pub use view::{AgentView, Backoff, Saturation};
 use view::{agent_key, task_key};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::{Projection, check_subject};
+use crate::projection::{ModelTree, Projection, check_subject};
 use crate::runtime::Checkpointed;
 use crate::tasks::TaskView;
 
@@ -51,7 +50,7 @@ impl Projection for Agents {
     const VERSION: u32 = 2;
     const TREES: &'static [&'static str] = &[BY_ID, TASKS];
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let [by_id, tasks] = trees else {
             return Err(ApplyError::corrupt(BY_ID, "expected the two agent trees"));
         };
@@ -69,7 +68,7 @@ impl Projection for Agents {
 }
 
 fn apply_agent(
-    by_id: &TransactionalTree,
+    by_id: &dyn ModelTree,
     envelope: &Envelope,
     agent: AgentId,
     event: &AgentEvent,
@@ -81,14 +80,14 @@ fn apply_agent(
 }
 
 fn apply_task(
-    by_id: &TransactionalTree,
-    tasks: &TransactionalTree,
+    by_id: &dyn ModelTree,
+    tasks: &dyn ModelTree,
     envelope: &Envelope,
     task: TaskId,
     event: &TaskEvent,
 ) -> Result<(), ApplyError> {
     let key = task_key(task);
-    let record = match tasks.get(key)? {
+    let record = match tasks.get(&key)? {
         Some(bytes) => Some(TaskView::decode(&bytes).map_err(|e| corrupt_task(task, e))?),
         None => None,
     };
@@ -114,7 +113,7 @@ fn apply_task(
     let bytes = TaskView::new(&after, envelope.tenant.clone(), kind)
         .encode()
         .map_err(|e| corrupt_task(task, e))?;
-    tasks.insert(&key, bytes)?;
+    tasks.insert(&key, &bytes)?;
     let from = match &before {
         Some(before) => Load::of(task, before, kind)?,
         None => Load::Nothing,
@@ -208,11 +207,11 @@ impl Load {
 
 /// The stored view of `agent`, refusing an event of another tenant.
 fn load_agent(
-    by_id: &TransactionalTree,
+    by_id: &dyn ModelTree,
     agent: AgentId,
     tenant: &TenantId,
 ) -> Result<Option<AgentView>, ApplyError> {
-    let Some(bytes) = by_id.get(agent_key(agent))? else {
+    let Some(bytes) = by_id.get(&agent_key(agent))? else {
         return Ok(None);
     };
     let view = AgentView::decode(&bytes).map_err(|e| corrupt_agent(agent, e))?;
@@ -225,9 +224,9 @@ fn load_agent(
     Ok(Some(view))
 }
 
-fn store_agent(by_id: &TransactionalTree, view: &AgentView) -> Result<(), ApplyError> {
+fn store_agent(by_id: &dyn ModelTree, view: &AgentView) -> Result<(), ApplyError> {
     let bytes = view.encode().map_err(|e| corrupt_agent(view.agent, e))?;
-    by_id.insert(&agent_key(view.agent), bytes)?;
+    by_id.insert(&agent_key(view.agent), &bytes)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Feeding a projection from the event store: catch up to the end of the log, follow it
-//! live until shutdown, rebuild from sequence 1. Whatever messages are already waiting
+//! live until shutdown, rebuild from sequence 1 (several models from one replay, in
+//! memory: [`rebuild_together`]). Whatever messages are already waiting
 //! (up to [`MAX_BATCH`]) are applied together in one transaction: a catch-up or rebuild
 //! gets large batches, while a lone live event is applied at once.
 
@@ -7,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use fleet_events::store::{EventStore, ReadError, Stored};
+use fleet_events::subject;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::time::MissedTickBehavior;
@@ -14,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::runtime::{Checkpointed, Outcome};
+use crate::runtime::{Checkpointed, Outcome, Rebuild};
 
 /// How often applied events are flushed while events keep coming.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -63,10 +65,11 @@ impl<P: Projection> Checkpointed<P> {
         self.catch_up_until(store, &CancellationToken::new()).await
     }
 
-    /// Drops the model's state ([`Checkpointed::reset`]) and replays from sequence 1.
+    /// Drops the model's state and replays from sequence 1 in memory
+    /// ([`rebuild_together`] of this model alone).
     pub async fn rebuild(&mut self, store: &EventStore) -> Result<Progress, ProjectionError> {
-        self.reset()?;
-        self.catch_up(store).await
+        let progress = rebuild_together(&mut [&mut self.in_memory()], store).await?;
+        Ok(progress[0])
     }
 
     /// Catches up, then follows the log, applying each new event, until `shutdown` is
@@ -214,6 +217,97 @@ fn seq_of(item: &Result<Stored, ReadError>) -> Option<u64> {
         Ok(stored) => Some(stored.seq),
         Err(ReadError::Undecodable { seq, .. }) => Some(*seq),
         Err(ReadError::Nats { .. }) => None,
+    }
+}
+
+/// Rebuilds `models` from sequence 1 with one replay of the log, each in memory
+/// ([`Rebuild`]): each model gets the events its filter matches, up to the last event
+/// when called, and stores the same bytes as its incremental run over them. Returns each
+/// model's progress, in order. On an error the models stay marked as being rebuilt (and
+/// are reset when next opened): call again.
+pub async fn rebuild_together(
+    models: &mut [&mut dyn Rebuild],
+    store: &EventStore,
+) -> Result<Vec<Progress>, ProjectionError> {
+    let filters: Vec<String> = models.iter().map(|model| model.filter()).collect();
+    let filter = match filters.split_first() {
+        Some((first, rest)) if rest.iter().all(|f| f == first) => first.clone(),
+        _ => subject::all_events(),
+    };
+    for model in models.iter_mut() {
+        model.begin()?;
+    }
+    let last = store
+        .last_sequence(&filter)
+        .await
+        .map_err(ProjectionError::Read)?;
+    if last > 0 {
+        let events = store
+            .replay(&filter, 1)
+            .await
+            .map_err(ProjectionError::Read)?;
+        // The replay (receiving, decoding) runs on its own task, a few batches ahead of
+        // the models applying them here: on two cores they overlap.
+        let (sender, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(async move {
+            let mut events = events.ready_chunks(MAX_BATCH);
+            while let Some(batch) = events.next().await {
+                if sender.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let _reader = AbortOnDrop(reader);
+        'replay: while let Some(batch) = batches.recv().await {
+            for item in batch {
+                let (seq, subject) = match &item {
+                    Ok(stored) => (stored.seq, stored.subject.as_str()),
+                    Err(ReadError::Undecodable { seq, subject, .. }) => (*seq, subject.as_str()),
+                    Err(ReadError::Nats { what, message }) => {
+                        return Err(ProjectionError::Read(ReadError::Nats {
+                            what: what.clone(),
+                            message: message.clone(),
+                        }));
+                    }
+                };
+                for (model, filter) in models.iter_mut().zip(&filters) {
+                    if subject::matches(filter, subject) {
+                        model.feed(&item)?;
+                    }
+                }
+                if seq >= last {
+                    break 'replay;
+                }
+            }
+            for model in models.iter_mut() {
+                model.write_out_if_large()?;
+            }
+        }
+    }
+    let mut progress = Vec::with_capacity(models.len());
+    for model in models.iter_mut() {
+        let done = model.finish()?;
+        tracing::info!(
+            projection = model.name(),
+            checkpoint = done.checkpoint,
+            applied = done.applied,
+            rejected = done.rejected,
+            "rebuilt"
+        );
+        progress.push(done);
+    }
+    Ok(progress)
+}
+
+/// Batches a rebuild's replay reads ahead of the models.
+const READ_AHEAD: usize = 8;
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -9,10 +9,11 @@
 //! - [`runtime`]: [`Checkpointed`], one projection over a sled database: applies an
 //!   event, or a batch of events, and moves the checkpoint in the same transaction, skips
 //!   what is at or below the checkpoint, records what is undecodable or rejected; reset,
-//!   status, dump.
+//!   status, dump; a rebuild in memory ([`runtime::Rebuild`]), written out in bulk.
 //! - [`drive`]: catch-up with a bounded replay, live following until a
-//!   `CancellationToken` is cancelled, [`rebuild`] from sequence 1; the messages ready at
-//!   once are applied as one batch.
+//!   `CancellationToken` is cancelled, [`rebuild`] from sequence 1 (several models from
+//!   one replay: [`drive::rebuild_together`]); the messages ready at once are applied as
+//!   one batch.
 //! - [`checkpoint`]: the `meta` and `rejected` trees the runtime keeps beside a model.
 //! - [`error`]: [`ApplyError`] (from a model) and [`ProjectionError`] (from the runtime).
 //! - [`tasks`]: the task read model: each task's state and per-tenant status counts.

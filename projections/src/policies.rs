@@ -19,13 +19,12 @@ use fleet_events::event::{Event, PolicyEvent};
 use fleet_events::ids::{PolicyId, TenantId};
 use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
-use sled::transaction::TransactionalTree;
 
 pub use view::{MAX_NEXT_FIRES, PolicyView};
 use view::{policy_key, tenant_key, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::{Projection, check_subject};
+use crate::projection::{ModelTree, Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const BY_ID: &str = "policies.by_id";
@@ -45,7 +44,7 @@ impl Projection for Policies {
         subject::aggregate_events(Aggregate::Policy)
     }
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let [by_id, by_tenant] = trees else {
             return Err(ApplyError::corrupt(BY_ID, "expected the two policy trees"));
         };
@@ -55,7 +54,7 @@ impl Projection for Policies {
             return Ok(());
         };
         let key = policy_key(*policy);
-        let current = match by_id.get(key)? {
+        let current = match by_id.get(&key)? {
             Some(bytes) => Some(PolicyView::decode(&bytes).map_err(|e| corrupt_view(*policy, e))?),
             None => None,
         };
@@ -70,10 +69,10 @@ impl Projection for Policies {
         let created = current.is_none();
         let view = fold(current, *policy, stored.seq, envelope, event)?;
         if created {
-            by_tenant.insert(tenant_key(&envelope.tenant, *policy), &[])?;
+            by_tenant.insert(&tenant_key(&envelope.tenant, *policy), &[])?;
         }
         let bytes = view.encode().map_err(|e| corrupt_view(*policy, e))?;
-        by_id.insert(&key, bytes)?;
+        by_id.insert(&key, &bytes)?;
         Ok(())
     }
 }

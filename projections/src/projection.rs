@@ -3,6 +3,7 @@
 
 use fleet_events::store::Stored;
 use fleet_events::subject;
+use sled::IVec;
 use sled::transaction::TransactionalTree;
 
 use crate::error::ApplyError;
@@ -11,7 +12,8 @@ use crate::error::ApplyError;
 ///
 /// The runtime ([`crate::Checkpointed`]) calls [`Projection::apply`] inside one sled
 /// transaction over the model's trees and its checkpoint, so state and checkpoint move
-/// together. One transaction may apply several events in order, each reading what the
+/// together; a rebuild calls it on trees held in memory ([`crate::bulk`]), written out
+/// at the end. One transaction may apply several events in order, each reading what the
 /// earlier ones wrote. `apply` must therefore be a pure function of the event and of what
 /// it reads through the transaction: sled re-runs it on a conflict (and the runtime
 /// re-runs a batch's events when one is rejected), and a rebuild must produce the same
@@ -37,17 +39,57 @@ pub trait Projection: Send + Sync {
     /// Applies one event to `trees` (one per [`Projection::TREES`] entry, in order). An
     /// event the model does not care about is `Ok(())`; one it refuses is
     /// [`ApplyError::Rejected`], and whatever `apply` wrote for it is discarded.
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError>;
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError>;
+}
+
+/// What [`Projection::apply`] may do with one of its trees: read, write and remove a key.
+/// Writes take effect for later reads at once; the caller decides whether they are kept.
+pub trait ModelTree {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<IVec>, ApplyError>;
+    /// Stores `value` under `key`.
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), ApplyError>;
+    /// Removes `key`, if present.
+    fn remove(&self, key: &[u8]) -> Result<(), ApplyError>;
+}
+
+impl<T: ModelTree + ?Sized> ModelTree for &T {
+    fn get(&self, key: &[u8]) -> Result<Option<IVec>, ApplyError> {
+        (**self).get(key)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
+        (**self).insert(key, value)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), ApplyError> {
+        (**self).remove(key)
+    }
+}
+
+impl ModelTree for TransactionalTree {
+    fn get(&self, key: &[u8]) -> Result<Option<IVec>, ApplyError> {
+        Ok(TransactionalTree::get(self, key)?)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
+        TransactionalTree::insert(self, key, value)?;
+        Ok(())
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), ApplyError> {
+        TransactionalTree::remove(self, key)?;
+        Ok(())
+    }
 }
 
 /// Refuses (`subject_mismatch`) an event not stored under its own subject: a model must
 /// not file an event under an aggregate or tenant other than the one it names.
 pub fn check_subject(stored: &Stored) -> Result<(), ApplyError> {
-    let own_subject = stored.envelope.subject();
-    if own_subject != stored.subject {
+    if !stored.envelope.belongs_on(&stored.subject) {
         return Err(ApplyError::rejected(
             "subject_mismatch",
-            format!("the event belongs on {own_subject}"),
+            format!("the event belongs on {}", stored.envelope.subject()),
         ));
     }
     Ok(())

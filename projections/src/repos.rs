@@ -17,13 +17,12 @@ use fleet_events::event::{Event, RepoEvent};
 use fleet_events::ids::{RepoId, TenantId};
 use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
-use sled::transaction::TransactionalTree;
 
 pub use view::{Circuit, RepoView};
 use view::{repo_key, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::{Projection, check_subject};
+use crate::projection::{ModelTree, Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const CIRCUITS: &str = "repos.circuits";
@@ -40,7 +39,7 @@ impl Projection for Repos {
         subject::aggregate_events(Aggregate::Repo)
     }
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let [circuits] = trees else {
             return Err(ApplyError::corrupt(CIRCUITS, "expected the circuit tree"));
         };
@@ -65,7 +64,7 @@ impl Projection for Repos {
         let bytes = view
             .encode()
             .map_err(|e| ApplyError::corrupt(CIRCUITS, format!("repository {repo}: {e}")))?;
-        circuits.insert(repo_key(&envelope.tenant, *repo), bytes)?;
+        circuits.insert(&repo_key(&envelope.tenant, *repo), &bytes)?;
         Ok(())
     }
 }

@@ -21,7 +21,6 @@ use fleet_events::ids::{TaskId, TenantId};
 use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
 use fleet_events::task_state::Task;
-use sled::transaction::TransactionalTree;
 
 pub use view::{LastSuccess, RunFilter, RunOutcome, RunOutcomeKind, RunView};
 use view::{
@@ -30,7 +29,7 @@ use view::{
 };
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::{Projection, check_subject};
+use crate::projection::{ModelTree, Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const TASKS: &str = "runs.tasks";
@@ -49,7 +48,7 @@ impl Projection for Runs {
         subject::aggregate_events(Aggregate::Task)
     }
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let [tasks, by_time, last_success] = trees else {
             return Err(ApplyError::corrupt(TASKS, "expected the three run trees"));
         };
@@ -59,7 +58,7 @@ impl Projection for Runs {
             return Ok(());
         };
         let key = task_key(*task);
-        let current: Option<TaskRecord> = match tasks.get(key)? {
+        let current: Option<TaskRecord> = match tasks.get(&key)? {
             Some(bytes) => Some(decode(&bytes).map_err(|e| corrupt_record(*task, e))?),
             None => None,
         };
@@ -94,13 +93,13 @@ impl Projection for Runs {
         let ended = before.is_some_and(|t| t.status.is_on_agent()) && !after.status.is_on_agent();
         if ended && let Some(run) = finished_run(*task, &record, event, envelope.at)? {
             let bytes = encode(&run).map_err(|e| ApplyError::corrupt(BY_TIME, e))?;
-            by_time.insert(run_key(&envelope.tenant, &run), bytes)?;
+            by_time.insert(&run_key(&envelope.tenant, &run), &bytes)?;
             if run.outcome == RunOutcome::Succeeded {
                 note_success(last_success, &run)?;
             }
         }
         let bytes = encode(&record).map_err(|e| corrupt_record(*task, e))?;
-        tasks.insert(&key, bytes)?;
+        tasks.insert(&key, &bytes)?;
         Ok(())
     }
 }
@@ -156,7 +155,7 @@ fn finished_run(
 }
 
 /// Makes `run` the last success of its policy and agent unless a later one is stored.
-fn note_success(tree: &TransactionalTree, run: &RunView) -> Result<(), ApplyError> {
+fn note_success(tree: &dyn ModelTree, run: &RunView) -> Result<(), ApplyError> {
     let key = last_success_key(&run.tenant, run.policy, run.agent);
     if let Some(bytes) = tree.get(&key)? {
         let stored: LastSuccess =
@@ -179,7 +178,7 @@ fn note_success(tree: &TransactionalTree, run: &RunView) -> Result<(), ApplyErro
         snapshot_id,
     };
     let bytes = encode(&success).map_err(|e| ApplyError::corrupt(LAST_SUCCESS, e))?;
-    tree.insert(key, bytes)?;
+    tree.insert(&key, &bytes)?;
     Ok(())
 }
 

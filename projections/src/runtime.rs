@@ -2,7 +2,8 @@
 //! in transactions that also move its checkpoint (a batch of events per transaction, or
 //! one event); status and rejected events.
 //!
-//! Reset and dump are in `runtime/maintenance.rs`; the async drivers (catch-up, follow,
+//! Reset and dump are in `runtime/maintenance.rs`; rebuilding in memory in
+//! `runtime/bulk.rs`; the async drivers (catch-up, follow,
 //! rebuild) in `drive.rs`.
 
 use std::path::Path;
@@ -18,7 +19,9 @@ use crate::checkpoint::{
     rejected_prefix, rejected_seq,
 };
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::Projection;
+use crate::projection::{ModelTree, Projection};
+
+pub use bulk::{InMemory, Rebuild, WRITE_OUT_ENTRIES};
 
 /// The runtime's own trees come first in `all`: `meta`, then `rejected`.
 const OWN: usize = 2;
@@ -280,6 +283,7 @@ impl<P: Projection> Checkpointed<P> {
     ) -> Result<Result<Vec<Outcome>, usize>, ProjectionError> {
         let result = self.all.as_slice().transaction(|trees| {
             let (own, model) = trees.split_at(OWN);
+            let model = dyn_trees(model);
             let start = checkpoint_in::<P>(&own[0]).map_err(stop_at(0))?;
             let mut checkpoint = start;
             let mut outcomes = Vec::with_capacity(items.len());
@@ -296,7 +300,7 @@ impl<P: Projection> Checkpointed<P> {
                     }
                     Err(_) => return Err(ConflictableTransactionError::Abort(StopAt(i))),
                 };
-                match self.projection.apply(model, stored) {
+                match self.projection.apply(&model, stored) {
                     Ok(()) => {}
                     Err(ApplyError::Transaction(e)) => return Err(e.into()),
                     Err(ApplyError::Rejected { .. } | ApplyError::Corrupt { .. }) => {
@@ -330,7 +334,7 @@ impl<P: Projection> Checkpointed<P> {
             if checkpoint_in::<P>(&own[0])? >= stored.seq {
                 return Ok(Outcome::Skipped);
             }
-            match self.projection.apply(model, stored) {
+            match self.projection.apply(&dyn_trees(model), stored) {
                 Ok(()) => {}
                 Err(ApplyError::Transaction(e)) => return Err(e.into()),
                 Err(ApplyError::Rejected { kind, reason }) => {
@@ -400,15 +404,7 @@ impl<P: Projection> Checkpointed<P> {
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
         if let Outcome::Rejected(kind) = outcome {
-            metrics::counter!(
-                "fleet_projection_rejected_events_total",
-                "projection" => P::NAME,
-                "reason" => kind
-            )
-            .increment(1);
-            tracing::warn!(projection = P::NAME, seq, subject, reason = kind, detail = %reason, "event rejected");
-            metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
-                .set(seq as f64);
+            count_rejected::<P>(seq, subject, kind, reason);
         }
         Ok(outcome)
     }
@@ -426,6 +422,24 @@ impl<P: Projection> Checkpointed<P> {
         self.db.flush_async().await?;
         Ok(())
     }
+}
+
+/// A transaction's trees as [`Projection::apply`] takes them.
+fn dyn_trees(trees: &[TransactionalTree]) -> Vec<&dyn ModelTree> {
+    trees.iter().map(|tree| tree as &dyn ModelTree).collect()
+}
+
+/// Counts and logs the rejection of `seq`; the checkpoint is now `seq`.
+fn count_rejected<P: Projection>(seq: u64, subject: &str, kind: &'static str, reason: &str) {
+    metrics::counter!(
+        "fleet_projection_rejected_events_total",
+        "projection" => P::NAME,
+        "reason" => kind
+    )
+    .increment(1);
+    tracing::warn!(projection = P::NAME, seq, subject, reason = kind, detail = %reason, "event rejected");
+    metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
+        .set(seq as f64);
 }
 
 fn check_definition<P: Projection>() -> Result<(), ProjectionError> {
@@ -481,6 +495,7 @@ fn write_checkpoint<P: Projection>(meta: &TransactionalTree, seq: u64) -> TxResu
     Ok(())
 }
 
+mod bulk;
 mod maintenance;
 #[cfg(test)]
 mod tests;

@@ -16,13 +16,12 @@ use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
 use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
 use fleet_events::task_state::{Task, TaskStatus};
-use sled::transaction::TransactionalTree;
 
 pub use view::TaskView;
 use view::{counts_key, counts_prefix, decode_count, task_key};
 
 use crate::error::{ApplyError, ProjectionError};
-use crate::projection::{Projection, check_subject};
+use crate::projection::{ModelTree, Projection, check_subject};
 use crate::runtime::Checkpointed;
 
 const BY_ID: &str = "tasks.by_id";
@@ -40,7 +39,7 @@ impl Projection for Tasks {
         subject::aggregate_events(Aggregate::Task)
     }
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let [by_id, counts] = trees else {
             return Err(ApplyError::corrupt(BY_ID, "expected the two task trees"));
         };
@@ -53,7 +52,7 @@ impl Projection for Tasks {
         };
         check_subject(stored)?;
         let key = task_key(*task);
-        let current = match by_id.get(key)? {
+        let current = match by_id.get(&key)? {
             Some(bytes) => Some(TaskView::decode(&bytes).map_err(|e| corrupt_view(*task, e))?),
             None => None,
         };
@@ -77,7 +76,7 @@ impl Projection for Tasks {
         let kind = after.kind().or(current.as_ref().and_then(|v| v.kind));
         let view = TaskView::new(&after, envelope.tenant.clone(), kind);
         let bytes = view.encode().map_err(|e| corrupt_view(*task, e))?;
-        by_id.insert(&key, bytes)?;
+        by_id.insert(&key, &bytes)?;
         let from = before.map(|t| t.status);
         if from != Some(after.status) {
             if let Some(from) = from {
@@ -95,7 +94,7 @@ fn corrupt_view(task: TaskId, reason: impl std::fmt::Display) -> ApplyError {
 
 /// Adds `delta` to the count of `status` in `tenant`, removing a count that reaches 0.
 fn add(
-    counts: &TransactionalTree,
+    counts: &dyn ModelTree,
     tenant: &TenantId,
     status: TaskStatus,
     delta: i64,
@@ -110,9 +109,9 @@ fn add(
         ApplyError::corrupt(COUNTS, format!("{tenant} {status}: {current} {delta:+}"))
     })?;
     if next == 0 {
-        counts.remove(key)?;
+        counts.remove(&key)?;
     } else {
-        counts.insert(key, &next.to_be_bytes())?;
+        counts.insert(&key, &next.to_be_bytes())?;
     }
     Ok(())
 }

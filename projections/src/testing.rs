@@ -10,7 +10,7 @@ use fleet_events::samples;
 use fleet_events::store::Stored;
 
 use crate::projection::Projection;
-use crate::runtime::{Checkpointed, Entry, Outcome};
+use crate::runtime::{Checkpointed, Entry, Outcome, Rebuild};
 
 /// The tenant named `name`.
 pub fn tenant(name: &str) -> TenantId {
@@ -60,8 +60,9 @@ pub fn open<P: Projection>(projection: P) -> (tempfile::TempDir, Checkpointed<P>
 
 /// Applies `events` incrementally (in three runs, reopening the database between them
 /// and redelivering what the previous run applied), then rebuilds them into a fresh
-/// database, applies them in batches to another (see [`assert_batches_equal_one_by_one`])
-/// and resets and replays the first one: all the dumps must be equal.
+/// database, applies them in batches to another (see [`assert_batches_equal_one_by_one`]),
+/// resets and replays the first one, and rebuilds it in memory (keeping everything in
+/// memory, then writing out every 3 entries): all the dumps must be equal.
 /// Returns the incremental model.
 pub fn assert_rebuild_equals_incremental<P: Projection>(
     make: impl Fn() -> P,
@@ -98,6 +99,24 @@ pub fn assert_rebuild_equals_incremental<P: Projection>(
         model.apply(Ok(event.clone())).unwrap();
     }
     assert_eq!(model.dump().unwrap(), incremental, "reset and replayed");
+
+    for write_out_at in [crate::runtime::WRITE_OUT_ENTRIES, 3] {
+        let mut in_memory = model.in_memory().write_out_at(write_out_at);
+        in_memory.begin().unwrap();
+        for chunk in events.chunks(5) {
+            for event in chunk {
+                in_memory.feed(&Ok(event.clone())).unwrap();
+            }
+            in_memory.write_out_if_large().unwrap();
+        }
+        let progress = in_memory.finish().unwrap();
+        assert_eq!(progress.checkpoint, events.last().map_or(0, |e| e.seq));
+        let dump = model.dump().unwrap();
+        assert_eq!(
+            dump, incremental,
+            "rebuilt in memory, spilling at {write_out_at}"
+        );
+    }
     (dir, model)
 }
 

@@ -14,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 
 use super::*;
 use crate::checkpoint::rebuilding_key;
+use crate::drive::Progress;
 
 /// Counts events per subject; refuses a tenant named "refuse" after writing for it, and
 /// reports one named "corrupt" as corrupt state.
@@ -23,7 +24,7 @@ impl Projection for Counting {
     const NAME: &'static str = "counting";
     const TREES: &'static [&'static str] = &["counting.by_subject"];
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         let tree = &trees[0];
         let count = tree
             .get(stored.subject.as_bytes())?
@@ -53,7 +54,7 @@ impl Projection for CountingV2 {
     const TREES: &'static [&'static str] = Counting::TREES;
     const VERSION: u32 = 2;
 
-    fn apply(&self, trees: &[TransactionalTree], stored: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
         Counting.apply(trees, stored)
     }
 }
@@ -387,7 +388,7 @@ impl Projection for Misnamed {
     const NAME: &'static str = "misnamed";
     const TREES: &'static [&'static str] = &["other.tree"];
 
-    fn apply(&self, _: &[TransactionalTree], _: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, _: &[&dyn ModelTree], _: &Stored) -> Result<(), ApplyError> {
         Ok(())
     }
 }
@@ -398,7 +399,7 @@ impl Projection for Twice {
     const NAME: &'static str = "twice";
     const TREES: &'static [&'static str] = &["twice.a", "twice.a"];
 
-    fn apply(&self, _: &[TransactionalTree], _: &Stored) -> Result<(), ApplyError> {
+    fn apply(&self, _: &[&dyn ModelTree], _: &Stored) -> Result<(), ApplyError> {
         Ok(())
     }
 }
@@ -495,3 +496,5 @@ fn a_batch_counts_each_applied_and_rejected_event_once() {
         3
     );
 }
+
+mod bulk;

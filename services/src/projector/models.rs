@@ -1,10 +1,11 @@
 //! The read models the projector keeps, in one sled database: opened together, each fed
-//! from the log by its own loop.
+//! from the log by its own loop, rebuilt together from one replay.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use fleet_events::store::EventStore;
+use fleet_projections::drive::rebuild_together;
 use fleet_projections::{
     Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Status, Tasks,
 };
@@ -89,13 +90,20 @@ impl ReadModels {
         ])
     }
 
-    /// Drops every model and replays the log from sequence 1 into it.
+    /// Drops every model and replays the log from sequence 1 into them, all from one
+    /// replay, in memory ([`rebuild_together`]).
     pub async fn rebuild(&mut self, store: &EventStore) -> Result<(), ProjectionError> {
-        self.tasks.rebuild(store).await?;
-        self.agents.rebuild(store).await?;
-        self.runs.rebuild(store).await?;
-        self.policies.rebuild(store).await?;
-        self.repos.rebuild(store).await?;
+        rebuild_together(
+            &mut [
+                &mut self.tasks.in_memory(),
+                &mut self.agents.in_memory(),
+                &mut self.runs.in_memory(),
+                &mut self.policies.in_memory(),
+                &mut self.repos.in_memory(),
+            ],
+            store,
+        )
+        .await?;
         Ok(())
     }
 }
