@@ -28,7 +28,7 @@ use crate::projection::{ModelTree, Projection};
 /// Entries a tree holds in memory before they are handed to the model's writer thread,
 /// which writes them to sled while the rebuild goes on: bounds a rebuild's memory and
 /// overlaps sled's (slow) writes with applying events.
-pub const WRITE_OUT_ENTRIES: usize = 8192;
+pub const WRITE_OUT_ENTRIES: usize = 2048;
 
 /// Sets of entries handed to the writer and not yet written, per model: when there are
 /// more, the rebuild waits for the writer.
