@@ -18,6 +18,13 @@ pub const INTAKE: &str = "FLEET_INTAKE";
 /// Messages a consumer could not handle, with the reason in a header.
 pub const PARKED: &str = "FLEET_PARKED";
 
+/// The key-value bucket of leases: which instance runs what must run once.
+pub const LEASES_BUCKET: &str = "fleet_leases";
+/// The stream behind [`LEASES_BUCKET`] (created by hand: see [`leases`]).
+pub const LEASES: &str = "KV_fleet_leases";
+/// How long a lease outlives its holder's last renewal: the bucket's max age.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// How long agents' messages wait for their reader before they expire.
 pub const AGENT_MESSAGE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long parked messages are kept for inspection.
@@ -102,9 +109,38 @@ pub fn parked(opts: &StreamOptions) -> Config {
     }
 }
 
+/// `KV_fleet_leases`: the stream of the leases bucket, laid out as a key-value bucket
+/// with history 1 whose entries expire [`LEASE_TTL`] after their last write, so a dead
+/// holder's lease lapses. Created as a stream because async-nats cannot create a bucket
+/// on nats-server 2.9 (it reads account info 2.9 does not send); opened as a bucket.
+pub fn leases(opts: &StreamOptions) -> Config {
+    Config {
+        name: LEASES.to_owned(),
+        subjects: vec![format!("$KV.{LEASES_BUCKET}.>")],
+        storage: StorageType::File,
+        num_replicas: opts.replicas,
+        max_messages_per_subject: 1,
+        max_age: LEASE_TTL,
+        duplicate_window: LEASE_TTL,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        max_message_size: 1024,
+        description: Some("restic-fleet leases".into()),
+        ..Config::default()
+    }
+}
+
 /// Every stream restic-fleet uses.
 pub fn all(opts: &StreamOptions) -> Vec<Config> {
-    vec![events(opts), dispatch(opts), intake(opts), parked(opts)]
+    vec![
+        events(opts),
+        dispatch(opts),
+        intake(opts),
+        parked(opts),
+        leases(opts),
+    ]
 }
 
 /// The fields of `existing` that differ from `wanted` and that cannot be changed without

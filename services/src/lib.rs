@@ -27,6 +27,7 @@ pub mod dispatcher;
 pub mod enroll;
 pub mod follow;
 pub mod intake;
+pub mod lease;
 pub mod local_nats;
 pub mod projector;
 pub mod retry;

@@ -7,6 +7,8 @@ use anyhow::Context;
 use fleet_events::store::EventStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
+
+use crate::lease::run_under_lease;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
@@ -81,9 +83,14 @@ pub async fn run(
     let name = service.name();
     let context = || format!("the {name} service stopped");
     match service {
-        Service::Scheduler => crate::scheduler::run(store, config.clock, shutdown)
+        Service::Scheduler => {
+            let (clock, log) = (config.clock, store.clone());
+            run_under_lease(&store, "scheduler", shutdown, |token| {
+                crate::scheduler::run(log.clone(), clock.clone(), token)
+            })
             .await
-            .with_context(context)?,
+            .with_context(context)?
+        }
         Service::Retry => crate::retry::run(store, config.clock, config.circuit, shutdown)
             .await
             .with_context(context)?,
@@ -91,9 +98,12 @@ pub async fn run(
             .await
             .with_context(context)?,
         Service::Dispatcher => {
-            crate::dispatcher::run(store, config.clock, config.dispatcher, shutdown)
-                .await
-                .with_context(context)?
+            let (clock, dispatcher, log) = (config.clock, config.dispatcher, store.clone());
+            run_under_lease(&store, "dispatcher", shutdown, |token| {
+                crate::dispatcher::run(log.clone(), clock.clone(), dispatcher.clone(), token)
+            })
+            .await
+            .with_context(context)?
         }
         Service::Registrar => crate::enroll::run(store, config.clock, shutdown)
             .await

@@ -10,6 +10,7 @@ mod dispatcher;
 mod enroll;
 mod events_api;
 mod intake;
+mod lease;
 mod limits;
 mod outage;
 mod projector;
