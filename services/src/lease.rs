@@ -130,7 +130,10 @@ async fn acquire(
             Ok(revision) => return Some(revision),
             Err(error) if error.kind() == CreateErrorKind::AlreadyExists => {
                 if !waiting {
-                    tracing::info!(lease = name, "another instance holds the lease: standing by");
+                    tracing::info!(
+                        lease = name,
+                        "another instance holds the lease: standing by"
+                    );
                     waiting = true;
                 }
             }

@@ -47,18 +47,14 @@ fn instance(
 }
 
 async fn turns(seen: &Seen, n: usize) -> Vec<&'static str> {
-    eventually(
-        &format!("{n} turns"),
-        LEASE_TTL * 3,
-        || async {
-            let turns = seen.turns.lock().unwrap().clone();
-            if turns.len() >= n {
-                ControlFlow::Break(turns)
-            } else {
-                ControlFlow::Continue(turns)
-            }
-        },
-    )
+    eventually(&format!("{n} turns"), LEASE_TTL * 3, || async {
+        let turns = seen.turns.lock().unwrap().clone();
+        if turns.len() >= n {
+            ControlFlow::Break(turns)
+        } else {
+            ControlFlow::Continue(turns)
+        }
+    })
     .await
 }
 
@@ -86,7 +82,11 @@ async fn one_instance_works_at_a_time_and_a_standby_takes_over() {
     let _ = b.await;
     seen.active.fetch_sub(1, Ordering::SeqCst);
     assert_eq!(turns(&seen, 3).await, ["a", "b", "c"]);
-    assert_eq!(seen.most_active.load(Ordering::SeqCst), 1, "never two at once");
+    assert_eq!(
+        seen.most_active.load(Ordering::SeqCst),
+        1,
+        "never two at once"
+    );
     stops[2].cancel();
     c.await.unwrap();
     assert_eq!(seen.active.load(Ordering::SeqCst), 0);
