@@ -1,0 +1,543 @@
+//! The docker-compose deployment (`docker-compose.yml`, `deploy/`), checked without Docker:
+//! the compose file follows the Compose Specification (the JSON schema copied to
+//! `tests/schemas/compose-spec.json` from the compose-spec repository, see the README
+//! there), our images are built by a stage of a Dockerfile in the repository, every file a
+//! service mounts exists, the NATS nodes route to each other, Prometheus scrapes every fleet
+//! service, and the Grafana dashboard queries only metrics the code emits. Each check lists
+//! every problem it finds.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// Images named like this are ours: built from a Dockerfile of this repository.
+const OUR_IMAGES: &str = "restic-fleet/";
+
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A YAML document as JSON, with YAML merge keys (`<<: *anchor`, nested too) applied as
+/// Compose applies them.
+fn yaml(path: &Path) -> Value {
+    let mut value: serde_norway::Value = serde_norway::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+    // A merged mapping may bring its own `<<`; each pass resolves one level.
+    for _ in 0..8 {
+        value.apply_merge().expect("merge keys");
+    }
+    let value = serde_json::to_value(value).expect("YAML as JSON");
+    assert!(
+        !serde_json::to_string(&value)
+            .expect("json")
+            .contains("\"<<\""),
+        "{}: merge keys nested more than 8 deep",
+        path.display()
+    );
+    value
+}
+
+fn compose() -> Value {
+    yaml(&root().join("docker-compose.yml"))
+}
+
+fn services(compose: &Value) -> &Map<String, Value> {
+    compose["services"]
+        .as_object()
+        .expect("docker-compose.yml has services")
+}
+
+fn is_ours(service: &Value) -> bool {
+    service["image"]
+        .as_str()
+        .is_some_and(|image| image.starts_with(OUR_IMAGES))
+}
+
+/// Fails listing every problem, one a line.
+fn assert_none(what: &str, problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{what}: {} problem(s)\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn compose_file_follows_the_compose_specification() {
+    let schema: Value =
+        serde_json::from_str(&read(&root().join("tests/schemas/compose-spec.json")))
+            .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let compose = compose();
+    let problems: Vec<String> = validator
+        .iter_errors(&compose)
+        .map(|error| {
+            let path = error.instance_path().to_string();
+            let path = if path.is_empty() { "/".into() } else { path };
+            format!("{path}: {error}")
+        })
+        .collect();
+    assert_none(
+        "docker-compose.yml against the Compose Specification",
+        &problems,
+    );
+}
+
+/// The stage names (`FROM image AS name`) of a Dockerfile, lowercase.
+fn stages(dockerfile: &str) -> BTreeSet<String> {
+    dockerfile
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [from, .., as_, name]
+                    if from.eq_ignore_ascii_case("FROM") && as_.eq_ignore_ascii_case("AS") =>
+                {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn our_images_are_built_from_a_dockerfile_stage_in_the_repository() {
+    let compose = compose();
+    let mut problems = Vec::new();
+    let ours: Vec<_> = services(&compose)
+        .iter()
+        .filter(|(_, service)| is_ours(service))
+        .collect();
+    assert!(!ours.is_empty(), "no service runs an image of ours");
+    for (name, service) in ours {
+        let build = &service["build"];
+        let Some(context) = build["context"].as_str() else {
+            problems.push(format!("{name}: our image without build.context"));
+            continue;
+        };
+        let dockerfile = root()
+            .join(context)
+            .join(build["dockerfile"].as_str().unwrap_or("Dockerfile"));
+        let Ok(text) = std::fs::read_to_string(&dockerfile) else {
+            problems.push(format!("{name}: no Dockerfile {}", dockerfile.display()));
+            continue;
+        };
+        match build["target"].as_str() {
+            None => problems.push(format!("{name}: build names no target stage")),
+            Some(target) if !stages(&text).contains(&target.to_ascii_lowercase()) => problems
+                .push(format!(
+                    "{name}: target {target} is no `FROM ... AS {target}` stage of {} (stages: {:?})",
+                    dockerfile.display(),
+                    stages(&text)
+                )),
+            Some(_) => {}
+        }
+    }
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap_or_default();
+    if !ignore
+        .lines()
+        .any(|line| line.trim().trim_matches('/') == "target")
+    {
+        problems.push(".dockerignore does not exclude target/".into());
+    }
+    assert_none("images of ours", &problems);
+}
+
+/// The repository files a service mounts: bind mounts given as paths (`./x:/y`, long
+/// syntax `type: bind`), with the container path.
+fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+    let mut mounts = Vec::new();
+    for volume in service["volumes"].as_array().into_iter().flatten() {
+        match volume {
+            Value::String(short) => {
+                let mut parts = short.split(':');
+                let (source, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                if source.starts_with('.') || source.starts_with('/') {
+                    mounts.push((source.to_owned(), target.to_owned()));
+                }
+            }
+            long if long["type"] == "bind" => mounts.push((
+                long["source"].as_str().unwrap_or("").to_owned(),
+                long["target"].as_str().unwrap_or("").to_owned(),
+            )),
+            _ => {}
+        }
+    }
+    mounts
+}
+
+/// The named volumes a service mounts: (volume, container path).
+fn named_volumes(service: &Value) -> Vec<(String, String)> {
+    let mut mounts = Vec::new();
+    for volume in service["volumes"].as_array().into_iter().flatten() {
+        match volume {
+            Value::String(short) => {
+                let mut parts = short.split(':');
+                let (source, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                if !source.is_empty() && !source.starts_with('.') && !source.starts_with('/') {
+                    mounts.push((source.to_owned(), target.to_owned()));
+                }
+            }
+            long if long["type"] == "volume" => mounts.push((
+                long["source"].as_str().unwrap_or("").to_owned(),
+                long["target"].as_str().unwrap_or("").to_owned(),
+            )),
+            _ => {}
+        }
+    }
+    mounts
+}
+
+/// Where a service finds the repository file it mounts at `target` (bind mount or config).
+fn mounted_file(compose: &Value, service: &Value, target: &str) -> Option<PathBuf> {
+    let bound = bind_mounts(service)
+        .into_iter()
+        .find(|(_, at)| at == target)
+        .map(|(source, _)| source);
+    let configured = service["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|config| config["target"] == target)
+        .and_then(|config| config["source"].as_str())
+        .and_then(|source| compose["configs"][source]["file"].as_str())
+        .map(str::to_owned);
+    bound.or(configured).map(|path| root().join(path))
+}
+
+#[test]
+fn every_file_the_deployment_mounts_exists() {
+    let compose = compose();
+    let mut problems = Vec::new();
+    for (name, service) in services(&compose) {
+        for (source, _) in bind_mounts(service) {
+            if !root().join(&source).exists() {
+                problems.push(format!("{name}: bind mount of missing {source}"));
+            }
+        }
+        for volume in named_volumes(service).into_iter().map(|(volume, _)| volume) {
+            if compose["volumes"].get(&volume).is_none() {
+                problems.push(format!("{name}: volume {volume} is not declared"));
+            }
+        }
+        for kind in ["configs", "secrets"] {
+            for item in service[kind].as_array().into_iter().flatten() {
+                let source = item
+                    .as_str()
+                    .or_else(|| item["source"].as_str())
+                    .unwrap_or("");
+                if compose[kind].get(source).is_none() {
+                    problems.push(format!("{name}: {kind} {source} is not declared"));
+                }
+            }
+        }
+    }
+    for kind in ["configs", "secrets"] {
+        for (name, item) in compose[kind].as_object().into_iter().flatten() {
+            if let Some(file) = item["file"].as_str()
+                && !root().join(file).is_file()
+            {
+                problems.push(format!("{kind} {name}: missing file {file}"));
+            }
+            if item.get("environment").is_some() && kind == "secrets" {
+                problems.push(format!("secret {name} comes from an environment variable"));
+            }
+        }
+    }
+    assert_none("files mounted from the repository", &problems);
+}
+
+#[test]
+fn each_nats_node_routes_to_the_other_two_and_keeps_jetstream_on_a_volume() {
+    let compose = compose();
+    let nodes: Vec<_> = services(&compose)
+        .iter()
+        .filter(|(_, service)| {
+            service["image"]
+                .as_str()
+                .is_some_and(|image| image.starts_with("nats:"))
+        })
+        .collect();
+    assert_eq!(nodes.len(), 3, "a cluster of three NATS nodes");
+    let names: BTreeSet<&str> = nodes.iter().map(|(name, _)| name.as_str()).collect();
+    let mut problems = Vec::new();
+    for (name, service) in &nodes {
+        let Some(path) = mounted_file(&compose, service, "/etc/nats/nats.conf") else {
+            problems.push(format!("{name}: no config mounted at /etc/nats/nats.conf"));
+            continue;
+        };
+        let conf = read(&path);
+        let routes: BTreeSet<&str> = conf
+            .split("nats-route://")
+            .skip(1)
+            .filter_map(|rest| rest.split(':').next())
+            .collect();
+        let others: BTreeSet<&str> = names.iter().copied().filter(|n| n != name).collect();
+        if routes != others {
+            problems.push(format!("{name}: routes to {routes:?}, expected {others:?}"));
+        }
+        if !conf.contains(&format!("server_name: {name}")) {
+            problems.push(format!("{name}: {} names another server", path.display()));
+        }
+        if !conf.contains("http: 0.0.0.0:8222") {
+            problems.push(format!("{name}: no monitoring on port 8222"));
+        }
+        let store = conf
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("store_dir:"))
+            .map(|dir| dir.trim().trim_matches('"').to_owned());
+        match store {
+            None => problems.push(format!("{name}: no JetStream store_dir")),
+            Some(dir) => {
+                if !named_volumes(service)
+                    .iter()
+                    .any(|(_, target)| dir.starts_with(target.as_str()))
+                {
+                    problems.push(format!(
+                        "{name}: JetStream store {dir} is on no named volume"
+                    ));
+                }
+            }
+        }
+    }
+    assert_none("the NATS cluster", &problems);
+}
+
+/// The port in `host:port`.
+fn port(addr: &str) -> Option<u16> {
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Where a long-running service of ours serves Prometheus metrics: the port of
+/// FLEET_METRICS_ADDR, else the API's own port; for the agent, its config's metricsAddr.
+/// `None` for one-shot jobs (which run no `serve` or agent `run`).
+fn metrics_port(compose: &Value, service: &Value) -> Option<Result<u16, String>> {
+    let command: Vec<&str> = service["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let env = &service["environment"];
+    match command.as_slice() {
+        ["serve", which, ..] => Some(
+            env["FLEET_METRICS_ADDR"]
+                .as_str()
+                .or_else(|| {
+                    (*which == "api")
+                        .then(|| env["FLEET_API_ADDR"].as_str())
+                        .flatten()
+                })
+                .and_then(port)
+                .ok_or_else(|| "serves no metrics (FLEET_METRICS_ADDR)".to_owned()),
+        ),
+        ["run", "--config", config, ..] => Some(
+            mounted_file(compose, service, config)
+                .map(|path| yaml(&path))
+                .and_then(|config| config["metricsAddr"].as_str().and_then(port))
+                .ok_or_else(|| format!("its config {config} sets no metricsAddr")),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn prometheus_scrapes_every_fleet_service() {
+    let compose = compose();
+    let prometheus = yaml(&root().join("deploy/prometheus/prometheus.yml"));
+    // (host, port) of every target, DNS names included.
+    let mut targets = BTreeSet::new();
+    for job in prometheus["scrape_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for sd in job["dns_sd_configs"].as_array().into_iter().flatten() {
+            for name in sd["names"].as_array().into_iter().flatten() {
+                let port = sd["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+                targets.insert((name.as_str().unwrap_or("").to_owned(), port));
+            }
+        }
+        for static_config in job["static_configs"].as_array().into_iter().flatten() {
+            for target in static_config["targets"].as_array().into_iter().flatten() {
+                let target = target.as_str().unwrap_or("");
+                let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
+                targets.insert((host.to_owned(), port(target)));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut scraped = 0;
+    for (name, service) in services(&compose).iter().filter(|(_, s)| is_ours(s)) {
+        match metrics_port(&compose, service) {
+            None => {}
+            Some(Err(why)) => problems.push(format!("{name}: {why}")),
+            Some(Ok(port)) if targets.contains(&(name.clone(), Some(port))) => scraped += 1,
+            Some(Ok(port)) => problems.push(format!(
+                "{name}: Prometheus scrapes no {name}:{port} (targets: {targets:?})"
+            )),
+        }
+    }
+    if !services(&compose).contains_key("prometheus") {
+        problems.push("no prometheus service".into());
+    }
+    assert_none("Prometheus scrape targets", &problems);
+    assert!(scraped >= 8, "only {scraped} fleet services are scraped");
+}
+
+/// Every `expr` in a Grafana dashboard, rows' nested panels included.
+fn expressions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr", Value::String(expr)) => out.push(expr.clone()),
+                    _ => expressions(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| expressions(item, out)),
+        _ => {}
+    }
+}
+
+/// The `fleet_` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("fleet_") {
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        if boundary {
+            names.push(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The text of every Rust source file under `dir`.
+fn rust_sources(dir: &Path, out: &mut String) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push_str(&read(&path));
+        }
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_code_emits() {
+    let compose = compose();
+    let grafana = &services(&compose)["grafana"];
+    let mut problems = Vec::new();
+    for target in ["/etc/grafana/provisioning", "/etc/grafana/dashboards"] {
+        if mounted_file(&compose, grafana, target).is_none() {
+            problems.push(format!("grafana: nothing from the repository at {target}"));
+        }
+    }
+    let datasources = yaml(&root().join("deploy/grafana/provisioning/datasources/prometheus.yml"));
+    let uids: BTreeSet<&str> = datasources["datasources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|source| source["uid"].as_str())
+        .collect();
+    // The metric names as the code spells them (services, read models, agent, and the
+    // consumer runtime of fleet-events, which counts parked messages).
+    let mut source = String::new();
+    for dir in ["services/src", "projections/src", "agent/src", "events/src"] {
+        rust_sources(&root().join(dir), &mut source);
+    }
+    let dashboards = root().join("deploy/grafana/dashboards");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dashboards).expect("deploy/grafana/dashboards") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let dashboard: Value = match serde_json::from_str(&read(&path)) {
+            Ok(dashboard) => dashboard,
+            Err(e) => {
+                problems.push(format!("{file}: not JSON: {e}"));
+                continue;
+            }
+        };
+        let mut exprs = Vec::new();
+        expressions(&dashboard, &mut exprs);
+        if exprs.is_empty() {
+            problems.push(format!("{file}: no panel queries anything"));
+        }
+        for expr in &exprs {
+            count += 1;
+            let names = metric_names(expr);
+            if names.is_empty() {
+                problems.push(format!("{file}: `{expr}` queries no fleet_ metric"));
+            }
+            let known = |name: &str| source.contains(&format!("\"{name}\""));
+            for name in names {
+                // Histograms are exported as summaries: `_sum` and `_count` series too.
+                let base = ["_sum", "_count", "_bucket"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix));
+                if !known(&name) && !base.is_some_and(known) {
+                    problems.push(format!("{file}: `{expr}`: no metric {name} in the code"));
+                }
+            }
+        }
+        let mut sources = Vec::new();
+        collect_datasource_uids(&dashboard, &mut sources);
+        for uid in sources {
+            if !uids.contains(uid.as_str()) {
+                problems.push(format!("{file}: data source {uid} is not provisioned"));
+            }
+        }
+    }
+    assert_none("the Grafana dashboards", &problems);
+    assert!(count >= 10, "only {count} queries on the dashboards");
+}
+
+/// The `uid` of every `datasource` object in a dashboard.
+fn collect_datasource_uids(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(uid) = map
+                .get("datasource")
+                .and_then(|source| source["uid"].as_str())
+            {
+                out.push(uid.to_owned());
+            }
+            map.values()
+                .for_each(|value| collect_datasource_uids(value, out));
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| collect_datasource_uids(item, out)),
+        _ => {}
+    }
+}
