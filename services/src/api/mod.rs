@@ -4,7 +4,8 @@
 //!
 //! Writes run commands of [`crate::command`] against the event log (admin tokens only);
 //! `/metrics` shows this process's Prometheus metrics, requests counted per route;
-//! `/v1/openapi.json` is the API's OpenAPI document (no token needed).
+//! `/v1/openapi.json` is the API's OpenAPI document (no token needed); `/` and `/ui/` serve
+//! the operator dashboard's embedded files (no token needed: the page reads `/v1` with one).
 
 mod auth;
 mod error;
@@ -12,6 +13,7 @@ mod event_json;
 mod events;
 mod openapi;
 mod read;
+mod ui;
 mod write;
 mod write_policy;
 
@@ -42,6 +44,7 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/", get(ui::index))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/agents", get(read::agents).post(write::register))
         .route("/v1/agents/{id}", get(read::agent))
@@ -76,6 +79,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/repositories", get(read::repos))
         .route("/v1/summary", get(read::summary))
         .merge(events::routes())
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

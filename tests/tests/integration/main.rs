@@ -7,6 +7,7 @@ mod api;
 mod api_writes;
 mod circuit;
 mod compose;
+mod dashboard;
 mod dispatcher;
 mod enroll;
 mod events_api;

@@ -1,0 +1,113 @@
+// The fleet overview: counts, every agent with its state, load against its limit and
+// backoff, and the last success of each policy on each agent (stale ones marked).
+
+import { allAgents, get } from "./api.js";
+import { badge, clock, h, link, section, table, time } from "./dom.js";
+
+export const title = "Overview";
+
+export function affects(event) {
+  return ["agent", "task", "policy", "repo"].includes(event.aggregate.kind);
+}
+
+export async function render() {
+  const [summary, agents] = await Promise.all([get("/summary"), allAgents()]);
+  const names = new Map(agents.map((a) => [a.id, a.name]));
+  return h(
+    "div",
+    { class: "overview" },
+    h("h1", {}, "Fleet overview"),
+    counts(summary),
+    section("Agents", agentTable(agents)),
+    section("Last success per policy", freshness(summary.freshness, names)),
+  );
+}
+
+function counts(summary) {
+  const tasks = summary.tasks;
+  const card = (label, value, tone = "") =>
+    h("div", { class: `card ${tone}`.trim() }, h("span", { class: "value" }, value), h("span", { class: "label" }, label));
+  return h(
+    "div",
+    { class: "cards" },
+    card("agents online", `${summary.agents.online} / ${summary.agents.total}`),
+    card("saturated", summary.agents.saturated, summary.agents.saturated ? "warn" : ""),
+    card("in backoff", summary.agents.inBackoff, summary.agents.inBackoff ? "warn" : ""),
+    card("running tasks", (tasks.dispatched || 0) + (tasks.acknowledged || 0) + (tasks.running || 0)),
+    card("failed or exhausted", (tasks.failed || 0) + (tasks.exhausted || 0), tasks.exhausted ? "bad" : ""),
+    card("open circuits", summary.openCircuits, summary.openCircuits ? "bad" : ""),
+    card("stale backups", summary.stale, summary.stale ? "bad" : ""),
+  );
+}
+
+/** The bar of running tasks against the agent's limit. */
+export function saturationBar(agent) {
+  const limit = agent.settings.maxConcurrent;
+  const running = agent.runningTasks;
+  const bar = h(
+    "div",
+    {
+      class: `bar${agent.saturated ? " full" : ""}`,
+      role: "meter",
+      "aria-valuemin": 0,
+      "aria-valuemax": limit,
+      "aria-valuenow": running,
+      "aria-label": `${running} of ${limit} running`,
+      "data-saturated": agent.saturated ? "true" : "false",
+    },
+    h("span", { class: "fill" }),
+  );
+  bar.firstChild.style.width = `${Math.min(100, (100 * running) / Math.max(limit, 1))}%`;
+  const words = `${running} / ${limit}${agent.queueDepth ? `, ${agent.queueDepth} queued` : ""}`;
+  return h(
+    "div",
+    { class: "load" },
+    bar,
+    h("span", {}, words),
+    agent.saturated ? badge(`saturated: ${agent.saturation}`, "warn saturated") : null,
+  );
+}
+
+/** "backoff until HH:MM", or nothing. */
+export function backoffBadge(agent) {
+  if (!agent.backoffUntil) return h("span", { class: "muted" }, "—");
+  const b = badge(`backoff until ${clock(agent.backoffUntil)}`, "warn backoff");
+  b.setAttribute("title", `${agent.pendingRetries} retry pending, the first at ${new Date(agent.backoffUntil).toString()}`);
+  b.dataset.until = agent.backoffUntil;
+  return b;
+}
+
+export function onlineBadge(agent) {
+  if (agent.decommissioned) return badge("decommissioned", "muted");
+  return agent.online ? badge("online", "good") : badge("offline", "bad");
+}
+
+function agentTable(agents) {
+  const rows = agents.map((agent) =>
+    h(
+      "tr",
+      { "data-agent": agent.id },
+      h("td", {}, link(`#/agents/${agent.id}`, agent.name || agent.id), h("div", { class: "muted" }, agent.hostname)),
+      h("td", {}, onlineBadge(agent)),
+      h("td", {}, saturationBar(agent)),
+      h("td", {}, backoffBadge(agent)),
+      h("td", {}, time(agent.lastSeen)),
+    ),
+  );
+  return table("Agents and their load", ["Agent", "State", "Running / limit", "Backoff", "Last seen"], rows, "No agents yet.");
+}
+
+function freshness(pairs, names) {
+  const rows = pairs.map((pair) =>
+    h(
+      "tr",
+      { class: pair.stale ? "stale" : "" },
+      h("td", {}, pair.policyName),
+      h("td", {}, link(`#/agents/${pair.agent}`, names.get(pair.agent) || pair.agent)),
+      h("td", {}, time(pair.lastSuccessAt)),
+      h("td", {}, pair.snapshotId ? h("code", {}, pair.snapshotId.slice(0, 8)) : "—"),
+      h("td", {}, pair.stale ? badge("stale", "bad") : badge("current", "good")),
+    ),
+  );
+  return table("Last success of each policy on each agent", ["Policy", "Agent", "Last success", "Snapshot", ""], rows, "No assigned policies.");
+}

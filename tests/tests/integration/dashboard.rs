@@ -1,0 +1,489 @@
+//! The dashboard in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver) against the API with the projector behind it. Signing in with a read-only
+//! token shows the overview; events appended afterwards make the agent saturated and put a
+//! task into backoff, and the page shows both without being reloaded; the task's timeline
+//! lists its events in log order. Screenshots go to `FLEET_SCREENSHOTS_DIR` (default: a
+//! temporary directory).
+//!
+//! Needs `chromium` and `chromium-driver` (Debian: `apt-get install -y chromium
+//! chromium-driver`); without them the test fails saying so.
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fantoccini::{Client, ClientBuilder, Locator};
+use fleet_events::event::{
+    AgentEvent, BackupSummary, ErrorClass, Event, Role, RunDetail, RunSummary, TaskError, TaskEvent,
+};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::policy::TaskKind;
+use fleet_events::samples;
+use fleet_events::settings::AgentSettings;
+use fleet_services::tenant;
+use serde_json::{Value, json};
+
+use crate::support::http::{call, get};
+use crate::support::{append, append_at, eventually, fleet, serve_api, stop};
+
+/// How long the page may take to show what the log says.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const INSTALL: &str = "the dashboard test needs Chromium and chromedriver: \
+                       apt-get install -y chromium chromium-driver";
+
+#[tokio::test]
+async fn the_dashboard_shows_saturation_and_backoff_live() {
+    let fleet = fleet().await;
+    let store = &fleet.store;
+    let served = serve_api(store);
+    let addr = served.addr;
+    let acme = crate::support::tenant();
+    tenant::create(store, &acme, "Acme", Utc::now())
+        .await
+        .expect("tenant");
+    let admin = tenant::issue(store, &acme, Role::Admin, "ops", Utc::now())
+        .await
+        .expect("token");
+    let reader = tenant::issue(store, &acme, Role::ReadOnly, "dashboard", Utc::now())
+        .await
+        .expect("token");
+    let admin = admin.text.expose();
+
+    // An online agent that takes one task at once, a policy assigned to it, and a few
+    // finished backups of the last hours for the runs view.
+    let agent = AgentId::generate();
+    let settings = AgentSettings {
+        max_concurrent: 1,
+        ..AgentSettings::default()
+    };
+    let registered = AgentEvent::Registered {
+        name: "db-1".into(),
+        hostname: "db-1.example.net".into(),
+        settings,
+    };
+    append(
+        store,
+        Event::Agent {
+            agent,
+            event: registered,
+        },
+    )
+    .await;
+    let online = AgentEvent::CameOnline {
+        agent_version: "0.1.0".into(),
+        restic_version: "0.16.4".into(),
+    };
+    append(
+        store,
+        Event::Agent {
+            agent,
+            event: online,
+        },
+    )
+    .await;
+    wait_for_projector(addr, admin).await;
+    let policy = create_policy(addr, admin, agent).await;
+    let now = Utc::now();
+    for (hours_ago, mib, secs) in [(7, 412, 95), (6, 38, 21), (5, 55, 24), (4, 12, 14)] {
+        past_backup(store, policy, agent, now - hours(hours_ago), mib, secs).await;
+    }
+    for (hours_ago, mib, secs) in [(3, 140, 48), (2, 9, 11), (1, 61, 27)] {
+        past_backup(store, policy, agent, now - hours(hours_ago), mib, secs).await;
+    }
+
+    let driver = Chromedriver::start();
+    let browser = driver.session().await;
+    browser
+        .goto(&format!("http://{addr}/"))
+        .await
+        .expect("open the dashboard");
+    let input = browser
+        .find(Locator::Css("#token"))
+        .await
+        .expect("token input");
+    input
+        .send_keys(reader.text.expose())
+        .await
+        .expect("paste the token");
+    browser
+        .find(Locator::Css("#sign-in-form button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+
+    let row = format!("tr[data-agent=\"{agent}\"]");
+    let agent_row = format!(
+        "const row = document.querySelector('{row}');
+         if (!row) return null;
+         const badge = row.querySelector('.badge.backoff');
+         return {{
+           saturated: row.querySelector('.bar').dataset.saturated,
+           backoff: badge ? badge.textContent : null,
+           online: row.textContent.includes('online'),
+           live: document.getElementById('live').dataset.state,
+           notReloaded: window.notReloaded === true,
+         }};"
+    );
+    let seen = poll(&browser, "the agent on the overview", &agent_row, |row| {
+        row["online"] == true && row["live"] == "live"
+    })
+    .await;
+    assert_eq!(seen["saturated"], "false", "{seen}");
+    assert_eq!(seen["backoff"], Value::Null, "{seen}");
+    // A mark on this page: a reload would lose it.
+    browser
+        .execute("window.notReloaded = true; return true;", vec![])
+        .await
+        .expect("mark the page");
+
+    // Live: one task fails and waits for its retry, another one occupies the only slot.
+    let failing = scheduled(store, policy, agent, now - minutes(2)).await;
+    let error = TaskError::new(
+        ErrorClass::Network,
+        "Fatal: unable to open repository: dial tcp 10.0.0.7:22: connect: connection refused",
+        Some(1),
+    );
+    for event in [
+        TaskEvent::Dispatched { agent, attempt: 1 },
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Failed { attempt: 1, error },
+        TaskEvent::RetryScheduled {
+            attempt: 1,
+            due_at: Utc::now() + minutes(30),
+            delay_ms: 1_800_000,
+        },
+    ] {
+        let event = Event::Task {
+            task: failing,
+            event,
+        };
+        append(store, event).await;
+    }
+    let running = scheduled(store, policy, agent, now - minutes(1)).await;
+    for event in [
+        TaskEvent::Dispatched { agent, attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+    ] {
+        append(
+            store,
+            Event::Task {
+                task: running,
+                event,
+            },
+        )
+        .await;
+    }
+
+    let seen = poll(
+        &browser,
+        "saturation and backoff, live",
+        &agent_row,
+        |row| row["saturated"] == "true" && !row["backoff"].is_null(),
+    )
+    .await;
+    assert_eq!(seen["notReloaded"], true, "the page was reloaded: {seen}");
+    let badge = seen["backoff"].as_str().unwrap_or_default();
+    assert!(is_until_badge(badge), "backoff badge {badge:?}");
+    let shots = screenshots_dir();
+    screenshot(&browser, &shots, "dashboard-overview.png").await;
+
+    // The agent's page: its backoff names the failing task.
+    click(&browser, &format!("{row} a")).await;
+    let task_link = format!("a[href=\"#/tasks/{failing}\"]");
+    poll(
+        &browser,
+        "the agent's backoff",
+        &format!("return document.querySelector('.agent {task_link}') !== null;"),
+        |found| found == &Value::Bool(true),
+    )
+    .await;
+    screenshot(&browser, &shots, "dashboard-agent.png").await;
+
+    // The task's timeline, oldest first.
+    click(&browser, &format!(".agent {task_link}")).await;
+    let timeline = poll(
+        &browser,
+        "the task's timeline",
+        "const items = [...document.querySelectorAll('.task .timeline li')];
+         return items.map((li) => ({type: li.dataset.type, seq: Number(li.dataset.seq)}));",
+        |items| items.as_array().is_some_and(|items| items.len() >= 6),
+    )
+    .await;
+    let types: Vec<&str> = timeline
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "task.scheduled",
+            "task.dispatched",
+            "task.acknowledged",
+            "task.started",
+            "task.failed",
+            "task.retry_scheduled",
+        ]
+    );
+    let seqs: Vec<u64> = timeline
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["seq"].as_u64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "not in log order: {seqs:?}"
+    );
+    screenshot(&browser, &shots, "dashboard-task.png").await;
+
+    // Runs with their charts, and the policies with their schedules.
+    click(&browser, "#nav a[href=\"#/runs\"]").await;
+    poll(
+        &browser,
+        "the runs' charts",
+        "return document.querySelectorAll('svg.chart circle').length;",
+        |dots| dots.as_u64().is_some_and(|n| n >= 14),
+    )
+    .await;
+    screenshot(&browser, &shots, "dashboard-runs.png").await;
+    click(&browser, "#nav a[href=\"#/policies\"]").await;
+    let schedule = poll(
+        &browser,
+        "the policies",
+        "const cell = document.querySelector('.schedule'); return cell && cell.textContent;",
+        |text| text.is_string(),
+    )
+    .await;
+    assert_eq!(schedule, "every day at 02:00 (Europe/Berlin)");
+    screenshot(&browser, &shots, "dashboard-policies.png").await;
+
+    browser.close().await.expect("close the browser");
+    drop(driver);
+    stop(&served.shutdown, served.services).await;
+}
+
+/// A chromedriver child on a free port, killed when dropped.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    fn start() -> Self {
+        let binary = find("chromedriver").unwrap_or_else(|| panic!("{INSTALL}"));
+        assert!(
+            find("chromium").is_some() || find("google-chrome").is_some(),
+            "{INSTALL}"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting chromedriver: {e}; {INSTALL}"));
+        Chromedriver { child, port }
+    }
+
+    /// A browser session: headless Chromium with a laptop's window.
+    async fn session(&self) -> Client {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let mut options = json!({
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--window-size=1400,900",
+            ],
+        });
+        if let Some(chromium) = find("chromium") {
+            options["binary"] = json!(chromium);
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        eventually("chromedriver to start a session", DEADLINE, || {
+            let (url, capabilities, connector) = (&url, &capabilities, &connector);
+            async move {
+                let mut builder = ClientBuilder::new(connector.clone());
+                builder.capabilities(capabilities.clone());
+                match builder.connect(url).await {
+                    Ok(client) => ControlFlow::Break(client),
+                    Err(e) => ControlFlow::Continue(e.to_string()),
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `name` on the `PATH`.
+fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Runs `script` in the page until `done` accepts its answer, which it returns.
+async fn poll(browser: &Client, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, DEADLINE, || async {
+        match browser.execute(script, vec![]).await {
+            Ok(value) if done(&value) => ControlFlow::Break(value),
+            Ok(value) => ControlFlow::Continue(value.to_string()),
+            Err(e) => ControlFlow::Continue(e.to_string()),
+        }
+    })
+    .await
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+/// "backoff until HH:MM".
+fn is_until_badge(text: &str) -> bool {
+    let Some(time) = text.strip_prefix("backoff until ") else {
+        return false;
+    };
+    let bytes = time.as_bytes();
+    bytes.len() == 5 && bytes[2] == b':' && [0, 1, 3, 4].iter().all(|&i| bytes[i].is_ascii_digit())
+}
+
+fn screenshots_dir() -> PathBuf {
+    match std::env::var_os("FLEET_SCREENSHOTS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::temp_dir().join("fleet-dashboard-screenshots"),
+    }
+}
+
+async fn screenshot(browser: &Client, dir: &Path, name: &str) {
+    // Let a refresh that is under way finish, so the picture shows the page at rest.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::create_dir_all(dir).expect("screenshots directory");
+    std::fs::write(dir.join(name), png).expect("write the screenshot");
+}
+
+async fn wait_for_projector(addr: SocketAddr, token: &str) {
+    eventually("the API and the projector", DEADLINE, || async {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return ControlFlow::Continue("not listening".to_owned());
+        }
+        let response = get(addr, "/v1/agents", Some(token)).await;
+        match response.body.as_array().map(Vec::len) {
+            Some(1) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(response.text),
+        }
+    })
+    .await;
+}
+
+/// Creates the policy `db-nightly`, assigned to `agent`, through the API.
+async fn create_policy(addr: SocketAddr, token: &str, agent: AgentId) -> PolicyId {
+    let document = json!({
+        "name": "db-nightly",
+        "schedule": {"cron": {"expr": "0 2 * * *", "timezone": "Europe/Berlin"}},
+        "kind": "backup",
+        "repository": {"url": "sftp:backup@vault:/srv/restic/db", "secret": "db-repo"},
+        "include": ["/var/lib/postgresql"],
+        "agents": [agent.to_string()],
+    });
+    let created = call(addr, "POST", "/v1/policies", Some(token), Some(&document)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the policy's id")
+}
+
+/// A task of `policy` on `agent`, scheduled for `fire_at`.
+async fn scheduled(
+    store: &fleet_events::store::EventStore,
+    policy: PolicyId,
+    agent: AgentId,
+    fire_at: DateTime<Utc>,
+) -> TaskId {
+    let task = TaskId::for_fire(policy, agent, fire_at);
+    let event = TaskEvent::Scheduled {
+        policy,
+        agent,
+        fire_at,
+        run_at: fire_at,
+        spec: Box::new(samples::policy_spec()),
+    };
+    append_at(store, Event::Task { task, event }, fire_at).await;
+    task
+}
+
+/// A backup that ran at `at`, added `mib` MiB and took `secs` seconds.
+async fn past_backup(
+    store: &fleet_events::store::EventStore,
+    policy: PolicyId,
+    agent: AgentId,
+    at: DateTime<Utc>,
+    mib: u64,
+    secs: i64,
+) {
+    let task = scheduled(store, policy, agent, at).await;
+    let summary = RunSummary {
+        kind: TaskKind::Backup,
+        duration_ms: secs as u64 * 1000,
+        detail: RunDetail::Backup(BackupSummary {
+            snapshot_id: Some(format!("{:08x}", at.timestamp())),
+            files_new: mib * 3,
+            data_added_bytes: mib * 1024 * 1024,
+            ..BackupSummary::default()
+        }),
+    };
+    let steps = [
+        (TaskEvent::Dispatched { agent, attempt: 1 }, at),
+        (
+            TaskEvent::Started { attempt: 1 },
+            at + chrono::Duration::seconds(1),
+        ),
+        (
+            TaskEvent::Succeeded {
+                attempt: 1,
+                summary,
+            },
+            at + chrono::Duration::seconds(1 + secs),
+        ),
+    ];
+    for (event, when) in steps {
+        append_at(store, Event::Task { task, event }, when).await;
+    }
+}
+
+fn hours(n: i64) -> chrono::Duration {
+    chrono::Duration::hours(n)
+}
+
+fn minutes(n: i64) -> chrono::Duration {
+    chrono::Duration::minutes(n)
+}
