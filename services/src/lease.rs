@@ -34,8 +34,8 @@ const _: () = assert!(GIVE_UP_AFTER.as_secs() + RENEW_EVERY.as_secs() <= LEASE_T
 /// Runs `work` whenever this instance holds lease `name`, until `shutdown` is cancelled.
 /// `work` gets a token that is cancelled when the lease is lost (then this waits for it
 /// to return and tries to take the lease again) or at shutdown (then the lease is
-/// released so a standby takes over at once). An error from `work` releases the lease
-/// and is returned.
+/// released so a standby takes over at once). An error from `work` (NATS failing over)
+/// releases the lease and is logged, and this instance queues for the lease again.
 pub async fn run_under_lease<F, Fut, E>(
     store: &EventStore,
     name: &str,
@@ -45,6 +45,7 @@ pub async fn run_under_lease<F, Fut, E>(
 where
     F: FnMut(CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
     let Some(bucket) = open_bucket(store, &shutdown).await else {
@@ -96,7 +97,17 @@ where
                 } else {
                     tracing::info!(lease = name, "lease released");
                 }
-                return result;
+                match result {
+                    Err(error) if !shutdown.is_cancelled() => {
+                        // NATS failing over, say: another instance (or this one, after a
+                        // pause) takes the work up again.
+                        tracing::warn!(lease = name, %error, "work under the lease failed; standing by again");
+                        if pause(&shutdown, STANDBY_POLL).await {
+                            return Ok(());
+                        }
+                    }
+                    result => return result,
+                }
             }
         }
     }

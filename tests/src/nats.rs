@@ -56,6 +56,9 @@ pub struct NatsServer {
     bin: OsString,
     /// Number of launches; each one logs to its own file.
     runs: u32,
+    /// A configuration file given with `-c` (cluster nodes); flags still set the address,
+    /// port, store and log.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -68,13 +71,34 @@ impl NatsServer {
         Self::start_with(&bin)
     }
 
+    /// Starts `nats-server` as [`NatsServer::start`] does, with a configuration file holding
+    /// `config` (for example a `server_name` and a `cluster` block) in its directory.
+    pub fn start_configured(config: &str) -> Result<Self, HarnessError> {
+        let bin = std::env::var_os(BIN_ENV)
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| OsString::from("nats-server"));
+        Self::start_with_config(&bin, Some(config))
+    }
+
     fn start_with(bin: &OsStr) -> Result<Self, HarnessError> {
+        Self::start_with_config(bin, None)
+    }
+
+    fn start_with_config(bin: &OsStr, config: Option<&str>) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("fleet-nats-")
             .tempdir()
             .map_err(io_err("create the temporary directory"))?;
         let store = dir.path().join("store");
         fs::create_dir(&store).map_err(io_err(format!("create {}", store.display())))?;
+        let config = match config {
+            Some(text) => {
+                let path = dir.path().join("nats-server.conf");
+                fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = NatsServer {
             child: None,
             dir,
@@ -82,6 +106,7 @@ impl NatsServer {
             port: 0,
             bin: bin.to_owned(),
             runs: 0,
+            config,
         };
         server.launch(None)?;
         Ok(server)
@@ -171,7 +196,11 @@ impl NatsServer {
             .try_clone()
             .map_err(io_err("duplicate the log file handle"))?;
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let spawned = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let spawned = command
             .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
             .arg(&self.store)
             .arg("--ports_file_dir")

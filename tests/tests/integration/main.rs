@@ -6,6 +6,7 @@ mod agent_limits;
 mod api;
 mod api_writes;
 mod circuit;
+mod cluster;
 mod compose;
 mod dashboard;
 mod dispatcher;

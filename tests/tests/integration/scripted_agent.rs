@@ -2,15 +2,16 @@
 //! acknowledged, started, then succeeded or failed after a chosen time, and heartbeats.
 //! It stands in for fleet-agent where a scenario is about the control plane.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::message::PublishMessage;
 use fleet_events::envelope::SCHEMA_VERSION;
 use fleet_events::event::{ErrorClass, RunDetail, RunSummary, TaskError};
-use fleet_events::ids::AgentId;
+use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{
     AgentCommand, AgentReport, Command, Heartbeat, KindCounts, ReportStatus, TaskOrder,
@@ -56,6 +57,8 @@ pub struct Observed {
     pub running: AtomicUsize,
     pub max_running: AtomicUsize,
     pub started: AtomicUsize,
+    /// Runs started per task (a task run twice shows 2).
+    pub starts: Mutex<HashMap<TaskId, usize>>,
     /// Cancel commands received.
     pub cancels: AtomicUsize,
 }
@@ -131,6 +134,7 @@ pub fn spawn(
                 let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
                 seen.max_running.fetch_max(now, Ordering::SeqCst);
                 seen.started.fetch_add(1, Ordering::SeqCst);
+                *seen.starts.lock().unwrap().entry(order.task).or_default() += 1;
                 report(&js, agent, &order, ReportStatus::Started).await;
                 let finished = tokio::select! {
                     () = tokio::time::sleep(behaviour.run_for) => true,
@@ -177,21 +181,25 @@ async fn report(
         at: chrono::Utc::now(),
         status,
     };
-    let message = PublishMessage::build()
-        .payload(report.to_wire().expect("encodes").into())
-        .message_id(report.msg_id());
-    js.send_publish(
-        AgentSubject {
-            agent,
-            channel: Channel::Reports,
+    let subject = AgentSubject {
+        agent,
+        channel: Channel::Reports,
+    }
+    .to_string();
+    // Sent until stored, as fleet-agent's outbox does: a NATS node may be failing over
+    // (the msg id makes a resend harmless).
+    for _ in 0..100 {
+        let message = PublishMessage::build()
+            .payload(report.to_wire().expect("encodes").into())
+            .message_id(report.msg_id());
+        if let Ok(ack) = js.send_publish(subject.clone(), message).await
+            && ack.await.is_ok()
+        {
+            return;
         }
-        .to_string(),
-        message,
-    )
-    .await
-    .expect("sent")
-    .await
-    .expect("stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("report of {} not stored after 100 tries", order.task);
 }
 
 async fn heartbeats(
