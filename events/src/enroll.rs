@@ -274,31 +274,17 @@ mod tests {
         assert!(check_machine_id(&"x".repeat(129)).is_err());
     }
 
-    /// Whether NATS subject filter `filter` matches `subject`.
-    fn filter_matches(filter: &str, subject: &str) -> bool {
-        let mut subject = subject.split('.');
-        for token in filter.split('.') {
-            match (token, subject.next()) {
-                (">", Some(_)) => return true,
-                ("*", Some(_)) => {}
-                (want, Some(got)) if want == got => {}
-                _ => return false,
-            }
-        }
-        subject.next().is_none()
-    }
-
     #[test]
     fn no_stream_stores_registration_requests() {
         assert!(
-            filter_matches("fleet.>", REGISTER_SUBJECT),
+            crate::subject::matches("fleet.>", REGISTER_SUBJECT),
             "the matcher works"
         );
-        assert!(filter_matches("fleet.ctl.*", REGISTER_SUBJECT));
+        assert!(crate::subject::matches("fleet.ctl.*", REGISTER_SUBJECT));
         for config in crate::streams::all(&Default::default()) {
             for filter in &config.subjects {
                 assert!(
-                    !filter_matches(filter, REGISTER_SUBJECT),
+                    !crate::subject::matches(filter, REGISTER_SUBJECT),
                     "{} would store tokens ({filter})",
                     config.name
                 );
