@@ -65,19 +65,13 @@ impl NatsServer {
     /// Starts `nats-server` (or `$NATS_SERVER_BIN`) with JetStream on a port it picks, and
     /// returns once it accepts TCP connections and has logged "Server is ready".
     pub fn start() -> Result<Self, HarnessError> {
-        let bin = std::env::var_os(BIN_ENV)
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| OsString::from("nats-server"));
-        Self::start_with(&bin)
+        Self::start_with(&binary())
     }
 
     /// Starts `nats-server` as [`NatsServer::start`] does, with a configuration file holding
     /// `config` (for example a `server_name` and a `cluster` block) in its directory.
     pub fn start_configured(config: &str) -> Result<Self, HarnessError> {
-        let bin = std::env::var_os(BIN_ENV)
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| OsString::from("nats-server"));
-        Self::start_with_config(&bin, Some(config))
+        Self::start_with_config(&binary(), Some(config))
     }
 
     fn start_with(bin: &OsStr) -> Result<Self, HarnessError> {
@@ -235,6 +229,13 @@ impl NatsServer {
             }
         }
     }
+}
+
+/// `$NATS_SERVER_BIN`, or `nats-server` from the PATH.
+fn binary() -> OsString {
+    std::env::var_os(BIN_ENV)
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| OsString::from("nats-server"))
 }
 
 /// Waits for the ports file, then for a TCP connect and "Server is ready" in `log`.
