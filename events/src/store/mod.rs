@@ -9,6 +9,7 @@
 mod append;
 pub mod consume;
 mod error;
+mod history;
 mod read;
 
 use std::time::Duration;
@@ -17,7 +18,8 @@ use async_nats::jetstream::{self, context::ContextBuilder};
 
 pub use append::{Append, Appended, Expect};
 pub use error::{AppendError, ReadError, StoreError};
-pub use read::{History, Stored};
+pub use history::{HISTORY_BY_GET, History};
+pub use read::Stored;
 
 use crate::streams::{self, StreamOptions};
 

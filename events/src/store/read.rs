@@ -1,15 +1,16 @@
 //! Reading the log: one aggregate's history, a bounded replay, a live follow.
 
+use std::time::Duration;
+
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::stream::{ConsumerErrorKind, LastRawMessageErrorKind, Stream};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 
 use super::{EventStore, ReadError};
 use crate::codec::decode;
 use crate::envelope::Envelope;
 use crate::streams::EVENTS;
-use crate::subject::EventSubject;
 
 /// An event as stored: its stream sequence, subject and envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +20,19 @@ pub struct Stored {
     pub envelope: Envelope,
 }
 
-/// One aggregate's events and the sequence to expect when appending after them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct History {
-    pub events: Vec<Stored>,
-    /// The stream sequence of the subject's last event; 0 if it has none.
-    pub last_seq: u64,
-}
+/// How long each attempt to create a replay consumer may take. nats-server 2.9.10 places
+/// an ordered (R1) consumer on a random peer of a replicated stream even when that peer is
+/// down; the create request then gets no answer, and another attempt is placed afresh.
+/// Later servers skip peers known to be offline.
+const CREATE_WAITS: [Duration; 4] = [
+    Duration::from_secs(2),
+    Duration::from_secs(3),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// Replay consumers created again after an attempt got no answer.
+pub const CREATE_RETRIES_METRIC: &str = "fleet_replay_consumer_retries_total";
 
 /// One replayed message: the event or why not, and its stream sequence.
 type Delivered = (Result<Stored, ReadError>, Option<u64>);
@@ -34,30 +41,12 @@ impl EventStore {
     /// The stream sequence of the last event on `subject`, 0 if there is none. `subject`
     /// may be a filter with wildcards (`fleet.evt.>` gives the end of the log).
     pub async fn last_sequence(&self, subject: &str) -> Result<u64, ReadError> {
-        let stream = self
-            .js
-            .get_stream_no_info(EVENTS)
-            .await
-            .map_err(|e| ReadError::nats("event stream", e))?;
+        let stream = self.events_stream().await?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(message.sequence),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
             Err(e) => Err(ReadError::nats(format!("last message on {subject}"), e)),
         }
-    }
-
-    /// Every event of one aggregate, in order, up to its last event at the time of the
-    /// call. An undecodable event is an error: a writer must not decide on a partial
-    /// history.
-    pub async fn history(&self, subject: &EventSubject) -> Result<History, ReadError> {
-        let subject = subject.to_string();
-        let last_seq = self.last_sequence(&subject).await?;
-        let events: Vec<Stored> = self
-            .replay_until(&subject, 1, last_seq)
-            .await?
-            .try_collect()
-            .await?;
-        Ok(History { events, last_seq })
     }
 
     /// The events matching `filter` from stream sequence `from` up to the last matching
@@ -75,7 +64,7 @@ impl EventStore {
     /// The replay of `filter` from `from` that ends with the message at stream sequence
     /// `until` (the last one matching). The end is known by sequence, not by the
     /// consumer's pending count, which nats-server 2.9 can over-count by one.
-    async fn replay_until(
+    pub(super) async fn replay_until(
         &self,
         filter: &str,
         from: u64,
@@ -109,6 +98,14 @@ impl EventStore {
         Ok(messages.map(|(result, _)| result).boxed())
     }
 
+    /// The event stream's handle (no request is made).
+    pub(super) async fn events_stream(&self) -> Result<Stream<()>, ReadError> {
+        self.js
+            .get_stream_no_info(EVENTS)
+            .await
+            .map_err(|e| ReadError::nats("event stream", e))
+    }
+
     /// An ordered push consumer from `from`, yielding each decoded event (or why it is not
     /// one) with its stream sequence (`None` when the transport failed).
     async fn ordered(
@@ -116,22 +113,39 @@ impl EventStore {
         filter: &str,
         from: u64,
     ) -> Result<BoxStream<'static, Delivered>, ReadError> {
-        let stream = self
-            .js
-            .get_stream_no_info(EVENTS)
-            .await
-            .map_err(|e| ReadError::nats("event stream", e))?;
-        let consumer = stream
-            .create_consumer(push::OrderedConfig {
+        let stream = self.events_stream().await?;
+        let config = push::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ..Default::default()
+        };
+        let what = || format!("replay consumer for {filter}");
+        let mut waits = CREATE_WAITS.iter().peekable();
+        let consumer = loop {
+            let wait = *waits.next().expect("CREATE_WAITS is not empty");
+            let config = push::OrderedConfig {
                 deliver_subject: self.js.client().new_inbox(),
-                filter_subject: filter.to_owned(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ReadError::nats(format!("replay consumer for {filter}"), e))?;
+                ..config.clone()
+            };
+            match tokio::time::timeout(wait, stream.create_consumer(config)).await {
+                Ok(Ok(consumer)) => break consumer,
+                Ok(Err(e)) if e.kind() != ConsumerErrorKind::TimedOut || waits.peek().is_none() => {
+                    return Err(ReadError::nats(what(), e));
+                }
+                Err(_) if waits.peek().is_none() => {
+                    return Err(ReadError::nats(
+                        what(),
+                        format!("no answer within {wait:?}"),
+                    ));
+                }
+                // Placed on a node that is down: a new request may land elsewhere.
+                Ok(Err(_)) | Err(_) => {
+                    metrics::counter!(CREATE_RETRIES_METRIC).increment(1);
+                }
+            }
+        };
         let messages = consumer
             .messages()
             .await

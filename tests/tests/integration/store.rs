@@ -9,7 +9,8 @@ use fleet_events::envelope::Envelope;
 use fleet_events::ids::AgentId;
 use fleet_events::store::consume::{self, Durable, Outcome};
 use fleet_events::store::{
-    Append, AppendError, Appended, EventStore, Expect, ReadError, StoreError, Stored,
+    Append, AppendError, Appended, EventStore, Expect, HISTORY_BY_GET, ReadError, StoreError,
+    Stored,
 };
 use fleet_events::streams::{self, StreamOptions};
 use fleet_events::subject::{self, EventSubject};
@@ -124,7 +125,9 @@ async fn repeated_msg_ids_are_stored_once() {
 async fn history_and_replay_return_exactly_what_was_appended() {
     let f = fleet().await;
     let (a, b) = (AgentId::generate(), AgentId::generate());
-    let events: Vec<Envelope> = (0..50)
+    // `a` has more events than a history reads one by one: the rest comes by replay.
+    let total = 2 * (HISTORY_BY_GET + 10);
+    let events: Vec<Envelope> = (0..total)
         .map(|n| agent_event(if n % 2 == 0 { a } else { b }, n))
         .collect();
     let results = append_numbered(&f.store, &events, "m").await;
@@ -141,7 +144,17 @@ async fn history_and_replay_return_exactly_what_was_appended() {
     let want: Vec<&Envelope> = events.iter().step_by(2).collect();
     let got: Vec<&Envelope> = history.events.iter().map(|s| &s.envelope).collect();
     assert_eq!(got, want);
-    assert_eq!(history.last_seq, seqs[48]);
+    assert_eq!(history.last_seq, seqs[total - 2]);
+    let history_seqs: Vec<u64> = history.events.iter().map(|s| s.seq).collect();
+    let want_seqs: Vec<u64> = seqs.iter().copied().step_by(2).collect();
+    assert_eq!(history_seqs, want_seqs);
+
+    let c = AgentId::generate();
+    let short = [agent_event(c, 1), agent_event(c, 2)];
+    append_numbered(&f.store, &short, "c").await;
+    let history = f.store.history(&subject_of(c)).await.expect("history");
+    let got: Vec<&Envelope> = history.events.iter().map(|s| &s.envelope).collect();
+    assert_eq!(got, short.iter().collect::<Vec<_>>());
 
     let from = seqs[10];
     let replayed: Vec<Stored> = f
@@ -152,15 +165,18 @@ async fn history_and_replay_return_exactly_what_was_appended() {
         .try_collect()
         .await
         .expect("all decode");
-    assert_eq!(replayed.len(), 40);
+    assert_eq!(replayed.len(), total - 10 + short.len());
     assert_eq!(replayed[0].seq, from);
     let got: Vec<&Envelope> = replayed.iter().map(|s| &s.envelope).collect();
-    let want: Vec<&Envelope> = events[10..].iter().collect();
+    let want: Vec<&Envelope> = events[10..].iter().chain(&short).collect();
     assert_eq!(got, want);
 
     let nothing: Vec<Stored> = f
         .store
-        .replay(&subject::all_events(), seqs[49] + 1)
+        .replay(
+            &subject::all_events(),
+            seqs[total - 1] + short.len() as u64 + 1,
+        )
         .await
         .expect("replay past the end")
         .try_collect()
