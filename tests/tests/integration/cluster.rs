@@ -2,8 +2,9 @@
 //! streams replicated 3 times) with two instances of every control-plane service and four
 //! scripted agents. A few hundred tasks are scheduled at once (appended as a scheduler
 //! fire appends them); when a third of them have succeeded, one instance of each service
-//! is stopped (the lease holders among them, since they started first) and one NATS node
-//! is killed (SIGKILL).
+//! dies (its tasks are aborted, as a killed process would stop: no lease released, no
+//! message acked; the lease holders are among them, since they started first) and one
+//! NATS node is killed (SIGKILL).
 //! Every task must end exactly once: none lost, none run twice.
 //!
 //! The agents are scripted (they speak the agent protocol, see `scripted_agent.rs`): this
@@ -90,7 +91,6 @@ fn succeeded(endings: &HashMap<TaskId, Vec<TaskEvent>>) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not finished: after node 1 is killed, the test's own replays of the task log time out creating their consumer, although the cluster elects new leaders; run it with --run-ignored"]
 async fn every_task_ends_once_through_a_node_and_instance_failure() {
     let mut cluster = NatsCluster::start(3).expect("a 3-node cluster");
     let urls = cluster.urls();
@@ -114,11 +114,11 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
     .await;
 
     // Two instances of every service; instance `i` of each prefers node `i`.
-    let stops = [CancellationToken::new(), CancellationToken::new()];
+    let stop = CancellationToken::new();
     let mut instances = Vec::new();
-    for (i, stop) in stops.iter().enumerate() {
+    for i in 0..2 {
         let store = EventStore::new(client(&urls, i).await);
-        instances.push(services(&store, &SERVICES, &system(), stop));
+        instances.push(services(&store, &SERVICES, &system(), &stop));
     }
 
     let agents_stop = CancellationToken::new();
@@ -156,9 +156,8 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
         },
     )
     .await;
-    stops[0].cancel();
     for instance in instances.remove(0) {
-        instance.await.expect("a stopped instance ends cleanly");
+        instance.abort();
     }
     cluster.nodes[0].kill().expect("kill node 1");
 
@@ -196,7 +195,7 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
     assert_eq!(starts.len(), TASKS, "every task ran");
 
     agents_stop.cancel();
-    stops[1].cancel();
+    stop.cancel();
     for instance in instances.remove(0) {
         instance.await.expect("the other instance ends cleanly");
     }
