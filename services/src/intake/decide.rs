@@ -5,7 +5,7 @@ use fleet_events::event::{LostReason, TaskEvent};
 use fleet_events::ids::AgentId;
 use fleet_events::protocol::{AgentReport, ReportStatus};
 use fleet_events::store::Stored;
-use fleet_events::task_state::Task;
+use fleet_events::task_state::{Task, TaskStatus};
 
 /// What to do with a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,10 +14,16 @@ pub enum Verdict {
     Append(TaskEvent),
     /// The event is in the log already (the agent resent its report): nothing to do.
     AlreadyRecorded,
-    /// The control plane settled this attempt before the agent's final word arrived (it
+    /// The control plane settled this attempt before the agent's word arrived (it
     /// cancelled the task, timed the attempt out, or gave it up as lost): the report is
     /// history, not news, and is acknowledged without an event.
     Superseded,
+    /// An earlier step of the attempt than the log already shows (reports overtook each
+    /// other: a resent acknowledgement after the start): nothing to record.
+    Late,
+    /// A later step than the log shows yet (the success of an attempt whose start is still
+    /// on its way, or being retried): judge it again shortly.
+    Early,
     /// Never apply it: park it with this reason.
     Reject(String),
 }
@@ -83,22 +89,45 @@ pub fn judge(sender: AgentId, report: &AgentReport, history: &[Stored]) -> Verdi
     }
     match task.apply(&event) {
         Ok(_) => Verdict::Append(event),
+        Err(_) if on_agent(&task, report) && step_of(report) > status_step(task.status) => {
+            Verdict::Early
+        }
+        Err(_) if on_agent(&task, report) => Verdict::Late,
         Err(e) => Verdict::Reject(e.to_string()),
     }
 }
 
-/// True if `report` is the final word on an attempt the log shows was handed to this
-/// agent and has ended without it: the task is no longer on the agent for that attempt.
+/// True if the log shows `report`'s attempt was handed to this agent and has ended
+/// without it (or the task has moved on to another attempt).
 fn superseded(task: &Task, events: &[&TaskEvent], report: &AgentReport) -> bool {
-    let is_final = matches!(
-        report.status,
-        ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted
-    );
     let was_dispatched = events
         .iter()
         .any(|e| matches!(e, TaskEvent::Dispatched { attempt, .. } if *attempt == report.attempt));
-    let still_on_agent = task.attempt == report.attempt && task.status.is_on_agent();
-    is_final && was_dispatched && !still_on_agent
+    was_dispatched && !on_agent(task, report)
+}
+
+/// True if the task is on its agent for `report`'s attempt.
+fn on_agent(task: &Task, report: &AgentReport) -> bool {
+    task.attempt == report.attempt && task.status.is_on_agent()
+}
+
+/// How far into an attempt a report goes: acknowledged 1, started 2, ended 3.
+fn step_of(report: &AgentReport) -> u8 {
+    match report.status {
+        ReportStatus::Acknowledged => 1,
+        ReportStatus::Started => 2,
+        ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => 3,
+    }
+}
+
+/// How far into its attempt a task on its agent is: dispatched 0, acknowledged 1,
+/// running 2.
+fn status_step(status: TaskStatus) -> u8 {
+    match status {
+        TaskStatus::Acknowledged => 1,
+        TaskStatus::Running => 2,
+        _ => 0,
+    }
 }
 
 /// True if `a` records the same step of the same attempt as `b` (a resent report).

@@ -24,17 +24,30 @@ pub const REPORTS_CONSUMER: &str = "intake-reports";
 /// Task histories kept between reports.
 const CACHED_TASKS: usize = 10_000;
 
+/// Deliveries of one report before it is parked: with [`retry_delay`], about two minutes,
+/// longer than a NATS node takes to fail over.
+const ATTEMPTS: u64 = 30;
+
+/// How long to wait before judging a report again after its `attempt`-th delivery: 1 s
+/// more each time, at most 5 s.
+fn retry_delay(attempt: u64) -> Duration {
+    Duration::from_secs(attempt.clamp(1, 5))
+}
+
 /// Consumes reports until `shutdown` is cancelled.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let durable = Durable::new(
-        streams::INTAKE,
-        REPORTS_CONSUMER,
-        &subject::all_agents(Channel::Reports),
-    );
+    let durable = Durable {
+        max_attempts: ATTEMPTS,
+        ..Durable::new(
+            streams::INTAKE,
+            REPORTS_CONSUMER,
+            &subject::all_agents(Channel::Reports),
+        )
+    };
     let cache = Arc::new(HistoryCache::new(CACHED_TASKS));
     consume::run(
         &store,
@@ -72,12 +85,12 @@ async fn handle(
             Ok(history) => history,
             Err(e) => {
                 tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
-                return Outcome::Retry(Duration::from_secs(1));
+                return Outcome::Retry(retry_delay(delivery.attempt));
             }
         },
     };
     let mut verdict = judge(sender, &report, &history.events);
-    if from_cache && matches!(verdict, Verdict::Reject(_)) {
+    if from_cache && matches!(verdict, Verdict::Reject(_) | Verdict::Early) {
         // The cached history may be stale: judge again on the log before parking.
         match store.history(&task_subject).await {
             Ok(fresh) => {
@@ -86,7 +99,7 @@ async fn handle(
             }
             Err(e) => {
                 tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
-                return Outcome::Retry(Duration::from_secs(1));
+                return Outcome::Retry(retry_delay(delivery.attempt));
             }
         }
     }
@@ -97,6 +110,25 @@ async fn handle(
             metrics::counter!("fleet_intake_superseded_reports_total").increment(1);
             tracing::info!(task = %report.task, attempt = report.attempt, status = report.status.name(), "report about an attempt the control plane already settled");
             return Outcome::Done;
+        }
+        Verdict::Late => {
+            metrics::counter!("fleet_intake_late_reports_total").increment(1);
+            tracing::debug!(task = %report.task, attempt = report.attempt, status = report.status.name(), "report of a step the log has passed");
+            return Outcome::Done;
+        }
+        Verdict::Early if delivery.attempt < ATTEMPTS => {
+            cache.forget(&key);
+            metrics::counter!("fleet_intake_early_reports_total").increment(1);
+            tracing::debug!(task = %report.task, attempt = report.attempt, status = report.status.name(), "report ahead of the log; judged again shortly");
+            return Outcome::Retry(retry_delay(delivery.attempt));
+        }
+        Verdict::Early => {
+            cache.forget(&key);
+            metrics::counter!("fleet_intake_rejected_reports_total").increment(1);
+            return Outcome::Park(format!(
+                "{} came before the attempt's earlier steps, which never arrived",
+                report.status.name()
+            ));
         }
         Verdict::Reject(reason) => {
             cache.forget(&key);
@@ -138,7 +170,7 @@ async fn handle(
         }
         Err(AppendError::Unavailable(reason)) => {
             tracing::warn!(task = %report.task, %reason, "event store unavailable; report retried");
-            Outcome::Retry(Duration::from_secs(1))
+            Outcome::Retry(retry_delay(delivery.attempt))
         }
         Err(e) => Outcome::Park(format!("the event could not be stored: {e}")),
     }

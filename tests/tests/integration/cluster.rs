@@ -15,21 +15,23 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use chrono::Utc;
 use fleet_events::event::{Event, TaskEvent};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::{EventStore, Stored};
-use fleet_events::streams::StreamOptions;
+use fleet_events::streams::{self, StreamOptions};
 use fleet_events::subject::{self, Aggregate};
 use fleet_services::serve::Service;
 use fleet_tests::NatsCluster;
 use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::scripted_agent::{self, Behaviour};
-use crate::support::{eventually, register, schedule, services, system};
+use crate::scripted_agent::{self, Behaviour, Observed};
+use crate::support::{eventually, park_reason, register, schedule, services, system};
 
 const TASKS: usize = 300;
 const AGENTS: usize = 4;
@@ -52,9 +54,9 @@ async fn client(urls: &[String], first: usize) -> async_nats::Client {
         .expect("connect to the cluster")
 }
 
-/// How each task ended so far: task -> its terminal (or failed) events. An error while a
-/// node fails over is returned, to be tried again.
-async fn endings(store: &EventStore) -> Result<HashMap<TaskId, Vec<TaskEvent>>, String> {
+/// Each task's events so far, in order. An error while a node fails over is returned, to
+/// be tried again.
+async fn task_events(store: &EventStore) -> Result<HashMap<TaskId, Vec<TaskEvent>>, String> {
     let filter = subject::aggregate_events(Aggregate::Task);
     let log: Vec<Stored> = store
         .replay(&filter, 1)
@@ -65,29 +67,81 @@ async fn endings(store: &EventStore) -> Result<HashMap<TaskId, Vec<TaskEvent>>, 
         .map_err(|e| e.to_string())?;
     let mut out: HashMap<TaskId, Vec<TaskEvent>> = HashMap::new();
     for stored in log {
-        let Event::Task { task, event } = stored.envelope.event else {
-            continue;
-        };
-        let entry = out.entry(task).or_default();
-        if matches!(
-            event,
-            TaskEvent::Succeeded { .. }
-                | TaskEvent::Exhausted { .. }
-                | TaskEvent::Cancelled { .. }
-                | TaskEvent::Lost { .. }
-                | TaskEvent::Failed { .. }
-        ) {
-            entry.push(event);
+        if let Event::Task { task, event } = stored.envelope.event {
+            out.entry(task).or_default().push(event);
         }
     }
     Ok(out)
 }
 
-fn succeeded(endings: &HashMap<TaskId, Vec<TaskEvent>>) -> usize {
-    endings
-        .values()
-        .filter(|e| e.iter().any(|e| matches!(e, TaskEvent::Succeeded { .. })))
-        .count()
+/// The events that end an attempt or the task.
+fn is_ending(event: &TaskEvent) -> bool {
+    matches!(
+        event,
+        TaskEvent::Succeeded { .. }
+            | TaskEvent::Exhausted { .. }
+            | TaskEvent::Cancelled { .. }
+            | TaskEvent::Lost { .. }
+            | TaskEvent::Failed { .. }
+    )
+}
+
+fn succeeded(events: &[TaskEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, TaskEvent::Succeeded { .. }))
+}
+
+/// How many tasks succeeded, and the event types of a few that have not (to say where
+/// they stand if they never do).
+fn progress(log: &HashMap<TaskId, Vec<TaskEvent>>) -> (usize, Vec<String>) {
+    let done = log.values().filter(|e| succeeded(e)).count();
+    let waiting = log
+        .iter()
+        .filter(|(_, e)| !succeeded(e))
+        .take(3)
+        .map(|(task, events)| {
+            let names: Vec<&str> = events.iter().map(|e| e.event_type().name()).collect();
+            format!("{task}: {}", names.join(", "))
+        })
+        .collect();
+    (done, waiting)
+}
+
+/// Why tasks have not succeeded: their events, whether an agent started them, and what
+/// was parked.
+async fn diagnose(
+    store: &EventStore,
+    log: &HashMap<TaskId, Vec<TaskEvent>>,
+    agents: &[&Observed],
+) -> String {
+    let (done, _) = progress(log);
+    let mut out = format!("after 180 s, {done} of {TASKS} tasks succeeded; the others:\n");
+    for (task, events) in log.iter().filter(|(_, e)| !succeeded(e)).take(10) {
+        let names: Vec<&str> = events.iter().map(|e| e.event_type().name()).collect();
+        let starts: usize = agents
+            .iter()
+            .map(|o| o.starts.lock().unwrap().get(task).copied().unwrap_or(0))
+            .sum();
+        out += &format!("  {task}: {}; started {starts} times\n", names.join(", "));
+    }
+    match store.jetstream().get_stream(streams::PARKED).await {
+        Ok(mut stream) => {
+            let last = stream
+                .info()
+                .await
+                .map(|i| i.state.last_sequence)
+                .unwrap_or(0);
+            out += &format!("{last} messages parked\n");
+            for seq in 1..=last.min(10) {
+                if let Ok(message) = stream.get_raw_message(seq).await {
+                    out += &format!("  {}: {:?}\n", message.subject, park_reason(&message));
+                }
+            }
+        }
+        Err(e) => out += &format!("parked messages unknown: {e}\n"),
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,8 +203,8 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
         "a third of the tasks to succeed",
         Duration::from_secs(120),
         || async {
-            match endings(&store).await.map(|e| succeeded(&e)) {
-                Ok(done) if done >= TASKS / 3 => ControlFlow::Break(done),
+            match task_events(&store).await.map(|log| progress(&log)) {
+                Ok((done, _)) if done >= TASKS / 3 => ControlFlow::Break(done),
                 other => ControlFlow::Continue(other),
             }
         },
@@ -161,14 +215,22 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
     }
     cluster.nodes[0].kill().expect("kill node 1");
 
-    let endings = eventually("every task to end", Duration::from_secs(180), || async {
-        match endings(&store).await {
-            Ok(endings) if succeeded(&endings) >= TASKS => ControlFlow::Break(endings),
-            Ok(endings) => ControlFlow::Continue(Ok(succeeded(&endings))),
-            Err(e) => ControlFlow::Continue(Err(e)),
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let log = loop {
+        match task_events(&store).await {
+            Ok(log) if progress(&log).0 >= TASKS => break log,
+            Ok(log) if Instant::now() > deadline => {
+                let observed: Vec<&Observed> = agents.iter().map(|(_, (o, _))| &**o).collect();
+                panic!("{}", diagnose(&store, &log, &observed).await);
+            }
+            Err(e) if Instant::now() > deadline => panic!("the task log cannot be read: {e}"),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
-    })
-    .await;
+    };
+    let endings: HashMap<TaskId, Vec<&TaskEvent>> = log
+        .iter()
+        .map(|(task, events)| (*task, events.iter().filter(|e| is_ending(e)).collect()))
+        .collect();
 
     let mut starts: HashMap<TaskId, usize> = HashMap::new();
     for (_, (observed, _)) in &agents {
@@ -185,7 +247,7 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
     println!(
         "cluster: {TASKS} tasks on {AGENTS} agents, 2 instances of {} services; node 1 and one instance of each killed at {at_failure} succeeded; {} succeeded, {ended_once} ended exactly once, {lost} lost, {run_twice} run twice, {} runs started",
         SERVICES.len(),
-        succeeded(&endings),
+        progress(&log).0,
         starts.values().sum::<usize>(),
     );
     assert_eq!(endings.len(), TASKS, "no unknown tasks");

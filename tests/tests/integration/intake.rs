@@ -1,6 +1,6 @@
 //! Intake against a real nats-server: agents' reports become task events; reports about
 //! another agent's task, illegal transitions and garbage are parked with reasons; a
-//! resent report is recorded once.
+//! resent report is recorded once; a success that overtook its start waits for it.
 
 use std::time::Duration;
 
@@ -103,6 +103,10 @@ async fn reports_are_checked_and_hostile_ones_parked() {
             .expect("encodes"),
     )
     .await; // forged
+    let mut unknown_attempt = report(a, task_a, ReportStatus::Started);
+    unknown_attempt.attempt = 2;
+    send(&js, a, unknown_attempt.to_wire().expect("encodes")).await; // never dispatched
+    send(&js, a, vec![0xde, 0xad, 0xbe, 0xef]).await; // garbage
     let success = ReportStatus::Succeeded(RunSummary {
         kind: TaskKind::Check,
         duration_ms: 5,
@@ -113,8 +117,24 @@ async fn reports_are_checked_and_hostile_ones_parked() {
         b,
         report(b, task_b, success).to_wire().expect("encodes"),
     )
-    .await; // not started yet
-    send(&js, a, vec![0xde, 0xad, 0xbe, 0xef]).await; // garbage
+    .await; // before its start: waits
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(
+        &js,
+        b,
+        report(b, task_b, ReportStatus::Started)
+            .to_wire()
+            .expect("encodes"),
+    )
+    .await;
+    crate::support::eventually("B's task to succeed", Duration::from_secs(15), || async {
+        let events = task_events(&f.store, task_b).await;
+        match events.last() {
+            Some(TaskEvent::Succeeded { .. }) => std::ops::ControlFlow::Break(()),
+            _ => std::ops::ControlFlow::Continue(events),
+        }
+    })
+    .await;
 
     let parked = parked(&f.store, 3, Duration::from_secs(15)).await;
     // A little later, still nothing else is parked.
@@ -140,10 +160,20 @@ async fn reports_are_checked_and_hostile_ones_parked() {
         3,
         "the resent report is recorded once"
     );
+    let b_events: Vec<&str> = task_events(&f.store, task_b)
+        .await
+        .iter()
+        .map(|e| e.event_type().name())
+        .collect();
     assert_eq!(
-        task_events(&f.store, task_b).await.len(),
-        2,
-        "nothing applied to B's task"
+        b_events,
+        [
+            "task.scheduled",
+            "task.dispatched",
+            "task.started",
+            "task.succeeded"
+        ],
+        "nothing forged applied to B's task; its success waited for its start"
     );
     let reasons: Vec<(String, String)> = parked.iter().map(park_reason).collect();
     assert_eq!(reasons[0].0, "rejected");

@@ -109,19 +109,6 @@ fn hostile_reports_are_rejected_with_reasons() {
             report(samples::AGENT, TaskId::generate(), ReportStatus::Started),
             "does not exist",
         ),
-        (
-            samples::AGENT,
-            report(
-                samples::AGENT,
-                samples::TASK,
-                ReportStatus::Succeeded(fleet_events::event::RunSummary {
-                    kind: fleet_events::policy::TaskKind::Check,
-                    duration_ms: 1,
-                    detail: fleet_events::event::RunDetail::Check,
-                }),
-            ),
-            "not legal",
-        ),
     ];
     for (sender, report, why) in cases {
         let history = if report.task == samples::TASK {
@@ -158,16 +145,81 @@ fn a_final_report_on_an_attempt_already_settled_is_superseded_not_parked() {
     }));
     let late = report(samples::AGENT, samples::TASK, ReportStatus::Interrupted);
     assert_eq!(judge(samples::AGENT, &late, &log), Verdict::Superseded);
-    // Not for reports that are not final, nor for attempts never dispatched.
+    // The agent may have started before it heard of the cancel.
     let started = report(samples::AGENT, samples::TASK, ReportStatus::Started);
-    assert!(matches!(
-        judge(samples::AGENT, &started, &log),
-        Verdict::Reject(_)
-    ));
+    assert_eq!(judge(samples::AGENT, &started, &log), Verdict::Superseded);
+    // Not for attempts never dispatched.
     let mut unknown = report(samples::AGENT, samples::TASK, ReportStatus::Interrupted);
     unknown.attempt = 2;
     assert!(matches!(
         judge(samples::AGENT, &unknown, &log),
+        Verdict::Reject(_)
+    ));
+}
+
+fn succeeded() -> ReportStatus {
+    ReportStatus::Succeeded(fleet_events::event::RunSummary {
+        kind: fleet_events::policy::TaskKind::Check,
+        duration_ms: 1,
+        detail: fleet_events::event::RunDetail::Check,
+    })
+}
+
+/// `scheduled_and_dispatched` followed by `events`, numbered on.
+fn dispatched_then(events: Vec<TaskEvent>) -> Vec<Stored> {
+    let mut log = scheduled_and_dispatched();
+    let from = log.len() as u64;
+    log.extend(history(events).into_iter().enumerate().map(|(i, mut s)| {
+        s.seq = from + i as u64 + 1;
+        s
+    }));
+    log
+}
+
+#[test]
+fn reports_that_overtook_each_other_wait_or_are_late_but_are_never_parked() {
+    let success = report(samples::AGENT, samples::TASK, succeeded());
+    // The start is still on its way: the success waits for it.
+    assert_eq!(
+        judge(samples::AGENT, &success, &scheduled_and_dispatched()),
+        Verdict::Early
+    );
+    let acknowledged = dispatched_then(vec![TaskEvent::Acknowledged { attempt: 1 }]);
+    assert_eq!(
+        judge(samples::AGENT, &success, &acknowledged),
+        Verdict::Early
+    );
+    // The start came first (it may skip the acknowledgement): the acknowledgement is late.
+    let started = dispatched_then(vec![TaskEvent::Started { attempt: 1 }]);
+    let ack = report(samples::AGENT, samples::TASK, ReportStatus::Acknowledged);
+    assert_eq!(judge(samples::AGENT, &ack, &started), Verdict::Late);
+    assert_eq!(
+        judge(samples::AGENT, &success, &started),
+        Verdict::Append(TaskEvent::Succeeded {
+            attempt: 1,
+            summary: match succeeded() {
+                ReportStatus::Succeeded(s) => s,
+                _ => unreachable!(),
+            },
+        })
+    );
+    // After the attempt ended, an acknowledgement still in flight is history.
+    let ended = dispatched_then(vec![
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Succeeded {
+            attempt: 1,
+            summary: match succeeded() {
+                ReportStatus::Succeeded(s) => s,
+                _ => unreachable!(),
+            },
+        },
+    ]);
+    assert_eq!(judge(samples::AGENT, &ack, &ended), Verdict::Superseded);
+    // Early or late only for the attempt on the agent: another attempt's is rejected.
+    let mut other_attempt = report(samples::AGENT, samples::TASK, succeeded());
+    other_attempt.attempt = 2;
+    assert!(matches!(
+        judge(samples::AGENT, &other_attempt, &started),
         Verdict::Reject(_)
     ));
 }
