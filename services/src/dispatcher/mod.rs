@@ -20,6 +20,7 @@
 //! - `view`: [`AgentView`] and [`Stats`] for read models and metrics.
 //! - `liveness`: [`Fleet::liveness`], the lease: silent agents go offline, then lose work.
 //! - `timeouts`: [`Fleet::timeouts`], attempts on agents past their policy's run timeout.
+//! - `resend`: [`Fleet::unacknowledged_orders`], orders owed after a takeover.
 //!
 //! # Decisions
 //! - **Offline agents** get nothing new (unless [`DispatchConfig::dispatch_to_offline`]):
@@ -53,6 +54,7 @@ mod agents;
 mod gate;
 mod liveness;
 mod plan;
+mod resend;
 mod saturation;
 mod service;
 mod state;
@@ -69,6 +71,7 @@ use fleet_events::task_state::Task;
 pub use gate::{AdmitAll, Circuits, RepoGate};
 pub use liveness::LivenessEvent;
 pub use plan::Dispatch;
+pub use resend::Resend;
 pub use saturation::{Saturation, Why};
 pub use service::{DispatcherConfig, HEARTBEAT_CONSUMER, run};
 pub use view::{AgentView, KindView, Stats};

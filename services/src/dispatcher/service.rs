@@ -27,7 +27,7 @@ use fleet_events::subject::{self, AgentSubject, Channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Circuits, Dispatch, DispatchConfig, Fleet};
+use super::{Circuits, Dispatch, DispatchConfig, Fleet, Resend};
 use crate::clock::Clock;
 use crate::follow::{Follower, append_retrying};
 
@@ -77,8 +77,13 @@ pub async fn run(
         circuits.apply(&stored.envelope);
     }
     tracing::info!("dispatcher caught up with the log");
+    resend_orders(&store, &fleet, &shutdown).await;
     let (beats_tx, mut beats) = mpsc::channel(1024);
-    let listener = tokio::spawn(hear_heartbeats(store.clone(), beats_tx, shutdown.clone()));
+    // The listener stops with this function, even when its future is dropped unfinished:
+    // a listener left behind would take heartbeats from the instance now in charge.
+    let listening = shutdown.child_token();
+    let _stop_listening = listening.clone().drop_guard();
+    let listener = tokio::spawn(hear_heartbeats(store.clone(), beats_tx, listening));
     let since = clock.now();
     let check_every = (config.lease / 4).max(Duration::from_secs(1));
     let mut heard: HashMap<AgentId, DateTime<Utc>> = HashMap::new();
@@ -329,6 +334,22 @@ async fn dispatch(
             metrics::histogram!("fleet_dispatch_delay_seconds").record(late.as_secs_f64());
         }
         tracing::info!(task = %d.task, agent = %d.agent, attempt = d.attempt, "task dispatched");
+    }
+}
+
+/// Sends again the orders of attempts dispatched but not acknowledged, which an instance
+/// that died between its two writes may never have sent.
+async fn resend_orders(store: &EventStore, fleet: &Fleet, shutdown: &CancellationToken) {
+    let owed = fleet.unacknowledged_orders();
+    if owed.is_empty() {
+        return;
+    }
+    tracing::info!(orders = owed.len(), "sending unacknowledged orders again");
+    for Resend { subject, command } in owed {
+        match publish(store, &subject, &command, shutdown).await {
+            Ok(()) => metrics::counter!("fleet_orders_resent_total").increment(1),
+            Err(e) => tracing::error!(%subject, error = %e, "an order could not be sent again"),
+        }
     }
 }
 

@@ -146,6 +146,7 @@ async fn diagnose(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_ends_once_through_a_node_and_instance_failure() {
+    crate::support::log_from_env();
     let mut cluster = NatsCluster::start(3).expect("a 3-node cluster");
     let urls = cluster.urls();
     // The test itself talks to nodes 2 and 3 first, so killing node 1 leaves it be.

@@ -1,8 +1,9 @@
 //! A scripted agent that speaks the agent protocol: it pulls its own task subject, reports
 //! acknowledged, started, then succeeded or failed after a chosen time, and heartbeats.
-//! It stands in for fleet-agent where a scenario is about the control plane.
+//! Like fleet-agent, it runs an attempt once however often its order comes. It stands in
+//! for fleet-agent where a scenario is about the control plane.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct Observed {
     pub starts: Mutex<HashMap<TaskId, usize>>,
     /// Cancel commands received.
     pub cancels: AtomicUsize,
+    /// Orders of an attempt received again (and only acked).
+    pub duplicates: AtomicUsize,
 }
 
 /// Starts the agent; it stops when `shutdown` is cancelled.
@@ -101,6 +104,7 @@ pub fn spawn(
             .await
             .expect("consumer");
         let mut messages = consumer.messages().await.expect("messages");
+        let mut accepted: HashSet<(TaskId, u32)> = HashSet::new();
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -127,6 +131,12 @@ pub fn spawn(
                     continue;
                 }
             };
+            // As fleet-agent's state does: an attempt it has accepted once is only acked.
+            if !accepted.insert((order.task, order.attempt)) {
+                seen.duplicates.fetch_add(1, Ordering::SeqCst);
+                message.double_ack().await.ok();
+                continue;
+            }
             report(&js, agent, &order, ReportStatus::Acknowledged).await;
             message.double_ack().await.ok();
             let (js, seen, stop) = (js.clone(), seen.clone(), shutdown.clone());

@@ -117,3 +117,44 @@ fn without_sequences_the_append_expects_nothing() {
     let plan = fleet.plan(at(1), &mut super::AdmitAll);
     assert_eq!(plan[0].expect, Expect::Any);
 }
+
+#[test]
+fn a_dispatcher_taking_over_owes_the_orders_of_unacknowledged_attempts() {
+    // Given three tasks dispatched by an instance that then died, one acknowledged since
+    let mut w = World::new();
+    w.register(AGENT, limits(10, None));
+    let first = w.schedule(AGENT, 0, backup(5));
+    let second = w.schedule(AGENT, 0, backup(5));
+    let third = w.schedule(AGENT, 0, backup(5));
+    let plan = w.plan(1);
+    assert_eq!(plan.len(), 3);
+    w.confirm(&plan);
+    w.on_task(2, second, TaskEvent::Acknowledged { attempt: 1 });
+
+    // Then a new instance, folded from the same log, owes exactly the first and third
+    // orders, identical to what was first sent (same msg id, spec and dispatch time)
+    let mut fresh = World::new();
+    for stored in &w.log {
+        fresh.fleet.apply_stored(stored);
+    }
+    let owed = fresh.fleet.unacknowledged_orders();
+    let mut want: Vec<_> = plan
+        .iter()
+        .filter(|d| d.task != second)
+        .map(|d| (d.subject(), d.command.clone()))
+        .collect();
+    want.sort_by_key(|(_, command)| command.msg_id());
+    let got: Vec<_> = owed
+        .iter()
+        .map(|r| (r.subject.clone(), r.command.clone()))
+        .collect();
+    assert_eq!(got, want);
+    assert!(owed.iter().all(
+        |r| matches!(&r.command.command, Command::Run(o) if o.task == first || o.task == third)
+    ));
+
+    // And a task being dispatched by this instance (its event not back yet) is not owed
+    let fourth = w.schedule(AGENT, 3, backup(5));
+    assert_eq!(tasks(&w.plan(4)), vec![fourth]);
+    assert_eq!(w.fleet.unacknowledged_orders().len(), 2);
+}

@@ -23,6 +23,17 @@ use fleet_events::store::EventStore;
 use fleet_events::streams::StreamOptions;
 use fleet_tests::NatsServer;
 
+/// Shows the services' logs in the test's output when `RUST_LOG` is set (for instance
+/// `RUST_LOG=fleet_services=info`); silent otherwise.
+pub fn log_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A running nats-server, a client on it and a store with the fleet streams.
 pub struct Fleet {
     /// Held so the server lives as long as the scenario.
