@@ -3,12 +3,14 @@
 //! Writers read an aggregate before every decision, so this is the hottest read. A
 //! consumer per read would cost a JetStream meta-layer proposal in a cluster, and
 //! nats-server 2.9.10 places an ephemeral consumer on a random peer of the stream, dead
-//! or alive: with one node of three down, a third of such reads would time out. Direct
-//! `STREAM.MSG.GET` requests with `next_by_subj` need neither; a long history reads its
-//! tail through an ordered consumer.
+//! or alive: with one node of three down, a third of such reads would time out. Message
+//! gets with `next_by_subj` need neither: a direct get (`allow_direct`, answered by any
+//! replica, as fast as a small replay on one server) and, when that replica has not yet
+//! stored the next message, `STREAM.MSG.GET` from the stream leader. A long history reads
+//! its tail through an ordered consumer.
 
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::RawMessageErrorKind;
+use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind, Stream};
 use futures::TryStreamExt;
 
 use super::{EventStore, ReadError, Stored};
@@ -46,20 +48,39 @@ impl EventStore {
                 events.extend(tail);
                 break;
             }
-            let message = match stream
-                .get_first_raw_message_by_subject(&subject, next)
-                .await
-            {
-                Ok(message) => message,
+            let Some(message) = next_message(&stream, &subject, next).await? else {
                 // Removed by the stream's limits since `last_seq` was read.
-                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => break,
-                Err(e) => return Err(ReadError::nats(format!("history of {subject}"), e)),
+                break;
             };
             let stored = stored(message)?;
             next = stored.seq + 1;
             events.push(stored);
         }
         Ok(History { events, last_seq })
+    }
+}
+
+/// The first message on `subject` at or after sequence `from`, if there is one. A replica
+/// holds a prefix of the stream, so what it returns is right; if it has nothing yet, the
+/// leader is asked.
+async fn next_message(
+    stream: &Stream<()>,
+    subject: &str,
+    from: u64,
+) -> Result<Option<StreamMessage>, ReadError> {
+    let what = || format!("history of {subject}");
+    match stream
+        .direct_get_next_for_subject(subject, Some(from))
+        .await
+    {
+        Ok(message) => return Ok(Some(message)),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+        Err(e) => return Err(ReadError::nats(what(), e)),
+    }
+    match stream.get_first_raw_message_by_subject(subject, from).await {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(ReadError::nats(what(), e)),
     }
 }
 
