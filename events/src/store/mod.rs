@@ -11,6 +11,7 @@ pub mod consume;
 mod error;
 mod history;
 mod read;
+mod watch;
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ use async_nats::jetstream::{self, context::ContextBuilder};
 pub use append::{Append, Appended, Expect};
 pub use error::{AppendError, ReadError, StoreError};
 pub use history::{HISTORY_BY_GET, History};
-pub use read::Stored;
+pub use read::{CREATE_RETRIES_METRIC, Stored};
+pub use watch::{STALL_AFTER, STALLS_METRIC};
 
 use crate::streams::{self, StreamOptions};
 
@@ -30,6 +32,8 @@ pub const PIPELINE_WINDOW: usize = 2048;
 #[derive(Clone, Debug)]
 pub struct EventStore {
     js: jetstream::Context,
+    /// See [`EventStore::with_stall_after`].
+    stall_after: Duration,
 }
 
 impl EventStore {
@@ -41,7 +45,19 @@ impl EventStore {
             .max_ack_inflight(PIPELINE_WINDOW * 2)
             .backpressure_on_inflight(true)
             .build(client);
-        Self { js }
+        Self {
+            js,
+            stall_after: STALL_AFTER,
+        }
+    }
+
+    /// How long a replay or follow may deliver nothing while the log holds more for it
+    /// before it ends with an error (its consumer is gone); [`STALL_AFTER`] by default.
+    pub fn with_stall_after(self, stall_after: Duration) -> Self {
+        Self {
+            stall_after,
+            ..self
+        }
     }
 
     /// The JetStream context, for services that publish to agents' subjects.

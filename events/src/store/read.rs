@@ -7,6 +7,7 @@ use async_nats::jetstream::stream::{ConsumerErrorKind, LastRawMessageErrorKind, 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use super::watch::watched;
 use super::{EventStore, ReadError};
 use crate::codec::decode;
 use crate::envelope::Envelope;
@@ -35,7 +36,7 @@ const CREATE_WAITS: [Duration; 4] = [
 pub const CREATE_RETRIES_METRIC: &str = "fleet_replay_consumer_retries_total";
 
 /// One replayed message: the event or why not, and its stream sequence.
-type Delivered = (Result<Stored, ReadError>, Option<u64>);
+pub(super) type Delivered = (Result<Stored, ReadError>, Option<u64>);
 
 impl EventStore {
     /// The stream sequence of the last event on `subject`, 0 if there is none. `subject`
@@ -174,6 +175,6 @@ impl EventStore {
             };
             (result, Some(seq))
         });
-        Ok(decoded.boxed())
+        Ok(watched(decoded.boxed(), self.clone(), filter, from))
     }
 }

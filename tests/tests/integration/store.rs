@@ -336,3 +336,51 @@ async fn ensure_streams_is_idempotent_and_refuses_conflicts() {
         other => panic!("expected a conflict, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_whose_consumer_vanished_ends_with_an_error_instead_of_waiting_forever() {
+    // The consumer is deleted behind the client's back, as a node that dies with it would;
+    // the store is told to call silence a stall after 300 ms (15 s by default).
+    let f = fleet().await;
+    let store = f.store.clone().with_stall_after(Duration::from_millis(300));
+    let agent = AgentId::generate();
+    let events = [agent_event(agent, 1), agent_event(agent, 2)];
+    append_numbered(&store, &events, "w").await;
+    let mut follow = store
+        .follow(&subject::all_events(), 1)
+        .await
+        .expect("follow");
+    for _ in 0..2 {
+        follow.next().await.expect("an event").expect("decodes");
+    }
+    // Idle with nothing left to deliver is not a stall.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), follow.next())
+            .await
+            .is_err(),
+        "an idle follow keeps waiting"
+    );
+
+    let stream = f
+        .store
+        .jetstream()
+        .get_stream(streams::EVENTS)
+        .await
+        .expect("stream");
+    let names: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .expect("consumers");
+    assert_eq!(names.len(), 1, "the follow's consumer: {names:?}");
+    stream.delete_consumer(&names[0]).await.expect("deleted");
+    append_numbered(&store, &[agent_event(agent, 3)], "x").await;
+
+    match tokio::time::timeout(Duration::from_secs(5), follow.next()).await {
+        Ok(Some(Err(ReadError::Nats { message, .. }))) => {
+            assert!(message.contains("consumer is gone"), "{message}")
+        }
+        other => panic!("expected the stall to be reported, got {other:?}"),
+    }
+    assert!(follow.next().await.is_none(), "and the follow ends there");
+}
