@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use fleet_events::store::{Append, AppendError, Appended, EventStore, ReadError, Stored};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
+
+/// How long a broken subscription rests before it is reopened.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 /// A service's position in the log.
 pub struct Follower {
@@ -16,8 +20,13 @@ pub struct Follower {
     next_seq: u64,
     /// The last matching sequence when the follower was opened: catch-up ends there.
     end: u64,
-    log: Option<BoxStream<'static, Result<Stored, ReadError>>>,
+    log: Option<Events>,
+    /// The reopening in progress after a broken subscription, kept here so that dropping
+    /// a [`Follower::next`] call (a `select!` taking another branch) does not restart it.
+    reopening: Option<BoxFuture<'static, Result<Events, ReadError>>>,
 }
+
+type Events = BoxStream<'static, Result<Stored, ReadError>>;
 
 impl Follower {
     /// Follows `filter` from the start of the log.
@@ -35,6 +44,7 @@ impl Follower {
             next_seq: 1,
             end,
             log: Some(log),
+            reopening: None,
         })
     }
 
@@ -46,14 +56,36 @@ impl Follower {
     /// The next event; `None` only once `shutdown` is cancelled. An undecodable event is
     /// counted in `fleet_undecodable_events_total{service}`, logged and passed over (the
     /// projections record it); a broken subscription is reopened where it stopped.
+    ///
+    /// Cancel-safe: a call dropped before it returns loses no event and no progress of a
+    /// reopening, so it can be one branch of a `select!`.
     pub async fn next(&mut self, shutdown: &CancellationToken) -> Option<Stored> {
         loop {
-            let item = match self.log.as_mut() {
-                Some(log) => tokio::select! {
+            let Some(log) = self.log.as_mut() else {
+                let (store, filter, from) =
+                    (self.store.clone(), self.filter.clone(), self.next_seq);
+                let reopening = self.reopening.get_or_insert_with(|| {
+                    Box::pin(async move {
+                        tokio::time::sleep(REOPEN_AFTER).await;
+                        store.follow(&filter, from).await
+                    })
+                });
+                let reopened = tokio::select! {
                     () = shutdown.cancelled() => return None,
-                    item = log.next() => item,
-                },
-                None => None,
+                    reopened = reopening => reopened,
+                };
+                self.reopening = None;
+                match reopened {
+                    Ok(log) => self.log = Some(log),
+                    Err(e) => {
+                        tracing::warn!(service = self.service, error = %e, "cannot reopen the log")
+                    }
+                }
+                continue;
+            };
+            let item = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                item = log.next() => item,
             };
             match item {
                 Some(Ok(stored)) => {
@@ -75,16 +107,11 @@ impl Follower {
                     self.log = None;
                 }
                 None => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return None,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    match self.store.follow(&self.filter, self.next_seq).await {
-                        Ok(log) => self.log = Some(log),
-                        Err(e) => {
-                            tracing::warn!(service = self.service, error = %e, "cannot reopen the log")
-                        }
-                    }
+                    tracing::warn!(
+                        service = self.service,
+                        "the log subscription ended; reopening"
+                    );
+                    self.log = None;
                 }
             }
         }

@@ -63,10 +63,15 @@ pub(super) fn watched(
                 Ok(None) => return None,
                 Err(_) => {
                     // Idle with nothing to deliver, or NATS cannot tell now: keep waiting.
-                    let Ok(last) = watch.store.last_sequence(&watch.filter).await else {
-                        continue;
+                    let last = match watch.store.last_sequence(&watch.filter).await {
+                        Ok(last) => last,
+                        Err(e) => {
+                            tracing::debug!(filter = %watch.filter, error = %e, "replay silent; the log's end is unknown");
+                            continue;
+                        }
                     };
                     if last <= watch.seen {
+                        tracing::trace!(filter = %watch.filter, seen = watch.seen, "replay idle");
                         continue;
                     }
                     metrics::counter!(STALLS_METRIC).increment(1);

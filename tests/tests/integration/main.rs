@@ -12,6 +12,7 @@ mod dashboard;
 mod dispatcher;
 mod enroll;
 mod events_api;
+mod follow;
 mod intake;
 mod lease;
 mod limits;
