@@ -11,9 +11,13 @@
 //! database opened with the marker present is reset again ([`Checkpointed::with_db`]),
 //! so a half-written rebuild is never mistaken for a model.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hash::Hasher;
+use std::ops::Range;
 use std::sync::{Arc, mpsc};
+
+use fxhash::{FxHashMap, FxHashSet, FxHasher};
 
 use fleet_events::store::{ReadError, Stored};
 use sled::IVec;
@@ -54,21 +58,26 @@ pub trait Rebuild: Send {
     fn finish(&mut self) -> Result<Progress, ProjectionError>;
 }
 
-/// A tree's pending writes: a value, or `None` for a removal.
-type Pending = HashMap<Vec<u8>, Option<IVec>>;
+/// A tree's pending writes: a value, or `None` for a removal. Keys are short and ours,
+/// so the fast non-keyed hash (sled's own) is enough.
+type Pending = FxHashMap<Vec<u8>, Option<IVec>>;
 
-/// A key the current event wrote, with its entry in the pending writes before.
-type Undo = (Vec<u8>, Option<Option<IVec>>);
+/// A key the current event wrote (its bytes in [`Overlay::undo_keys`]), with its entry in
+/// the pending writes before.
+type Undo = (Range<usize>, Option<Option<IVec>>);
 
 /// A tree's pending writes over its sled tree; what one event wrote can be undone.
 struct Overlay {
     base: sled::Tree,
     writes: RefCell<Pending>,
     undo: RefCell<Vec<Undo>>,
+    /// The keys of `undo`, one after the other: no allocation per write.
+    undo_keys: RefCell<Vec<u8>>,
     /// Writes handed to the writer thread, oldest first, until it has written them.
     handed: RefCell<VecDeque<Arc<Pending>>>,
-    /// Whether `base` may hold anything (something was handed to the writer).
-    written: Cell<bool>,
+    /// Hashes of every key handed to the writer: a key not among them is not in `base`
+    /// either, so reading it needs no sled lookup (a new task's keys, mostly).
+    handed_keys: RefCell<FxHashSet<u64>>,
 }
 
 impl Overlay {
@@ -77,28 +86,39 @@ impl Overlay {
             base,
             writes: RefCell::default(),
             undo: RefCell::default(),
+            undo_keys: RefCell::default(),
             handed: RefCell::default(),
-            written: Cell::new(false),
+            handed_keys: RefCell::default(),
         }
     }
 
     fn write(&self, key: &[u8], value: Option<IVec>) {
-        let before = self.writes.borrow_mut().insert(key.to_vec(), value);
-        self.undo.borrow_mut().push((key.to_vec(), before));
+        let mut writes = self.writes.borrow_mut();
+        let before = match writes.get_mut(key) {
+            Some(entry) => Some(std::mem::replace(entry, value)),
+            None => writes.insert(key.to_vec(), value),
+        };
+        let mut keys = self.undo_keys.borrow_mut();
+        let start = keys.len();
+        keys.extend_from_slice(key);
+        self.undo.borrow_mut().push((start..keys.len(), before));
     }
 
     /// Keeps what the current event wrote.
     fn commit(&self) {
         self.undo.borrow_mut().clear();
+        self.undo_keys.borrow_mut().clear();
     }
 
     /// Drops what the current event wrote.
     fn rollback(&self) {
         let mut writes = self.writes.borrow_mut();
-        for (key, before) in self.undo.borrow_mut().drain(..).rev() {
+        let keys = std::mem::take(&mut *self.undo_keys.borrow_mut());
+        for (range, before) in self.undo.borrow_mut().drain(..).rev() {
+            let key = &keys[range];
             match before {
-                Some(entry) => writes.insert(key, entry),
-                None => writes.remove(&key),
+                Some(entry) => writes.insert(key.to_vec(), entry),
+                None => writes.remove(key),
             };
         }
     }
@@ -111,8 +131,10 @@ impl Overlay {
     /// them ([`Overlay::written_one`]).
     fn hand_off(&self) -> Arc<Pending> {
         let pending = Arc::new(std::mem::take(&mut *self.writes.borrow_mut()));
+        self.handed_keys
+            .borrow_mut()
+            .extend(pending.keys().map(|key| key_hash(key)));
         self.handed.borrow_mut().push_back(Arc::clone(&pending));
-        self.written.set(true);
         pending
     }
 
@@ -124,8 +146,9 @@ impl Overlay {
     fn clear(&self) {
         self.writes.borrow_mut().clear();
         self.undo.borrow_mut().clear();
+        self.undo_keys.borrow_mut().clear();
         self.handed.borrow_mut().clear();
-        self.written.set(false);
+        self.handed_keys.borrow_mut().clear();
     }
 }
 
@@ -134,7 +157,7 @@ impl ModelTree for Overlay {
         if let Some(entry) = self.writes.borrow().get(key) {
             return Ok(entry.clone());
         }
-        if !self.written.get() {
+        if !self.handed_keys.borrow().contains(&key_hash(key)) {
             return Ok(None);
         }
         for pending in self.handed.borrow().iter().rev() {
@@ -156,6 +179,13 @@ impl ModelTree for Overlay {
         self.write(key, None);
         Ok(())
     }
+}
+
+/// The hash [`Overlay::handed_keys`] keeps of a key.
+fn key_hash(key: &[u8]) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(key);
+    hasher.finish()
 }
 
 /// Writes `pending` to `tree` in one batch, in key order (sled fills its pages in order
