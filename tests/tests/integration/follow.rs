@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use fleet_events::ids::AgentId;
 use fleet_events::store::{Append, Expect};
-use fleet_events::streams;
 use fleet_events::subject;
 use fleet_services::follow::Follower;
-use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{agent_event, fleet};
+use crate::support::{agent_event, delete_event_consumers, fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_reopens_a_broken_subscription_though_its_next_calls_are_dropped() {
@@ -44,20 +42,7 @@ async fn a_follower_reopens_a_broken_subscription_though_its_next_calls_are_drop
     assert_eq!(log.next(&shutdown).await.map(|s| s.seq), Some(1));
 
     // The subscription's consumer disappears and a new event is appended.
-    let stream = f
-        .store
-        .jetstream()
-        .get_stream(streams::EVENTS)
-        .await
-        .expect("stream");
-    let names: Vec<String> = stream
-        .consumer_names()
-        .try_collect()
-        .await
-        .expect("consumers");
-    for name in names {
-        stream.delete_consumer(&name).await.expect("deleted");
-    }
+    delete_event_consumers(&f.store).await;
     let second = append(2).await;
 
     // Every 50 ms the caller gives up on `next` and comes back, as a busy service does.

@@ -19,7 +19,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{agent_event, connect, fleet, park_reason, parked, tenant};
+use crate::support::{
+    agent_event, connect, delete_event_consumers, fleet, park_reason, parked, tenant,
+};
 
 fn append(envelope: &Envelope, msg_id: &str, expect: Expect) -> Append<'static> {
     // Leaked so the test can hand out 'static borrows; a test process is short-lived.
@@ -361,19 +363,8 @@ async fn a_follow_whose_consumer_vanished_ends_with_an_error_instead_of_waiting_
         "an idle follow keeps waiting"
     );
 
-    let stream = f
-        .store
-        .jetstream()
-        .get_stream(streams::EVENTS)
-        .await
-        .expect("stream");
-    let names: Vec<String> = stream
-        .consumer_names()
-        .try_collect()
-        .await
-        .expect("consumers");
+    let names = delete_event_consumers(&f.store).await;
     assert_eq!(names.len(), 1, "the follow's consumer: {names:?}");
-    stream.delete_consumer(&names[0]).await.expect("deleted");
     append_numbered(&store, &[agent_event(agent, 3)], "x").await;
 
     match tokio::time::timeout(Duration::from_secs(5), follow.next()).await {

@@ -91,3 +91,22 @@ pub async fn task_events(store: &EventStore, task: TaskId) -> Vec<TaskEvent> {
         .filter_map(|(t, event)| (t == task).then_some(event))
         .collect()
 }
+
+/// Deletes every consumer of the event stream behind its clients' backs, as a node that
+/// dies with them would, and returns their names.
+pub async fn delete_event_consumers(store: &EventStore) -> Vec<String> {
+    let stream = store
+        .jetstream()
+        .get_stream(fleet_events::streams::EVENTS)
+        .await
+        .expect("stream");
+    let names: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .expect("consumers");
+    for name in &names {
+        stream.delete_consumer(name).await.expect("deleted");
+    }
+    names
+}

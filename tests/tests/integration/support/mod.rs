@@ -11,7 +11,9 @@ mod services;
 pub mod sse;
 mod wait;
 
-pub use events::{append, append_at, log, register, schedule, task_events, task_log};
+pub use events::{
+    append, append_at, delete_event_consumers, log, register, schedule, task_events, task_log,
+};
 pub use services::{manual, serve_api, services, spawn_service, stop, system};
 pub use wait::{eventually, park_reason, parked, succeeded};
 
