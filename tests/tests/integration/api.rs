@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::support::http::{Response, call, call_with, get};
 use crate::support::openapi::assert_documented;
 use crate::support::sse;
-use crate::support::{append, eventually, fleet, log, register, schedule, serve_api, stop};
+use crate::support::{
+    TwoTenants, append, eventually, fleet, log, register, schedule, serve_api, stop, two_tenants,
+};
 
 #[tokio::test]
 async fn tokens_scope_every_read_to_their_tenant() {
@@ -36,25 +38,14 @@ async fn tokens_scope_every_read_to_their_tenant() {
     let served = serve_api(store);
     let (addr, shutdown, services) = (served.addr, served.shutdown.clone(), served.services);
 
-    let acme = crate::support::tenant();
-    let other = TenantId::new("other").expect("slug");
-    for (tenant, name) in [(&acme, "Acme"), (&other, "Other")] {
-        tenant::create(store, tenant, name, Utc::now())
-            .await
-            .expect("tenant");
-    }
-    let admin = tenant::issue(store, &acme, Role::Admin, "ops", Utc::now())
-        .await
-        .expect("token");
-    let reader = tenant::issue(store, &acme, Role::ReadOnly, "dash", Utc::now())
-        .await
-        .expect("token");
-    let enroll = tenant::issue(store, &acme, Role::Enroll, "agents", Utc::now())
-        .await
-        .expect("token");
-    let stranger = tenant::issue(store, &other, Role::Admin, "ops", Utc::now())
-        .await
-        .expect("token");
+    let TwoTenants {
+        acme,
+        admin,
+        reader,
+        enroll,
+        stranger,
+        ..
+    } = two_tenants(store).await;
     let agent = AgentId::generate();
     register(store, agent, AgentSettings::default()).await;
 

@@ -7,15 +7,13 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use chrono::Utc;
-use fleet_events::event::{Event, Role, TaskEvent};
-use fleet_events::ids::{PolicyId, TenantId};
+use fleet_events::event::{Event, TaskEvent};
+use fleet_events::ids::PolicyId;
 use fleet_events::store::EventStore;
-use fleet_services::tenant;
 use serde_json::{Value, json};
 
 use crate::support::http::{Response, call, call_with, get};
-use crate::support::{eventually, fleet, log, serve_api, stop};
+use crate::support::{TwoTenants, eventually, fleet, log, serve_api, stop, two_tenants};
 
 fn policy(name: &str, agents: &[&str]) -> Value {
     json!({
@@ -51,22 +49,13 @@ async fn operators_change_the_fleet_through_the_api() {
     let store = &fleet.store;
     let served = serve_api(store);
     let addr = served.addr;
-    let acme = crate::support::tenant();
-    let other = TenantId::new("other").expect("slug");
-    for tenant_id in [&acme, &other] {
-        tenant::create(store, tenant_id, "t", Utc::now())
-            .await
-            .expect("tenant");
-    }
-    let admin = tenant::issue(store, &acme, Role::Admin, "ops", Utc::now())
-        .await
-        .expect("token");
-    let reader = tenant::issue(store, &acme, Role::ReadOnly, "dash", Utc::now())
-        .await
-        .expect("token");
-    let stranger = tenant::issue(store, &other, Role::Admin, "ops", Utc::now())
-        .await
-        .expect("token");
+    let TwoTenants {
+        acme,
+        admin,
+        reader,
+        stranger,
+        ..
+    } = two_tenants(store).await;
     let admin = Some(admin.text.expose());
     let reader = Some(reader.text.expose());
     let stranger = Some(stranger.text.expose());

@@ -9,12 +9,14 @@ pub mod http;
 pub mod openapi;
 mod services;
 pub mod sse;
+mod tenants;
 mod wait;
 
 pub use events::{
     append, append_at, delete_event_consumers, log, register, schedule, task_events, task_log,
 };
 pub use services::{manual, serve_api, services, spawn_service, stop, system};
+pub use tenants::{TwoTenants, two_tenants};
 pub use wait::{eventually, park_reason, parked, succeeded};
 
 use fleet_events::envelope::Envelope;
