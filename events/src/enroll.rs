@@ -101,6 +101,15 @@ pub fn check_machine_id(machine: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks an agent's NATS key: a user public nkey (`U…`, 56 characters, valid checksum).
+pub fn check_nats_key(key: &str) -> Result<(), &'static str> {
+    match nkeys::KeyPair::from_public_key(key) {
+        Ok(pair) if pair.key_pair_type() == nkeys::KeyPairType::User => Ok(()),
+        Ok(_) => Err("must be a user key (starting with U)"),
+        Err(_) => Err("is not a NATS public key (nkey)"),
+    }
+}
+
 impl AgentId {
     /// The agent of machine `machine` in `tenant`: registering the same machine again
     /// names the same agent, so registration is idempotent.
@@ -127,6 +136,52 @@ pub struct RegisterRequest {
     /// The settings the agent starts with.
     pub settings: AgentSettings,
     pub agent_version: String,
+    /// The agent's NATS public key (an nkey, `U…`) it will connect with once registered;
+    /// empty from agents that predate per-agent credentials (they can only work with a
+    /// server that has no authorization).
+    pub nats_key: String,
+}
+
+/// The request as agents before per-agent credentials sent it (no `nats_key`): still
+/// understood, so an older agent gets a clear answer.
+#[derive(Deserialize)]
+struct RegisterRequestV1 {
+    schema: u16,
+    token: String,
+    machine: String,
+    name: String,
+    hostname: String,
+    settings: AgentSettings,
+    agent_version: String,
+}
+
+impl crate::codec::Wire for RegisterRequest {
+    fn from_wire(bytes: &[u8]) -> Result<Self, crate::codec::CodecError> {
+        let current = crate::codec::decode_versioned::<RegisterRequest>(bytes);
+        if current.is_ok() {
+            return current;
+        }
+        match crate::codec::decode_versioned::<RegisterRequestV1>(bytes) {
+            Ok(old) => Ok(RegisterRequest {
+                schema: old.schema,
+                token: old.token,
+                machine: old.machine,
+                name: old.name,
+                hostname: old.hostname,
+                settings: old.settings,
+                agent_version: old.agent_version,
+                nats_key: String::new(),
+            }),
+            Err(_) => current,
+        }
+    }
+}
+
+impl RegisterRequest {
+    /// Encodes the request for the wire.
+    pub fn to_wire(&self) -> Result<Vec<u8>, crate::codec::CodecError> {
+        crate::codec::encode_versioned(self)
+    }
 }
 
 /// Never prints the token.
@@ -139,6 +194,7 @@ impl fmt::Debug for RegisterRequest {
             .field("hostname", &self.hostname)
             .field("settings", &self.settings)
             .field("agent_version", &self.agent_version)
+            .field("nats_key", &self.nats_key)
             .finish()
     }
 }
@@ -177,6 +233,9 @@ pub enum Rejection {
     Decommissioned,
     /// The control plane could not record the registration; try again.
     Unavailable,
+    /// The machine's agent connects with another NATS key, and only an admin token may
+    /// replace it (an enrollment token in the wrong hands must not take an agent over).
+    KeyMismatch,
 }
 
 impl RegisterRequest {
@@ -190,6 +249,7 @@ impl RegisterRequest {
             hostname,
             settings: AgentSettings::default(),
             agent_version: String::new(),
+            nats_key: String::new(),
         }
     }
 }
@@ -212,7 +272,7 @@ impl RegisterReply {
     }
 }
 
-crate::codec::impl_wire!(RegisterRequest, RegisterReply);
+crate::codec::impl_wire!(RegisterReply);
 
 #[cfg(test)]
 mod tests {
@@ -264,6 +324,17 @@ mod tests {
             AgentId::for_machine(&tenant, "m1"),
             AgentId::for_machine(&other, "m1")
         );
+    }
+
+    #[test]
+    fn nats_keys_are_checked() {
+        let user = nkeys::KeyPair::new_user();
+        assert!(check_nats_key(&user.public_key()).is_ok());
+        let account = nkeys::KeyPair::new_account();
+        assert!(check_nats_key(&account.public_key()).is_err());
+        assert!(check_nats_key("").is_err());
+        assert!(check_nats_key("Unot-a-key").is_err());
+        assert!(check_nats_key(&user.seed().expect("seed")).is_err(), "a seed is no key");
     }
 
     #[test]

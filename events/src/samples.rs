@@ -141,6 +141,9 @@ pub fn event(t: EventType) -> Event {
         }),
         T::AgentWentOffline => agent(AgentEvent::WentOffline { last_seen: at(-90) }),
         T::AgentDecommissioned => agent(AgentEvent::Decommissioned),
+        T::AgentKeyAuthorized => agent(AgentEvent::KeyAuthorized {
+            nkey: "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4".into(),
+        }),
         T::PolicyCreated => policy(PolicyEvent::Created {
             spec: Box::new(policy_spec()),
         }),
@@ -475,6 +478,7 @@ fn enrollment(add: &mut impl FnMut(&str, Result<Vec<u8>, crate::codec::CodecErro
     );
     request.settings = agent_settings();
     request.agent_version = "0.1.0".into();
+    request.nats_key = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4".into();
     add("register.request", request.to_wire());
     let registered = RegisterReply::new(RegisterOutcome::Registered {
         tenant: tenant(),
@@ -485,4 +489,6 @@ fn enrollment(add: &mut impl FnMut(&str, Result<Vec<u8>, crate::codec::CodecErro
     add("register.registered", registered.to_wire());
     let rejected = RegisterReply::rejected(Rejection::TokenNotAccepted, "token not accepted");
     add("register.rejected", rejected.to_wire());
+    let mismatch = RegisterReply::rejected(Rejection::KeyMismatch, "another key");
+    add("register.rejected+key_mismatch", mismatch.to_wire());
 }

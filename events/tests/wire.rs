@@ -95,6 +95,25 @@ fn golden_files_match_every_protocol_message() {
 }
 
 #[test]
+fn registration_requests_of_older_agents_still_decode() {
+    use fleet_events::codec::Wire;
+    use fleet_events::enroll::RegisterRequest;
+    let path = golden_dir().join("legacy/register.request.v1.bin");
+    let old = std::fs::read(&path).expect("legacy golden file");
+    let request = RegisterRequest::from_wire(&old).expect("a request without a key decodes");
+    assert_eq!(request.machine, "machine-1");
+    assert_eq!(request.agent_version, "0.1.0");
+    assert!(request.nats_key.is_empty(), "no key in the old layout");
+    let current = samples::protocol()
+        .into_iter()
+        .find(|(name, _)| name == "register.request")
+        .expect("sample")
+        .1;
+    let decoded = RegisterRequest::from_wire(&current).expect("decodes");
+    assert!(decoded.nats_key.starts_with('U'), "the current layout keeps its key");
+}
+
+#[test]
 fn event_types_round_trip_their_names() {
     for (_, envelope) in samples::all() {
         let t = envelope.event.event_type();

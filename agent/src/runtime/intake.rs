@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, pull};
 use fleet_events::codec::Wire;
 use fleet_events::protocol::{AgentCommand, Command, ReportStatus, TaskOrder};
+use fleet_events::access;
 use fleet_events::streams;
-use fleet_events::subject::{AgentSubject, Channel};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     let agent = shared.config.agent;
-    let name = format!("agent-{agent}");
+    let name = access::agent_consumer(agent);
     while !shutdown.is_cancelled() {
         let messages = async {
             let stream = shared
@@ -32,20 +31,7 @@ pub async fn consume(
                 .await
                 .map_err(|e| e.to_string())?;
             let consumer = stream
-                .get_or_create_consumer(
-                    &name,
-                    pull::Config {
-                        durable_name: Some(name.clone()),
-                        filter_subject: AgentSubject {
-                            agent,
-                            channel: Channel::Tasks,
-                        }
-                        .to_string(),
-                        ack_policy: AckPolicy::Explicit,
-                        ack_wait: Duration::from_secs(60),
-                        ..Default::default()
-                    },
-                )
+                .get_or_create_consumer(&name, access::agent_consumer_config(agent))
                 .await
                 .map_err(|e| e.to_string())?;
             consumer.messages().await.map_err(|e| e.to_string())

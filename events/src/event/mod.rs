@@ -75,6 +75,7 @@ impl Event {
                 AgentEvent::CameOnline { .. } => T::AgentCameOnline,
                 AgentEvent::WentOffline { .. } => T::AgentWentOffline,
                 AgentEvent::Decommissioned => T::AgentDecommissioned,
+                AgentEvent::KeyAuthorized { .. } => T::AgentKeyAuthorized,
             },
             Event::Policy { event, .. } => match event {
                 PolicyEvent::Created { .. } => T::PolicyCreated,
@@ -147,4 +148,5 @@ event_types! {
     TaskLost => "task.lost",
     RepoCircuitOpened => "repo.circuit_opened",
     RepoCircuitClosed => "repo.circuit_closed",
+    AgentKeyAuthorized => "agent.key_authorized",
 }

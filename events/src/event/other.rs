@@ -61,6 +61,12 @@ pub enum AgentEvent {
     },
     /// The agent is retired: it gets no more work.
     Decommissioned,
+    /// The NATS public key (an nkey, `U…`) the agent connects with: the control plane
+    /// renders a server authorization block for it, limited to the agent's own subjects.
+    /// It replaces any earlier key. The key's seed never leaves the agent.
+    KeyAuthorized {
+        nkey: String,
+    },
 }
 
 /// Something that happened to a policy.

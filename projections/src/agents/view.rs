@@ -152,6 +152,8 @@ impl AgentView {
                 self.last_seen = Some(*last_seen);
             }
             AgentEvent::Decommissioned => self.decommissioned = true,
+            // Credentials are the access service's business; the key is in the history.
+            AgentEvent::KeyAuthorized { .. } => {}
         }
     }
 

@@ -93,6 +93,7 @@ pub fn data(event: &Event) -> Value {
             } => json!({ "agentVersion": agent_version, "resticVersion": restic_version }),
             AgentEvent::WentOffline { last_seen } => json!({ "lastSeen": last_seen }),
             AgentEvent::Decommissioned => json!({}),
+            AgentEvent::KeyAuthorized { nkey } => json!({ "natsKey": nkey }),
         },
         Event::Policy { event, .. } => match event {
             PolicyEvent::Created { spec } | PolicyEvent::Updated { spec } => {
@@ -199,6 +200,7 @@ pub fn summary(envelope: &Envelope) -> String {
                 format!("went offline, last seen {}", at(*last_seen))
             }
             AgentEvent::Decommissioned => "decommissioned".into(),
+            AgentEvent::KeyAuthorized { nkey } => format!("NATS key {nkey} authorized"),
         },
         Event::Policy { event, .. } => match event {
             PolicyEvent::Created { spec } => format!("created {}", policy_line(spec)),

@@ -57,6 +57,7 @@ impl Fleet {
                 agent.decommissioned = true;
                 agent.queued = KindCounts::default();
             }
+            AgentEvent::KeyAuthorized { .. } => {}
         }
         self.dirty.insert(id);
     }

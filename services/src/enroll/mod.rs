@@ -5,16 +5,21 @@
 //! A request carries an enrollment token, so it is never stored in a stream, parked or
 //! logged: a request that cannot be handled gets a `Rejected` answer with the reason and
 //! is counted in `fleet_registrations_total{outcome}`.
+//!
+//! Answers go only to enrolling inboxes ([`fleet_events::access::is_enroll_inbox`]):
+//! anyone may ask, and must not be able to make the registrar publish elsewhere. A
+//! refused token is answered after [`REFUSAL_DELAY`], so guessing is slow.
 
 pub mod judge;
 
 use async_nats::Message;
+use fleet_events::access::{ENROLL_INBOX_PREFIX, is_enroll_inbox};
 use fleet_events::codec::Wire;
 use fleet_events::enroll::{
     REGISTER_SUBJECT, REGISTRAR_QUEUE, RegisterOutcome, RegisterReply, RegisterRequest, Rejection,
 };
 use fleet_events::envelope::Envelope;
-use fleet_events::event::Event;
+use fleet_events::event::{AgentEvent, Event};
 use fleet_events::store::{Append, AppendError, EventStore, Expect};
 use fleet_events::subject::{AggregateId, EventSubject};
 use futures::StreamExt;
@@ -26,6 +31,10 @@ use judge::{Judgement, check, judge};
 
 /// Conflicting appends (two instances registering one machine) retried before giving up.
 const MAX_CONFLICTS: u32 = 3;
+/// How long a refused token waits for its answer.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Refusals waiting for their answer at once; more make the registrar wait.
+const MAX_DELAYED: usize = 256;
 
 /// Serves registrations until `shutdown` is cancelled.
 pub async fn run(
@@ -41,6 +50,7 @@ pub async fn run(
     // The subscription is live once the server has it: registrations from now are answered.
     client.flush().await.ok();
     tracing::info!(subject = REGISTER_SUBJECT, "registrar ready");
+    let delayed = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DELAYED));
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -51,20 +61,45 @@ pub async fn run(
         };
         let reply = answer(&store, &clock, &message).await;
         count(&reply.outcome);
-        let Some(inbox) = message.reply else {
-            tracing::warn!("registration request without a reply subject: ignored and counted");
-            metrics::counter!("fleet_registrations_total", "outcome" => "no_reply_subject")
+        let Some(inbox) = message.reply.filter(|inbox| is_enroll_inbox(inbox)) else {
+            tracing::warn!(
+                "registration request without an enrolling reply subject ({ENROLL_INBOX_PREFIX}.…): not answered, counted"
+            );
+            metrics::counter!("fleet_registrations_total", "outcome" => "bad_reply_subject")
                 .increment(1);
             continue;
         };
-        match reply.to_wire() {
-            Ok(bytes) => {
-                if let Err(error) = client.publish(inbox, bytes.into()).await {
-                    tracing::warn!(%error, "cannot send a registration reply");
-                }
+        let bytes = match reply.to_wire() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a registration reply");
+                continue;
             }
-            Err(error) => tracing::error!(%error, "cannot encode a registration reply"),
+        };
+        let refused = matches!(
+            reply.outcome,
+            RegisterOutcome::Rejected {
+                reason: Rejection::TokenNotAccepted,
+                ..
+            }
+        );
+        if !refused {
+            if let Err(error) = client.publish(inbox, bytes.into()).await {
+                tracing::warn!(%error, "cannot send a registration reply");
+            }
+            continue;
         }
+        let Ok(permit) = delayed.clone().acquire_owned().await else {
+            break;
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+            if let Err(error) = client.publish(inbox, bytes.into()).await {
+                tracing::warn!(%error, "cannot send a registration reply");
+            }
+            drop(permit);
+        });
     }
     requests.unsubscribe().await.ok();
     Ok(())
@@ -113,26 +148,27 @@ async fn answer(store: &EventStore, clock: &Clock, message: &Message) -> Registe
             .into_iter()
             .map(|stored| stored.envelope.event)
             .collect();
-        let (agent, event) = match judge(&checked, &book, &events) {
+        let (agent, name, new, events) = match judge(&checked, &book, &events) {
             Judgement::Answer(outcome) => return RegisterReply::new(outcome),
-            Judgement::Register { agent, event } => (agent, event),
+            Judgement::Record {
+                agent,
+                name,
+                new,
+                events,
+            } => (agent, name, new, events),
         };
-        let name = checked.request.name.clone();
-        let envelope = Envelope::new(tenant.clone(), clock.now(), Event::Agent { agent, event });
-        let msg_id = format!("register:{agent}");
-        let append = Append {
-            envelope: &envelope,
-            msg_id: &msg_id,
-            expect: Expect::LastSeq(history.last_seq),
-        };
-        match store.append(append).await {
-            Ok(_) => {
-                tracing::info!(%tenant, %agent, name = %name, "agent registered");
+        match record(store, clock, &tenant, agent, events, history.last_seq).await {
+            Ok(()) => {
+                if new {
+                    tracing::info!(%tenant, %agent, name = %name, "agent registered");
+                } else {
+                    tracing::info!(%tenant, %agent, name = %name, "agent's NATS key replaced");
+                }
                 return RegisterReply::new(RegisterOutcome::Registered {
                     tenant: tenant.clone(),
                     agent,
                     name,
-                    new: true,
+                    new,
                 });
             }
             Err(AppendError::Conflict { .. }) => continue,
@@ -145,6 +181,33 @@ async fn answer(store: &EventStore, clock: &Clock, message: &Message) -> Registe
     )
 }
 
+/// Appends the registration's events in order, the first expecting `last_seq`. Msg ids
+/// are derived from the agent (and key), so a retried registration is stored once; a
+/// registration cut off between its events is completed by the agent's next attempt.
+async fn record(
+    store: &EventStore,
+    clock: &Clock,
+    tenant: &fleet_events::ids::TenantId,
+    agent: fleet_events::ids::AgentId,
+    events: Vec<AgentEvent>,
+    mut last_seq: u64,
+) -> Result<(), AppendError> {
+    for event in events {
+        let msg_id = match &event {
+            AgentEvent::KeyAuthorized { nkey } => format!("key:{agent}:{nkey}"),
+            _ => format!("register:{agent}"),
+        };
+        let envelope = Envelope::new(tenant.clone(), clock.now(), Event::Agent { agent, event });
+        let append = Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::LastSeq(last_seq),
+        };
+        last_seq = store.append(append).await?.seq;
+    }
+    Ok(())
+}
+
 fn count(outcome: &RegisterOutcome) {
     let label = match outcome {
         RegisterOutcome::Registered { new: true, .. } => "registered",
@@ -154,6 +217,7 @@ fn count(outcome: &RegisterOutcome) {
             Rejection::Malformed => "malformed",
             Rejection::Decommissioned => "decommissioned",
             Rejection::Unavailable => "unavailable",
+            Rejection::KeyMismatch => "key_mismatch",
         },
     };
     metrics::counter!("fleet_registrations_total", "outcome" => label).increment(1);
