@@ -14,6 +14,7 @@ use fleet_agent::install::{self, Manager, Written};
 use fleet_agent::probe;
 use fleet_agent::state::AgentState;
 use fleet_agent::status::{self, Status};
+use fleet_events::store::connect::{NatsAccess, load_or_create_key};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration that is not valid (`EX_USAGE`, sysexits.h).
@@ -219,7 +220,7 @@ pub fn register(path: &Path) -> ExitCode {
 async fn register_now(config: ValidConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
-    let (_, _, identity, source) = connect_enrolled(&config, false).await?;
+    let (_, _, identity, source) = connect_enrolled(&config, false, false).await?;
     let how = match source {
         enroll::Source::Preassigned => "preassigned in the configuration",
         enroll::Source::Stored => "already registered (identity in the state directory)",
@@ -249,7 +250,8 @@ async fn serve(
             .install()
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
-    let (client, shutdown, identity, source) = connect_enrolled(&config, true).await?;
+    let (client, shutdown, identity, source) = connect_enrolled(&config, true, true).await?;
+    let client = client.context("no NATS connection")?;
     let agent = config.agent_config(&identity, version);
     tracing::info!(agent_id = %agent.agent, tenant = %agent.tenant, hostname = %agent.hostname,
         identity = ?source, restic = ?agent.restic_version, "agent starting");
@@ -260,28 +262,34 @@ async fn serve(
     Ok(())
 }
 
-/// Connects to NATS (waiting for the server if `wait_for_server`), arms SIGINT/SIGTERM
-/// and finds the agent's identity, registering if it has none yet.
+/// Arms SIGINT/SIGTERM, finds the agent's identity (registering it with its NATS key if
+/// it has none yet), then, when `connect`, connects to NATS as the agent (waiting for
+/// the server if `wait_for_server`).
 async fn connect_enrolled(
     config: &ValidConfig,
     wait_for_server: bool,
+    connect: bool,
 ) -> anyhow::Result<(
-    async_nats::Client,
+    Option<async_nats::Client>,
     CancellationToken,
     enroll::Identity,
     enroll::Source,
 )> {
-    let mut options = async_nats::ConnectOptions::new();
-    if wait_for_server {
-        options = options.retry_on_initial_connect();
-    }
-    let client = options
-        .connect(config.nats.clone())
-        .await
-        .context("cannot connect to NATS")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let (identity, source) = enroll::resolve(&client, config, &shutdown).await?;
+    let key = load_or_create_key(&config.nats_key_file)
+        .context("cannot read or create the agent's NATS key")?;
+    let connection = enroll::Connection {
+        config,
+        access: NatsAccess::tls(config.nats_ca_file.clone()),
+        key: &key,
+        wait_for_server,
+    };
+    let (identity, source) = enroll::resolve(&connection, &shutdown).await?;
+    let client = match connect {
+        true => Some(enroll::connect_as(&connection, &identity, &shutdown).await?),
+        false => None,
+    };
     Ok((client, shutdown, identity, source))
 }
 

@@ -5,18 +5,26 @@
 //! The identity is written to `identity.json` in the state directory (atomically) before
 //! the agent starts work, so a restart never registers again; registering the same
 //! machine again is idempotent anyway (the agent id derives from tenant and machine id).
+//!
+//! The agent's NATS key (an nkey whose seed stays in `nats.nk`) is sent with the
+//! registration; the control plane then admits that key, limited to the agent's own
+//! subjects. The agent registers over a connection without credentials (replies on the
+//! enrolling inbox prefix), then connects with its key ([`connect_as`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_nats::ConnectErrorKind;
 use chrono::{DateTime, Utc};
+use fleet_events::access::{ENROLL_INBOX_PREFIX, agent_inbox_prefix};
 use fleet_events::codec::Wire;
 use fleet_events::enroll::{
     REGISTER_SUBJECT, RegisterOutcome, RegisterReply, RegisterRequest, Rejection, TokenError,
     TokenText, check_machine_id,
 };
 use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::store::connect::NatsAccess;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +100,8 @@ pub enum EnrollError {
     },
     #[error("stopped before the registration was answered")]
     Cancelled,
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
 }
 
 impl EnrollError {
@@ -179,14 +189,24 @@ fn token(source: &TokenSource) -> Result<TokenText, EnrollError> {
     }
 }
 
+/// How the agent reaches NATS: the server list, the TLS CA, its key.
+pub struct Connection<'a> {
+    pub config: &'a ValidConfig,
+    /// TLS CA (and no key, no inbox prefix yet).
+    pub access: NatsAccess,
+    pub key: &'a nkeys::KeyPair,
+    /// Wait for the server rather than fail when it cannot be reached.
+    pub wait_for_server: bool,
+}
+
 /// Finds the agent's identity, registering with the control plane when the configuration
 /// has a token and the state directory no identity. Retries while the control plane does
 /// not answer, until `shutdown`.
 pub async fn resolve(
-    client: &async_nats::Client,
-    config: &ValidConfig,
+    connection: &Connection<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(Identity, Source), EnrollError> {
+    let config = connection.config;
     let token_source = match &config.enrollment {
         Enrollment::Preassigned(identity) => return Ok((identity.clone(), Source::Preassigned)),
         Enrollment::Token(source) => Some(source),
@@ -202,15 +222,7 @@ pub async fn resolve(
     };
     let token = token(token_source)?;
     let machine = machine_id(config.machine_id.as_deref())?;
-    let mut request = RegisterRequest::new(
-        &token,
-        machine.clone(),
-        config.name.clone(),
-        config.hostname.clone(),
-    );
-    request.settings = config.settings.clone();
-    request.agent_version = env!("CARGO_PKG_VERSION").into();
-    let (identity, name, new) = register(client, &request, shutdown).await?;
+    let (identity, name, new) = register(connection, &token, &machine, shutdown).await?;
     let stored = StoredIdentity {
         identity: identity.clone(),
         name,
@@ -221,8 +233,118 @@ pub async fn resolve(
     Ok((identity, Source::Registered { new }))
 }
 
-/// Sends `request` until the registrar answers it.
+/// Connects as agent `identity` with its key and its own inbox prefix. A server that does
+/// not admit the key yet (the control plane renders and reloads its authorization a
+/// moment after a registration; an external server waits for its operator) is asked
+/// again with backoff; meanwhile, with an enrollment token configured, the key is
+/// registered again (idempotent), in case the control plane never recorded it.
+pub async fn connect_as(
+    connection: &Connection<'_>,
+    identity: &Identity,
+    shutdown: &CancellationToken,
+) -> Result<async_nats::Client, EnrollError> {
+    let mut access = connection.access.clone().with_key(connection.key);
+    access.inbox_prefix = Some(agent_inbox_prefix(identity.agent));
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let attempt = access.options().connect(connection.config.nats.clone());
+        let error = tokio::select! {
+            _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
+            result = attempt => match result {
+                Ok(client) => return Ok(client),
+                Err(error) => error,
+            },
+        };
+        let refused = matches!(
+            error.kind(),
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+        );
+        if refused {
+            tracing::warn!(
+                agent_id = %identity.agent,
+                key = %connection.key.public_key(),
+                retry_in = ?wait,
+                "NATS does not admit this agent's key yet; waiting for the control plane \
+                 to authorize it (an external server needs `fleet nats-config` and a reload)"
+            );
+            reregister(connection, shutdown).await;
+        } else if connection.wait_for_server {
+            tracing::warn!(%error, retry_in = ?wait, "cannot connect to NATS; retrying");
+        } else {
+            return Err(EnrollError::Connect(error.to_string()));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
+    }
+}
+
+/// Registers the key again when an enrollment token is configured; a refusal is logged.
+async fn reregister(connection: &Connection<'_>, shutdown: &CancellationToken) {
+    let config = connection.config;
+    let Enrollment::Token(source) = &config.enrollment else {
+        return;
+    };
+    let again = async {
+        let token = token(source)?;
+        let machine = match load(&config.state_dir)? {
+            Some(stored) => stored.machine_id,
+            None => machine_id(config.machine_id.as_deref())?,
+        };
+        let once = Connection {
+            config,
+            access: connection.access.clone(),
+            key: connection.key,
+            wait_for_server: false,
+        };
+        let attempt = register(&once, &token, &machine, shutdown);
+        match tokio::time::timeout(REQUEST_TIMEOUT * 2, attempt).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    };
+    if let Err(error) = again.await {
+        tracing::warn!(%error, "registering this agent's key again failed");
+    }
+}
+
+/// Registers this machine with its key through an enrolling connection (no credentials,
+/// replies on the enrolling inbox prefix), until the registrar answers.
 async fn register(
+    connection: &Connection<'_>,
+    token: &TokenText,
+    machine: &str,
+    shutdown: &CancellationToken,
+) -> Result<(Identity, String, bool), EnrollError> {
+    let config = connection.config;
+    let mut request = RegisterRequest::new(
+        token,
+        machine.to_owned(),
+        config.name.clone(),
+        config.hostname.clone(),
+    );
+    request.settings = config.settings.clone();
+    request.agent_version = env!("CARGO_PKG_VERSION").into();
+    request.nats_key = connection.key.public_key();
+    let mut access = connection.access.clone();
+    access.inbox_prefix = Some(ENROLL_INBOX_PREFIX.to_owned());
+    let mut options = access.options();
+    if connection.wait_for_server {
+        options = options.retry_on_initial_connect();
+    }
+    let client = options
+        .connect(config.nats.clone())
+        .await
+        .map_err(|e| EnrollError::Connect(e.to_string()))?;
+    let answer = send(&client, &request, shutdown).await;
+    client.drain().await.ok();
+    answer
+}
+
+/// Sends `request` until the registrar answers it.
+async fn send(
     client: &async_nats::Client,
     request: &RegisterRequest,
     shutdown: &CancellationToken,

@@ -114,10 +114,23 @@ mod tests {
     fn an_agent_may_touch_only_its_own_subjects() {
         let (a, b) = (agent(1), agent(2));
         let mine = agent_permissions(a);
-        let report = |x| AgentSubject { agent: x, channel: Channel::Reports }.to_string();
+        let report = |x| {
+            AgentSubject {
+                agent: x,
+                channel: Channel::Reports,
+            }
+            .to_string()
+        };
         assert!(may_publish(&mine, &report(a)));
         assert!(!may_publish(&mine, &report(b)));
-        assert!(!may_publish(&mine, &AgentSubject { agent: a, channel: Channel::Tasks }.to_string()));
+        assert!(!may_publish(
+            &mine,
+            &AgentSubject {
+                agent: a,
+                channel: Channel::Tasks
+            }
+            .to_string()
+        ));
         let next = |x| format!("$JS.API.CONSUMER.MSG.NEXT.{DISPATCH}.{}", agent_consumer(x));
         assert!(may_publish(&mine, &next(a)));
         assert!(!may_publish(&mine, &next(b)));

@@ -334,7 +334,10 @@ mod tests {
         assert!(check_nats_key(&account.public_key()).is_err());
         assert!(check_nats_key("").is_err());
         assert!(check_nats_key("Unot-a-key").is_err());
-        assert!(check_nats_key(&user.seed().expect("seed")).is_err(), "a seed is no key");
+        assert!(
+            check_nats_key(&user.seed().expect("seed")).is_err(),
+            "a seed is no key"
+        );
     }
 
     #[test]

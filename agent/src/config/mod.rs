@@ -28,6 +28,8 @@ pub use raw::{Env, OVERRIDES, RawConfig, RawSecret, Source};
 
 /// NATS server when none is configured.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// The agent's NATS key in its state directory, unless `natsKeyFile` says otherwise.
+pub const NATS_KEY_FILE: &str = "nats.nk";
 /// Local state directory when none is configured.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleet-agent";
 /// Seconds between heartbeats when none is configured.
@@ -41,6 +43,10 @@ pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     pub nats: Vec<ServerAddr>,
+    /// The CA that signed the server's certificate (TLS required), if configured.
+    pub nats_ca_file: Option<PathBuf>,
+    /// The agent's NATS key (nkey seed), created on first start.
+    pub nats_key_file: PathBuf,
     pub state_dir: PathBuf,
     /// Who the agent is, or how it finds out.
     pub enrollment: Enrollment,
@@ -133,6 +139,15 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
             Vec::new()
         });
 
+    if let Some(ca) = &raw.nats_ca_file
+        && let Err(error) = std::fs::metadata(ca)
+    {
+        fail(
+            "natsCaFile",
+            format!("cannot read {}: {error}", ca.display()),
+        );
+    }
+
     let enrollment = enrollment(
         raw.agent_id.as_deref(),
         raw.tenant,
@@ -210,20 +225,27 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
     }
 
     match enrollment {
-        Some(enrollment) if errors.is_empty() => Ok(ValidConfig {
-            nats,
-            state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
-            enrollment,
-            machine_id,
-            name: raw.name.unwrap_or_else(|| hostname.clone()),
-            hostname,
-            heartbeat_every: Duration::from_secs(heartbeat),
-            stop_grace: Duration::from_secs(stop_grace),
-            restic: restic.into(),
-            metrics_addr,
-            settings,
-            secrets,
-        }),
+        Some(enrollment) if errors.is_empty() => {
+            let state_dir = raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+            Ok(ValidConfig {
+                nats,
+                nats_ca_file: raw.nats_ca_file,
+                nats_key_file: raw
+                    .nats_key_file
+                    .unwrap_or_else(|| state_dir.join(NATS_KEY_FILE)),
+                state_dir,
+                enrollment,
+                machine_id,
+                name: raw.name.unwrap_or_else(|| hostname.clone()),
+                hostname,
+                heartbeat_every: Duration::from_secs(heartbeat),
+                stop_grace: Duration::from_secs(stop_grace),
+                restic: restic.into(),
+                metrics_addr,
+                settings,
+                secrets,
+            })
+        }
         _ => Err(errors),
     }
 }

@@ -15,6 +15,12 @@ use serde::Deserialize;
 pub struct RawConfig {
     /// NATS server URL(s), comma-separated (default `nats://127.0.0.1:4222`).
     pub nats_url: Option<String>,
+    /// The CA certificate (PEM) that signed the NATS server's certificate: connect with
+    /// TLS and trust only it (default: plain connection unless the URL is `tls://`).
+    pub nats_ca_file: Option<PathBuf>,
+    /// The agent's NATS key (nkey seed, 0600), created on first start (default
+    /// `<stateDir>/nats.nk`); its public half is sent when registering.
+    pub nats_key_file: Option<PathBuf>,
     /// Directory of the local state (default `/var/lib/fleet-agent`).
     pub state_dir: Option<PathBuf>,
     /// A tenant enrollment token (`rft1.<tenant>.<hex>`): on first start the agent
@@ -99,8 +105,9 @@ impl Source for BTreeMap<String, String> {
 }
 
 /// Environment variables that override the file, and the field each replaces.
-pub const OVERRIDES: [(&str, &str); 7] = [
+pub const OVERRIDES: [(&str, &str); 8] = [
     ("FLEET_AGENT_NATS_URL", "natsUrl"),
+    ("FLEET_AGENT_NATS_CA_FILE", "natsCaFile"),
     ("FLEET_AGENT_STATE_DIR", "stateDir"),
     ("FLEET_AGENT_ENROLLMENT_TOKEN", "enrollmentToken"),
     ("FLEET_AGENT_MACHINE_ID", "machineId"),
@@ -139,6 +146,9 @@ impl RawConfig {
         let get = |name: &str| source.var(name).filter(|value| !value.is_empty());
         if let Some(url) = get("FLEET_AGENT_NATS_URL") {
             self.nats_url = Some(url);
+        }
+        if let Some(ca) = get("FLEET_AGENT_NATS_CA_FILE") {
+            self.nats_ca_file = Some(ca.into());
         }
         if let Some(dir) = get("FLEET_AGENT_STATE_DIR") {
             self.state_dir = Some(dir.into());

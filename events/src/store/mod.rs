@@ -5,8 +5,10 @@
 //!   subject sequence (optimistic concurrency); [`EventStore::append_many`] pipelines acks.
 //! - [`EventStore::history`], [`EventStore::replay`] and [`EventStore::follow`] read.
 //! - [`consume`] runs a durable consumer whose undecodable or rejected messages are parked.
+//! - [`connect`] builds a client's connection: nkey, TLS CA, inbox prefix.
 
 mod append;
+pub mod connect;
 pub mod consume;
 mod error;
 mod history;

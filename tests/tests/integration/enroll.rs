@@ -8,10 +8,12 @@ use std::time::Duration;
 use chrono::Utc;
 use fleet_agent::config::{Env, RawConfig, ValidConfig, validate};
 use fleet_agent::enroll::{self, EnrollError, Source};
+use fleet_events::access::ENROLL_INBOX_PREFIX;
 use fleet_events::codec::Wire;
 use fleet_events::enroll::{REGISTER_SUBJECT, RegisterOutcome, RegisterReply, Rejection};
 use fleet_events::event::{AgentEvent, Event, Role};
 use fleet_events::ids::AgentId;
+use fleet_events::store::connect::{NatsAccess, load_or_create_key};
 use fleet_events::streams;
 use fleet_services::serve::Service;
 use fleet_services::tenant;
@@ -28,6 +30,23 @@ fn config(url: &str, token: &str, state_dir: &Path, machine: &str) -> ValidConfi
     );
     let raw = RawConfig::parse(&yaml).expect("parses").overlay(&Env);
     validate(raw).expect("valid")
+}
+
+/// Resolves the identity of `config` as the agent does (its key created on first use),
+/// without connecting as the agent afterwards.
+async fn resolve(
+    config: &ValidConfig,
+    shutdown: &CancellationToken,
+) -> Result<(enroll::Identity, Source), EnrollError> {
+    std::fs::create_dir_all(&config.state_dir).expect("state dir");
+    let key = load_or_create_key(&config.nats_key_file).expect("key");
+    let connection = enroll::Connection {
+        config,
+        access: NatsAccess::default(),
+        key: &key,
+        wait_for_server: false,
+    };
+    enroll::resolve(&connection, shutdown).await
 }
 
 fn registrations(events: &[fleet_events::store::Stored]) -> Vec<(AgentId, String)> {
@@ -63,10 +82,9 @@ async fn an_agent_enrolls_once_and_keeps_its_identity() {
     let shutdown = CancellationToken::new();
 
     // The agent asks before the registrar runs: it retries until it is answered.
-    let client = fleet.client.clone();
     let early = config.clone();
     let cancel = shutdown.clone();
-    let asking = tokio::spawn(async move { enroll::resolve(&client, &early, &cancel).await });
+    let asking = tokio::spawn(async move { resolve(&early, &cancel).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let registrar = spawn_service(&fleet.store, Service::Registrar, system(), &shutdown);
     let (identity, source) = asking.await.expect("joined").expect("registered");
@@ -80,24 +98,60 @@ async fn an_agent_enrolls_once_and_keeps_its_identity() {
     assert_eq!(stored.name, "database one");
 
     // A restart reads the identity; it does not ask again.
-    let again = enroll::resolve(&fleet.client, &config, &shutdown).await;
+    let again = resolve(&config, &shutdown).await;
     assert_eq!(again.expect("stored").1, Source::Stored);
 
-    // The same machine with a fresh state directory gets the same agent, not a second one.
+    // The same machine with a fresh state directory but its key gets the same agent,
+    // not a second one.
     let fresh = tempfile::tempdir().expect("tempdir");
     let mut reinstalled = config.clone();
     reinstalled.state_dir = fresh.path().to_owned();
-    let (same, source) = enroll::resolve(&fleet.client, &reinstalled, &shutdown)
+    let (same, source) = resolve(&reinstalled, &shutdown)
         .await
         .expect("registered again");
     assert_eq!(same, identity);
     assert_eq!(source, Source::Registered { new: false });
+
+    // With another key, an enrollment token may not take the agent over; an admin may.
+    let rekeyed_dir = tempfile::tempdir().expect("tempdir");
+    let mut rekeyed = config.clone();
+    rekeyed.state_dir = rekeyed_dir.path().to_owned();
+    rekeyed.nats_key_file = rekeyed_dir.path().join("nats.nk");
+    assert_refused(resolve(&rekeyed, &shutdown).await, Rejection::KeyMismatch);
+    let admin = tenant::issue(&fleet.store, &tenant, Role::Admin, "ops", Utc::now())
+        .await
+        .expect("token issued");
+    let by_admin = self::config(
+        &fleet.server.url(),
+        admin.text.expose(),
+        rekeyed_dir.path(),
+        "m-1",
+    );
+    let (same, _) = resolve(&by_admin, &shutdown).await.expect("key replaced");
+    assert_eq!(same, identity);
 
     let events = log(&fleet.store, "fleet.evt.>").await;
     assert_eq!(
         registrations(&events),
         vec![(identity.agent, "database one".to_owned())],
         "one registration event, with the agent's name"
+    );
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|stored| match &stored.envelope.event {
+            Event::Agent {
+                event: AgentEvent::KeyAuthorized { nkey },
+                ..
+            } => Some(nkey.as_str()),
+            _ => None,
+        })
+        .collect();
+    let first = load_or_create_key(&config.nats_key_file).expect("key");
+    let second = load_or_create_key(&rekeyed.nats_key_file).expect("key");
+    assert_eq!(
+        keys,
+        vec![first.public_key(), second.public_key()],
+        "the first key, then the admin's replacement: never a seed"
     );
     let Some(Event::Agent {
         event: AgentEvent::Registered {
@@ -138,8 +192,7 @@ async fn bad_revoked_and_garbled_requests_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     // A read-only token may not enroll.
-    let refused = enroll::resolve(
-        &fleet.client,
+    let refused = resolve(
         &config(&url, read_only.text.expose(), dir.path(), "m-ro"),
         &shutdown,
     )
@@ -151,8 +204,7 @@ async fn bad_revoked_and_garbled_requests_are_refused() {
         &fleet_events::ids::TenantId::new("nobody").expect("slug"),
         &[9; 32],
     );
-    let refused = enroll::resolve(
-        &fleet.client,
+    let refused = resolve(
         &config(&url, stranger.expose(), dir.path(), "m-x"),
         &shutdown,
     )
@@ -163,8 +215,7 @@ async fn bad_revoked_and_garbled_requests_are_refused() {
     tenant::revoke(&fleet.store, &tenant, enroll.id, Utc::now())
         .await
         .expect("revoked");
-    let refused = enroll::resolve(
-        &fleet.client,
+    let refused = resolve(
         &config(&url, enroll.text.expose(), dir.path(), "m-2"),
         &shutdown,
     )
@@ -173,8 +224,12 @@ async fn bad_revoked_and_garbled_requests_are_refused() {
     assert!(enroll::load(dir.path()).expect("readable").is_none());
 
     // Garbage on the subject gets a reasoned answer, not silence.
-    let answer = fleet
-        .client
+    let enrolling = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(ENROLL_INBOX_PREFIX)
+        .connect(&url)
+        .await
+        .expect("connects");
+    let answer = enrolling
         .request(REGISTER_SUBJECT, vec![0xff; 40].into())
         .await
         .expect("answered");
@@ -186,6 +241,19 @@ async fn bad_revoked_and_garbled_requests_are_refused() {
             ..
         }
     ));
+    // A request whose reply subject is not an enrolling inbox is not answered: the
+    // registrar publishes only where registering machines listen.
+    let elsewhere = tokio::time::timeout(
+        Duration::from_secs(3),
+        fleet
+            .client
+            .request(REGISTER_SUBJECT, vec![0xff; 40].into()),
+    )
+    .await;
+    assert!(
+        !matches!(elsewhere, Ok(Ok(_))),
+        "answered on a non-enrolling inbox"
+    );
     let events = log(&fleet.store, "fleet.evt.>").await;
     assert!(registrations(&events).is_empty(), "nothing was registered");
     stop(&shutdown, [registrar]).await;
