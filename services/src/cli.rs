@@ -254,6 +254,7 @@ impl ServiceArgs {
             },
             projections_dir: self.projections_dir.clone(),
             api_addr: self.api_addr,
+            api_throttle: Default::default(),
         })
     }
 }

@@ -70,6 +70,8 @@ pub struct ServiceConfig {
     pub projections_dir: Option<std::path::PathBuf>,
     /// Where the API listens; required by the API.
     pub api_addr: Option<SocketAddr>,
+    /// How the API slows failed authentications.
+    pub api_throttle: crate::api::ThrottlePolicy,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -120,7 +122,7 @@ pub async fn run(
             let addr = config
                 .api_addr
                 .context("the API needs an address to listen on (--api-addr)")?;
-            crate::api::run(store, addr, shutdown)
+            crate::api::run(store, addr, config.api_throttle, shutdown)
                 .await
                 .with_context(context)?
         }

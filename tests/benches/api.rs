@@ -236,6 +236,7 @@ fn main() -> ExitCode {
             dispatcher: Default::default(),
             projections_dir: Some(dir.path().to_owned()),
             api_addr: Some(addr),
+            api_throttle: Default::default(),
         };
         let stop = CancellationToken::new();
         let mut services = Vec::new();

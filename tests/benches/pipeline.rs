@@ -139,6 +139,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             dispatcher: Default::default(),
             projections_dir: None,
             api_addr: None,
+            api_throttle: Default::default(),
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });

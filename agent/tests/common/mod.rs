@@ -95,6 +95,7 @@ pub fn control_plane(
                 dispatcher: Default::default(),
                 projections_dir: None,
                 api_addr: None,
+                api_throttle: Default::default(),
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {

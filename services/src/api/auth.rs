@@ -1,8 +1,15 @@
 //! Who is calling: a tenant bearer token (`Authorization: Bearer rft1.<tenant>.<hex>`)
 //! checked against the tenant's token events on every request, so a revoked token stops
 //! working at once. The tenant comes from the token alone, never from a header.
+//!
+//! A refusal (no token, or one not accepted) is answered only after the delay the API's
+//! [`Throttle`](super::Throttle) sets for the client's IP; an accepted token never waits.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::Role;
@@ -36,26 +43,61 @@ impl FromRequestParts<Api> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-        let text = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-        let token =
-            TokenText::parse(text).map_err(|_| ApiError::unauthorized("token not accepted"))?;
-        let (book, _) = tenant::book(&api.store, token.tenant())
-            .await
-            .map_err(|e| ApiError::unavailable(format!("cannot read the tenant's tokens: {e}")))?;
-        let issued = book
-            .check(&token, &READERS)
-            .filter(|_| book.exists)
-            .ok_or_else(|| ApiError::unauthorized("token not accepted"))?;
-        Ok(Caller {
-            tenant: token.tenant().clone(),
-            role: issued.role,
-        })
+        let refused = match authenticate(parts, api).await {
+            Err(refused) if refused.status == StatusCode::UNAUTHORIZED => refused,
+            answer => return answer,
+        };
+        let delay = record_failure(api, client_ip(parts));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Err(refused)
     }
+}
+
+/// The caller the request's token names, or why there is none.
+async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let text = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let token = TokenText::parse(text).map_err(|_| ApiError::unauthorized("token not accepted"))?;
+    let (book, _) = tenant::book(&api.store, token.tenant())
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot read the tenant's tokens: {e}")))?;
+    let issued = book
+        .check(&token, &READERS)
+        .filter(|_| book.exists)
+        .ok_or_else(|| ApiError::unauthorized("token not accepted"))?;
+    Ok(Caller {
+        tenant: token.tenant().clone(),
+        role: issued.role,
+    })
+}
+
+/// The peer's IP; all peers share one when the router is served without connect info.
+fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// Counts a failed authentication from `ip`; how long to wait before answering it.
+fn record_failure(api: &Api, ip: IpAddr) -> Duration {
+    let delay = api
+        .throttle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .failed(ip, Instant::now());
+    metrics::counter!("fleet_api_auth_failures_total").increment(1);
+    if !delay.is_zero() {
+        metrics::counter!("fleet_api_auth_delayed_total").increment(1);
+        tracing::debug!(%ip, delay_ms = delay.as_millis(), "failed authentication delayed");
+    }
+    delay
 }

@@ -6,6 +6,8 @@
 //! `/metrics` shows this process's Prometheus metrics, requests counted per route;
 //! `/v1/openapi.json` is the API's OpenAPI document (no token needed); `/` and `/ui/` serve
 //! the operator dashboard's embedded files (no token needed: the page reads `/v1` with one).
+//! Failed authentications are answered late once a client IP has failed too often
+//! ([`Throttle`]); the API is served with each connection's peer address for that.
 
 mod auth;
 mod error;
@@ -13,11 +15,13 @@ mod event_json;
 mod events;
 mod openapi;
 mod read;
+mod throttle;
 mod ui;
 mod write;
 mod write_policy;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use axum::Router;
@@ -28,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use throttle::{Throttle, ThrottlePolicy};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -36,6 +41,8 @@ pub struct Api {
     /// Cancelled when the API stops: event streams end then, so that a graceful shutdown
     /// does not wait for their clients to leave.
     pub shutdown: CancellationToken,
+    /// Failed authentications per client IP (never locked across an `.await`).
+    pub throttle: Arc<Mutex<Throttle>>,
 }
 
 /// The API's routes.
@@ -131,10 +138,11 @@ async fn ready(axum::extract::State(api): axum::extract::State<Api>) -> (StatusC
     }
 }
 
-/// Serves the API on `addr` until `shutdown`.
+/// Serves the API on `addr` until `shutdown`, slowing failed authentications by `throttle`.
 pub async fn run(
     store: EventStore,
     addr: SocketAddr,
+    throttle: ThrottlePolicy,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -147,8 +155,10 @@ pub async fn run(
     let api = Api {
         store,
         shutdown: shutdown.clone(),
+        throttle: Arc::new(Mutex::new(Throttle::new(throttle))),
     };
-    axum::serve(listener, router(api))
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving the API")

@@ -1,12 +1,13 @@
 //! A tenant's tokens as its history says (pure): which token hashes are live, with which
-//! role. Tokens are looked up by the SHA-256 of their text, so the comparison never runs
-//! over the secret itself.
-
-use std::collections::HashMap;
+//! role. A presented token is checked by the SHA-256 of its text, so no comparison runs
+//! over the secret itself, and that hash is compared in constant time with every live
+//! hash of the tenant (no early exit), so the answer's timing tells nothing of how much of
+//! a hash matched, nor which of the tenant's tokens it was.
 
 use fleet_events::enroll::TokenText;
 use fleet_events::event::{Event, Role, TenantEvent};
 use fleet_events::ids::TokenId;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// One live token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +21,8 @@ pub struct Issued {
 pub struct TokenBook {
     /// The tenant was created.
     pub exists: bool,
-    /// Live tokens by the SHA-256 of their text.
-    live: HashMap<[u8; 32], Issued>,
+    /// Live tokens with the SHA-256 of their text, in the order of issue.
+    live: Vec<([u8; 32], Issued)>,
     /// Every token ever issued, revoked or not, with its label.
     issued: Vec<(TokenId, Role, String, bool)>,
 }
@@ -60,11 +61,11 @@ impl TokenBook {
                     id: *token,
                     role: *role,
                 };
-                self.live.insert(*sha256, issued);
+                self.live.push((*sha256, issued));
                 self.issued.push((*token, *role, label.clone(), false));
             }
             TenantEvent::TokenRevoked { token } => {
-                self.live.retain(|_, issued| issued.id != *token);
+                self.live.retain(|(_, issued)| issued.id != *token);
                 for entry in self.issued.iter_mut().filter(|e| e.0 == *token) {
                     entry.3 = true;
                 }
@@ -72,17 +73,28 @@ impl TokenBook {
         }
     }
 
-    /// The live token `token` is, if its role is one of `roles`.
+    /// The live token `token` is, if its role is one of `roles`. Takes the same time
+    /// whichever live token matches, or none, however much of a hash does.
     pub fn check(&self, token: &TokenText, roles: &[Role]) -> Option<Issued> {
+        let presented = hash(token);
+        let mut found = Choice::from(0);
+        let mut at = 0u64;
+        for (index, (sha256, _)) in (0u64..).zip(&self.live) {
+            let matched = sha256.ct_eq(&presented);
+            at.conditional_assign(&index, matched);
+            found |= matched;
+        }
+        // Past this point only the outcome is known, which the answer tells anyway.
+        let at = usize::try_from(at).ok().filter(|_| bool::from(found))?;
         self.live
-            .get(&hash(token))
+            .get(at)
+            .map(|(_, issued)| *issued)
             .filter(|issued| roles.contains(&issued.role))
-            .copied()
     }
 
     /// Whether `id` was issued and not revoked.
     pub fn is_live(&self, id: TokenId) -> bool {
-        self.live.values().any(|issued| issued.id == id)
+        self.live.iter().any(|(_, issued)| issued.id == id)
     }
 
     /// Whether `id` was ever issued.
@@ -144,6 +156,39 @@ mod tests {
         assert!(!book.is_live(id));
         assert!(book.was_issued(id));
         assert!(book.tokens()[0].3);
+    }
+
+    #[test]
+    fn each_of_many_tokens_is_found_as_itself() {
+        let mut book = TokenBook::default();
+        let texts: Vec<TokenText> = (1..=4)
+            .map(|n| TokenText::from_secret(&tenant(), &[n; 32]))
+            .collect();
+        let ids: Vec<TokenId> = texts
+            .iter()
+            .map(|text| issue(&mut book, text, Role::Admin))
+            .collect();
+        book.apply(&TenantEvent::TokenRevoked { token: ids[1] });
+        let found: Vec<Option<TokenId>> = texts
+            .iter()
+            .map(|text| book.check(text, &[Role::Admin]).map(|i| i.id))
+            .collect();
+        assert_eq!(found, [Some(ids[0]), None, Some(ids[2]), Some(ids[3])]);
+    }
+
+    #[test]
+    fn a_hash_matching_all_but_its_last_byte_fails() {
+        let mut book = TokenBook::default();
+        let token = TokenText::from_secret(&tenant(), &[1; 32]);
+        let mut near = hash(&token);
+        near[31] ^= 1;
+        book.apply(&TenantEvent::TokenIssued {
+            token: TokenId::generate(),
+            role: Role::Admin,
+            label: "near".into(),
+            sha256: near,
+        });
+        assert!(book.check(&token, &[Role::Admin]).is_none());
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! bearer tokens decide the tenant and the role, another tenant's objects are 404, a
 //! revoked token stops working at once, bad ids are 400; every endpoint the OpenAPI
 //! document names is routed and answers as documented, and none of them gives another
-//! tenant's token anything of a tenant's objects.
+//! tenant's token anything of a tenant's objects; repeated failed authentications from
+//! one client are answered ever later, while its valid token is still answered.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fleet_events::enroll::TokenText;
 use fleet_events::event::{
     BackupSummary, ErrorClass, Event, RepoEvent, Role, RunDetail, RunSummary, TaskError, TaskEvent,
 };
@@ -19,6 +21,7 @@ use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
 use fleet_events::subject;
+use fleet_services::api::ThrottlePolicy;
 use fleet_services::tenant;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -28,7 +31,8 @@ use crate::support::http::{Response, call, call_with, get};
 use crate::support::openapi::assert_documented;
 use crate::support::sse;
 use crate::support::{
-    TwoTenants, append, eventually, fleet, log, register, schedule, serve_api, stop, two_tenants,
+    TwoTenants, append, eventually, fleet, log, register, schedule, serve_api, serve_api_with,
+    stop, two_tenants, unthrottled,
 };
 
 #[tokio::test]
@@ -138,6 +142,46 @@ async fn tokens_scope_every_read_to_their_tenant() {
     stop(&shutdown, services).await;
 }
 
+#[tokio::test]
+async fn repeated_bad_tokens_are_answered_late_but_a_valid_token_is_not_held_back() {
+    let fleet = fleet().await;
+    let api = start(&fleet.store, ThrottlePolicy::default()).await;
+    let (addr, token) = (api.addr, Some(api.token.as_str()));
+    // Well-formed, of the scenario's tenant, never issued.
+    let guess = TokenText::from_secret(&crate::support::tenant(), &[7; 32]);
+    let guess = Some(guess.expose());
+
+    // The first five failures from this client are free (their timing is not asserted).
+    for attempt in 1..=5 {
+        let refused = get(addr, "/v1/agents", guess).await;
+        assert_eq!(refused.status, 401, "attempt {attempt}: {:?}", refused.body);
+    }
+    // Then each waits at least twice as long as the one before; no token counts too.
+    refused_after(addr, guess, Duration::from_millis(250)).await;
+    refused_after(addr, guess, Duration::from_millis(500)).await;
+    refused_after(addr, None, Duration::from_millis(1000)).await;
+
+    // The same client with a valid token is answered, and does not launder its count:
+    // the next failure waits longer still.
+    let answered = get(addr, "/v1/agents", token).await;
+    assert_eq!(answered.status, 200, "{:?}", answered.body);
+    refused_after(addr, guess, Duration::from_millis(2000)).await;
+    stop(&api.shutdown, api.services).await;
+}
+
+/// Asks for the agents with `token`, which must be refused, and no sooner than `at_least`.
+async fn refused_after(addr: SocketAddr, token: Option<&str>, at_least: Duration) {
+    let started = Instant::now();
+    let refused = get(addr, "/v1/agents", token).await;
+    let took = started.elapsed();
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "unauthorized");
+    assert!(
+        took >= at_least,
+        "refused after {took:?}, not after {at_least:?}"
+    );
+}
+
 /// The projector and the API on a free port, with an admin token of the scenario's tenant.
 struct Running {
     addr: SocketAddr,
@@ -147,8 +191,10 @@ struct Running {
     _projections: tempfile::TempDir,
 }
 
-async fn start(store: &EventStore) -> Running {
-    let served = serve_api(store);
+/// Failed authentications are slowed by `throttle` (the scenarios that send a bad token
+/// to every endpoint pass [`unthrottled`]).
+async fn start(store: &EventStore, throttle: ThrottlePolicy) -> Running {
+    let served = serve_api_with(store, throttle);
     let (addr, shutdown, services) = (served.addr, served.shutdown.clone(), served.services);
     let acme = crate::support::tenant();
     tenant::create(store, &acme, "Acme", Utc::now())
@@ -206,7 +252,7 @@ fn filled(path: &str) -> String {
 #[tokio::test]
 async fn every_documented_endpoint_is_routed_and_answers_as_documented() {
     let fleet = fleet().await;
-    let api = start(&fleet.store).await;
+    let api = start(&fleet.store, unthrottled()).await;
     let (addr, token) = (api.addr, api.token.as_str());
     let doc = openapi(addr).await;
 
@@ -258,7 +304,7 @@ async fn every_documented_endpoint_is_routed_and_answers_as_documented() {
 async fn answers_have_the_documented_shapes() {
     let fleet = fleet().await;
     let store = &fleet.store;
-    let api = start(store).await;
+    let api = start(store, unthrottled()).await;
     let (addr, token) = (api.addr, Some(api.token.as_str()));
     let doc = openapi(addr).await;
 
@@ -710,7 +756,7 @@ async fn positions(store: &EventStore, filter: &str) -> Vec<(u64, String)> {
 async fn another_tenants_token_gets_nothing_from_any_endpoint() {
     let fleet = fleet().await;
     let store = &fleet.store;
-    let api = start(store).await;
+    let api = start(store, unthrottled()).await;
     let (addr, mine) = (api.addr, Some(api.token.as_str()));
     let doc = openapi(addr).await;
 

@@ -15,7 +15,9 @@ mod wait;
 pub use events::{
     append, append_at, delete_event_consumers, log, register, schedule, task_events, task_log,
 };
-pub use services::{manual, serve_api, services, spawn_service, stop, system};
+pub use services::{
+    manual, serve_api, serve_api_with, services, spawn_service, stop, system, unthrottled,
+};
 pub use tenants::{TwoTenants, two_tenants};
 pub use wait::{eventually, park_reason, parked, succeeded};
 

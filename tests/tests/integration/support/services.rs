@@ -2,6 +2,7 @@
 //! cancellation token.
 
 use fleet_events::store::EventStore;
+use fleet_services::api::ThrottlePolicy;
 use fleet_services::clock::{Clock, ManualClock};
 use fleet_services::dispatcher::DispatcherConfig;
 use fleet_services::retry::CircuitConfig;
@@ -17,6 +18,7 @@ pub fn system() -> ServiceConfig {
         dispatcher: DispatcherConfig::default(),
         projections_dir: None,
         api_addr: None,
+        api_throttle: ThrottlePolicy::default(),
     }
 }
 
@@ -74,8 +76,14 @@ pub struct ServedApi {
     pub projections: tempfile::TempDir,
 }
 
-/// Starts the projector and the API on `store` (the API may not be listening yet).
+/// Starts the projector and the API on `store` (the API may not be listening yet), with
+/// failed authentications slowed as in production.
 pub fn serve_api(store: &EventStore) -> ServedApi {
+    serve_api_with(store, ThrottlePolicy::default())
+}
+
+/// [`serve_api`] with failed authentications slowed by `throttle`.
+pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi {
     let projections = tempfile::tempdir().expect("tempdir");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -83,6 +91,7 @@ pub fn serve_api(store: &EventStore) -> ServedApi {
     let config = ServiceConfig {
         projections_dir: Some(projections.path().to_owned()),
         api_addr: Some(addr),
+        api_throttle: throttle,
         ..system()
     };
     let shutdown = CancellationToken::new();
@@ -95,5 +104,14 @@ pub fn serve_api(store: &EventStore) -> ServedApi {
         shutdown,
         services,
         projections,
+    }
+}
+
+/// A throttle that never slows anyone, for scenarios that send bad tokens on purpose to
+/// every endpoint.
+pub fn unthrottled() -> ThrottlePolicy {
+    ThrottlePolicy {
+        free: u32::MAX,
+        ..ThrottlePolicy::default()
     }
 }
