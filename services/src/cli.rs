@@ -7,7 +7,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use fleet_events::enroll::check_nats_key;
+use fleet_events::store::EventStore;
+use fleet_events::store::connect::{NatsAccess, read_key};
 use fleet_events::streams::StreamOptions;
+use fleet_services::access::render::RenderConfig;
 use fleet_events::task_state::TaskStatus;
 use fleet_projections::RunOutcomeKind;
 use fleet_services::clock::Clock;
@@ -33,6 +38,9 @@ pub enum Command {
     /// Manage the JetStream streams on a NATS server.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Write the NATS server's authorization config (one user per agent key, limited to
+    /// its own subjects) from the event log, for a server `fleet up` does not run.
+    NatsConfig(NatsConfigArgs),
     /// Manage tenants and their tokens.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -102,11 +110,44 @@ pub enum TenantCommand {
     Tokens(TenantArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// The NATS server.
     #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// The control plane's NATS key: a file holding an nkey seed (`SU…`, as `fleet up`
+    /// writes to DATA_DIR/control.nk). Needed when the server runs the rendered
+    /// authorization config.
+    #[arg(long, env = "FLEET_NATS_KEY_FILE")]
+    pub nats_key_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the NATS server's certificate: connect with
+    /// TLS and trust only it.
+    #[arg(long, env = "FLEET_NATS_CA_FILE")]
+    pub nats_ca_file: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// How to present ourselves to the server.
+    pub fn access(&self) -> anyhow::Result<NatsAccess> {
+        let access = NatsAccess::tls(self.nats_ca_file.clone());
+        match &self.nats_key_file {
+            Some(path) => Ok(access.with_seed_file(path)?),
+            None => Ok(access),
+        }
+    }
+
+    /// Connects to the server.
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        self.access()?
+            .connect(&self.nats_url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", self.nats_url))
+    }
+
+    /// Connects and opens the event store.
+    pub async fn store(&self) -> anyhow::Result<EventStore> {
+        Ok(EventStore::new(self.connect().await?))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -162,8 +203,72 @@ pub struct TokenRevokeArgs {
     pub nats: NatsArgs,
 }
 
+/// How the NATS authorization config is rendered and who is told.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// Where the access service writes the NATS authorization config (nats-server's
+    /// configuration includes it); without it the service only creates agents' consumers.
+    #[arg(long, env = "FLEET_NATS_AUTH_FILE")]
+    pub nats_auth_file: Option<PathBuf>,
+    /// nats-server's pid file (its `pid_file` option): the access service sends it SIGHUP
+    /// after each write.
+    #[arg(long, env = "FLEET_NATS_PID_FILE")]
+    pub nats_pid_file: Option<PathBuf>,
+    /// A control-plane user: a public key (`U…`) or a file holding a seed; repeat it or
+    /// separate with commas. The key of --nats-key-file is always one.
+    #[arg(long = "control-key", env = "FLEET_CONTROL_KEYS", value_delimiter = ',')]
+    pub control_keys: Vec<String>,
+    /// Refuse connections without credentials: agents cannot register over NATS (their
+    /// keys must then be authorized some other way).
+    #[arg(long, env = "FLEET_NO_ANONYMOUS_ENROLL")]
+    pub no_anonymous_enroll: bool,
+}
+
+impl AccessArgs {
+    /// What to render: the control plane's public keys (at least one, or the control
+    /// plane would lock itself out) and whether anonymous connections may enroll.
+    pub fn render_config(&self, nats: &NatsArgs) -> anyhow::Result<RenderConfig> {
+        let mut control_keys = Vec::new();
+        if let Some(path) = &nats.nats_key_file {
+            control_keys.push(read_key(path)?.public_key());
+        }
+        for key in &self.control_keys {
+            let public = match check_nats_key(key) {
+                Ok(()) => key.clone(),
+                Err(_) => read_key(std::path::Path::new(key))
+                    .with_context(|| format!("--control-key {key}: neither a public key nor a seed file"))?
+                    .public_key(),
+            };
+            if !control_keys.contains(&public) {
+                control_keys.push(public);
+            }
+        }
+        anyhow::ensure!(
+            !control_keys.is_empty(),
+            "no control-plane key: pass --nats-key-file or --control-key, or the control plane \
+             would lock itself out of NATS"
+        );
+        Ok(RenderConfig {
+            control_keys,
+            anonymous_enroll: !self.no_anonymous_enroll,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NatsConfigArgs {
+    /// The file to write (include it in each nats-server's configuration).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ServiceArg {
+    Access,
     Scheduler,
     Dispatcher,
     Intake,
@@ -176,6 +281,7 @@ pub enum ServiceArg {
 impl From<ServiceArg> for Service {
     fn from(s: ServiceArg) -> Service {
         match s {
+            ServiceArg::Access => Service::Access,
             ServiceArg::Scheduler => Service::Scheduler,
             ServiceArg::Retry => Service::Retry,
             ServiceArg::Intake => Service::Intake,
@@ -192,11 +298,12 @@ pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum)]
     pub service: ServiceArg,
-    /// The NATS server.
-    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     #[command(flatten)]
     pub services: ServiceArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// Settings of the services.
@@ -255,6 +362,7 @@ impl ServiceArgs {
             projections_dir: self.projections_dir.clone(),
             api_addr: self.api_addr,
             api_throttle: Default::default(),
+            access: None,
         })
     }
 }
@@ -267,9 +375,8 @@ pub enum StreamsCommand {
 
 #[derive(Debug, Args)]
 pub struct EnsureArgs {
-    /// The NATS server.
-    #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     #[command(flatten)]
     pub streams: StreamArgs,
 }

@@ -19,6 +19,7 @@
 //!
 //! Services talk to each other only through NATS subjects named by `fleet-events`.
 
+pub mod access;
 pub mod api;
 pub mod clock;
 pub mod command;

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use fleet_events::store::EventStore;
+use fleet_services::access::{self, AccessConfig, Reload};
 use fleet_services::serve;
 use fleet_services::{shutdown, up};
 
@@ -98,23 +98,50 @@ async fn run(command: Command) -> anyhow::Result<()> {
             up::run(config, shutdown::on_signals()).await
         }
         Command::Serve(args) => {
-            let config = args.services.config()?;
-            let client = async_nats::connect(&args.nats_url)
-                .await
-                .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
-            let store = EventStore::new(client);
+            let mut config = args.services.config()?;
+            if let Some(out) = &args.access.nats_auth_file {
+                config.access = Some(AccessConfig {
+                    out: Some(out.clone()),
+                    render: args.access.render_config(&args.nats)?,
+                    reload: match &args.access.nats_pid_file {
+                        Some(file) => Reload::PidFile(file.clone()),
+                        None => Reload::Never,
+                    },
+                });
+            }
+            let store = args.nats.store().await?;
             serve::run(args.service.into(), store, config, shutdown::on_signals()).await
         }
         Command::Streams(StreamsCommand::Ensure(args)) => {
-            let url = args.nats_url;
-            let client = async_nats::connect(&url)
-                .await
-                .with_context(|| format!("connecting to NATS at {url}"))?;
-            EventStore::new(client)
+            args.nats
+                .store()
+                .await?
                 .ensure_streams(&args.streams.options())
                 .await
                 .context("ensuring the streams")?;
-            println!("streams ready on {url}");
+            println!("streams ready on {}", args.nats.nats_url);
+            Ok(())
+        }
+        Command::NatsConfig(args) => {
+            let render = args.access.render_config(&args.nats)?;
+            let store = args.nats.store().await?;
+            let agents = access::render_once(&store, &render, &args.out).await?;
+            println!(
+                "wrote {} ({agents} agents, {} control-plane keys{}).\n\
+                 Include it in every nats-server's configuration (`include \"{}\"`), then \
+                 reload each server: `nats-server --signal reload=<pid>` or `kill -HUP <pid>`.\n\
+                 Run it again, or run `fleet serve access --nats-auth-file FILE \
+                 --nats-pid-file PIDFILE` on each server's machine, whenever agents register \
+                 or are decommissioned.",
+                args.out.display(),
+                render.control_keys.len(),
+                if render.anonymous_enroll {
+                    ", anonymous connections may register"
+                } else {
+                    ""
+                },
+                args.out.display()
+            );
             Ok(())
         }
         Command::Tenant(command) => tenant_cmd::run(command).await,

@@ -12,9 +12,7 @@ use crate::cli::{OutputArg, ProjectionsCommand};
 pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
     match command {
         ProjectionsCommand::Status(args) => {
-            let client = async_nats::connect(&args.nats.nats_url)
-                .await
-                .with_context(|| format!("connecting to NATS at {}", args.nats.nats_url))?;
+            let client = args.nats.connect().await?;
             let value = request(&client, subject::projections_status(), b"{}".to_vec()).await?;
             if args.output == OutputArg::Json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
@@ -42,9 +40,7 @@ pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
                     dir.display()
                 )
             })?;
-            let client = async_nats::connect(&args.nats.nats_url)
-                .await
-                .with_context(|| format!("connecting to NATS at {}", args.nats.nats_url))?;
+            let client = args.nats.connect().await?;
             let store = EventStore::new(client);
             models.rebuild(&store).await.context("rebuilding")?;
             for row in models.status(&store).await? {

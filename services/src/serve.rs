@@ -18,6 +18,8 @@ use crate::retry::CircuitConfig;
 /// The services of the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
+    /// NATS authorization from the agents' keys; agents' task consumers.
+    Access,
     /// Policies and assignments to tasks.
     Scheduler,
     /// Failures to retries, exhaustion and circuit breakers.
@@ -36,7 +38,8 @@ pub enum Service {
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
+        Service::Access,
         Service::Scheduler,
         Service::Dispatcher,
         Service::Intake,
@@ -49,6 +52,7 @@ impl Service {
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
+            Service::Access => "access",
             Service::Scheduler => "scheduler",
             Service::Retry => "retry",
             Service::Intake => "intake",
@@ -72,6 +76,9 @@ pub struct ServiceConfig {
     pub api_addr: Option<SocketAddr>,
     /// How the API slows failed authentications.
     pub api_throttle: crate::api::ThrottlePolicy,
+    /// What the access service renders and whom it tells; `None`: it only creates the
+    /// agents' task consumers.
+    pub access: Option<crate::access::AccessConfig>,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -85,6 +92,19 @@ pub async fn run(
     let name = service.name();
     let context = || format!("the {name} service stopped");
     match service {
+        Service::Access => {
+            let access = config.access.unwrap_or(crate::access::AccessConfig {
+                out: None,
+                render: crate::access::render::RenderConfig {
+                    control_keys: Vec::new(),
+                    anonymous_enroll: true,
+                },
+                reload: crate::access::Reload::Never,
+            });
+            crate::access::run(store, access, shutdown)
+                .await
+                .with_context(context)?
+        }
         Service::Scheduler => {
             let (clock, log) = (config.clock, store.clone());
             run_under_lease(&store, "scheduler", shutdown, |token| {

@@ -1,7 +1,6 @@
 //! `fleet tenant create|token|revoke|tokens`: tenants and tokens, written as events
 //! straight to the event log (the operator bootstrap; the HTTP API comes on top).
 
-use anyhow::Context;
 use chrono::Utc;
 use fleet_events::event::Role;
 use fleet_events::ids::{TenantId, TokenId};
@@ -29,10 +28,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 async fn connect(nats: &NatsArgs) -> anyhow::Result<EventStore> {
-    let client = async_nats::connect(&nats.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", nats.nats_url))?;
-    Ok(EventStore::new(client))
+    nats.store().await
 }
 
 fn tenant_id(text: &str) -> anyhow::Result<TenantId> {
