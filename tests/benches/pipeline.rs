@@ -140,6 +140,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             projections_dir: None,
             api_addr: None,
             api_throttle: Default::default(),
+            access: None,
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });

@@ -71,18 +71,36 @@ impl NatsServer {
     /// Starts `nats-server` as [`NatsServer::start`] does, with a configuration file holding
     /// `config` (for example a `server_name` and a `cluster` block) in its directory.
     pub fn start_configured(config: &str) -> Result<Self, HarnessError> {
-        Self::start_with_config(&binary(), Some(config))
+        Self::start_with_config(&binary(), Some(config), &[])
+    }
+
+    /// Starts `nats-server` with a configuration file holding `config`, and `files` (name,
+    /// text) beside it, which the configuration may `include` (nats-server resolves
+    /// includes relative to the configuration's directory, [`NatsServer::config_dir`]).
+    pub fn start_configured_with(
+        config: &str,
+        files: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
+        Self::start_with_config(&binary(), Some(config), files)
     }
 
     fn start_with(bin: &OsStr) -> Result<Self, HarnessError> {
-        Self::start_with_config(bin, None)
+        Self::start_with_config(bin, None, &[])
     }
 
-    fn start_with_config(bin: &OsStr, config: Option<&str>) -> Result<Self, HarnessError> {
+    fn start_with_config(
+        bin: &OsStr,
+        config: Option<&str>,
+        files: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("fleet-nats-")
             .tempdir()
             .map_err(io_err("create the temporary directory"))?;
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
+        }
         let store = dir.path().join("store");
         fs::create_dir(&store).map_err(io_err(format!("create {}", store.display())))?;
         let config = match config {
@@ -120,6 +138,16 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The directory of the configuration file and of the files started beside it.
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn port(&self) -> u16 {

@@ -96,6 +96,7 @@ pub fn control_plane(
                 projections_dir: None,
                 api_addr: None,
                 api_throttle: Default::default(),
+                access: None,
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {
