@@ -4,17 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use anyhow::Context;
 use fleet_events::enroll::check_nats_key;
 use fleet_events::store::EventStore;
 use fleet_events::store::connect::{NatsAccess, read_key};
 use fleet_events::streams::StreamOptions;
-use fleet_services::access::render::RenderConfig;
 use fleet_events::task_state::TaskStatus;
 use fleet_projections::RunOutcomeKind;
+use fleet_services::access::render::RenderConfig;
 use fleet_services::clock::Clock;
 use fleet_services::dispatcher::{DispatchConfig, DispatcherConfig};
 use fleet_services::retry::CircuitConfig;
@@ -216,7 +216,11 @@ pub struct AccessArgs {
     pub nats_pid_file: Option<PathBuf>,
     /// A control-plane user: a public key (`U…`) or a file holding a seed; repeat it or
     /// separate with commas. The key of --nats-key-file is always one.
-    #[arg(long = "control-key", env = "FLEET_CONTROL_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "control-key",
+        env = "FLEET_CONTROL_KEYS",
+        value_delimiter = ','
+    )]
     pub control_keys: Vec<String>,
     /// Refuse connections without credentials: agents cannot register over NATS (their
     /// keys must then be authorized some other way).
@@ -236,7 +240,9 @@ impl AccessArgs {
             let public = match check_nats_key(key) {
                 Ok(()) => key.clone(),
                 Err(_) => read_key(std::path::Path::new(key))
-                    .with_context(|| format!("--control-key {key}: neither a public key nor a seed file"))?
+                    .with_context(|| {
+                        format!("--control-key {key}: neither a public key nor a seed file")
+                    })?
                     .public_key(),
             };
             if !control_keys.contains(&public) {

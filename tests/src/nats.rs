@@ -105,6 +105,14 @@ impl NatsServer {
         fs::create_dir(&store).map_err(io_err(format!("create {}", store.display())))?;
         let config = match config {
             Some(text) => {
+                // JetStream is also enabled in the file, with the store `-sd` names: a
+                // reload (SIGHUP) applies the file, and nats-server 2.9 shuts JetStream
+                // down when the file does not enable it, or refuses a reload whose store
+                // directory differs.
+                let text = format!(
+                    "jetstream {{ store_dir: {:?} }}\n{text}",
+                    store.display().to_string()
+                );
                 let path = dir.path().join("nats-server.conf");
                 fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
                 Some(path)
@@ -222,9 +230,12 @@ impl NatsServer {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        if self.config.is_none() {
+            // With a configuration file, the file names the store (see above).
+            command.arg("-sd").arg(&self.store);
+        }
         let spawned = command
-            .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
-            .arg(&self.store)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port_arg])
             .arg("--ports_file_dir")
             .arg(self.dir.path())
             .arg("-l")

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(book.working().collect::<Vec<_>>(), vec![agent(1)]);
         let keyed = AgentEvent::KeyAuthorized { nkey: key.clone() };
         assert!(book.apply(&event(&acme, agent(1), keyed.clone())));
-        assert!(!book.apply(&event(&acme, agent(1), keyed)), "the same key again");
+        assert!(
+            !book.apply(&event(&acme, agent(1), keyed)),
+            "the same key again"
+        );
         let admitted: Vec<_> = book.admitted().collect();
         assert_eq!(admitted.len(), 1);
         assert_eq!(admitted[0].key, key);
@@ -160,7 +163,11 @@ mod tests {
         let mut book = AccessBook::default();
         for (tenant, id) in [(&acme, agent(1)), (&other, agent(2))] {
             book.apply(&event(tenant, id, registered()));
-            book.apply(&event(tenant, id, AgentEvent::KeyAuthorized { nkey: key.clone() }));
+            book.apply(&event(
+                tenant,
+                id,
+                AgentEvent::KeyAuthorized { nkey: key.clone() },
+            ));
         }
         let admitted: Vec<_> = book.admitted().map(|a| a.agent).collect();
         assert_eq!(admitted, vec![agent(1)]);

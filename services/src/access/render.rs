@@ -139,7 +139,10 @@ mod tests {
         let text = render(&book(&[(a, &key_a, false), (b, &key_b, true)]), &config);
         assert!(text.contains(&format!("{{nkey: \"{control}\"}}")));
         assert!(text.contains(&key_a));
-        assert!(!text.contains(&key_b), "a decommissioned agent has no block");
+        assert!(
+            !text.contains(&key_b),
+            "a decommissioned agent has no block"
+        );
         assert!(text.contains(&format!("\"fleet.agent.{a}.reports\"")));
         assert!(!text.contains(&format!("fleet.agent.{b}.")));
         assert!(text.contains("no_auth_user: \"fleet-enroll\""));

@@ -158,10 +158,7 @@ fn reload(reload: &Reload) -> anyhow::Result<bool> {
     // SAFETY: kill(2) with a valid signal number only sends a signal.
     let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
     if sent != 0 {
-        anyhow::bail!(
-            "kill -HUP {pid}: {}",
-            std::io::Error::last_os_error()
-        );
+        anyhow::bail!("kill -HUP {pid}: {}", std::io::Error::last_os_error());
     }
     Ok(true)
 }

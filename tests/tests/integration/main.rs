@@ -14,6 +14,7 @@ mod enroll;
 mod events_api;
 mod follow;
 mod intake;
+mod isolation;
 mod lease;
 mod limits;
 mod outage;

@@ -1,0 +1,529 @@
+//! Isolation enforced by nats-server itself, running the authorization config the access
+//! service renders from the log: agents enroll with their own keys, and every attempt by
+//! agent A on agent B's subjects, consumers, the event log or the streams is made and
+//! refused by the server; a report A forges about B's task is parked by intake; a
+//! decommissioned agent is shut out.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use chrono::Utc;
+use fleet_agent::config::{Env, RawConfig, validate};
+use fleet_agent::enroll::{self, Identity};
+use fleet_events::access::agent_consumer;
+use fleet_events::enroll::REGISTER_SUBJECT;
+use fleet_events::envelope::SCHEMA_VERSION;
+use fleet_events::event::{AgentEvent, Event, Role, TaskEvent};
+use fleet_events::ids::{PolicyId, TaskId};
+use fleet_events::protocol::{AgentReport, ReportStatus};
+use fleet_events::samples;
+use fleet_events::store::EventStore;
+use fleet_events::store::connect::{NatsAccess, load_or_create_key};
+use fleet_events::streams::{self, StreamOptions};
+use fleet_events::subject::{AgentSubject, Channel, query};
+use fleet_services::access::book::AccessBook;
+use fleet_services::access::render::{RenderConfig, render};
+use fleet_services::access::{AccessConfig, Reload};
+use fleet_services::serve::Service;
+use fleet_services::tenant;
+use fleet_tests::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{
+    append, append_at, eventually, park_reason, parked, spawn_service, system, task_events, tenant,
+};
+
+/// How long a refused request is given before it counts as unanswered.
+const REFUSED_WITHIN: Duration = Duration::from_secs(2);
+/// The auth file beside the server's configuration, which includes it.
+const AUTH_FILE: &str = "auth.conf";
+
+/// A nats-server running the rendered config, the control plane on it, two agents of
+/// tenant acme (A and B) connected with their own keys.
+struct Secured {
+    server: NatsServer,
+    store: EventStore,
+    shutdown: CancellationToken,
+    a: Agent,
+    b: Agent,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+struct Agent {
+    identity: Identity,
+    key: nkeys::KeyPair,
+    client: async_nats::Client,
+    js: jetstream::Context,
+}
+
+async fn secured() -> Secured {
+    crate::support::log_from_env();
+    let control = nkeys::KeyPair::new_user();
+    let render_config = RenderConfig {
+        control_keys: vec![control.public_key()],
+        anonymous_enroll: true,
+    };
+    let initial = render(&AccessBook::default(), &render_config);
+    let server = NatsServer::start_configured_with(
+        &format!("include \"{AUTH_FILE}\"\n"),
+        &[(AUTH_FILE, &initial)],
+    )
+    .expect("start nats-server with the rendered config");
+    let client = NatsAccess::default()
+        .with_key(&control)
+        .connect(&server.url())
+        .await
+        .expect("the control plane's key is admitted");
+    let store = EventStore::new(client);
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("streams");
+    let shutdown = CancellationToken::new();
+    let mut config = system();
+    config.access = Some(AccessConfig {
+        out: Some(server.config_dir().join(AUTH_FILE)),
+        render: render_config,
+        reload: Reload::Pid(server.pid().expect("running")),
+    });
+    for service in [Service::Registrar, Service::Intake, Service::Access] {
+        spawn_service(&store, service, config.clone(), &shutdown);
+    }
+    tenant::create(&store, &tenant(), "Acme", Utc::now())
+        .await
+        .expect("tenant");
+    let token = tenant::issue(&store, &tenant(), Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("token");
+    let (dir_a, dir_b) = (tempdir(), tempdir());
+    let url = server.url();
+    let a = enrolled(
+        &url,
+        token.text.expose(),
+        dir_a.path(),
+        "machine-a",
+        &shutdown,
+    )
+    .await;
+    let b = enrolled(
+        &url,
+        token.text.expose(),
+        dir_b.path(),
+        "machine-b",
+        &shutdown,
+    )
+    .await;
+    Secured {
+        server,
+        store,
+        shutdown,
+        a,
+        b,
+        _dirs: vec![dir_a, dir_b],
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// An agent that registers with `token` (its key created in `state`) and connects as
+/// itself once the server admits its key.
+async fn enrolled(
+    url: &str,
+    token: &str,
+    state: &Path,
+    machine: &str,
+    shutdown: &CancellationToken,
+) -> Agent {
+    let yaml = format!(
+        "natsUrl: {url}\nstateDir: {}\nenrollmentToken: {token}\nmachineId: {machine}\n\
+         hostname: {machine}\n",
+        state.display()
+    );
+    let config = validate(RawConfig::parse(&yaml).expect("yaml").overlay(&Env)).expect("valid");
+    let key = load_or_create_key(&config.nats_key_file).expect("key");
+    let connection = enroll::Connection {
+        config: &config,
+        access: NatsAccess::default(),
+        key: &key,
+        wait_for_server: false,
+    };
+    let (identity, _) = enroll::resolve(&connection, shutdown)
+        .await
+        .expect("registered");
+    let client = tokio::time::timeout(
+        Duration::from_secs(30),
+        enroll::connect_as(&connection, &identity, shutdown),
+    )
+    .await
+    .expect("the server admits the new key within 30 s")
+    .expect("connected as the agent");
+    let js = jetstream::ContextBuilder::new()
+        .timeout(REFUSED_WITHIN)
+        .build(client.clone());
+    Agent {
+        identity,
+        key,
+        client,
+        js,
+    }
+}
+
+/// Asserts that `attempt` fails or goes unanswered: the server refused it.
+async fn refused<T, E: std::fmt::Debug>(what: &str, attempt: impl Future<Output = Result<T, E>>) {
+    match tokio::time::timeout(REFUSED_WITHIN * 2, attempt).await {
+        Ok(Ok(_)) => panic!("{what}: allowed, but must be refused"),
+        Ok(Err(_)) | Err(_) => {}
+    }
+}
+
+fn subject(agent: &Agent, channel: Channel) -> String {
+    AgentSubject {
+        agent: agent.identity.agent,
+        channel,
+    }
+    .to_string()
+}
+
+/// Publishes a task message for `agent` as the dispatcher would (any bytes do here).
+async fn order(store: &EventStore, agent: &Agent, body: &'static str) {
+    store
+        .jetstream()
+        .publish(subject(agent, Channel::Tasks), body.into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+}
+
+/// Pulls one message from `agent`'s own consumer, as `agent`.
+async fn pull_own(agent: &Agent) -> Option<String> {
+    use futures::StreamExt;
+    let stream = agent
+        .js
+        .get_stream_no_info(streams::DISPATCH)
+        .await
+        .expect("stream handle");
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_consumer(&agent_consumer(agent.identity.agent))
+        .await
+        .expect("an agent may read its own consumer");
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(REFUSED_WITHIN)
+        .messages()
+        .await
+        .expect("an agent may pull from its own consumer");
+    let message = batch.next().await?.expect("message");
+    message.ack().await.expect("an agent may ack its own tasks");
+    Some(String::from_utf8_lossy(&message.payload).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_can_touch_nothing_but_its_own_subjects() {
+    let s = secured().await;
+    let (a, b) = (&s.a, &s.b);
+
+    // What A may do works: pull and ack its own task, publish its own heartbeat.
+    order(&s.store, a, "for a").await;
+    order(&s.store, b, "for b").await;
+    assert_eq!(pull_own(a).await.as_deref(), Some("for a"));
+    a.js.publish(subject(a, Channel::Heartbeat), "beat".into())
+        .await
+        .expect("sent")
+        .await
+        .expect("A's own heartbeat is stored");
+
+    // A cannot read B's consumer or pull B's tasks, by the API or by a raw request.
+    let dispatch =
+        a.js.get_stream_no_info(streams::DISPATCH)
+            .await
+            .expect("handle");
+    let b_consumer = agent_consumer(b.identity.agent);
+    refused(
+        "A reads B's consumer",
+        dispatch.get_consumer::<pull::Config>(&b_consumer),
+    )
+    .await;
+    let next = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.{b_consumer}",
+        streams::DISPATCH
+    );
+    refused(
+        "A pulls B's task",
+        a.client
+            .request(next.clone(), r#"{"batch":1,"expires":1000000000}"#.into()),
+    )
+    .await;
+    refused(
+        "A creates a consumer on B's tasks",
+        dispatch.create_consumer(pull::Config {
+            durable_name: Some("stolen".into()),
+            filter_subject: subject(b, Channel::Tasks),
+            ..Default::default()
+        }),
+    )
+    .await;
+
+    // A's subscriptions to B's subjects and inbox get nothing, though B's task is
+    // published and B pulls it (through its inbox) meanwhile.
+    let mut snoops = Vec::new();
+    for filter in [
+        subject(b, Channel::Tasks),
+        format!(
+            "{}.>",
+            fleet_events::access::agent_inbox_prefix(b.identity.agent)
+        ),
+        ">".to_owned(),
+        "_INBOX.>".to_owned(),
+    ] {
+        snoops.push(a.client.subscribe(filter).await.expect("sent"));
+    }
+    a.client.flush().await.expect("flushed");
+    order(&s.store, b, "again for b").await;
+    assert_eq!(
+        pull_own(b).await.as_deref(),
+        Some("for b"),
+        "B's task waited for B"
+    );
+    assert_eq!(pull_own(b).await.as_deref(), Some("again for b"));
+    for mut snoop in snoops {
+        use futures::StreamExt;
+        let got = tokio::time::timeout(REFUSED_WITHIN, snoop.next()).await;
+        assert!(
+            !matches!(got, Ok(Some(_))),
+            "A received a message on another agent's subject"
+        );
+    }
+
+    // A cannot publish B's reports or heartbeats, nor into the event log.
+    let intake = s
+        .store
+        .jetstream()
+        .get_stream(streams::INTAKE)
+        .await
+        .expect("intake");
+    for channel in [Channel::Reports, Channel::Heartbeat] {
+        let target = subject(b, channel);
+        refused(
+            "A publishes as B",
+            publish_stored(&a.js, target.clone(), b"forged".to_vec()),
+        )
+        .await;
+        assert!(
+            intake
+                .get_last_raw_message_by_subject(&target)
+                .await
+                .is_err(),
+            "nothing A sent is on {target}"
+        );
+    }
+    let event_subject = format!("fleet.evt.{}.task.{}", tenant(), TaskId::generate());
+    refused(
+        "A appends to the event log",
+        publish_stored(&a.js, event_subject.clone(), b"forged".to_vec()),
+    )
+    .await;
+    let events = s
+        .store
+        .jetstream()
+        .get_stream(streams::EVENTS)
+        .await
+        .expect("events");
+    assert!(
+        events
+            .get_last_raw_message_by_subject(&event_subject)
+            .await
+            .is_err()
+    );
+
+    // A cannot read the event log: no stream info, no message get, no consumer, and the
+    // projector's queries are not A's to ask.
+    refused("A reads the log's info", a.js.get_stream(streams::EVENTS)).await;
+    let log =
+        a.js.get_stream_no_info(streams::EVENTS)
+            .await
+            .expect("handle");
+    refused("A gets a message of the log", log.get_raw_message(1)).await;
+    refused(
+        "A opens a consumer on the log",
+        log.create_consumer(jetstream::consumer::push::OrderedConfig {
+            deliver_subject: format!(
+                "{}.log",
+                fleet_events::access::agent_inbox_prefix(a.identity.agent)
+            ),
+            ..Default::default()
+        }),
+    )
+    .await;
+    refused(
+        "A asks the projector",
+        a.client
+            .request(query(&tenant()), r#"{"query":"agents"}"#.into()),
+    )
+    .await;
+
+    // A can delete or purge no stream; every stream is still whole.
+    for name in [
+        streams::EVENTS,
+        streams::DISPATCH,
+        streams::INTAKE,
+        streams::PARKED,
+        streams::LEASES,
+    ] {
+        refused("A deletes a stream", a.js.delete_stream(name)).await;
+        let handle = a.js.get_stream_no_info(name).await.expect("handle");
+        refused("A purges a stream", async { handle.purge().await }).await;
+    }
+    let info = events
+        .clone()
+        .info()
+        .await
+        .expect("the log is still there")
+        .clone();
+    assert!(info.state.messages > 0, "the log was not purged");
+    // The refusals were the server's: its log names them.
+    let log = std::fs::read_to_string(s.server.log_path()).expect("server log");
+    for violation in [
+        format!(
+            "Publish Violation - Nkey {:?}, Subject {next:?}",
+            a.key.public_key()
+        ),
+        format!(
+            "Publish Violation - Nkey {:?}, Subject {:?}",
+            a.key.public_key(),
+            format!("$JS.API.STREAM.DELETE.{}", streams::EVENTS)
+        ),
+        format!(
+            "Subscription Violation - Nkey {:?}, Subject {:?}",
+            a.key.public_key(),
+            subject(b, Channel::Tasks)
+        ),
+    ] {
+        assert!(
+            log.contains(&violation),
+            "the server log lacks: {violation}"
+        );
+    }
+    s.shutdown.cancel();
+}
+
+async fn publish_stored(
+    js: &jetstream::Context,
+    subject: String,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    let ack = js
+        .publish(subject, payload.into())
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_reports_are_parked_and_a_decommissioned_agent_is_shut_out() {
+    let s = secured().await;
+    let (a, b) = (&s.a, &s.b);
+    let at = samples::at(0);
+    let policy = PolicyId::generate();
+    let task = TaskId::for_fire(policy, b.identity.agent, at);
+    for event in [
+        TaskEvent::Scheduled {
+            policy,
+            agent: b.identity.agent,
+            fire_at: at,
+            run_at: at,
+            spec: Box::new(samples::policy_spec()),
+        },
+        TaskEvent::Dispatched {
+            agent: b.identity.agent,
+            attempt: 1,
+        },
+    ] {
+        append_at(&s.store, Event::Task { task, event }, at).await;
+    }
+
+    // A reports on its own subject (which it may) about B's task: once as itself, once
+    // claiming to be B. Both are stored, judged and parked.
+    for claimed in [a.identity.agent, b.identity.agent] {
+        let report = AgentReport {
+            schema: SCHEMA_VERSION,
+            agent: claimed,
+            tenant: tenant(),
+            task,
+            attempt: 1,
+            at: samples::at(5),
+            status: ReportStatus::Started,
+        };
+        publish_stored(
+            &a.js,
+            subject(a, Channel::Reports),
+            report.to_wire().expect("encodes"),
+        )
+        .await
+        .expect("A may report on its own subject");
+    }
+    let parked = parked(&s.store, 2, Duration::from_secs(15)).await;
+    for message in &parked {
+        let (kind, reason) = park_reason(message);
+        assert_eq!(kind, "rejected", "{reason}");
+    }
+    let events = task_events(&s.store, task).await;
+    assert_eq!(events.len(), 2, "B's task did not move: {events:?}");
+
+    // An anonymous connection may only ask to register.
+    let anonymous = async_nats::connect(s.server.url())
+        .await
+        .expect("anonymous");
+    let anonymous_js = jetstream::ContextBuilder::new()
+        .timeout(REFUSED_WITHIN)
+        .build(anonymous.clone());
+    refused(
+        "an anonymous client appends to the log",
+        publish_stored(
+            &anonymous_js,
+            format!("fleet.evt.{}.agent.{}", tenant(), a.identity.agent),
+            b"forged".to_vec(),
+        ),
+    )
+    .await;
+    refused(
+        "an anonymous client asks for a registration answer elsewhere",
+        anonymous.request(REGISTER_SUBJECT, b"x".to_vec().into()),
+    )
+    .await;
+
+    // Decommissioning B removes its user: the server no longer admits its key.
+    append(
+        &s.store,
+        Event::Agent {
+            agent: b.identity.agent,
+            event: AgentEvent::Decommissioned,
+        },
+    )
+    .await;
+    let url = s.server.url();
+    eventually("B's key to be refused", Duration::from_secs(20), || {
+        let access = NatsAccess::default().with_key(&b.key);
+        let url = url.clone();
+        async move {
+            match access.connect(&url).await {
+                Err(error)
+                    if error.kind() == async_nats::ConnectErrorKind::AuthorizationViolation =>
+                {
+                    std::ops::ControlFlow::Break(())
+                }
+                other => std::ops::ControlFlow::Continue(format!("{:?}", other.map(|_| ()))),
+            }
+        }
+    })
+    .await;
+    let still = NatsAccess::default().with_key(&a.key).connect(&url).await;
+    assert!(still.is_ok(), "A is still admitted");
+    drop(b.client.clone());
+    s.shutdown.cancel();
+}
