@@ -23,3 +23,4 @@ mod scheduler;
 mod scripted_agent;
 mod store;
 mod support;
+mod tls;
