@@ -24,3 +24,4 @@ mod scheduler;
 mod scripted_agent;
 mod store;
 mod support;
+mod tls;
