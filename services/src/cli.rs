@@ -417,6 +417,20 @@ pub struct UpArgs {
     /// Port of the local nats-server.
     #[arg(long, env = "FLEET_NATS_PORT", default_value_t = 4222)]
     pub nats_port: u16,
+    /// The control plane's NATS key (seed file) for the server --nats-url names; the
+    /// local server's is DATA_DIR/control.nk, created on first start.
+    #[arg(long, env = "FLEET_NATS_KEY_FILE")]
+    pub nats_key_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of the NATS server's TLS certificate; the services and
+    /// the demo agent then connect with TLS.
+    #[arg(long, env = "FLEET_NATS_CA_FILE")]
+    pub nats_ca_file: Option<PathBuf>,
+    /// The local nats-server's TLS certificate (PEM); clients then must use TLS.
+    #[arg(long, env = "FLEET_NATS_TLS_CERT", requires_all = ["nats_tls_key", "nats_ca_file"])]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The local nats-server's TLS key (PEM).
+    #[arg(long, env = "FLEET_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
     /// Also start a local agent (fleet-agent, a child process) enrolled in the tenant
     /// `demo`, with a policy backing a sample directory up into a local repository, all
     /// under DATA_DIR/demo.

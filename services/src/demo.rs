@@ -48,6 +48,8 @@ pub struct DemoConfig {
     pub agent_binary: PathBuf,
     /// Seconds between backups (60 or more).
     pub every_secs: u64,
+    /// The CA the agent trusts for the NATS server's TLS certificate.
+    pub nats_ca_file: Option<PathBuf>,
 }
 
 /// The `fleet-agent` next to this program, else on PATH.
@@ -199,6 +201,10 @@ async fn prepare(
         quoted(&token_file.display().to_string()),
         quoted(&password.display().to_string()),
     );
+    let yaml = match &config.nats_ca_file {
+        Some(ca) => format!("{yaml}natsCaFile: {}\n", quoted(&ca.display().to_string())),
+        None => yaml,
+    };
     std::fs::write(&agent_config, yaml)
         .with_context(|| format!("writing {}", agent_config.display()))?;
     Ok(agent_config)

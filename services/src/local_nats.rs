@@ -1,5 +1,10 @@
 //! A nats-server child process for `fleet up`: JetStream on, its store under the data
 //! directory, stopped gracefully with the command.
+//!
+//! It runs from a configuration file written on each start (`DATA_DIR/nats-server.conf`)
+//! that includes the authorization config the access service renders
+//! (`DATA_DIR/nats-auth.conf`, reloaded with SIGHUP). The file, not flags, enables
+//! JetStream: nats-server 2.9 applies the file on a reload and would shut JetStream down.
 
 use std::ffi::OsString;
 use std::io;
@@ -23,6 +28,34 @@ pub struct LocalNatsConfig {
     pub port: u16,
     /// The nats-server binary.
     pub binary: OsString,
+    /// The server's TLS certificate and key (PEM): TLS is then required.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// The authorization config the server's configuration includes, in the data directory.
+pub const AUTH_FILE: &str = "nats-auth.conf";
+/// The server's configuration, in the data directory.
+pub const CONFIG_FILE: &str = "nats-server.conf";
+
+/// The configuration text: listen address, JetStream and its store, the included
+/// authorization file, TLS.
+pub fn config_text(config: &LocalNatsConfig, store: &Path) -> String {
+    let quote = |path: &Path| format!("{:?}", path.display().to_string());
+    let mut text = format!(
+        "# Written by `fleet up` on each start.\nlisten: \"{}:{}\"\n\
+         jetstream {{ store_dir: {} }}\ninclude \"{AUTH_FILE}\"\n",
+        config.host,
+        config.port,
+        quote(store)
+    );
+    if let Some((cert, key)) = &config.tls {
+        text.push_str(&format!(
+            "tls {{ cert_file: {}, key_file: {} }}\n",
+            quote(cert),
+            quote(key)
+        ));
+    }
+    text
 }
 
 /// Why the local server could not be started.
@@ -62,20 +95,31 @@ pub struct LocalNats {
 impl LocalNats {
     /// Starts the server and waits until it is ready.
     pub async fn start(config: &LocalNatsConfig) -> Result<Self, LocalNatsError> {
-        let store = config.data_dir.join("nats");
-        let log = config.data_dir.join("nats-server.log");
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|source| io_error("resolve the data directory".into(), source))?;
+        let store = data_dir.join("nats");
+        let log = data_dir.join("nats-server.log");
         tokio::fs::create_dir_all(&store)
             .await
             .map_err(|source| io_error(format!("create {}", store.display()), source))?;
+        let conf = data_dir.join(CONFIG_FILE);
+        tokio::fs::write(&conf, config_text(config, &store))
+            .await
+            .map_err(|source| io_error(format!("write {}", conf.display()), source))?;
+        let auth = data_dir.join(AUTH_FILE);
+        if !auth.exists() {
+            // No authorization yet (tests of this module): everyone may do everything.
+            tokio::fs::write(&auth, "# no authorization\n")
+                .await
+                .map_err(|source| io_error(format!("write {}", auth.display()), source))?;
+        }
         let offset = tokio::fs::metadata(&log)
             .await
             .map(|m| m.len())
             .unwrap_or(0);
         let mut child = Command::new(&config.binary)
-            .arg("-js")
-            .args(["-a", &config.host, "-p", &config.port.to_string()])
-            .arg("-sd")
-            .arg(&store)
+            .arg("-c")
+            .arg(&conf)
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())
@@ -124,6 +168,11 @@ impl LocalNats {
         &self.url
     }
 
+    /// The server's process id (for SIGHUP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the server gracefully (SIGTERM, so it flushes its store), killing it if it
     /// has not exited within 15 s.
     pub async fn stop(mut self) -> Result<(), LocalNatsError> {
@@ -169,6 +218,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             binary: binary.into(),
+            tls: None,
         }
     }
 

@@ -78,6 +78,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                              -p fleet-agent) or name it with --agent-binary",
                         )?,
                     every_secs: args.demo_every_secs,
+                    nats_ca_file: args.nats_ca_file.clone(),
                 }),
             };
             let mut services = args.services.config()?;
@@ -92,6 +93,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 nats_url: args.nats_url,
                 data_dir: args.data_dir,
                 nats_port: args.nats_port,
+                nats_key_file: args.nats_key_file,
+                nats_ca_file: args.nats_ca_file,
+                nats_tls: args.nats_tls_cert.zip(args.nats_tls_key),
                 streams: args.streams.options(),
                 services,
             };

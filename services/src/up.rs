@@ -1,6 +1,10 @@
 //! `fleet up`: restic-fleet on one machine. Starts a local nats-server unless a URL is
 //! given, ensures the streams, and runs every service until SIGINT or SIGTERM; with
 //! `--demo` also a local agent and a sample policy ([`crate::demo`]).
+//!
+//! The local server enforces per-agent credentials: the control plane connects with its
+//! key (`DATA_DIR/control.nk`, created once), and the access service renders the
+//! authorization config (`DATA_DIR/nats-auth.conf`) from the log and reloads the server.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,8 +14,13 @@ use fleet_events::store::EventStore;
 use fleet_events::streams::StreamOptions;
 use tokio_util::sync::CancellationToken;
 
+use fleet_events::store::connect::{NatsAccess, load_or_create_key, write_private};
+
+use crate::access::book::AccessBook;
+use crate::access::render::{RenderConfig, render as render_config};
+use crate::access::{AccessConfig, Reload};
 use crate::demo::{self, DemoConfig};
-use crate::local_nats::{LocalNats, LocalNatsConfig};
+use crate::local_nats::{AUTH_FILE, LocalNats, LocalNatsConfig};
 use crate::serve::{Service, ServiceConfig, run_all};
 
 /// What `fleet up` needs.
@@ -27,41 +36,75 @@ pub struct UpConfig {
     pub services: ServiceConfig,
     /// Also run the demo: a local agent and a sample policy.
     pub demo: Option<DemoConfig>,
+    /// The control plane's key for a server given by URL (the local server's is
+    /// `DATA_DIR/control.nk`).
+    pub nats_key_file: Option<PathBuf>,
+    /// The CA of the server's TLS certificate.
+    pub nats_ca_file: Option<PathBuf>,
+    /// The local server's TLS certificate and key.
+    pub nats_tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// The control plane's key in the data directory.
+pub const CONTROL_KEY_FILE: &str = "control.nk";
+
 /// Runs until `shutdown` is cancelled, then stops what it started.
-pub async fn run(config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let local = match &config.nats_url {
-        Some(_) => None,
-        None => Some(
-            LocalNats::start(&LocalNatsConfig {
-                data_dir: config.data_dir.clone(),
-                host: "127.0.0.1".into(),
-                port: config.nats_port,
-                binary: OsString::from("nats-server"),
-            })
-            .await
-            .context("starting the local nats-server")?,
-        ),
-    };
-    let url = match (&config.nats_url, &local) {
-        (Some(url), _) => url.clone(),
-        (None, Some(local)) => local.url().to_owned(),
-        (None, None) => unreachable!("a local server is started when no URL is given"),
-    };
-    let result = serve(&url, &config, shutdown).await;
-    if let Some(local) = local {
-        local
-            .stop()
-            .await
-            .context("stopping the local nats-server")?;
-        tracing::info!("local nats-server stopped");
+pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut access = NatsAccess::tls(config.nats_ca_file.clone());
+    if config.nats_url.is_some() {
+        if let Some(file) = &config.nats_key_file {
+            access = access.with_seed_file(file)?;
+        }
+        let url = config.nats_url.clone().unwrap_or_default();
+        return serve(&url, &access, &config, shutdown).await;
     }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let key_file = config.data_dir.join(CONTROL_KEY_FILE);
+    let control = load_or_create_key(&key_file).context("the control plane's NATS key")?;
+    let render = RenderConfig {
+        control_keys: vec![control.public_key()],
+        anonymous_enroll: true,
+    };
+    let auth_file = config.data_dir.join(AUTH_FILE);
+    // The access service renders the agents once it has caught up with the log; until
+    // then (a first start, or a new control key) the control plane must get in.
+    let current = std::fs::read_to_string(&auth_file).unwrap_or_default();
+    if !current.contains(&control.public_key()) {
+        write_private(&auth_file, &render_config(&AccessBook::default(), &render))?;
+    }
+    let local = LocalNats::start(&LocalNatsConfig {
+        data_dir: config.data_dir.clone(),
+        host: "127.0.0.1".into(),
+        port: config.nats_port,
+        binary: OsString::from("nats-server"),
+        tls: config.nats_tls.clone(),
+    })
+    .await
+    .context("starting the local nats-server")?;
+    config.services.access = Some(AccessConfig {
+        out: Some(auth_file),
+        render,
+        reload: local.pid().map_or(Reload::Never, Reload::Pid),
+    });
+    let url = local.url().to_owned();
+    let result = serve(&url, &access.with_key(&control), &config, shutdown).await;
+    local
+        .stop()
+        .await
+        .context("stopping the local nats-server")?;
+    tracing::info!("local nats-server stopped");
     result
 }
 
-async fn serve(url: &str, config: &UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = async_nats::connect(url)
+async fn serve(
+    url: &str,
+    access: &NatsAccess,
+    config: &UpConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = access
+        .connect(url)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     let store = EventStore::new(client);

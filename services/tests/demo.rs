@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
 use fleet_events::event::{AgentEvent, Event, PolicyEvent, TaskEvent, TenantEvent};
+use fleet_events::store::connect::{NatsAccess, read_key};
 use fleet_events::store::{EventStore, Stored};
 use futures::TryStreamExt;
 
@@ -47,13 +48,37 @@ fn stop(mut child: Child) -> ExitStatus {
     panic!("fleet up did not stop within 60 s of SIGTERM");
 }
 
-async fn connect(port: u16) -> EventStore {
-    let client = async_nats::ConnectOptions::new()
+/// Connects as the control plane, with the key `fleet up` keeps in `data`.
+async fn connect(data: &Path, port: u16) -> EventStore {
+    let key_file = data.join("control.nk");
+    let mut key = None;
+    for _ in 0..300 {
+        if let Ok(found) = read_key(&key_file) {
+            key = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = key.expect("fleet up writes its control key");
+    let client = NatsAccess::default()
+        .with_key(&key)
+        .options()
         .retry_on_initial_connect()
         .connect(format!("nats://127.0.0.1:{port}"))
         .await
         .expect("connect");
     EventStore::new(client)
+}
+
+/// Whether a connection without credentials can read the log's stream info.
+async fn anonymous_reads_the_log(port: u16) -> bool {
+    let Ok(client) = async_nats::connect(format!("nats://127.0.0.1:{port}")).await else {
+        return false;
+    };
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(client);
+    js.get_stream(fleet_events::streams::EVENTS).await.is_ok()
 }
 
 async fn log(store: &EventStore) -> Vec<Stored> {
@@ -104,7 +129,7 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
     let data = tempfile::tempdir().expect("tempdir");
     let (port, api_port) = (free_port(), free_port());
     let fleet = start(data.path(), port, api_port);
-    let store = connect(port).await;
+    let store = connect(data.path(), port).await;
     wait_for(
         &store,
         Duration::from_secs(150),
@@ -112,6 +137,18 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
         |events| succeeded(events) >= 1,
     )
     .await;
+
+    // The local server runs the rendered authorization: the demo agent works with its own
+    // key, and a connection without credentials cannot read the log.
+    assert!(
+        !anonymous_reads_the_log(port).await,
+        "an anonymous client read the event log"
+    );
+    let auth = std::fs::read_to_string(data.path().join("nats-auth.conf")).expect("auth file");
+    assert!(
+        auth.contains("# agent "),
+        "the demo agent has its block:\n{auth}"
+    );
 
     // The demo's admin token (0600) works for the CLI over the API.
     let demo = data.path().join("demo");
@@ -168,7 +205,7 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
         .expect("status");
     let port = free_port();
     let fleet = start(data.path(), port, free_port());
-    let store = connect(port).await;
+    let store = connect(data.path(), port).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&status_file)
         .and_then(|m| m.modified())
