@@ -31,6 +31,7 @@ use fleet_tests::NatsServer;
 use fleet_tests::restic::{Repo, incompressible_data};
 use serde_json::Value;
 
+mod scan;
 mod support;
 use support::{Fleet, agent_binary, free_port, token_after};
 
@@ -747,6 +748,22 @@ fn a_policy_from_yaml_fails_on_a_lock_backs_off_and_succeeds_with_the_agent_satu
         serde_json::json!([data.display().to_string()]),
         "{snapshots:?}"
     );
+    // 8. No secret is stored: not the repository password, not a token, not the agent's
+    // NATS seed, in any stream or any read model's file.
+    let seed = std::fs::read_to_string(dir.path().join("agent-state/nats.nk")).expect("seed");
+    let password = std::fs::read_to_string(&password_file).expect("password");
+    let (messages, files) = scan::assert_no_secret_stored(
+        &nats.url(),
+        &[&dir.path().join("fleet-data/projections")],
+        &[
+            ("repository password", password.trim()),
+            ("admin token", &api.token),
+            ("enrollment token", &enroll),
+            ("agent's NATS seed", seed.trim()),
+        ],
+        AGENT_NAME,
+    );
+    eprintln!("scan: no secret in {messages} stream messages or {files} read-model files");
     eprintln!(
         "scenario: {attempts} attempts ({} failed on the lock), the backup took {} ms, \
          {:.1} s in all",
