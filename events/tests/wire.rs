@@ -110,7 +110,10 @@ fn registration_requests_of_older_agents_still_decode() {
         .expect("sample")
         .1;
     let decoded = RegisterRequest::from_wire(&current).expect("decodes");
-    assert!(decoded.nats_key.starts_with('U'), "the current layout keeps its key");
+    assert!(
+        decoded.nats_key.starts_with('U'),
+        "the current layout keeps its key"
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleet_events::access;
 use fleet_events::codec::Wire;
 use fleet_events::protocol::{AgentCommand, Command, ReportStatus, TaskOrder};
-use fleet_events::access;
 use fleet_events::streams;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
