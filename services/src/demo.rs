@@ -7,8 +7,6 @@
 //! Every step is idempotent: a second `fleet up --demo` on the same data directory reuses
 //! the tenant, the agent's identity and the policy.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -344,17 +342,12 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Writes `text` to a new file only its owner can read.
+/// Writes `text` and a newline to a file only its owner can read (atomically).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(file, "{text}").with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(fleet_events::store::connect::write_private(
+        path,
+        &format!("{text}\n"),
+    )?)
 }
 
 /// 32 random bytes as hex: the demo repository's password.

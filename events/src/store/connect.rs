@@ -63,11 +63,6 @@ impl NatsAccess {
         Ok(self)
     }
 
-    /// Whether a key is presented.
-    pub fn has_key(&self) -> bool {
-        self.seed.is_some()
-    }
-
     /// The async-nats options for this access.
     pub fn options(&self) -> async_nats::ConnectOptions {
         let mut options = async_nats::ConnectOptions::new();
@@ -157,11 +152,9 @@ mod tests {
         let again = load_or_create_key(&path).expect("read");
         assert_eq!(again.public_key(), created.public_key());
         let access = NatsAccess::default().with_seed_file(&path).expect("seed");
-        assert!(access.has_key());
-        assert!(
-            !format!("{access:?}").contains("SU"),
-            "the seed is never printed"
-        );
+        let printed = format!("{access:?}");
+        assert!(printed.contains("<redacted>"), "a seed is held: {printed}");
+        assert!(!printed.contains("SU"), "the seed is never printed");
         std::fs::write(&path, "garbage").expect("write");
         assert!(matches!(
             read_key(&path),
