@@ -1,4 +1,10 @@
 //! Appending events: msg ids for deduplication, expected sequences for concurrency.
+//!
+//! A retry of an expected-sequence append whose ack was lost must answer "duplicate", as
+//! a retry of any other append does. nats-server 2.9 checks the msg id before the expected
+//! sequence and answers so; later versions check the expected sequence first and answer
+//! "wrong last sequence". So a conflict is looked at before it is reported: if the
+//! subject holds this msg id after the expected sequence, the append was stored before.
 
 use std::borrow::Cow;
 
@@ -17,6 +23,10 @@ const EVENT_TYPE: HeaderName = HeaderName::from_static(HEADER_EVENT_TYPE);
 const SCHEMA: HeaderName = HeaderName::from_static(HEADER_SCHEMA);
 /// [`SCHEMA_VERSION`] as header text.
 const SCHEMA_VERSION_TEXT: &str = "1";
+/// Messages read after the expected sequence, looking for the msg id of an append that
+/// conflicted. A retry follows its lost ack within seconds, when few events can have been
+/// appended to one aggregate; past this many the conflict is reported as it is.
+const CONFLICT_SCAN_LIMIT: usize = 256;
 
 /// What the writer expects of the subject before its append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +56,22 @@ pub struct Appended {
 }
 
 struct Sent {
-    conflict_subject: Option<String>,
-    expect: Expect,
+    /// What an expected-sequence append needs if it conflicts.
+    conditional: Option<Conditional>,
     ack: PublishAckFuture,
+}
+
+struct Conditional {
+    subject: String,
+    msg_id: String,
+    expected: u64,
 }
 
 impl EventStore {
     /// Appends one event and waits for the server to store it.
     pub async fn append(&self, item: Append<'_>) -> Result<Appended, AppendError> {
         let sent = self.send(item).await?;
-        finish(sent).await
+        self.finish(sent).await
     }
 
     /// Appends events in order with up to [`PIPELINE_WINDOW`] acks in flight; one result
@@ -73,7 +89,7 @@ impl EventStore {
                 results.push(result);
             }
             match self.send(item).await {
-                Ok(sent) => in_flight.push_back(futures::future::Either::Left(finish(sent))),
+                Ok(sent) => in_flight.push_back(futures::future::Either::Left(self.finish(sent))),
                 Err(e) => in_flight.push_back(futures::future::Either::Right(async { Err(e) })),
             }
         }
@@ -97,10 +113,14 @@ impl EventStore {
             .header(EVENT_TYPE, item.envelope.event.event_type().name())
             .header(SCHEMA, schema.as_ref());
         // Only an expected-sequence append can conflict and needs the subject afterwards.
-        let conflict_subject = match item.expect {
-            Expect::LastSeq(seq) => {
-                message = message.expected_last_subject_sequence(seq);
-                Some(subject.clone())
+        let conditional = match item.expect {
+            Expect::LastSeq(expected) => {
+                message = message.expected_last_subject_sequence(expected);
+                Some(Conditional {
+                    subject: subject.clone(),
+                    msg_id: item.msg_id.to_owned(),
+                    expected,
+                })
             }
             Expect::Any => None,
         };
@@ -109,28 +129,43 @@ impl EventStore {
             .send_publish(subject, message)
             .await
             .map_err(|e| map_publish_error(e.kind(), &e.to_string()))?;
-        Ok(Sent {
-            conflict_subject,
-            expect: item.expect,
-            ack,
-        })
+        Ok(Sent { conditional, ack })
     }
-}
 
-async fn finish(sent: Sent) -> Result<Appended, AppendError> {
-    match sent.ack.await {
-        Ok(ack) => Ok(Appended {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        }),
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(AppendError::Conflict {
-            subject: sent.conflict_subject.unwrap_or_default(),
-            expected: match sent.expect {
-                Expect::LastSeq(seq) => seq,
-                Expect::Any => 0,
+    async fn finish(&self, sent: Sent) -> Result<Appended, AppendError> {
+        match sent.ack.await {
+            Ok(ack) => Ok(Appended {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => match sent.conditional {
+                Some(c) => self.conflict_or_duplicate(c).await,
+                None => Err(map_publish_error(e.kind(), &e.to_string())),
             },
-        }),
-        Err(e) => Err(map_publish_error(e.kind(), &e.to_string())),
+            Err(e) => Err(map_publish_error(e.kind(), &e.to_string())),
+        }
+    }
+
+    /// A lost race, or the retry of an append that was stored (see the module's doc).
+    async fn conflict_or_duplicate(&self, c: Conditional) -> Result<Appended, AppendError> {
+        match self
+            .find_msg_id(&c.subject, c.expected, &c.msg_id, CONFLICT_SCAN_LIMIT)
+            .await
+        {
+            Ok(Some(seq)) => Ok(Appended {
+                seq,
+                duplicate: true,
+            }),
+            Ok(None) => Err(AppendError::Conflict {
+                subject: c.subject,
+                expected: c.expected,
+            }),
+            // Whether it was stored cannot be told: the writer retries with the same id.
+            Err(e) => Err(AppendError::Unavailable(format!(
+                "{} conflicted and could not be checked for msg id {}: {e}",
+                c.subject, c.msg_id
+            ))),
+        }
     }
 }
 

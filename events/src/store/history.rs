@@ -60,6 +60,32 @@ impl EventStore {
     }
 }
 
+impl EventStore {
+    /// The sequence of the message on `subject` after sequence `after` that carries
+    /// `msg_id`, reading at most `limit` messages; `None` if there is none among them.
+    pub(super) async fn find_msg_id(
+        &self,
+        subject: &str,
+        after: u64,
+        msg_id: &str,
+        limit: usize,
+    ) -> Result<Option<u64>, ReadError> {
+        let stream = self.events_stream().await?;
+        let mut from = after + 1;
+        for _ in 0..limit {
+            let Some(message) = next_message(&stream, subject, from).await? else {
+                return Ok(None);
+            };
+            let id = message.headers.get(async_nats::header::NATS_MESSAGE_ID);
+            if id.map(|v| v.as_str()) == Some(msg_id) {
+                return Ok(Some(message.sequence));
+            }
+            from = message.sequence + 1;
+        }
+        Ok(None)
+    }
+}
+
 /// The first message on `subject` at or after sequence `from`, if there is one. A replica
 /// holds a prefix of the stream, so what it returns is right; if it has nothing yet, the
 /// leader is asked.

@@ -112,15 +112,41 @@ async fn repeated_msg_ids_are_stored_once() {
     assert!(!first.duplicate);
     assert!(again.duplicate);
     assert_eq!(again.seq, first.seq);
-    // A retry of an expected-sequence append whose ack was lost: dedup answers first.
+    // A retry of an expected-sequence append whose ack was lost is a duplicate too, on
+    // every server version (2.9 checks the msg id first, later versions the sequence).
     let retry = f
         .store
         .append(append(&event, "same-id", Expect::LastSeq(0)))
         .await
-        .expect("dedup is checked before the expected sequence");
+        .expect("a retry is not a conflict");
     assert!(retry.duplicate);
+    assert_eq!(retry.seq, first.seq);
+    // Also after another writer appended to the aggregate.
+    let later = agent_event(agent, 2);
+    let other = f
+        .store
+        .append(append(&later, "other-id", Expect::LastSeq(first.seq)))
+        .await
+        .expect("stored");
+    let retry = f
+        .store
+        .append(append(&event, "same-id", Expect::LastSeq(0)))
+        .await
+        .expect("a late retry is not a conflict");
+    assert_eq!((retry.seq, retry.duplicate), (first.seq, true));
+    // A new msg id with the same stale expectation is a lost race.
+    let stale = f
+        .store
+        .append(append(&later, "third-id", Expect::LastSeq(first.seq)))
+        .await;
+    assert!(
+        matches!(&stale, Err(AppendError::Conflict { subject, expected })
+            if *subject == subject_of(agent).to_string() && *expected == first.seq),
+        "{stale:?}"
+    );
     let history = f.store.history(&subject_of(agent)).await.expect("history");
-    assert_eq!(history.events.len(), 1);
+    assert_eq!(history.events.len(), 2);
+    assert_eq!(history.last_seq, other.seq);
 }
 
 #[tokio::test]
