@@ -139,7 +139,8 @@ impl EventStore {
                 duplicate: ack.duplicate,
             }),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => match sent.conditional {
-                Some(c) => self.conflict_or_duplicate(c).await,
+                // Boxed: rare, and it would make every in-flight ack's future larger.
+                Some(c) => Box::pin(self.conflict_or_duplicate(c)).await,
                 None => Err(map_publish_error(e.kind(), &e.to_string())),
             },
             Err(e) => Err(map_publish_error(e.kind(), &e.to_string())),
