@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use fleet_events::enroll::check_nats_key;
-use fleet_events::store::EventStore;
 use fleet_events::store::connect::{NatsAccess, read_key};
+use fleet_events::store::{BadNatsServers, EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
 use fleet_events::task_state::TaskStatus;
 use fleet_projections::RunOutcomeKind;
@@ -112,7 +112,8 @@ pub enum TenantCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// The NATS server.
+    /// The NATS server, or several nodes of a cluster, comma-separated (each is tried in
+    /// turn; the rest of the cluster is learnt from the one reached).
     #[arg(long, env = "FLEET_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// The control plane's NATS key: a file holding an nkey seed (`SU…`, as `fleet up`
@@ -136,12 +137,18 @@ impl NatsArgs {
         }
     }
 
+    /// The servers `--nats-url` names.
+    pub fn servers(&self) -> anyhow::Result<NatsServers> {
+        nats_servers(&self.nats_url)
+    }
+
     /// Connects to the server.
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        let servers = self.servers()?;
         self.access()?
-            .connect(&self.nats_url)
+            .connect(&servers)
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.nats_url))
+            .with_context(|| format!("connecting to NATS at {servers}"))
     }
 
     /// Connects and opens the event store.
@@ -406,9 +413,16 @@ impl StreamArgs {
     }
 }
 
+/// `--nats-url` as a server list; the error names the option, never its value (a URL may
+/// hold a password).
+pub fn nats_servers(text: &str) -> anyhow::Result<NatsServers> {
+    text.parse()
+        .map_err(|e: BadNatsServers| anyhow::anyhow!("--nats-url (FLEET_NATS_URL) {e}"))
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Use this NATS server instead of starting one.
+    /// Use this NATS server (or cluster nodes, comma-separated) instead of starting one.
     #[arg(long, env = "FLEET_NATS_URL")]
     pub nats_url: Option<String>,
     /// Where the local nats-server keeps its store and log.

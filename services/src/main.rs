@@ -90,7 +90,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let config = up::UpConfig {
                 demo,
-                nats_url: args.nats_url,
+                nats_url: args
+                    .nats_url
+                    .as_deref()
+                    .map(cli::nats_servers)
+                    .transpose()?,
                 data_dir: args.data_dir,
                 nats_port: args.nats_port,
                 nats_key_file: args.nats_key_file,
@@ -123,7 +127,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .ensure_streams(&args.streams.options())
                 .await
                 .context("ensuring the streams")?;
-            println!("streams ready on {}", args.nats.nats_url);
+            println!("streams ready on {}", args.nats.servers()?);
             Ok(())
         }
         Command::NatsConfig(args) => {

@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fleet_events::store::EventStore;
+use fleet_events::store::{EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -26,8 +26,8 @@ use crate::serve::{Service, ServiceConfig, run_all};
 /// What `fleet up` needs.
 #[derive(Debug, Clone)]
 pub struct UpConfig {
-    /// Use this NATS server instead of starting one.
-    pub nats_url: Option<String>,
+    /// Use these NATS servers instead of starting one.
+    pub nats_url: Option<NatsServers>,
     /// Where the local server keeps its store and log.
     pub data_dir: PathBuf,
     /// Port of the local server.
@@ -51,12 +51,11 @@ pub const CONTROL_KEY_FILE: &str = "control.nk";
 /// Runs until `shutdown` is cancelled, then stops what it started.
 pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut access = NatsAccess::tls(config.nats_ca_file.clone());
-    if config.nats_url.is_some() {
+    if let Some(servers) = config.nats_url.clone() {
         if let Some(file) = &config.nats_key_file {
             access = access.with_seed_file(file)?;
         }
-        let url = config.nats_url.clone().unwrap_or_default();
-        return serve(&url, &access, &config, shutdown).await;
+        return serve(&servers, &access, &config, shutdown).await;
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -87,8 +86,8 @@ pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::R
         render,
         reload: local.pid().map_or(Reload::Never, Reload::Pid),
     });
-    let url = local.url().to_owned();
-    let result = serve(&url, &access.with_key(&control), &config, shutdown).await;
+    let servers = local.url().parse().context("the local nats-server's URL")?;
+    let result = serve(&servers, &access.with_key(&control), &config, shutdown).await;
     local
         .stop()
         .await
@@ -98,21 +97,21 @@ pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::R
 }
 
 async fn serve(
-    url: &str,
+    servers: &NatsServers,
     access: &NatsAccess,
     config: &UpConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = access
-        .connect(url)
+        .connect(servers)
         .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+        .with_context(|| format!("connecting to NATS at {servers}"))?;
     let store = EventStore::new(client);
     store
         .ensure_streams(&config.streams)
         .await
         .context("ensuring the JetStream streams")?;
-    tracing::info!(nats = %url, replicas = config.streams.replicas, "restic-fleet is up: streams ready");
+    tracing::info!(nats = %servers, replicas = config.streams.replicas, "restic-fleet is up: streams ready");
     let Some(demo_config) = &config.demo else {
         return run_all(&Service::ALL, store, config.services.clone(), shutdown).await;
     };
@@ -122,7 +121,7 @@ async fn serve(
         config.services.clone(),
         shutdown.clone(),
     ));
-    let demo = demo::run(&store, url, demo_config, shutdown.clone()).await;
+    let demo = demo::run(&store, &servers.urls(), demo_config, shutdown.clone()).await;
     // A failed demo stops everything: `fleet up --demo` without its demo is not what was
     // asked for.
     shutdown.cancel();

@@ -598,3 +598,49 @@ async fn the_cli_reads_and_writes_through_the_api_with_the_contracts_exit_codes(
     let status = tail.wait().expect("tail ends");
     assert!(status.success(), "Ctrl-C ends the tail cleanly: {status:?}");
 }
+
+/// `--nats-url` takes several servers (a cluster's nodes): one down is skipped. A URL's
+/// password never reaches the output, whether the server answers, is down, or the URL is
+/// malformed.
+#[test]
+fn nats_url_takes_a_list_and_never_shows_a_password() {
+    let server = NatsServer::start().expect("nats-server");
+    let dead = free_port();
+    let fleet = |nats_url: &str| -> Ran {
+        Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .args(["streams", "ensure", "--nats-url", nats_url])
+            .env_remove("FLEET_NATS_KEY_FILE")
+            .env_remove("FLEET_NATS_CA_FILE")
+            .output()
+            .expect("fleet runs")
+            .into()
+    };
+    let live = server.port();
+    let ran = fleet(&format!(
+        "nats://127.0.0.1:{dead}, nats://fleet:s3cret@127.0.0.1:{live}"
+    ));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(
+        ran.stdout.trim(),
+        format!("streams ready on nats://127.0.0.1:{dead},nats://127.0.0.1:{live}")
+    );
+    assert!(!ran.stderr.contains("s3cret"), "{ran:?}");
+
+    let ran = fleet(&format!("nats://fleet:s3cret@127.0.0.1:{dead}"));
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains(&format!("connecting to NATS at nats://127.0.0.1:{dead}")),
+        "{ran:?}"
+    );
+    assert!(!ran.stderr.contains("s3cret"), "{ran:?}");
+
+    let ran = fleet("nats://fleet:s3cret@[bad");
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("--nats-url (FLEET_NATS_URL) is not a list of NATS server URLs"),
+        "{ran:?}"
+    );
+    assert!(!ran.stderr.contains("s3cret"), "{ran:?}");
+}

@@ -17,6 +17,7 @@ use async_nats::ServerAddr;
 use fleet_events::enroll::{TokenText, check_machine_id};
 use fleet_events::ids::{AgentId, TenantId};
 use fleet_events::settings::AgentSettings;
+use fleet_events::store::NatsServers;
 use fleet_events::validation::FieldError;
 
 use crate::enroll::Identity;
@@ -127,17 +128,13 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
 
     let nats_text = raw.nats_url.unwrap_or_else(|| DEFAULT_NATS_URL.into());
     // The URL may hold a password: name the field, never echo its value.
-    let nats: Vec<ServerAddr> = nats_text
-        .split(',')
-        .map(|url| url.trim().parse())
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|_| {
-            fail(
-                "natsUrl",
-                "is not a NATS server URL (nats://host:port, comma-separated)".into(),
-            );
+    let nats: Vec<ServerAddr> = match nats_text.parse::<NatsServers>() {
+        Ok(servers) => servers.addrs().to_vec(),
+        Err(error) => {
+            fail("natsUrl", error.to_string());
             Vec::new()
-        });
+        }
+    };
 
     if let Some(ca) = &raw.nats_ca_file
         && let Err(error) = std::fs::metadata(ca)

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::NatsServers;
+
 /// Why credentials could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -78,9 +80,12 @@ impl NatsAccess {
         options
     }
 
-    /// Connects to `url` once (no retry).
-    pub async fn connect(&self, url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-        self.options().connect(url).await
+    /// Connects to one of `servers` (each tried in turn), once (no retry).
+    pub async fn connect(
+        &self,
+        servers: &NatsServers,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        self.options().connect(servers.addrs().to_vec()).await
     }
 }
 

@@ -5,7 +5,8 @@
 //!   subject sequence (optimistic concurrency); [`EventStore::append_many`] pipelines acks.
 //! - [`EventStore::history`], [`EventStore::replay`] and [`EventStore::follow`] read.
 //! - [`consume`] runs a durable consumer whose undecodable or rejected messages are parked.
-//! - [`connect`] builds a client's connection: nkey, TLS CA, inbox prefix.
+//! - [`connect`] builds a client's connection: nkey, TLS CA, inbox prefix;
+//!   [`NatsServers`] the server list it connects to.
 
 mod append;
 pub mod connect;
@@ -13,6 +14,7 @@ pub mod consume;
 mod error;
 mod history;
 mod read;
+mod servers;
 mod watch;
 
 use std::time::Duration;
@@ -23,6 +25,7 @@ pub use append::{Append, Appended, Expect};
 pub use error::{AppendError, ReadError, StoreError};
 pub use history::{HISTORY_BY_GET, History};
 pub use read::{CREATE_RETRIES_METRIC, Stored};
+pub use servers::{BadNatsServers, NatsServers};
 pub use watch::{STALL_AFTER, STALLS_METRIC};
 
 use crate::streams::{self, StreamOptions};

@@ -2,7 +2,8 @@
 //! the compose file follows the Compose Specification (the JSON schema copied to
 //! `tests/schemas/compose-spec.json` from the compose-spec repository, see the README
 //! there), our images are built by a stage of a Dockerfile in the repository, every file a
-//! service mounts exists, the NATS nodes route to each other, Prometheus scrapes every fleet
+//! service mounts exists, the NATS nodes route to each other, every client is given every
+//! node, Prometheus scrapes every fleet
 //! service, and the Grafana dashboard queries only metrics the code emits. Each check lists
 //! every problem it finds.
 
@@ -312,6 +313,56 @@ fn each_nats_node_routes_to_the_other_two_and_keeps_jetstream_on_a_volume() {
         }
     }
     assert_none("the NATS cluster", &problems);
+}
+
+/// The NATS nodes of the compose file, by service name.
+fn nats_nodes(compose: &Value) -> BTreeSet<String> {
+    services(compose)
+        .iter()
+        .filter(|(_, service)| {
+            service["image"]
+                .as_str()
+                .is_some_and(|image| image.starts_with("nats:"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The hosts of a server list, or why it is not one.
+fn server_hosts(urls: &str) -> Result<BTreeSet<String>, String> {
+    let servers: fleet_events::store::NatsServers =
+        urls.parse().map_err(|e| format!("{urls:?} {e}"))?;
+    Ok(servers
+        .addrs()
+        .iter()
+        .map(|addr| addr.host().to_owned())
+        .collect())
+}
+
+#[test]
+fn every_client_is_given_every_nats_node() {
+    let compose = compose();
+    let nodes = nats_nodes(&compose);
+    let mut problems = Vec::new();
+    let mut clients = 0;
+    for (name, service) in services(&compose) {
+        let Some(urls) = service["environment"]["FLEET_NATS_URL"].as_str() else {
+            continue;
+        };
+        clients += 1;
+        match server_hosts(urls) {
+            Ok(hosts) if hosts == nodes => {}
+            Ok(hosts) => problems.push(format!("{name}: NATS {hosts:?}, not {nodes:?}")),
+            Err(e) => problems.push(format!("{name}: FLEET_NATS_URL {e}")),
+        }
+    }
+    assert!(clients >= 3, "the services name their NATS servers");
+    let agent = yaml(&root().join("deploy/agent/fleet-agent.yaml"));
+    match agent["natsUrl"].as_str().map(server_hosts) {
+        Some(Ok(hosts)) if hosts == nodes => {}
+        other => problems.push(format!("the agent's natsUrl: {other:?}, not {nodes:?}")),
+    }
+    assert_none("the NATS clients", &problems);
 }
 
 /// The port in `host:port`.

@@ -32,7 +32,8 @@ use fleet_tests::NatsServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    append, append_at, eventually, park_reason, parked, spawn_service, system, task_events, tenant,
+    self, append, append_at, eventually, park_reason, parked, spawn_service, system, task_events,
+    tenant,
 };
 
 /// How long a refused request is given before it counts as unanswered.
@@ -73,7 +74,7 @@ async fn secured() -> Secured {
     .expect("start nats-server with the rendered config");
     let client = NatsAccess::default()
         .with_key(&control)
-        .connect(&server.url())
+        .connect(&support::servers(&server))
         .await
         .expect("the control plane's key is admitted");
     let store = EventStore::new(client);
@@ -511,7 +512,7 @@ async fn forged_reports_are_parked_and_a_decommissioned_agent_is_shut_out() {
         },
     )
     .await;
-    let url = s.server.url();
+    let url = support::servers(&s.server);
     eventually("B's key to be refused", Duration::from_secs(20), || {
         let access = NatsAccess::default().with_key(&b.key);
         let url = url.clone();

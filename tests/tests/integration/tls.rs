@@ -133,7 +133,7 @@ async fn a_client_trusting_the_ca_uses_the_event_store_over_tls() {
     assert!(!String::from_utf8_lossy(&answer).contains("PONG"));
 
     let client = NatsAccess::tls(Some(pki.ca.clone()))
-        .connect(&server.url())
+        .connect(&support::servers(&server))
         .await
         .expect("connects over TLS");
     let store = EventStore::new(client);
@@ -162,7 +162,7 @@ async fn clients_not_trusting_the_ca_are_refused() {
     // Without a CA the client still upgrades (the server's INFO requires TLS), trusting
     // only the system's roots (or failing to set TLS up where they cannot be read); with
     // the other CA it trusts that one only. Neither signed the server's certificate.
-    let url = server.url();
+    let url = support::servers(&server);
     let error = NatsAccess::tls(None)
         .connect(&url)
         .await
@@ -181,7 +181,12 @@ async fn an_agent_with_nats_ca_file_registers_and_connects_as_itself_over_tls() 
     let pki = Pki::generate();
     let server = pki.server();
     let access = NatsAccess::tls(Some(pki.ca.clone()));
-    let store = EventStore::new(access.connect(&server.url()).await.expect("connects"));
+    let store = EventStore::new(
+        access
+            .connect(&support::servers(&server))
+            .await
+            .expect("connects"),
+    );
     store
         .ensure_streams(&StreamOptions::default())
         .await

@@ -25,9 +25,14 @@ use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event};
 use fleet_events::ids::{AgentId, TenantId};
 use fleet_events::samples;
-use fleet_events::store::EventStore;
+use fleet_events::store::{EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
 use fleet_tests::NatsServer;
+
+/// The server as the list clients connect to.
+pub fn servers(server: &NatsServer) -> NatsServers {
+    server.url().parse().expect("the harness's URL")
+}
 
 /// Shows the services' logs in the test's output when `RUST_LOG` is set (for instance
 /// `RUST_LOG=fleet_services=info`); silent otherwise.
