@@ -247,7 +247,9 @@ pub async fn connect_as(
     access.inbox_prefix = Some(agent_inbox_prefix(identity.agent));
     let mut wait = Duration::from_secs(1);
     loop {
-        let attempt = access.options().connect(connection.config.nats.clone());
+        let attempt = access
+            .options()
+            .connect(connection.config.nats.addrs().to_vec());
         let error = tokio::select! {
             _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
             result = attempt => match result {
@@ -335,7 +337,7 @@ async fn register(
         options = options.retry_on_initial_connect();
     }
     let client = options
-        .connect(config.nats.clone())
+        .connect(config.nats.addrs().to_vec())
         .await
         .map_err(|e| EnrollError::Connect(e.to_string()))?;
     let answer = send(&client, &request, shutdown).await;

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::ServerAddr;
 use fleet_events::enroll::{TokenText, check_machine_id};
 use fleet_events::ids::{AgentId, TenantId};
 use fleet_events::settings::AgentSettings;
@@ -43,7 +42,8 @@ pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
 /// A checked configuration: everything the agent needs before it probes restic.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
-    pub nats: Vec<ServerAddr>,
+    /// Shown without credentials by `Debug`.
+    pub nats: NatsServers,
     /// The CA that signed the server's certificate (TLS required), if configured.
     pub nats_ca_file: Option<PathBuf>,
     /// The agent's NATS key (nkey seed), created on first start.
@@ -128,13 +128,10 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
 
     let nats_text = raw.nats_url.unwrap_or_else(|| DEFAULT_NATS_URL.into());
     // The URL may hold a password: name the field, never echo its value.
-    let nats: Vec<ServerAddr> = match nats_text.parse::<NatsServers>() {
-        Ok(servers) => servers.addrs().to_vec(),
-        Err(error) => {
-            fail("natsUrl", error.to_string());
-            Vec::new()
-        }
-    };
+    let nats = nats_text
+        .parse::<NatsServers>()
+        .map_err(|error| fail("natsUrl", error.to_string()))
+        .ok();
 
     if let Some(ca) = &raw.nats_ca_file
         && let Err(error) = std::fs::metadata(ca)
@@ -221,8 +218,8 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
         fail("name", "must be 1 to 253 characters".into());
     }
 
-    match enrollment {
-        Some(enrollment) if errors.is_empty() => {
+    match (enrollment, nats) {
+        (Some(enrollment), Some(nats)) if errors.is_empty() => {
             let state_dir = raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
             Ok(ValidConfig {
                 nats,

@@ -44,7 +44,7 @@ fn config_full_file_parses_into_values() {
          \x20 c:\n    passwordEnv: C_PASS\n"
     );
     let config = check(&yaml, &env(&[("HOSTNAME", "ignored")])).unwrap();
-    assert_eq!(config.nats.len(), 1);
+    assert_eq!(config.nats.addrs().len(), 1);
     assert_eq!(config.state_dir, PathBuf::from("/srv/agent"));
     assert_eq!(preassigned(&config), (AGENT.to_owned(), "acme".to_owned()));
     assert_eq!(config.hostname, "web-1");
@@ -63,10 +63,7 @@ fn config_full_file_parses_into_values() {
 fn config_defaults_fill_the_rest() {
     let yaml = format!("agentId: {AGENT}\ntenant: acme\n");
     let config = check(&yaml, &env(&[("HOSTNAME", "box")])).unwrap();
-    assert_eq!(
-        config.nats,
-        vec![DEFAULT_NATS_URL.parse::<ServerAddr>().unwrap()]
-    );
+    assert_eq!(config.nats.to_string(), DEFAULT_NATS_URL);
     assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     assert_eq!(config.hostname, "box");
     assert_eq!(config.heartbeat_every, Duration::from_secs(10));
@@ -89,10 +86,7 @@ fn config_env_overrides_win() {
         ("FLEET_AGENT_HOSTNAME", "env-host"),
     ]);
     let config = check(yaml, &source).unwrap();
-    assert_eq!(
-        config.nats,
-        vec!["nats://env:4222".parse::<ServerAddr>().unwrap()]
-    );
+    assert_eq!(config.nats.to_string(), "nats://env:4222");
     assert_eq!(config.state_dir, PathBuf::from("/env"));
     assert_eq!(
         preassigned(&config),
@@ -153,6 +147,16 @@ fn config_bad_nats_url_does_not_echo_it() {
     let errors = check(&yaml, &env(&[("HOSTNAME", "h")])).unwrap_err();
     assert_eq!(fields(&errors), ["natsUrl"]);
     assert!(!errors[0].message.contains("s3cret"));
+}
+
+#[test]
+fn config_debug_does_not_show_a_nats_password() {
+    let yaml = format!(
+        "agentId: {AGENT}\ntenant: acme\nnatsUrl: 'nats://u:s3cret@a:4222,nats://b:4222'\n"
+    );
+    let config = check(&yaml, &env(&[("HOSTNAME", "h")])).unwrap();
+    assert!(config.nats.addrs()[0].has_user_pass());
+    assert!(!format!("{config:?}").contains("s3cret"));
 }
 
 #[test]
