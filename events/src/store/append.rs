@@ -1,8 +1,9 @@
 //! Appending events: msg ids for deduplication, expected sequences for concurrency.
 //!
 //! A retry of an expected-sequence append whose ack was lost must answer "duplicate", as
-//! a retry of any other append does. nats-server 2.9 checks the msg id before the expected
-//! sequence and answers so; later versions check the expected sequence first and answer
+//! a retry of any other append does. A single nats-server 2.9 checks the msg id before the
+//! expected sequence and answers so; 2.10 and later, and a replicated stream's leader on
+//! 2.9 (for an expected sequence above 0), check the expected sequence first and answer
 //! "wrong last sequence". So a conflict is looked at before it is reported: if the
 //! subject holds this msg id after the expected sequence, the append was stored before.
 

@@ -19,6 +19,7 @@ mod lease;
 mod limits;
 mod outage;
 mod projector;
+mod replicated;
 mod retry;
 mod scheduler;
 mod scripted_agent;
