@@ -23,7 +23,7 @@ use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::{EventStore, Stored};
-use fleet_events::streams::{self, StreamOptions};
+use fleet_events::streams;
 use fleet_events::subject::{self, Aggregate};
 use fleet_services::serve::Service;
 use fleet_tests::NatsCluster;
@@ -31,7 +31,9 @@ use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour, Observed};
-use crate::support::{eventually, park_reason, register, schedule, services, system};
+use crate::support::{
+    ensure_replicated, eventually, park_reason, register, schedule, services, system,
+};
 
 const TASKS: usize = 300;
 const AGENTS: usize = 4;
@@ -151,22 +153,7 @@ async fn every_task_ends_once_through_a_node_and_instance_failure() {
     let urls = cluster.urls();
     // The test itself talks to nodes 2 and 3 first, so killing node 1 leaves it be.
     let store = EventStore::new(client(&urls, 1).await);
-    let replicated = StreamOptions {
-        replicas: 3,
-        ..StreamOptions::default()
-    };
-    eventually(
-        "the streams, replicated 3 times",
-        Duration::from_secs(30),
-        || async {
-            match store.ensure_streams(&replicated).await {
-                Ok(()) => ControlFlow::Break(()),
-                // Until the JetStream meta leader is elected.
-                Err(e) => ControlFlow::Continue(e.to_string()),
-            }
-        },
-    )
-    .await;
+    ensure_replicated(&store).await;
 
     // Two instances of every service; instance `i` of each prefers node `i`.
     let stop = CancellationToken::new();

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use fleet_events::ids::AgentId;
 use fleet_events::store::{Append, AppendError, EventStore, Expect};
-use fleet_events::streams::StreamOptions;
 use fleet_tests::NatsCluster;
 
-use crate::support::{agent_event, eventually};
+use crate::support::{agent_event, ensure_replicated, eventually};
 
 #[tokio::test]
 async fn a_retried_conditional_append_is_a_duplicate_on_a_replicated_stream() {
@@ -22,22 +21,7 @@ async fn a_retried_conditional_append_is_a_duplicate_on_a_replicated_stream() {
         .await
         .expect("connect to the cluster");
     let store = EventStore::new(client);
-    let replicated = StreamOptions {
-        replicas: 3,
-        ..StreamOptions::default()
-    };
-    eventually(
-        "the streams, replicated 3 times",
-        Duration::from_secs(30),
-        || async {
-            match store.ensure_streams(&replicated).await {
-                Ok(()) => ControlFlow::Break(()),
-                // Until the JetStream meta leader is elected.
-                Err(e) => ControlFlow::Continue(e.to_string()),
-            }
-        },
-    )
-    .await;
+    ensure_replicated(&store).await;
 
     let agent = AgentId::generate();
     let (first, second) = (agent_event(agent, 1), agent_event(agent, 2));

@@ -29,6 +29,27 @@ use fleet_events::store::{EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
 use fleet_tests::NatsServer;
 
+/// Creates the streams replicated 3 times on a cluster, waiting for its JetStream meta
+/// leader to be elected.
+pub async fn ensure_replicated(store: &EventStore) {
+    let replicated = StreamOptions {
+        replicas: 3,
+        ..StreamOptions::default()
+    };
+    eventually(
+        "the streams, replicated 3 times",
+        std::time::Duration::from_secs(30),
+        || async {
+            match store.ensure_streams(&replicated).await {
+                Ok(()) => std::ops::ControlFlow::Break(()),
+                // Until the JetStream meta leader is elected.
+                Err(e) => std::ops::ControlFlow::Continue(e.to_string()),
+            }
+        },
+    )
+    .await;
+}
+
 /// The server as the list clients connect to.
 pub fn servers(server: &NatsServer) -> NatsServers {
     server.url().parse().expect("the harness's URL")
