@@ -247,9 +247,7 @@ pub async fn connect_as(
     access.inbox_prefix = Some(agent_inbox_prefix(identity.agent));
     let mut wait = Duration::from_secs(1);
     loop {
-        let attempt = access
-            .options()
-            .connect(connection.config.nats.addrs().to_vec());
+        let attempt = access.connect(&connection.config.nats);
         let error = tokio::select! {
             _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
             result = attempt => match result {

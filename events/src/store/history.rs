@@ -58,9 +58,7 @@ impl EventStore {
         }
         Ok(History { events, last_seq })
     }
-}
 
-impl EventStore {
     /// The sequence of the message on `subject` after sequence `after` that carries
     /// `msg_id`, reading at most `limit` messages; `None` if there is none among them.
     pub(super) async fn find_msg_id(
