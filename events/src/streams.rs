@@ -13,17 +13,24 @@ use crate::subject::{self, Channel, PARKED_PREFIX};
 pub const EVENTS: &str = "FLEET_EVENTS";
 /// Work for agents: one message per dispatched attempt, removed when the agent acks it.
 pub const DISPATCH: &str = "FLEET_DISPATCH";
-/// What agents report: task reports and heartbeats, removed when intake acks them.
+/// What agents report: task reports, removed when intake acks them.
 pub const INTAKE: &str = "FLEET_INTAKE";
+/// Agents' heartbeats: the last one of each agent, kept for every reader.
+pub const HEARTBEATS: &str = "FLEET_HEARTBEATS";
 /// Messages a consumer could not handle, with the reason in a header.
 pub const PARKED: &str = "FLEET_PARKED";
 
-/// The key-value bucket of leases: which instance runs what must run once.
-pub const LEASES_BUCKET: &str = "fleet_leases";
+/// The key-value bucket of leases: which instance runs what must run once. Its keys
+/// never expire by age (see [`leases`]); `fleet_leases`, the bucket of earlier versions
+/// whose keys did, is left alone.
+pub const LEASES_BUCKET: &str = "fleet_service_leases";
 /// The stream behind [`LEASES_BUCKET`] (created by hand: see [`leases`]).
-pub const LEASES: &str = "KV_fleet_leases";
-/// How long a lease outlives its holder's last renewal: the bucket's max age.
+pub const LEASES: &str = "KV_fleet_service_leases";
+/// How long a standby watches a lease's revision stand still, by its own clock, before it
+/// takes the lease over.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How long a heartbeat is kept when no later one replaces it.
+pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How long agents' messages wait for their reader before they expire.
 pub const AGENT_MESSAGE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -83,17 +90,41 @@ pub fn dispatch(opts: &StreamOptions) -> Config {
     }
 }
 
-/// `FLEET_INTAKE`: a work queue of agents' reports and heartbeats.
+/// `FLEET_INTAKE`: a work queue of agents' reports.
 pub fn intake(opts: &StreamOptions) -> Config {
-    let subjects = vec![
-        subject::all_agents(Channel::Reports),
-        subject::all_agents(Channel::Heartbeat),
-    ];
     Config {
         retention: RetentionPolicy::WorkQueue,
         max_age: AGENT_MESSAGE_MAX_AGE,
-        description: Some("restic-fleet reports and heartbeats from agents".into()),
-        ..base(INTAKE, subjects, opts)
+        description: Some("restic-fleet reports from agents".into()),
+        ..base(INTAKE, vec![subject::all_agents(Channel::Reports)], opts)
+    }
+}
+
+/// The subjects `FLEET_INTAKE` held before heartbeats had a stream of their own:
+/// [`crate::store::EventStore::ensure_streams`] moves them.
+pub fn intake_before_heartbeats() -> Vec<String> {
+    vec![
+        subject::all_agents(Channel::Reports),
+        subject::all_agents(Channel::Heartbeat),
+    ]
+}
+
+/// `FLEET_HEARTBEATS`: the last heartbeat of each agent (one message per subject), with
+/// the time the server stored it. Not a work queue: every dispatcher instance, standby or
+/// active, and every projector reads it, and a new instance starts from each agent's
+/// last heartbeat instead of assuming all agents were just heard.
+pub fn heartbeats(opts: &StreamOptions) -> Config {
+    Config {
+        retention: RetentionPolicy::Limits,
+        max_messages_per_subject: 1,
+        max_age: HEARTBEAT_MAX_AGE,
+        allow_direct: true,
+        description: Some("restic-fleet last heartbeat of each agent".into()),
+        ..base(
+            HEARTBEATS,
+            vec![subject::all_agents(Channel::Heartbeat)],
+            opts,
+        )
     }
 }
 
@@ -109,10 +140,13 @@ pub fn parked(opts: &StreamOptions) -> Config {
     }
 }
 
-/// `KV_fleet_leases`: the stream of the leases bucket, laid out as a key-value bucket
-/// with history 1 whose entries expire [`LEASE_TTL`] after their last write, so a dead
-/// holder's lease lapses. Created as a stream because async-nats cannot create a bucket
-/// on nats-server 2.9 (it reads account info 2.9 does not send); opened as a bucket.
+/// `KV_fleet_service_leases`: the stream of the leases bucket, laid out as a key-value
+/// bucket with history 1 and no max age: a key is never removed, only rewritten with
+/// compare-and-set (see `fleet_services::lease`). nats-server 2.9.10 mishandles a key
+/// expired by max age after a restart (it accepts a create on a subject that has a
+/// message, then refuses updates), so nothing here expires by itself. Created as a
+/// stream because async-nats cannot create a bucket on nats-server 2.9 (it reads account
+/// info 2.9 does not send); opened as a bucket.
 pub fn leases(opts: &StreamOptions) -> Config {
     Config {
         name: LEASES.to_owned(),
@@ -120,7 +154,6 @@ pub fn leases(opts: &StreamOptions) -> Config {
         storage: StorageType::File,
         num_replicas: opts.replicas,
         max_messages_per_subject: 1,
-        max_age: LEASE_TTL,
         duplicate_window: LEASE_TTL,
         allow_rollup: true,
         deny_delete: true,
@@ -138,6 +171,7 @@ pub fn all(opts: &StreamOptions) -> Vec<Config> {
         events(opts),
         dispatch(opts),
         intake(opts),
+        heartbeats(opts),
         parked(opts),
         leases(opts),
     ]
@@ -202,6 +236,12 @@ mod tests {
         assert!(e.deny_delete && e.deny_purge);
         assert_eq!(e.max_age, Duration::ZERO);
         assert_eq!(dispatch(&opts).retention, RetentionPolicy::WorkQueue);
+        assert_eq!(
+            leases(&opts).max_age,
+            Duration::ZERO,
+            "leases never expire by age"
+        );
+        assert_eq!(heartbeats(&opts).max_messages_per_subject, 1);
         let subjects: Vec<String> = all(&opts).into_iter().flat_map(|c| c.subjects).collect();
         let mut unique = subjects.clone();
         unique.dedup();

@@ -2,7 +2,8 @@
 //!
 //! - `fleet.evt.<tenant>.<aggregate>.<id>`: the event log (stream `FLEET_EVENTS`)
 //! - `fleet.agent.<agent>.tasks`: work for one agent (stream `FLEET_DISPATCH`)
-//! - `fleet.agent.<agent>.reports` / `.heartbeat`: what an agent says (stream `FLEET_INTAKE`)
+//! - `fleet.agent.<agent>.reports` / `.heartbeat`: what an agent says (streams `FLEET_INTAKE`
+//!   and `FLEET_HEARTBEATS`)
 //! - `fleet.parked.<consumer>`: messages a consumer could not handle (stream `FLEET_PARKED`)
 
 use std::fmt;

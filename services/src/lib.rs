@@ -4,6 +4,8 @@
 //! - [`up`]: `fleet up`, everything on one machine; [`demo`]: its `--demo` agent and policy.
 //! - [`clock`]: the system clock, or a manual one for scenarios.
 //! - [`follow`]: following the log (catch-up, then live) and appending with retries.
+//! - [`heard`]: agents' last heartbeats, kept by `FLEET_HEARTBEATS` across restarts.
+//! - [`lease`]: which instance of a leased service acts (compare-and-set, no expiry).
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
 //! - [`serve`]: running one service or all of them; the `/metrics` listener.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
@@ -27,6 +29,7 @@ pub mod demo;
 pub mod dispatcher;
 pub mod enroll;
 pub mod follow;
+pub mod heard;
 pub mod intake;
 pub mod lease;
 pub mod local_nats;

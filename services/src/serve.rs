@@ -8,8 +8,9 @@ use fleet_events::store::EventStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::run_under_lease;
 use tokio_util::task::TaskTracker;
+
+use crate::lease::{Held, Lease};
 
 use crate::clock::Clock;
 use crate::dispatcher::DispatcherConfig;
@@ -106,9 +107,9 @@ pub async fn run(
                 .with_context(context)?
         }
         Service::Scheduler => {
-            let (clock, log) = (config.clock, store.clone());
-            run_under_lease(&store, "scheduler", shutdown, |token| {
-                crate::scheduler::run(log.clone(), clock.clone(), token)
+            let clock = config.clock;
+            under_lease(&store, "scheduler", &shutdown, |held| {
+                crate::scheduler::run(store.clone(), clock.clone(), held, shutdown.clone())
             })
             .await
             .with_context(context)?
@@ -120,9 +121,10 @@ pub async fn run(
             .await
             .with_context(context)?,
         Service::Dispatcher => {
-            let (clock, dispatcher, log) = (config.clock, config.dispatcher, store.clone());
-            run_under_lease(&store, "dispatcher", shutdown, |token| {
-                crate::dispatcher::run(log.clone(), clock.clone(), dispatcher.clone(), token)
+            let (clock, dispatcher) = (config.clock, config.dispatcher);
+            under_lease(&store, "dispatcher", &shutdown, |held| {
+                let (store, clock, config) = (store.clone(), clock.clone(), dispatcher.clone());
+                crate::dispatcher::run(store, clock, config, held, shutdown.clone())
             })
             .await
             .with_context(context)?
@@ -149,6 +151,38 @@ pub async fn run(
     }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())
+}
+
+/// Runs a leased service (`work`, given whether this instance holds lease `name`) until
+/// `shutdown`, then releases the lease so a standby takes over at once. An error from
+/// `work` (NATS failing over while it opened the log) is logged and `work` starts again:
+/// the lease stays queued meanwhile.
+async fn under_lease<F, Fut, E>(
+    store: &EventStore,
+    name: &str,
+    shutdown: &CancellationToken,
+    mut work: F,
+) -> Result<(), E>
+where
+    F: FnMut(Held) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let lease = Lease::spawn(store, name);
+    let result = loop {
+        match work(lease.held()).await {
+            Err(error) if !shutdown.is_cancelled() => {
+                tracing::warn!(lease = name, %error, "service failed; starting it again");
+                tokio::select! {
+                    () = shutdown.cancelled() => break Ok(()),
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            result => break result,
+        }
+    };
+    lease.stop().await;
+    result
 }
 
 /// Runs `services` side by side until `shutdown` is cancelled or one of them fails, which

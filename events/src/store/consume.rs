@@ -201,32 +201,74 @@ async fn handle<T, F, Fut>(
         Ok(None) => message.ack().await,
         Ok(Some(delay)) => message.ack_with(AckKind::Nak(Some(delay))).await,
         Err((kind, reason)) => {
-            let origin = format!("{}:{seq}", durable.stream);
-            let park = PublishMessage::build()
-                .payload(message.payload.clone())
-                .message_id(format!("park:{origin}"))
-                .header(HEADER_PARK_KIND, kind)
-                .header(HEADER_PARK_REASON, header_safe(&reason).as_str())
-                .header(HEADER_ORIGIN_SUBJECT, subject.as_str())
-                .header(HEADER_ORIGIN, origin.as_str());
-            let stored = match store.js.send_publish(parked_subject.to_owned(), park).await {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let parking = Parking {
+                consumer: &durable.name,
+                parked_subject,
+                stream: &durable.stream,
+                seq,
+                subject: &subject,
+                payload: message.payload.clone(),
             };
-            if let Err(e) = stored {
+            if let Err(e) = park(store, parking, kind, &reason).await {
                 // Not acked: the message comes back after ack_wait and is parked then.
                 tracing::warn!(consumer = %durable.name, seq, error = %e, "could not park message");
                 return;
             }
-            metrics::counter!("fleet_parked_messages_total", "consumer" => durable.name.clone(), "kind" => kind)
-                .increment(1);
-            tracing::warn!(consumer = %durable.name, seq, %subject, kind, %reason, "message parked");
             message.double_ack().await
         }
     };
     if let Err(e) = acked {
         tracing::warn!(consumer = %durable.name, seq, error = %e, "ack failed; the message will be redelivered");
     }
+}
+
+/// A message to park: where it came from and what it held.
+pub struct Parking<'a> {
+    /// The reader that could not handle it.
+    pub consumer: &'a str,
+    /// `fleet.parked.<consumer>`.
+    pub parked_subject: &'a str,
+    /// The stream and sequence it was read from.
+    pub stream: &'a str,
+    pub seq: u64,
+    /// The subject it arrived on.
+    pub subject: &'a str,
+    pub payload: bytes::Bytes,
+}
+
+/// Parks a message with its reason (`kind`: `undecodable`, `rejected`, ...), counts and
+/// logs it. The msg id is its origin (`park:STREAM:SEQ`), so readers that each see the
+/// message (several instances following one stream) park it once.
+pub async fn park(
+    store: &EventStore,
+    parking: Parking<'_>,
+    kind: &'static str,
+    reason: &str,
+) -> Result<(), String> {
+    let Parking {
+        consumer,
+        parked_subject,
+        stream,
+        seq,
+        subject,
+        payload,
+    } = parking;
+    let origin = format!("{stream}:{seq}");
+    let park = PublishMessage::build()
+        .payload(payload)
+        .message_id(format!("park:{origin}"))
+        .header(HEADER_PARK_KIND, kind)
+        .header(HEADER_PARK_REASON, header_safe(reason).as_str())
+        .header(HEADER_ORIGIN_SUBJECT, subject)
+        .header(HEADER_ORIGIN, origin.as_str());
+    match store.js.send_publish(parked_subject.to_owned(), park).await {
+        Ok(ack) => ack.await.map_err(|e| e.to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    metrics::counter!("fleet_parked_messages_total", "consumer" => consumer.to_owned(), "kind" => kind)
+        .increment(1);
+    tracing::warn!(consumer, seq, subject, kind, reason, "message parked");
+    Ok(())
 }
 
 /// A header value: one line, at most 1 KiB.

@@ -82,7 +82,14 @@ impl EventStore {
                         .info()
                         .await
                         .map_err(|e| StoreError::nats(format!("stream {name} info"), e))?;
-                    let existing = info.config.clone();
+                    let mut existing = info.config.clone();
+                    if name == streams::INTAKE
+                        && existing.subjects == streams::intake_before_heartbeats()
+                    {
+                        self.move_heartbeats_out_of_intake(&mut stream, &wanted)
+                            .await?;
+                        existing.subjects.clone_from(&wanted.subjects);
+                    }
                     let differences = streams::conflicts(&wanted, &existing);
                     if !differences.is_empty() {
                         return Err(StoreError::StreamConflict {
@@ -108,6 +115,40 @@ impl EventStore {
                 Err(e) => return Err(StoreError::nats(format!("stream {name}"), e)),
             }
         }
+        Ok(())
+    }
+}
+
+impl EventStore {
+    /// Earlier versions kept heartbeats in `FLEET_INTAKE`, read by a durable consumer
+    /// that removed them. Deletes that consumer (a heartbeat is worth nothing once a newer
+    /// one comes) and narrows the stream to reports, so `FLEET_HEARTBEATS` can take the
+    /// subject.
+    async fn move_heartbeats_out_of_intake(
+        &self,
+        stream: &mut jetstream::stream::Stream,
+        wanted: &jetstream::stream::Config,
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        let beats = streams::intake_before_heartbeats()[1].clone();
+        let consumers: Vec<_> = stream
+            .consumers()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::nats("list FLEET_INTAKE consumers".into(), e))?;
+        for consumer in consumers {
+            if consumer.config.filter_subject == beats {
+                stream
+                    .delete_consumer(&consumer.name)
+                    .await
+                    .map_err(|e| StoreError::nats("delete the old heartbeat consumer".into(), e))?;
+            }
+        }
+        self.js
+            .update_stream(wanted)
+            .await
+            .map_err(|e| StoreError::nats("move heartbeats out of FLEET_INTAKE".into(), e))?;
+        tracing::info!("heartbeats moved from FLEET_INTAKE to their own stream");
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Folding agent events and heartbeats: registration, settings, online or offline,
 //! decommissioning, and the agent's own queue.
 
+use chrono::{DateTime, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::AgentEvent;
 use fleet_events::ids::AgentId;
@@ -9,16 +10,17 @@ use fleet_events::protocol::{Heartbeat, KindCounts};
 use super::Fleet;
 
 impl Fleet {
-    /// Records an agent's heartbeat: its own queue and when it was last seen. Heartbeats of
+    /// Records an agent's heartbeat, heard at `heard_at` (when the server stored it, and
+    /// not later than now): its own queue and when it was last seen. Heartbeats of
     /// unregistered agents, of another tenant, or older than the last one are ignored.
-    pub fn observe_heartbeat(&mut self, beat: &Heartbeat) {
+    pub fn observe_heartbeat(&mut self, beat: &Heartbeat, heard_at: DateTime<Utc>) {
         let Some(agent) = self.agents.get_mut(&beat.agent) else {
             return;
         };
-        if agent.tenant.as_ref() != Some(&beat.tenant) || agent.last_seen > Some(beat.at) {
+        if agent.tenant.as_ref() != Some(&beat.tenant) || agent.last_seen > Some(heard_at) {
             return;
         }
-        agent.last_seen = Some(beat.at);
+        agent.last_seen = Some(heard_at);
         if agent.online && agent.queued != beat.queued {
             agent.queued = beat.queued;
             self.dirty.insert(beat.agent);
@@ -41,12 +43,14 @@ impl Fleet {
                 agent.online = true;
                 agent.heard = false;
                 agent.offline_since = None;
+                agent.online_at = Some(env.at);
             }
             AgentEvent::SettingsChanged { settings } => agent.settings = settings.clone(),
             AgentEvent::CameOnline { .. } => {
                 agent.online = true;
                 agent.heard = true;
                 agent.offline_since = None;
+                agent.online_at = Some(env.at);
             }
             AgentEvent::WentOffline { last_seen } => {
                 agent.online = false;

@@ -1,13 +1,12 @@
 //! Liveness, pure: agents silent past their lease go offline; once offline for a grace
 //! period more, the attempts they hold are lost (and then retried by the enforcer).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, LostReason, TaskEvent};
-use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::ids::TaskId;
 use fleet_events::store::Expect;
 
 use super::Fleet;
@@ -22,14 +21,15 @@ pub struct LivenessEvent {
 }
 
 impl Fleet {
-    /// What the lease says at `now`, given when each agent was last heard from (`heard`,
-    /// by this process's clock; an agent not heard since `since` counts from `since`, so
-    /// a restarted dispatcher gives every agent a full lease).
+    /// What the lease says at `now`: an online agent not heard from for `lease` (since its
+    /// last heartbeat, or since the log last said it is online, whichever is later) goes
+    /// offline, with that time as its last seen; an agent offline for `lease + grace`
+    /// since it was last seen loses the attempts it holds. Last heartbeats outlive
+    /// restarts (see [`Fleet::observe_heartbeat`]), so a dispatcher that restarts or takes
+    /// over judges silence from when the agent was last heard, not from its own start.
     pub fn liveness(
         &self,
         now: DateTime<Utc>,
-        heard: &HashMap<AgentId, DateTime<Utc>>,
-        since: DateTime<Utc>,
         lease: Duration,
         grace: Duration,
     ) -> Vec<LivenessEvent> {
@@ -44,7 +44,9 @@ impl Fleet {
                 continue;
             }
             if agent.online {
-                let last = heard.get(id).copied().unwrap_or(since).max(since);
+                let Some(last) = agent.last_seen.max(agent.online_at) else {
+                    continue;
+                };
                 if now - last > lease {
                     let event = Event::Agent {
                         agent: *id,

@@ -1,8 +1,9 @@
 //! The dispatcher's decision core: waiting tasks to agents, never past an agent's limits.
 //!
 //! This module is pure: no IO, no clock, no async. The service around it replays the log
-//! into [`Fleet::apply_stored`] (or [`Fleet::apply`]), feeds heartbeats to
-//! [`Fleet::observe_heartbeat`], and after every batch calls [`Fleet::plan`]. For each
+//! into [`Fleet::apply_stored`] (or [`Fleet::apply`]), feeds heartbeats (each agent's last
+//! one first, from `FLEET_HEARTBEATS`) to [`Fleet::observe_heartbeat`], and after every
+//! batch calls [`Fleet::plan`]. For each
 //! [`Dispatch`] it appends `TaskDispatched` (msg id [`Dispatch::event_msg_id`], expecting
 //! [`Dispatch::expect`]) and then publishes [`Dispatch::command`] on [`Dispatch::subject`];
 //! an append that fails or loses its race is handed back with [`Fleet::abandon`]. It appends
@@ -73,7 +74,7 @@ pub use liveness::LivenessEvent;
 pub use plan::Dispatch;
 pub use resend::Resend;
 pub use saturation::{Saturation, Why};
-pub use service::{DispatcherConfig, HEARTBEAT_CONSUMER, run};
+pub use service::{DispatcherConfig, HEARTBEAT_READER, run};
 pub use view::{AgentView, KindView, Stats};
 pub use wait::WaitReason;
 

@@ -11,18 +11,16 @@
 //! past its policy's run timeout plus [`DispatcherConfig::timeout_margin`] is recorded as
 //! failed with class `Timeout`, and its agent is sent `Command::Cancel` to stop restic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::ids::TaskId;
 use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
-use fleet_events::store::consume::{self, Delivery, Durable, Outcome};
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
-use fleet_events::streams;
 use fleet_events::subject::{self, AgentSubject, Channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,9 +28,12 @@ use tokio_util::sync::CancellationToken;
 use super::{Circuits, Dispatch, DispatchConfig, Fleet, Resend};
 use crate::clock::Clock;
 use crate::follow::{Follower, append_retrying};
+use crate::heard;
+use crate::lease::{self, Held};
 
-/// The durable consumer of heartbeats.
-pub const HEARTBEAT_CONSUMER: &str = "dispatcher-heartbeats";
+/// The name the dispatcher reads heartbeats under; bad ones are parked on
+/// `fleet.parked.dispatcher-heartbeats`.
+pub const HEARTBEAT_READER: &str = "dispatcher-heartbeats";
 
 /// The dispatcher's settings.
 #[derive(Debug, Clone)]
@@ -59,11 +60,14 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Runs the dispatcher until `shutdown` is cancelled.
+/// Runs the dispatcher until `shutdown` is cancelled. Every instance follows the log and
+/// the heartbeats (a warm standby); only while `held` reads true does it act: liveness,
+/// run timeouts, dispatches and cancels. Taking over costs no replay.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     config: DispatcherConfig,
+    mut held: Held,
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
     let mut fleet = Fleet::new(config.dispatch);
@@ -77,56 +81,75 @@ pub async fn run(
         circuits.apply(&stored.envelope);
     }
     tracing::info!("dispatcher caught up with the log");
-    resend_orders(&store, &fleet, &shutdown).await;
     let (beats_tx, mut beats) = mpsc::channel(1024);
-    // The listener stops with this function, even when its future is dropped unfinished:
-    // a listener left behind would take heartbeats from the instance now in charge.
+    // The listener stops with this function, even when its future is dropped unfinished.
     let listening = shutdown.child_token();
     let _stop_listening = listening.clone().drop_guard();
-    let listener = tokio::spawn(hear_heartbeats(store.clone(), beats_tx, listening));
-    let since = clock.now();
+    let listener = tokio::spawn(heard::follow(
+        store.clone(),
+        HEARTBEAT_READER,
+        beats_tx,
+        listening,
+    ));
     let check_every = (config.lease / 4).max(Duration::from_secs(1));
-    let mut heard: HashMap<AgentId, DateTime<Utc>> = HashMap::new();
-    let mut next_check = since;
+    let mut active = false;
+    let mut next_check = clock.now();
     // Attempts this process failed as timed out, until the log shows them ended.
     let mut timed_out: HashSet<(TaskId, u32)> = HashSet::new();
     loop {
         let now = clock.now();
-        if now >= next_check {
-            for event in fleet.liveness(now, &heard, since, config.lease, config.grace) {
-                let append = Append {
-                    envelope: &event.envelope,
-                    msg_id: &event.msg_id,
-                    expect: event.expect,
-                };
-                record(&store, append, &shutdown).await;
+        let holds = *held.borrow_and_update();
+        match (active, holds) {
+            (false, true) => {
+                tracing::info!("dispatcher active");
+                active = true;
+                next_check = now;
+                resend_orders(&store, &fleet, &shutdown).await;
             }
-            next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
+            (true, false) => {
+                tracing::info!("dispatcher standing by");
+                active = false;
+            }
+            _ => {}
         }
-        time_out(
-            &store,
-            &fleet,
-            &mut timed_out,
-            now,
-            config.timeout_margin,
-            &shutdown,
-        )
-        .await;
-        if fleet.needs_plan(now) {
-            let plan = fleet.plan(now, &mut circuits);
-            dispatch(&store, &mut fleet, plan, now, &shutdown).await;
+        let mut wake = None;
+        if active {
+            if now >= next_check {
+                for event in fleet.liveness(now, config.lease, config.grace) {
+                    let append = Append {
+                        envelope: &event.envelope,
+                        msg_id: &event.msg_id,
+                        expect: event.expect,
+                    };
+                    record(&store, append, &shutdown).await;
+                }
+                next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
+            }
+            time_out(
+                &store,
+                &fleet,
+                &mut timed_out,
+                now,
+                config.timeout_margin,
+                &shutdown,
+            )
+            .await;
+            if fleet.needs_plan(now) {
+                let plan = fleet.plan(now, &mut circuits);
+                dispatch(&store, &mut fleet, plan, now, &shutdown).await;
+            }
+            wake = [
+                fleet.next_wakeup(),
+                fleet.next_timeout(now, config.timeout_margin),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(Some(next_check), |a, b| a.map(|a| a.min(b)));
         }
-        let wake = [
-            fleet.next_wakeup(),
-            fleet.next_timeout(now, config.timeout_margin),
-        ]
-        .into_iter()
-        .flatten()
-        .fold(next_check, DateTime::min);
         tokio::select! {
             item = log.next(&shutdown) => match item {
                 Some(stored) => {
-                    let cancel = cancel_command(&fleet, &stored);
+                    let cancel = if active { cancel_command(&fleet, &stored) } else { None };
                     fleet.apply_stored(&stored);
                     circuits.apply(&stored.envelope);
                     if let Some((subject, command)) = cancel {
@@ -136,11 +159,15 @@ pub async fn run(
                 None => break,
             },
             Some(beat) = beats.recv() => {
-                heard.insert(beat.agent, clock.now());
-                came_online(&store, &fleet, &beat, clock.now(), &shutdown).await;
-                fleet.observe_heartbeat(&beat);
+                let now = clock.now();
+                let heard_at = beat.stored_at.min(now);
+                if active {
+                    came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
+                }
+                fleet.observe_heartbeat(&beat.heartbeat, heard_at);
             }
-            () = clock.sleep_until(wake) => {}
+            () = lease::changed(&mut held) => {}
+            () = clock.sleep_until_some(wake) => {}
         }
         let stats = fleet.stats(clock.now());
         metrics::gauge!("fleet_saturated_agents").set(stats.saturated as f64);
@@ -148,47 +175,6 @@ pub async fn run(
     }
     let _ = listener.await;
     Ok(())
-}
-
-/// Consumes heartbeats into `beats`. A heartbeat naming another agent than the subject it
-/// came on is parked.
-async fn hear_heartbeats(
-    store: EventStore,
-    beats: mpsc::Sender<Heartbeat>,
-    shutdown: CancellationToken,
-) {
-    let durable = Durable::new(
-        streams::INTAKE,
-        HEARTBEAT_CONSUMER,
-        &subject::all_agents(Channel::Heartbeat),
-    );
-    let result = consume::run(
-        &store,
-        &durable,
-        shutdown,
-        |delivery: Delivery<Heartbeat>| {
-            let beats = beats.clone();
-            async move {
-                match AgentSubject::parse(&delivery.subject) {
-                    Ok(s) if s.agent == delivery.value.agent => {
-                        match beats.send(delivery.value).await {
-                            Ok(()) => Outcome::Done,
-                            Err(_) => Outcome::Retry(Duration::from_secs(1)),
-                        }
-                    }
-                    Ok(s) => Outcome::Park(format!(
-                        "heartbeat names agent {} but came from agent {}",
-                        delivery.value.agent, s.agent
-                    )),
-                    Err(e) => Outcome::Park(e.to_string()),
-                }
-            }
-        },
-    )
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "heartbeat consumer stopped");
-    }
 }
 
 /// Fails the attempts past their run timeout at `now` that this process has not failed yet,
@@ -249,7 +235,9 @@ async fn came_online(
     store: &EventStore,
     fleet: &Fleet,
     beat: &Heartbeat,
+    heard_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    lease: Duration,
     shutdown: &CancellationToken,
 ) {
     let Some(view) = fleet.agent(beat.agent, now) else {
@@ -258,7 +246,7 @@ async fn came_online(
     if view.tenant.as_ref() != Some(&beat.tenant) {
         return;
     }
-    let Some(msg_id) = fleet.came_online_key(beat.agent) else {
+    let Some(msg_id) = fleet.came_online_key(beat.agent, heard_at, now, lease) else {
         return;
     };
     let event = Event::Agent {

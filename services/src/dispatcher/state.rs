@@ -59,7 +59,12 @@ pub(super) struct AgentState {
     pub by_time: BTreeSet<(DateTime<Utc>, TaskId)>,
     /// The agent's own queue, from its last heartbeat (cleared when it goes offline).
     pub queued: KindCounts,
+    /// When it was last heard: its last heartbeat as the server stored it (never later
+    /// than the dispatcher's clock). Outlives restarts: read back from `FLEET_HEARTBEATS`.
     pub last_seen: Option<DateTime<Utc>>,
+    /// When the log last said it is online (registration, or back online): an agent never
+    /// heard since counts from there.
+    pub online_at: Option<DateTime<Utc>>,
     /// This agent's entry in `Fleet::timers`.
     pub timer: Option<DateTime<Utc>>,
 }

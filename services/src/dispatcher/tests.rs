@@ -6,6 +6,7 @@ mod circuit;
 mod holds;
 mod inflight;
 mod limits;
+mod liveness;
 mod order;
 mod timeouts;
 
@@ -162,17 +163,20 @@ impl World {
     }
 
     fn heartbeat(&mut self, secs: i64, agent: AgentId, queued: KindCounts) -> &mut Self {
-        self.fleet.observe_heartbeat(&Heartbeat {
-            schema: SCHEMA_VERSION,
-            agent,
-            tenant: samples::tenant(),
-            at: at(secs),
-            running: KindCounts::default(),
-            queued,
-            agent_version: "0.1.0".into(),
-            restic_version: "0.18.0".into(),
-            outbox_depth: 0,
-        });
+        self.fleet.observe_heartbeat(
+            &Heartbeat {
+                schema: SCHEMA_VERSION,
+                agent,
+                tenant: samples::tenant(),
+                at: at(secs),
+                running: KindCounts::default(),
+                queued,
+                agent_version: "0.1.0".into(),
+                restic_version: "0.18.0".into(),
+                outbox_depth: 0,
+            },
+            at(secs),
+        );
         self
     }
 }

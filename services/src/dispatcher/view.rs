@@ -102,16 +102,31 @@ impl Fleet {
         self.agents.get(&agent).map(|a| view(agent, a, self, now))
     }
 
-    /// The msg id of the `agent.came_online` a heartbeat of `agent` calls for, if it calls
-    /// for one: the first since its registration, or the first since it went offline.
-    /// Heartbeats that arrive before that event is back from the log name the same id, so
-    /// the store keeps it once.
-    pub fn came_online_key(&self, agent: AgentId) -> Option<String> {
+    /// The msg id of the `agent.came_online` a heartbeat of `agent` heard at `heard_at`
+    /// calls for at `now`, if it calls for one: the first since its registration, or the
+    /// first since it went offline, and only if it is fresh (heard within `lease` of now).
+    /// A new instance reads every agent's last heartbeat, however old: an agent that went
+    /// offline after it is not back. Heartbeats that arrive before that event is back
+    /// from the log name the same id, so the store keeps it once.
+    pub fn came_online_key(
+        &self,
+        agent: AgentId,
+        heard_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Option<String> {
         let a = self.agents.get(&agent)?;
         if !a.registered || a.decommissioned {
             return None;
         }
+        let lease = chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
+        if now - heard_at > lease {
+            return None;
+        }
         if !a.online {
+            if a.offline_since.is_some_and(|since| heard_at <= since) {
+                return None;
+            }
             let since = a.offline_since.map_or(0, |t| t.timestamp_micros());
             return Some(format!("online:{agent}:{since}"));
         }

@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 use super::{Decision, Outcome, Scheduler};
 use crate::clock::Clock;
 use crate::follow::{Follower, append_retrying};
+use crate::lease::{self, Held};
 
-/// Runs the scheduler until `shutdown` is cancelled. Stops between decisions, never in the
-/// middle of appending one.
+/// Runs the scheduler until `shutdown` is cancelled. Every instance follows the log (a warm
+/// standby); only while `held` reads true does it decide fires, so taking over costs no
+/// replay. Stops acting between decisions, never in the middle of appending one.
 pub async fn run(
     store: EventStore,
     clock: Clock,
+    mut held: Held,
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
     let mut core = Scheduler::new();
@@ -30,15 +33,30 @@ pub async fn run(
         }
     }
     tracing::info!("scheduler caught up with the log");
-    let decisions = core.start(clock.now());
-    write(&store, decisions, &shutdown).await;
+    let mut active = false;
     loop {
-        let wake = core.next_due();
+        let holds = *held.borrow_and_update();
+        match (active, holds) {
+            (false, true) => {
+                tracing::info!("scheduler active");
+                active = true;
+                // The first time: missed runs; after a standby spell, what fell due.
+                let decisions = core.start(clock.now());
+                write(&store, decisions, &shutdown).await;
+            }
+            (true, false) => {
+                tracing::info!("scheduler standing by");
+                active = false;
+            }
+            _ => {}
+        }
+        let wake = if active { core.next_due() } else { None };
         tokio::select! {
             item = log.next(&shutdown) => match item {
                 Some(stored) => core.apply(&stored.envelope),
                 None => return Ok(()),
             },
+            () = lease::changed(&mut held) => {}
             () = clock.sleep_until_some(wake) => {
                 let decisions = core.due(clock.now());
                 write(&store, decisions, &shutdown).await;

@@ -196,7 +196,7 @@ fn another_tenants_agent_and_heartbeats_change_nothing() {
         outbox_depth: 0,
     };
     beat.queued.backup = 9;
-    w.fleet.observe_heartbeat(&beat);
+    w.fleet.observe_heartbeat(&beat, at(2));
 
     // Then the agent still works for its own tenant
     assert_eq!(w.fleet.why_waiting(task, at(3)), None);
