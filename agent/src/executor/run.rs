@@ -1,6 +1,7 @@
 //! Runs one restic invocation to its end: output collected, run timeout and cancellation
 //! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period), in
-//! its CPU-quota cgroup when it has one.
+//! its CPU-quota cgroup when it has one. On Linux restic dies with the agent: the kernel
+//! sends it SIGINT when the agent's process ends, however it ends ([`die_with_agent`]).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -193,8 +194,52 @@ fn command(program: &Path, args: &[OsString], inv: &Invocation, leaf: Option<&Le
     if let Some(leaf) = leaf {
         leaf.join_on_exec(&mut command);
     }
+    die_with_agent(&mut command);
     command
 }
+
+/// Asks the kernel to send the spawned process SIGINT when the agent dies, even by
+/// SIGKILL (`prctl(PR_SET_PDEATHSIG)`, Linux only), so no restic outlives the agent.
+///
+/// SIGINT, not SIGTERM: every restic version cleans up on SIGINT (0.14 dies on SIGTERM
+/// without removing its lock). Once the agent is dead, restic usually dies of SIGPIPE while
+/// it reports the signal on its closed stderr, before it removes its lock; the stale lock is
+/// then removed by `restic unlock` before the next run on that repository
+/// ([`crate::runtime`]). The signal survives the `ionice`/`nice` execs (neither is setuid:
+/// the kernel clears it only on an exec that changes credentials).
+///
+/// The kernel ties the signal to the *thread* that forked, not to the process: a spawn from
+/// a thread that ends before the agent does (a `spawn_blocking` thread, which tokio ends
+/// after 10 s idle) would interrupt restic mid-run. The agent spawns restic from its
+/// runtime's worker threads, which live as long as the agent; keep it that way.
+#[cfg(target_os = "linux")]
+fn die_with_agent(command: &mut Command) {
+    let agent = std::process::id();
+    // SAFETY: the hook runs in the forked child before exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing (an OS error is a code).
+    unsafe {
+        command.pre_exec(move || {
+            // A failure leaves restic without the signal; a protection never fails a task.
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGINT as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // The agent died between fork and prctl: the signal will never come.
+            if u32::try_from(libc::getppid()).ok() != Some(agent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere than Linux there is no parent-death signal: a killed agent's restic runs on
+/// until a write to its closed output fails.
+#[cfg(not(target_os = "linux"))]
+fn die_with_agent(_: &mut Command) {}
 
 /// Sends SIGINT to restic (the wrappers exec it, so `pid` is restic once it started).
 fn interrupt(pid: Option<u32>) {
@@ -247,4 +292,49 @@ fn wrappers() -> &'static Wrappers {
         }
         found
     })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use fleet_events::settings::IoClass;
+
+    use super::*;
+
+    /// The parent-death signal: a child is interrupted (SIGINT) as soon as the thread that
+    /// spawned it ends, which is why restic is spawned only from threads that live as long
+    /// as the agent. The agent's death by SIGKILL ends all its threads the same way.
+    #[test]
+    fn a_child_is_interrupted_when_the_thread_that_spawned_it_ends() {
+        let inv = Invocation {
+            program: "sleep".into(),
+            args: vec!["30".into()],
+            env: Vec::new(),
+            nice: 0,
+            io_class: IoClass::Idle,
+        };
+        let pid = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let child = command(&inv.program, &inv.args, &inv, None)
+                    .spawn()
+                    .expect("sleep starts");
+                let pid = child.id().expect("running");
+                // Neither killed on drop nor reaped here: only the signal may end it.
+                std::mem::forget(child);
+                pid
+            })
+        })
+        .join()
+        .expect("the spawning thread ended");
+        let pid = libc::pid_t::try_from(pid).expect("a pid");
+        let mut status = 0;
+        // SAFETY: waitpid(2) on this process's own child, with a valid status pointer.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(reaped, pid, "{}", std::io::Error::last_os_error());
+        assert!(libc::WIFSIGNALED(status), "exited by itself: {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGINT);
+    }
 }
