@@ -58,7 +58,13 @@ pub fn invocation(
         TaskKind::Check => vec!["check".into()],
         TaskKind::Prune => forget_args(spec)?,
     };
-    Ok(build(spec, settings, password, restic, command))
+    Ok(build(
+        &spec.repository.url,
+        settings,
+        password,
+        restic,
+        command,
+    ))
 }
 
 /// `restic init` for the repository of `order`, with the same environment and limits.
@@ -68,11 +74,24 @@ pub fn init_invocation(
     password: &PasswordEnv,
     restic: &Path,
 ) -> Invocation {
-    build(&order.spec, settings, password, restic, vec!["init".into()])
+    let url = &order.spec.repository.url;
+    build(url, settings, password, restic, vec!["init".into()])
+}
+
+/// `restic unlock` for the repository of `order`: removes only stale locks (older than 30
+/// minutes, or made on this host by a process that is gone), never `--remove-all`.
+pub fn unlock_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+) -> Invocation {
+    let url = &order.spec.repository.url;
+    build(url, settings, password, restic, vec!["unlock".into()])
 }
 
 fn build(
-    spec: &PolicySpec,
+    url: &str,
     settings: &AgentSettings,
     password: &PasswordEnv,
     restic: &Path,
@@ -90,10 +109,7 @@ fn build(
         program: restic.to_path_buf(),
         args,
         env: vec![
-            (
-                "RESTIC_REPOSITORY".into(),
-                spec.repository.url.clone().into(),
-            ),
+            ("RESTIC_REPOSITORY".into(), url.into()),
             (password.var.into(), password.value.clone()),
         ],
         nice: settings.nice,

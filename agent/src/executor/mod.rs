@@ -1,5 +1,6 @@
 //! Runs one task's restic: secret → command line → process (priority, timeout, cancel) →
-//! report, with `restic init` first when the policy allows creating a missing repository.
+//! report, with `restic init` first when the policy allows creating a missing repository;
+//! [`unlock()`] runs `restic unlock` on a task's repository (the runtime does, after a crash).
 //!
 //! - [`secrets`]: a policy's secret name to restic's password variable.
 //! - [`command`]: the restic invocation for a task, pure.
@@ -37,7 +38,7 @@ use tracing::info;
 use crate::restic::ResticVersion;
 
 pub use cgroup::CpuLimiter;
-pub use command::{Invocation, init_invocation, invocation};
+pub use command::{Invocation, init_invocation, invocation, unlock_invocation};
 pub use priority::Wrappers;
 pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
 pub use secrets::{PasswordEnv, SecretSource};
@@ -74,6 +75,26 @@ pub async fn execute(
         leaf.remove().await;
     }
     outcome
+}
+
+/// Runs `restic unlock` on the repository of `order` with its secret, within `timeout`:
+/// it removes only stale locks (older than 30 minutes, or made on this host by a process
+/// that is gone), so a live restic's lock is never touched. Exit 0 is
+/// `Finished(Succeeded)`, whether or not there was a lock; anything else is classified like
+/// a `check`. Not in a CPU-quota cgroup (a short run).
+pub async fn unlock(
+    order: &TaskOrder,
+    ctx: &Context<'_>,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
+        Ok(password) => password,
+        Err(error) => return RunOutcome::Finished(ReportStatus::Failed(error)),
+    };
+    let inv = unlock_invocation(order, ctx.settings, &password, ctx.restic);
+    let (version, grace) = (ctx.version, ctx.grace);
+    run_with_grace(&inv, TaskKind::Check, timeout, grace, cancel, version, None).await
 }
 
 async fn execute_in(

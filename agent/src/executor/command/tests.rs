@@ -130,6 +130,27 @@ fn download_limit_and_init() {
 }
 
 #[test]
+fn unlock_removes_only_stale_locks_and_gets_the_password_from_its_environment() {
+    let o = order(TaskKind::Backup);
+    let settings = AgentSettings::default();
+    let inv = unlock_invocation(&o, &settings, &password(), "restic".as_ref());
+    assert_eq!(args(&inv), ["unlock"], "never --remove-all");
+    let env: Vec<(&str, &std::ffi::OsStr)> = inv
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_os_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("RESTIC_REPOSITORY", o.spec.repository.url.as_ref()),
+            ("RESTIC_PASSWORD", PASSWORD.as_ref())
+        ]
+    );
+    assert!(!format!("{inv:?}").contains(PASSWORD));
+}
+
+#[test]
 fn unrunnable_specs_are_permanent() {
     let settings = AgentSettings::default();
     let mut backup = order(TaskKind::Backup);

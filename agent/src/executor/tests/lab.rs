@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use fleet_events::event::BackupSummary;
 use fleet_events::ids::TaskId;
@@ -16,7 +16,7 @@ use fleet_events::settings::{AgentSettings, IoClass};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Context, CpuLimiter, RunOutcome, SecretSource, execute};
+use crate::executor::{Context, CpuLimiter, RunOutcome, SecretSource, execute, unlock};
 use crate::probe::find_in_path;
 use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
 
@@ -124,8 +124,8 @@ impl Lab {
         }
     }
 
-    pub async fn execute(&self, order: &TaskOrder, cancel: CancellationToken) -> RunOutcome {
-        let ctx = Context {
+    fn ctx(&self) -> Context<'_> {
+        Context {
             settings: &self.settings,
             secrets: &self.secrets,
             restic: &self.restic,
@@ -133,8 +133,63 @@ impl Lab {
             version: &self.version,
             grace: Duration::from_secs(2),
             cpu: self.cpu.as_ref(),
+        }
+    }
+
+    pub async fn execute(&self, order: &TaskOrder, cancel: CancellationToken) -> RunOutcome {
+        execute(order, &self.ctx(), cancel).await
+    }
+
+    /// `restic unlock` on the repository of `order`, through the executor.
+    pub async fn unlock(&self, order: &TaskOrder) -> RunOutcome {
+        let timeout = Duration::from_secs(30);
+        unlock(order, &self.ctx(), timeout, CancellationToken::new()).await
+    }
+
+    /// The names of the lock files in the lab's repository.
+    pub fn locks(&self) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.repo().join("locks")) {
+            Ok(entries) => entries
+                .map(|e| {
+                    e.expect("lock entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("locks: {e}"),
         };
-        execute(order, &ctx, cancel).await
+        names.sort();
+        names
+    }
+
+    /// A `restic backup --stdin` that holds its lock on the lab's repository until its
+    /// stdin is closed; returned once its lock is there.
+    pub fn holding_a_lock(&self) -> Child {
+        let before = self.locks().len();
+        let child = Command::new(&self.restic)
+            .args([
+                "--no-cache",
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                "held",
+            ])
+            .env("RESTIC_REPOSITORY", self.repo())
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restic backup --stdin");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.locks().len() == before {
+            assert!(Instant::now() < deadline, "restic took no lock");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
     }
 
     /// Runs `order`, expecting it to finish with a report.

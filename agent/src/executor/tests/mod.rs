@@ -190,6 +190,48 @@ async fn cancel_stops_restic_and_is_not_a_failure() {
     );
 }
 
+/// `restic unlock` through the executor removes the lock of a restic killed with SIGKILL
+/// (stale: made on this host by a process that is gone) and keeps a live restic's.
+#[tokio::test]
+async fn unlock_removes_a_dead_restics_lock_and_keeps_a_live_ones() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let mut dead = lab.holding_a_lock();
+    dead.kill().expect("SIGKILL");
+    dead.wait().expect("reaped");
+    let stale = lab.locks();
+    let mut live = lab.holding_a_lock();
+    assert_eq!(lab.locks().len(), 2);
+
+    let order = lab.order(TaskKind::Backup, &lab.data(1));
+    let outcome = lab.unlock(&order).await;
+    assert!(
+        matches!(outcome, RunOutcome::Finished(ReportStatus::Succeeded(_))),
+        "{outcome:?}"
+    );
+    let left = lab.locks();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!stale.contains(&left[0]), "the dead restic's lock is gone");
+
+    let mut stdin = live.stdin.take().expect("piped");
+    std::io::Write::write_all(&mut stdin, b"held data").expect("restic reads its stdin");
+    drop(stdin);
+    assert!(live.wait().expect("reaped").success());
+    assert_eq!(lab.locks(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn unlock_with_the_wrong_password_is_auth() {
+    let Some(lab) = Lab::new() else { return };
+    lab.init().await;
+    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
+    order.spec.repository.secret = "wrong".into();
+    let RunOutcome::Finished(status) = lab.unlock(&order).await else {
+        panic!("not cancelled")
+    };
+    assert_eq!(failed_class(&status), ErrorClass::Auth, "{status:?}");
+}
+
 /// A program that ignores SIGINT is killed after the grace period.
 #[tokio::test]
 async fn sigint_ignored_means_sigkill_after_the_grace() {
