@@ -9,6 +9,8 @@
 //! - `outbox`: [`OutboxKey`] (u64 big-endian from `generate_id`, so in write order) →
 //!   [`AgentReport`](fleet_events::protocol::AgentReport) wire bytes.
 //! - `meta`: `identity` → postcard [`Identity`]; later the agent's credentials.
+//! - `unlocks`: repository id → [`UnlockMark`]: repositories to `restic unlock` before
+//!   their next run, because an attempt was running on them when the agent died.
 //!
 //! Guarantees:
 //! - Each move ([`AgentState::accept`], [`AgentState::start`], [`AgentState::finish`])
@@ -18,7 +20,9 @@
 //!   [`Accepted::Duplicate`] and never runs restic twice.
 //! - An attempt left [`Stage::Running`] by a crash is listed by
 //!   [`AgentState::interrupted`] and finished by [`AgentState::recover`] (with an
-//!   `Interrupted` report, so the control plane marks the attempt lost and retries it).
+//!   `Interrupted` report, so the control plane marks the attempt lost and retries it); the
+//!   same transaction marks its repository for `restic unlock`, and the mark stays until
+//!   [`AgentState::unlocked`] clears it after an unlock succeeded.
 //! - Finished records are kept for deduplication at least [`KEEP_FINISHED`].
 //!
 //! Calls block on sled briefly (mostly in memory); flushing is async. [`AgentState`] is
@@ -29,6 +33,7 @@ mod moves;
 mod outbox;
 mod record;
 mod scan;
+mod unlock;
 
 use std::fmt;
 use std::path::Path;
@@ -41,6 +46,7 @@ pub use moves::Accepted;
 pub use outbox::{OUTBOX, OutboxEntry, OutboxKey};
 pub use record::{Header, Stage, TaskRecord};
 pub use scan::KEEP_FINISHED;
+pub use unlock::{UNLOCKS, UnlockMark};
 
 use record::TASKS;
 
@@ -62,6 +68,7 @@ pub struct AgentState {
     tasks: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    unlocks: sled::Tree,
     /// Attempts that were [`Stage::Running`] when the database was opened.
     interrupted: Vec<(TaskId, u32)>,
 }
@@ -83,11 +90,13 @@ impl AgentState {
         let tasks = db.open_tree(TASKS)?;
         let outbox = db.open_tree(OUTBOX)?;
         let meta = db.open_tree(META)?;
+        let unlocks = db.open_tree(UNLOCKS)?;
         let mut state = Self {
             db,
             tasks,
             outbox,
             meta,
+            unlocks,
             interrupted: Vec::new(),
         };
         state.interrupted = state

@@ -1,15 +1,17 @@
 //! The moves of one attempt: accept, start, finish. Each writes the record and appends
-//! its report to the outbox in one transaction, then flushes.
+//! its report to the outbox in one transaction, then flushes. Recovery's finish also marks
+//! the attempt's repository for `restic unlock`, in the same transaction.
 
-use fleet_events::ids::TaskId;
+use fleet_events::ids::{RepoId, TaskId};
 use fleet_events::protocol::{AgentReport, ReportStatus, TaskOrder};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::AgentState;
 use super::error::StateError;
 use super::outbox::OutboxKey;
 use super::record::{Header, Stage, TaskRecord, task_key};
+use super::unlock;
 
 /// What [`AgentState::accept`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +24,9 @@ pub enum Accepted {
     Duplicate,
 }
 
-type Tx<T> = Result<T, ConflictableTransactionError<StateError>>;
+pub(super) type Tx<T> = Result<T, ConflictableTransactionError<StateError>>;
 
-fn abort<T>(error: StateError) -> Tx<T> {
+pub(super) fn abort<T>(error: StateError) -> Tx<T> {
     Err(ConflictableTransactionError::Abort(error))
 }
 
@@ -113,15 +115,7 @@ impl AgentState {
         attempt: u32,
         report: &AgentReport,
     ) -> Result<(), StateError> {
-        match report.status {
-            ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => {}
-            ReportStatus::Acknowledged | ReportStatus::Started => {
-                return Err(StateError::ReportMismatch(format!(
-                    "finish takes a final report, not {}",
-                    report.status.name()
-                )));
-            }
-        }
+        final_report(report)?;
         self.advance(task, attempt, Stage::Finished, report)
     }
 
@@ -133,42 +127,105 @@ impl AgentState {
         to: Stage,
         report: &AgentReport,
     ) -> Result<(), StateError> {
-        fits(report, task, attempt)?;
-        let key = task_key(task, attempt);
-        let wire = report.to_wire()?;
-        let id = OutboxKey::new(self.db.generate_id()?).to_bytes();
-        settle((&self.tasks, &self.outbox).transaction(|(tasks, outbox)| {
-            let Some(bytes) = tasks.get(key)? else {
-                return abort(StateError::UnknownTask { task, attempt });
-            };
-            let (mut header, order) = match Header::decode(&bytes) {
-                Ok(parts) => parts,
-                Err(e) => return abort(e),
-            };
-            let from = header.stage;
-            if !legal(from, to, &report.status) {
-                return abort(StateError::IllegalMove {
-                    task,
-                    attempt,
-                    from,
-                    to,
-                });
-            }
-            header.stage = to;
-            match to {
-                Stage::Running => header.started_at = Some(report.at),
-                Stage::Finished => header.finished_at = Some(report.at),
-                Stage::Accepted => {}
-            }
-            let mut value = match postcard::to_stdvec(&header) {
-                Ok(value) => value,
-                Err(e) => return abort(StateError::encode(e)),
-            };
-            value.extend_from_slice(order);
-            tasks.insert(&key, value)?;
-            outbox.insert(&id, wire.as_slice())?;
-            Ok(())
+        let change = self.change(task, attempt, to, report)?;
+        settle(
+            (&self.tasks, &self.outbox).transaction(|(tasks, outbox)| change.apply(tasks, outbox)),
+        )
+    }
+
+    /// Finishes an attempt that was running when the agent died with `report` and marks
+    /// `repo` for `restic unlock` before its next run, in one transaction (not flushed).
+    pub(super) fn finish_interrupted_unflushed(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        report: &AgentReport,
+        repo: RepoId,
+    ) -> Result<(), StateError> {
+        final_report(report)?;
+        let change = self.change(task, attempt, Stage::Finished, report)?;
+        let trees = (&self.tasks, &self.outbox, &self.unlocks);
+        settle(trees.transaction(|(tasks, outbox, unlocks)| {
+            change.apply(tasks, outbox)?;
+            unlock::mark(unlocks, repo, (task, attempt), report.at)
         }))
+    }
+
+    /// A stage change with its report encoded and its outbox key taken, ready to apply.
+    fn change<'a>(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        to: Stage,
+        report: &'a AgentReport,
+    ) -> Result<Change<'a>, StateError> {
+        fits(report, task, attempt)?;
+        Ok(Change {
+            task,
+            attempt,
+            to,
+            report,
+            wire: report.to_wire()?,
+            id: OutboxKey::new(self.db.generate_id()?).to_bytes(),
+        })
+    }
+}
+
+/// One stage change of an attempt and the report that tells it.
+struct Change<'a> {
+    task: TaskId,
+    attempt: u32,
+    to: Stage,
+    report: &'a AgentReport,
+    wire: Vec<u8>,
+    id: [u8; 8],
+}
+
+impl Change<'_> {
+    /// Moves the record to the new stage and appends the report, inside a transaction.
+    fn apply(&self, tasks: &TransactionalTree, outbox: &TransactionalTree) -> Tx<()> {
+        let (task, attempt, to) = (self.task, self.attempt, self.to);
+        let key = task_key(task, attempt);
+        let Some(bytes) = tasks.get(key)? else {
+            return abort(StateError::UnknownTask { task, attempt });
+        };
+        let (mut header, order) = match Header::decode(&bytes) {
+            Ok(parts) => parts,
+            Err(e) => return abort(e),
+        };
+        let from = header.stage;
+        if !legal(from, to, &self.report.status) {
+            return abort(StateError::IllegalMove {
+                task,
+                attempt,
+                from,
+                to,
+            });
+        }
+        header.stage = to;
+        match to {
+            Stage::Running => header.started_at = Some(self.report.at),
+            Stage::Finished => header.finished_at = Some(self.report.at),
+            Stage::Accepted => {}
+        }
+        let mut value = match postcard::to_stdvec(&header) {
+            Ok(value) => value,
+            Err(e) => return abort(StateError::encode(e)),
+        };
+        value.extend_from_slice(order);
+        tasks.insert(&key, value)?;
+        outbox.insert(&self.id, self.wire.as_slice())?;
+        Ok(())
+    }
+}
+
+/// Refuses a report that does not end an attempt.
+fn final_report(report: &AgentReport) -> Result<(), StateError> {
+    match report.status {
+        ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => Ok(()),
+        ReportStatus::Acknowledged | ReportStatus::Started => Err(StateError::ReportMismatch(
+            format!("finish takes a final report, not {}", report.status.name()),
+        )),
     }
 }
 

@@ -3,6 +3,7 @@
 //! the records they return.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use fleet_events::event::repo_of;
 use fleet_events::ids::TaskId;
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{AgentReport, KindCounts, TaskOrder};
@@ -27,8 +28,9 @@ impl AgentState {
 
     /// Finishes every attempt of [`AgentState::interrupted`] that is still running with
     /// the report `make_report` gives for its order (normally `Interrupted`, so the
-    /// control plane marks the attempt lost and retries it), one transaction each, and
-    /// flushes once. Returns the attempts it finished; calling it again finishes none.
+    /// control plane marks the attempt lost and retries it) and marks its repository for
+    /// `restic unlock` ([`AgentState::unlock_mark`]), one transaction each, and flushes
+    /// once. Returns the attempts it finished; calling it again finishes none.
     pub async fn recover(
         &self,
         make_report: impl Fn(&TaskOrder) -> AgentReport,
@@ -41,7 +43,9 @@ impl AgentState {
             if record.header.stage != Stage::Running {
                 continue;
             }
-            self.finish_unflushed(task, attempt, &make_report(&record.order))?;
+            let repo = repo_of(&record.order.spec);
+            let report = make_report(&record.order);
+            self.finish_interrupted_unflushed(task, attempt, &report, repo)?;
             done.push((task, attempt));
         }
         self.db.flush_async().await?;

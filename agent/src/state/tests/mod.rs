@@ -2,6 +2,7 @@
 
 mod moves;
 mod recovery;
+mod unlocks;
 
 use fleet_events::envelope::SCHEMA_VERSION;
 use fleet_events::event::{ErrorClass, RunDetail, RunSummary, TaskError};
