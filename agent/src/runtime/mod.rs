@@ -7,16 +7,20 @@
 //! - `slots`: total and per-kind concurrency; never more restic processes than allowed.
 //! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
 //! - `heartbeat`: load, versions and outbox depth every interval.
+//! - [`unlock`]: `restic unlock` before the next run on a repository that had an attempt
+//!   running when the agent died.
 //!
 //! On start, the CPU quota is prepared ([`crate::executor::cgroup`]; one warning if it is
 //! configured but cannot be enforced), an attempt that was running when the agent died is
-//! finished with an `Interrupted` report (the control plane retries it), and accepted
-//! attempts not yet started are queued again.
+//! finished with an `Interrupted` report (the control plane retries it) and its repository
+//! marked for `restic unlock` before its next run, and accepted attempts not yet started
+//! are queued again.
 
 mod heartbeat;
 mod intake;
 mod outbox;
 mod slots;
+pub mod unlock;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,6 +79,8 @@ struct Shared {
     cpu: CpuLimiter,
     /// Cancel tokens of running or queued attempts.
     running: Mutex<HashMap<(fleet_events::ids::TaskId, u32), CancellationToken>>,
+    /// One unlock at a time per repository.
+    unlock_gates: unlock::Gates,
 }
 
 impl Shared {
@@ -108,13 +114,14 @@ pub async fn run(
         state,
         reports: Notify::new(),
         running: Mutex::new(HashMap::new()),
+        unlock_gates: unlock::Gates::default(),
     });
     let recovered = shared
         .state
         .recover(|order| shared.report(order, ReportStatus::Interrupted))
         .await?;
     for (task, attempt) in &recovered {
-        tracing::warn!(%task, attempt, "attempt was running when the agent stopped; reported interrupted");
+        tracing::warn!(%task, attempt, "attempt was running when the agent stopped; reported interrupted, its repository is unlocked before its next run");
     }
     let slots = slots::Slots::new(&shared.config.settings);
     for order in shared.state.pending()? {

@@ -9,7 +9,7 @@ use fleet_events::settings::AgentSettings;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::{Shared, unlock};
 use crate::executor::{Context, RunOutcome, execute};
 
 /// The agent's free slots.
@@ -109,12 +109,14 @@ async fn run_task(
     };
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
+    let unlocked = unlock::before_run(shared, order, &ctx, cancel.clone()).await;
     let began = std::time::Instant::now();
     let status = match execute(order, &ctx, cancel.clone()).await {
         RunOutcome::Finished(status) => status,
         // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
         RunOutcome::Cancelled => ReportStatus::Interrupted,
     };
+    let status = unlock::annotate(status, unlocked.as_ref());
     tracing::info!(task = %order.task, attempt = order.attempt, outcome = status.name(), "restic finished");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).decrement(1.0);
     metrics::histogram!("fleet_agent_restic_duration_seconds", "kind" => kind.as_str())
