@@ -1,12 +1,13 @@
 //! `fleet agent ls|show|settings|decommission|register`: agents over the HTTP API.
 
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::api_client::ApiClient;
 use crate::cli::{AgentArgs, AgentCommand, AgentSettingsArgs, OutputArg};
 use crate::lookup;
-use crate::output::{print, print_json, text, time, written, yes_no};
+use crate::output::{ago, print, print_json, text, time, written, yes_no};
 use crate::table::{Table, fields};
 
 /// Runs one `fleet agent` command.
@@ -18,7 +19,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let agents = lookup::all_agents(&client).await?;
             match json {
                 true => print_json(&agents),
-                false => print(&agents_table(&agents)),
+                false => print(&agents_table(&agents, Utc::now())),
             }
         }
         AgentCommand::Show(target) => {
@@ -26,7 +27,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let agent = client.get(&["v1", "agents", &id], &[]).await?;
             match json {
                 true => print_json(&agent),
-                false => print(&agent_details(&agent)),
+                false => print(&agent_details(&agent, Utc::now())),
             }
         }
         AgentCommand::Settings(change) => {
@@ -135,7 +136,8 @@ fn saturation(agent: &Value) -> String {
     }
 }
 
-fn agents_table(agents: &Value) -> String {
+/// The agents at `now`: LAST SEEN is how long ago each was last heard.
+fn agents_table(agents: &Value, now: DateTime<Utc>) -> String {
     let mut table = Table::new(&[
         "NAME",
         "ID",
@@ -160,7 +162,7 @@ fn agents_table(agents: &Value) -> String {
             ),
             saturation(agent),
             time(&agent["backoffUntil"]),
-            time(&agent["lastSeen"]),
+            ago(&agent["lastSeen"], now),
         ]);
     }
     table.render()
@@ -184,7 +186,7 @@ fn io_class(value: &Value) -> String {
     }
 }
 
-fn agent_details(agent: &Value) -> String {
+fn agent_details(agent: &Value, now: DateTime<Utc>) -> String {
     let settings = &agent["settings"];
     let kinds = |counts: &Value, missing: &str| {
         ["backup", "check", "prune"]
@@ -198,9 +200,21 @@ fn agent_details(agent: &Value) -> String {
         ("id", text(&agent["id"])),
         ("name", text(&agent["name"])),
         ("hostname", text(&agent["hostname"])),
-        ("state", state(agent).to_owned()),
+        (
+            "state",
+            match &agent["offlineSince"] {
+                Value::Null => state(agent).to_owned(),
+                since => format!("offline since {} ({})", time(since), ago(since, now)),
+            },
+        ),
         ("registered at", time(&agent["registeredAt"])),
-        ("last seen", time(&agent["lastSeen"])),
+        (
+            "last seen",
+            match &agent["lastSeen"] {
+                Value::Null => "never".to_owned(),
+                seen => format!("{} ({})", time(seen), ago(seen, now)),
+            },
+        ),
         (
             "versions",
             format!(
@@ -291,6 +305,10 @@ mod tests {
         );
     }
 
+    fn now() -> DateTime<Utc> {
+        "2025-01-02T04:00:30Z".parse().unwrap()
+    }
+
     fn agent() -> Value {
         json!({
             "id": "01900000-0000-7000-8000-00000000000a", "name": "web-1",
@@ -315,7 +333,8 @@ mod tests {
         offline["saturation"] = json!(null);
         offline["backoffUntil"] = json!(null);
         offline["name"] = json!("db");
-        let text = agents_table(&json!([agent(), offline]));
+        offline["lastSeen"] = json!("2025-01-02T03:48:00Z");
+        let text = agents_table(&json!([agent(), offline]), now());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("NAME   ID"), "{text}");
@@ -325,14 +344,17 @@ mod tests {
         assert!(lines[1].contains("2025-01-02T05:00:00Z"), "{text}");
         assert!(lines[2].starts_with("db "), "{text}");
         assert!(lines[2].contains("offline"), "{text}");
+        assert!(lines[1].ends_with("30s ago"), "{text}");
+        assert!(lines[2].ends_with("12m ago"), "{text}");
     }
 
     #[test]
     fn an_agents_details_include_load_saturation_backoff_and_settings() {
-        let text = agent_details(&agent());
+        let text = agent_details(&agent(), now());
         for line in [
             "state:           online",
             "registered at:   2025-01-02T03:04:05Z",
+            "last seen:       2025-01-02T04:00:00Z (30s ago)",
             "versions:        agent 0.1.0, restic -",
             "running:         1 of 2 (backup 1, check 0, prune 0)",
             "saturated:       yes: backup limit 1 reached",
@@ -349,6 +371,15 @@ mod tests {
         assert!(!text.contains("queue depth"), "not answered, not shown");
         let mut queued = agent();
         queued["queueDepth"] = json!(3);
-        assert!(agent_details(&queued).contains("queue depth:     3"));
+        assert!(agent_details(&queued, now()).contains("queue depth:     3"));
+        let mut offline = agent();
+        offline["online"] = json!(false);
+        offline["offlineSince"] = json!("2025-01-02T04:00:00Z");
+        let text = agent_details(&offline, now());
+        assert!(
+            text.lines()
+                .any(|l| l == "state:           offline since 2025-01-02T04:00:00Z (30s ago)"),
+            "{text}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use chrono::{DateTime, Utc};
 use fleet_events::codec::Wire;
+use fleet_events::ids::AgentId;
 use fleet_events::protocol::Heartbeat;
 use fleet_events::store::EventStore;
 use fleet_events::store::consume::{Parking, park};
@@ -113,9 +114,12 @@ async fn read(
     let (seq, stored_at) = match message.info() {
         Ok(info) => (
             info.stream_sequence,
-            DateTime::from_timestamp_nanos(
-                i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-            ),
+            // Microseconds, as the log keeps times: a "last seen" recorded in an event
+            // then equals the heartbeat's.
+            DateTime::from_timestamp_micros(
+                i64::try_from(info.published.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
+            )
+            .unwrap_or_else(Utc::now),
         ),
         Err(_) => (0, Utc::now()),
     };
@@ -151,4 +155,42 @@ async fn read(
         tracing::warn!(reader, seq, error = %e, "could not park a heartbeat");
     }
     None
+}
+
+/// Each agent's last heartbeat time, live: what "last seen" shows. Kept in memory, fed by
+/// [`LastHeard::follow`]; it is not part of the log, so read models rebuilt from the log
+/// stay equal to the incremental ones.
+#[derive(Debug, Clone, Default)]
+pub struct LastHeard {
+    heard: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<AgentId, DateTime<Utc>>>>,
+}
+
+impl LastHeard {
+    /// When `agent` was last heard, if a heartbeat of it is known.
+    pub fn get(&self, agent: AgentId) -> Option<DateTime<Utc>> {
+        self.heard.read().ok()?.get(&agent).copied()
+    }
+
+    /// Records a heartbeat of `agent` stored at `at` (an older one changes nothing).
+    pub fn record(&self, agent: AgentId, at: DateTime<Utc>) {
+        if let Ok(mut heard) = self.heard.write() {
+            let last = heard.entry(agent).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// Follows the heartbeats into this map until `shutdown` (see [`follow`]).
+    pub async fn follow(
+        &self,
+        store: EventStore,
+        reader: &'static str,
+        shutdown: CancellationToken,
+    ) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let following = tokio::spawn(follow(store, reader, tx, shutdown));
+        while let Some(beat) = rx.recv().await {
+            self.record(beat.heartbeat.agent, beat.stored_at.min(Utc::now()));
+        }
+        let _ = following.await;
+    }
 }

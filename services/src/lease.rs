@@ -172,13 +172,21 @@ impl Lease {
     /// Stops renewing without releasing, as a process killed with SIGKILL would: a standby
     /// takes over once [`LEASE_TTL`] has passed. For fault tests.
     pub fn crash(self) {
-        self.task.abort();
+        drop(self);
     }
 
     /// Stops renewing and releases the lease if held, so a standby takes over at once.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Lease {
+    /// A lease dropped without [`Lease::stop`] (its service's future dropped, as when the
+    /// process dies) stops renewing without releasing.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

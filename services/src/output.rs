@@ -62,6 +62,25 @@ pub fn duration_ms(value: &Value) -> String {
     }
 }
 
+/// How long before `now` a time was, in words: `45s ago`, `12m ago`, `3h ago`, `2d ago`
+/// (whole units, rounded down); `-` for no time, `just now` for one not before `now`.
+pub fn ago(value: &Value, now: DateTime<Utc>) -> String {
+    let Some(then) = value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return text(value);
+    };
+    let secs = (now - then.with_timezone(&Utc)).num_seconds();
+    match secs {
+        ..=0 => "just now".to_owned(),
+        1..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
 /// Seconds as a short span: `90s`, `15m`, `6h`, `2d`, using the largest unit that divides.
 pub fn span_secs(secs: u64) -> String {
     match secs {

@@ -120,12 +120,14 @@ fn reply(
                 .filter(|view| named(view))
                 .skip(offset.unwrap_or(0))
                 .take(limit)
-                .map(dto::Agent::from)
+                .map(|view| dto::Agent::new(view, models.heard.get(view.agent)))
                 .collect();
             to_json(agents)
         }
         Query::Agent { id } => match models.agents.agent(id)? {
-            Some(view) if view.tenant == *tenant => to_json(dto::Agent::from(&view)),
+            Some(view) if view.tenant == *tenant => {
+                to_json(dto::Agent::new(&view, models.heard.get(id)))
+            }
             _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
         },
         Query::AgentBackoff { id } => match models.agents.agent(id)? {

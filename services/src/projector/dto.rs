@@ -59,7 +59,12 @@ pub struct Agent {
     pub registered_at: Option<DateTime<Utc>>,
     pub decommissioned: bool,
     pub online: bool,
+    /// When it was last heard: its last heartbeat as the server stored it (live, accurate
+    /// to one heartbeat interval), or what the log last said of it (registered, back
+    /// online, gone offline) if that is later or no heartbeat is known.
     pub last_seen: Option<DateTime<Utc>>,
+    /// For an offline agent: since when, its last heartbeat before it went offline.
+    pub offline_since: Option<DateTime<Utc>>,
     pub agent_version: Option<String>,
     pub restic_version: Option<String>,
     pub settings: AgentSettings,
@@ -77,9 +82,19 @@ pub struct Agent {
     pub pending_retries: usize,
 }
 
+impl Agent {
+    /// The agent `view` shows, last heard at `heard` (from its heartbeats, if known).
+    pub fn new(view: &AgentView, heard: Option<DateTime<Utc>>) -> Self {
+        let mut agent = Agent::from(view);
+        agent.last_seen = agent.last_seen.max(heard);
+        agent
+    }
+}
+
 impl From<&AgentView> for Agent {
     fn from(view: &AgentView) -> Self {
         let saturation = view.saturation();
+        let offline = view.registered && !view.online && !view.decommissioned;
         Agent {
             id: view.agent,
             name: view.name.clone(),
@@ -89,6 +104,7 @@ impl From<&AgentView> for Agent {
             decommissioned: view.decommissioned,
             online: view.online,
             last_seen: view.last_seen,
+            offline_since: if offline { view.last_seen } else { None },
             agent_version: view.agent_version.clone(),
             restic_version: view.restic_version.clone(),
             settings: view.settings.clone(),

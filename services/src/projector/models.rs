@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fleet_events::store::EventStore;
+
+use crate::heard::LastHeard;
 use fleet_projections::drive::rebuild_together;
 use fleet_projections::{
     Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Status, Tasks,
@@ -20,6 +22,9 @@ pub struct ReadModels {
     pub runs: Checkpointed<Runs>,
     pub policies: Checkpointed<Policies>,
     pub repos: Checkpointed<Repos>,
+    /// Agents' last heartbeats, live from `FLEET_HEARTBEATS`: what "last seen" shows.
+    /// Not a read model of the log, and not stored.
+    pub heard: LastHeard,
 }
 
 /// One projection's progress, as `fleet projections status` shows it.
@@ -37,6 +42,10 @@ pub struct ProjectionStatus {
     pub rejected: u64,
 }
 
+/// The name the projector reads heartbeats under; bad ones are parked on
+/// `fleet.parked.projector-heartbeats` (once, whichever reader sees them first).
+pub const HEARTBEAT_READER: &str = "projector-heartbeats";
+
 impl ReadModels {
     /// Opens (or creates) the database in `dir`; a model stored with another format
     /// version is reset and rebuilt by its loop.
@@ -48,6 +57,7 @@ impl ReadModels {
             runs: Checkpointed::with_db(db.clone(), Runs)?,
             policies: Checkpointed::with_db(db.clone(), Policies)?,
             repos: Checkpointed::with_db(db, Repos)?,
+            heard: LastHeard::default(),
         })
     }
 
@@ -76,6 +86,8 @@ impl ReadModels {
         feed!(runs, Runs);
         feed!(policies, Policies);
         feed!(repos, Repos);
+        let (heard, store, stop) = (self.heard.clone(), store.clone(), shutdown.clone());
+        tracker.spawn(async move { heard.follow(store, HEARTBEAT_READER, stop).await });
     }
 
     /// The progress of every model: its checkpoint against the last event of the log it

@@ -58,16 +58,17 @@ impl Instances {
                     .iter()
                     .map(|held| held.as_ref().is_some_and(|held| *held.borrow()))
                     .collect();
-                let mut seen = s.lock().unwrap();
-                let holding: Vec<usize> = (0..n).filter(|i| now[*i]).collect();
-                seen.most_at_once = seen.most_at_once.max(holding.len());
-                seen.holder = (holding.len() == 1).then(|| holding[0]);
-                for i in 0..n {
-                    if now[i] && !was[i] {
-                        seen.acquisitions.push((i, Instant::now()));
+                {
+                    let mut seen = s.lock().unwrap();
+                    let holding: Vec<usize> = (0..n).filter(|i| now[*i]).collect();
+                    seen.most_at_once = seen.most_at_once.max(holding.len());
+                    seen.holder = (holding.len() == 1).then(|| holding[0]);
+                    for i in 0..n {
+                        if now[i] && !was[i] {
+                            seen.acquisitions.push((i, Instant::now()));
+                        }
                     }
                 }
-                drop(seen);
                 was = now;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -80,12 +81,21 @@ impl Instances {
         }
     }
 
-    /// The one holder, once there is one.
+    /// The one holder among the live instances, once there is one.
     async fn holder(&self, within: Duration) -> usize {
         eventually("one holder", within, || async {
-            match self.seen.lock().unwrap().holder {
-                Some(i) => std::ops::ControlFlow::Break(i),
-                None => std::ops::ControlFlow::Continue("none or several"),
+            let holding: Vec<usize> = self
+                .helds
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter(|(_, held)| held.as_ref().is_some_and(|held| *held.borrow()))
+                .map(|(i, _)| i)
+                .collect();
+            match holding[..] {
+                [i] => std::ops::ControlFlow::Break(i),
+                _ => std::ops::ControlFlow::Continue(holding),
             }
         })
         .await
@@ -146,7 +156,7 @@ async fn one_instance_holds_at_a_time_a_stopped_holder_hands_over_and_a_dead_one
 
     // A third instance joins, then the holder dies without releasing: the newcomer takes
     // over once the lease's revision stood still for the TTL.
-    let mut more = Instances::start(&fleet.server.url(), 1).await;
+    let more = Instances::start(&fleet.server.url(), 1).await;
     tokio::time::sleep(STANDBY_POLL * 2).await;
     let died = Instant::now();
     instances.crash(second);

@@ -2,6 +2,7 @@
 //! restic). One test binary; each scenario module starts its own server.
 
 mod agent;
+mod agent_crash;
 mod agent_limits;
 mod api;
 mod api_writes;
@@ -16,6 +17,7 @@ mod follow;
 mod intake;
 mod isolation;
 mod lease;
+mod liveness;
 mod limits;
 mod outage;
 mod projector;

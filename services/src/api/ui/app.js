@@ -23,6 +23,11 @@ const ROUTES = [
 /** Waits this long after an event for more before refreshing, and at most `MAX_WAIT_MS`. */
 const DEBOUNCE_MS = 250;
 const MAX_WAIT_MS = 2000;
+/**
+ * Views that show when agents were last heard (`showsHeartbeats`) refresh this often:
+ * heartbeats are not events, so the event stream alone would freeze "last seen".
+ */
+const HEARTBEAT_REFRESH_MS = 10000;
 
 const $ = (id) => document.getElementById(id);
 let stream = null;
@@ -149,6 +154,10 @@ function onEvent(event) {
     show(false);
   }, wait);
 }
+
+setInterval(() => {
+  if (token() && current && current.view.showsHeartbeats && pending === null) show(false);
+}, HEARTBEAT_REFRESH_MS);
 
 $("sign-in-form").addEventListener("submit", signIn);
 $("sign-out").addEventListener("click", () => signOut("Signed out."));

@@ -5,6 +5,8 @@ import { badge, bytes, h, link, section, short, span, table, time, when } from "
 import { backoffBadge, onlineBadge, saturationBar } from "./view-overview.js";
 
 export const title = "Agent";
+/** Shows "last seen": refreshed on a timer too (see app.js). */
+export const showsHeartbeats = true;
 
 const OPEN = ["scheduled", "dispatched", "acknowledged", "running", "failed", "retry_scheduled", "retry_due"];
 
@@ -51,6 +53,7 @@ function facts(agent) {
     ["Running by kind", `backup ${agent.runningByKind.backup}, check ${agent.runningByKind.check}, prune ${agent.runningByKind.prune}`],
     ["Queued", agent.queueDepth],
     ["Last seen", time(agent.lastSeen)],
+    ...(agent.offlineSince ? [["Offline since", time(agent.offlineSince)]] : []),
     ["Registered", time(agent.registeredAt)],
     ["Versions", `agent ${agent.agentVersion ?? "?"}, restic ${agent.resticVersion ?? "?"}`],
   ]);

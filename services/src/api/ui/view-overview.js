@@ -2,9 +2,11 @@
 // backoff, and the last success of each policy on each agent (stale ones marked).
 
 import { allAgents, get } from "./api.js";
-import { badge, clock, h, link, section, table, time } from "./dom.js";
+import { badge, clock, h, link, section, table, time, when } from "./dom.js";
 
 export const title = "Overview";
+/** Shows "last seen": refreshed on a timer too (see app.js). */
+export const showsHeartbeats = true;
 
 export function affects(event) {
   return ["agent", "task", "policy", "repo"].includes(event.aggregate.kind);
@@ -79,7 +81,9 @@ export function backoffBadge(agent) {
 
 export function onlineBadge(agent) {
   if (agent.decommissioned) return badge("decommissioned", "muted");
-  return agent.online ? badge("online", "good") : badge("offline", "bad");
+  if (agent.online) return badge("online", "good");
+  if (!agent.offlineSince) return badge("offline", "bad");
+  return h("span", {}, badge("offline", "bad"), h("div", { class: "muted offline-since" }, `since ${when(agent.offlineSince)}`));
 }
 
 function agentTable(agents) {
