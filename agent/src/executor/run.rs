@@ -1,7 +1,7 @@
 //! Runs one restic invocation to its end: output collected, run timeout and cancellation
 //! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period), in
 //! its CPU-quota cgroup when it has one. On Linux restic dies with the agent: the kernel
-//! sends it SIGINT when the agent's process ends, however it ends ([`die_with_agent`]).
+//! kills it when the agent's process ends, however it ends ([`die_with_agent`]).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -198,20 +198,24 @@ fn command(program: &Path, args: &[OsString], inv: &Invocation, leaf: Option<&Le
     command
 }
 
-/// Asks the kernel to send the spawned process SIGINT when the agent dies, even by
-/// SIGKILL (`prctl(PR_SET_PDEATHSIG)`, Linux only), so no restic outlives the agent.
+/// Asks the kernel to kill the spawned process (SIGKILL) when the agent dies, however it
+/// dies (`prctl(PR_SET_PDEATHSIG)`, Linux only), so no restic outlives the agent.
 ///
-/// SIGINT, not SIGTERM: every restic version cleans up on SIGINT (0.14 dies on SIGTERM
-/// without removing its lock). Once the agent is dead, restic usually dies of SIGPIPE while
-/// it reports the signal on its closed stderr, before it removes its lock; the stale lock is
-/// then removed by `restic unlock` before the next run on that repository
-/// ([`crate::runtime`]). The signal survives the `ionice`/`nice` execs (neither is setuid:
-/// the kernel clears it only on an exec that changes credentials).
+/// SIGKILL, not SIGINT or SIGTERM, because a gentler signal buys nothing and costs time:
+/// restic 0.14 dies on SIGTERM without cleaning up; on SIGINT restic first reports the
+/// signal on its stderr, whose reader is gone, and usually dies of SIGPIPE right there with
+/// its lock still in place; and when it does clean up, removing its lock can wait more
+/// than 10 s behind uploads slowed by `--limit-upload`, while a restarted agent may already
+/// start the next run. restic's repository survives a kill at any point (an unfinished
+/// backup leaves only unreferenced data for the next prune); the lock it leaves is removed
+/// by `restic unlock` before the next run on that repository ([`crate::runtime::unlock`]).
+/// The setting survives the `ionice`/`nice` execs (neither is setuid: the kernel clears
+/// it only on an exec that changes credentials).
 ///
 /// The kernel ties the signal to the *thread* that forked, not to the process: a spawn from
 /// a thread that ends before the agent does (a `spawn_blocking` thread, which tokio ends
-/// after 10 s idle) would interrupt restic mid-run. The agent spawns restic from its
-/// runtime's worker threads, which live as long as the agent; keep it that way.
+/// after 10 s idle) would kill restic mid-run. The agent spawns restic from its runtime's
+/// worker threads, which live as long as the agent; keep it that way.
 #[cfg(target_os = "linux")]
 fn die_with_agent(command: &mut Command) {
     let agent = std::process::id();
@@ -222,7 +226,7 @@ fn die_with_agent(command: &mut Command) {
             // A failure leaves restic without the signal; a protection never fails a task.
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
-                libc::SIGINT as libc::c_ulong,
+                libc::SIGKILL as libc::c_ulong,
                 0,
                 0,
                 0,
@@ -300,11 +304,11 @@ mod tests {
 
     use super::*;
 
-    /// The parent-death signal: a child is interrupted (SIGINT) as soon as the thread that
-    /// spawned it ends, which is why restic is spawned only from threads that live as long
-    /// as the agent. The agent's death by SIGKILL ends all its threads the same way.
+    /// The parent-death signal: a child is killed as soon as the thread that spawned it
+    /// ends, which is why restic is spawned only from threads that live as long as the
+    /// agent. The agent's death by SIGKILL ends all its threads the same way.
     #[test]
-    fn a_child_is_interrupted_when_the_thread_that_spawned_it_ends() {
+    fn a_child_is_killed_when_the_thread_that_spawned_it_ends() {
         let inv = Invocation {
             program: "sleep".into(),
             args: vec!["30".into()],
@@ -335,6 +339,6 @@ mod tests {
         let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(reaped, pid, "{}", std::io::Error::last_os_error());
         assert!(libc::WIFSIGNALED(status), "exited by itself: {status:#x}");
-        assert_eq!(libc::WTERMSIG(status), libc::SIGINT);
+        assert_eq!(libc::WTERMSIG(status), libc::SIGKILL);
     }
 }
