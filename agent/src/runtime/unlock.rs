@@ -104,15 +104,19 @@ pub(super) async fn before_run(
     cancel: CancellationToken,
 ) -> Option<Unlock> {
     let repo = repo_of(&order.spec);
-    let gate = shared.unlock_gates.of(repo).await;
-    let _held = gate.lock().await;
-    let mark = match shared.state.unlock_mark(repo) {
-        Ok(mark) => mark?,
+    let marked = || match shared.state.unlock_mark(repo) {
+        Ok(mark) => mark,
         Err(error) => {
             tracing::error!(task_id = %order.task, %error, "cannot read whether the repository needs restic unlock");
-            return None;
+            None
         }
     };
+    // Most runs find no mark and take no gate; a marked repository is read again once its
+    // gate is held, since a run that held it before may have unlocked it.
+    marked()?;
+    let gate = shared.unlock_gates.of(repo).await;
+    let _held = gate.lock().await;
+    let mark = marked()?;
     let interrupted = mark.interrupted.clone();
     let run_timeout = Duration::from_secs(order.spec.execution.run_timeout_secs);
     let timeout = UNLOCK_TIMEOUT.min(run_timeout);
