@@ -8,9 +8,11 @@
 //!   capabilities, CPU quotas by cgroup v2 or v1, `nice`/`ionice`); pure parts plus one IO
 //!   entry point, [`probe::run`].
 //! - [`executor`]: runs one task's restic (secrets, command line, priority, CPU quota,
-//!   timeout, cancel).
-//! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats.
-//! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox.
+//!   timeout, cancel; on Linux it dies with the agent).
+//! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats, and
+//!   `restic unlock` after a crash.
+//! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox,
+//!   repositories to unlock.
 //! - [`config`]: the agent's YAML configuration, in two phases: raw values with
 //!   `FLEET_AGENT_*` overrides, then a validated config; every problem reported at once.
 //! - [`enroll`]: the agent's identity: preassigned, stored, or registered now with a
