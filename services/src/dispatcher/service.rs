@@ -138,13 +138,11 @@ pub async fn run(
                 let plan = fleet.plan(now, &mut circuits);
                 dispatch(&store, &mut fleet, plan, now, &shutdown).await;
             }
-            wake = [
+            let timers = [
                 fleet.next_wakeup(),
                 fleet.next_timeout(now, config.timeout_margin),
-            ]
-            .into_iter()
-            .flatten()
-            .fold(Some(next_check), |a, b| a.map(|a| a.min(b)));
+            ];
+            wake = Some(timers.into_iter().flatten().fold(next_check, DateTime::min));
         }
         tokio::select! {
             item = log.next(&shutdown) => match item {

@@ -85,6 +85,19 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
         },
     )
     .await;
+    // A second agent, offline for five minutes.
+    let gone = AgentId::generate();
+    let gone_registered = AgentEvent::Registered {
+        name: "db-2".into(),
+        hostname: "db-2.example.net".into(),
+        settings: AgentSettings::default(),
+    };
+    let offline = AgentEvent::WentOffline {
+        last_seen: Utc::now() - minutes(5),
+    };
+    for event in [gone_registered, offline] {
+        append(store, Event::Agent { agent: gone, event }).await;
+    }
     wait_for_projector(addr, admin).await;
     let policy = create_policy(addr, admin, agent).await;
     let now = Utc::now();
@@ -191,6 +204,57 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     assert_eq!(seen["notReloaded"], true, "the page was reloaded: {seen}");
     let badge = seen["backoff"].as_str().unwrap_or_default();
     assert!(is_until_badge(badge), "backoff badge {badge:?}");
+
+    // "Last seen" is the last heartbeat: none yet for db-1; once it beats, the overview
+    // shows it within a refresh, without a reload. db-2 says since when it is offline.
+    let cells = |id: AgentId| {
+        format!(
+            "const row = document.querySelector('tr[data-agent=\"{id}\"]');
+             if (!row) return null;
+             const since = row.querySelector('.offline-since');
+             const time = row.cells[4].querySelector('time');
+             return {{
+               lastSeen: row.cells[4].textContent,
+               lastSeenMs: time ? Date.parse(time.getAttribute('datetime')) : null,
+               state: row.cells[1].textContent,
+               since: since ? since.textContent : null,
+               notReloaded: window.notReloaded === true,
+             }};"
+        )
+    };
+    let db2 = poll(&browser, "db-2 offline", &cells(gone), |row| {
+        !row["since"].is_null()
+    })
+    .await;
+    assert!(
+        db2["state"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("offline"),
+        "{db2}"
+    );
+    assert!(
+        db2["since"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("since 20"),
+        "{db2}"
+    );
+    assert!(
+        db2["lastSeen"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("(5 min"),
+        "{db2}"
+    );
+    let sent = Utc::now().timestamp_millis();
+    heartbeat(&fleet.client, agent).await;
+    let db1 = poll(&browser, "db-1 heard", &cells(agent), |row| {
+        row["lastSeenMs"].as_i64().is_some_and(|ms| ms >= sent - 100)
+    })
+    .await;
+    assert!(db1["lastSeen"].as_str().unwrap_or_default().ends_with(" ago)"), "{db1}");
+    assert_eq!(db1["notReloaded"], true, "the page was reloaded: {db1}");
     let shots = screenshots_dir();
     screenshot(&browser, &shots, "dashboard-overview.png").await;
 
@@ -345,6 +409,31 @@ fn find(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs `script` in the page until `done` accepts its answer, which it returns.
+/// One heartbeat of `agent` (tenant acme), as the agent sends it.
+async fn heartbeat(client: &async_nats::Client, agent: AgentId) {
+    let beat = fleet_events::protocol::Heartbeat {
+        schema: fleet_events::envelope::SCHEMA_VERSION,
+        agent,
+        tenant: crate::support::tenant(),
+        at: Utc::now(),
+        running: Default::default(),
+        queued: Default::default(),
+        agent_version: "0.1.0".into(),
+        restic_version: "0.16.4".into(),
+        outbox_depth: 0,
+    };
+    let subject = fleet_events::subject::AgentSubject {
+        agent,
+        channel: fleet_events::subject::Channel::Heartbeat,
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish(subject.to_string(), beat.to_wire().expect("encodes").into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+}
+
 async fn poll(browser: &Client, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
     eventually(what, DEADLINE, || async {
         match browser.execute(script, vec![]).await {
@@ -397,7 +486,7 @@ async fn wait_for_projector(addr: SocketAddr, token: &str) {
         }
         let response = get(addr, "/v1/agents", Some(token)).await;
         match response.body.as_array().map(Vec::len) {
-            Some(1) => ControlFlow::Break(()),
+            Some(2) => ControlFlow::Break(()),
             _ => ControlFlow::Continue(response.text),
         }
     })

@@ -184,7 +184,7 @@ async fn an_agent_killed_after_server_and_control_plane_restarts_goes_offline_an
         matches!(e, TaskEvent::Lost { attempt: 1, .. })
     })
     .await;
-    wait_until(&f.store, task, |e| matches!(e, TaskEvent::RetryDue { .. })).await;
+    wait_until(&f.store, task, |e| matches!(e, TaskEvent::RetryDue)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let events = task_events(&f.store, task).await;
     assert!(
