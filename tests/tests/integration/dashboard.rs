@@ -250,10 +250,18 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     let sent = Utc::now().timestamp_millis();
     heartbeat(&fleet.client, agent).await;
     let db1 = poll(&browser, "db-1 heard", &cells(agent), |row| {
-        row["lastSeenMs"].as_i64().is_some_and(|ms| ms >= sent - 100)
+        row["lastSeenMs"]
+            .as_i64()
+            .is_some_and(|ms| ms >= sent - 100)
     })
     .await;
-    assert!(db1["lastSeen"].as_str().unwrap_or_default().ends_with(" ago)"), "{db1}");
+    assert!(
+        db1["lastSeen"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(" ago)"),
+        "{db1}"
+    );
     assert_eq!(db1["notReloaded"], true, "the page was reloaded: {db1}");
     let shots = screenshots_dir();
     screenshot(&browser, &shots, "dashboard-overview.png").await;
