@@ -146,7 +146,7 @@ impl Lab {
         unlock(order, &self.ctx(), timeout, CancellationToken::new()).await
     }
 
-    /// The names of the lock files in the lab's repository.
+    /// The names of the lock files in the lab's repository (complete ones only).
     pub fn locks(&self) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(self.repo().join("locks")) {
             Ok(entries) => entries
@@ -156,6 +156,9 @@ impl Lab {
                         .to_string_lossy()
                         .into_owned()
                 })
+                // restic's local backend writes `<id>-tmp-<n>` and renames it: a restic
+                // killed in between leaves a partial file that is no lock.
+                .filter(|name| !name.contains("-tmp-"))
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => panic!("locks: {e}"),
