@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::SCHEMA_VERSION;
-use crate::event::{RunSummary, TaskError};
+use crate::event::{InterruptedAttempt, RunSummary, TaskError, UnlockOutcome};
 use crate::ids::{AgentId, PolicyId, TaskId, TenantId};
 use crate::policy::{PolicySpec, TaskKind};
 
@@ -86,6 +86,12 @@ pub enum ReportStatus {
     Failed(TaskError),
     /// The agent restarted while the attempt ran; the run's outcome is unknown.
     Interrupted,
+    /// Before running the attempt, the agent ran `restic unlock` (stale locks only) on its
+    /// repository, because the `interrupted` attempts were running there when it stopped.
+    UnlockRan {
+        interrupted: Vec<InterruptedAttempt>,
+        outcome: UnlockOutcome,
+    },
 }
 
 impl ReportStatus {
@@ -97,6 +103,7 @@ impl ReportStatus {
             ReportStatus::Succeeded(_) => "succeeded",
             ReportStatus::Failed(_) => "failed",
             ReportStatus::Interrupted => "interrupted",
+            ReportStatus::UnlockRan { .. } => "unlock_ran",
         }
     }
 }
@@ -196,6 +203,10 @@ mod tests {
             }),
             ReportStatus::Failed(TaskError::new(ErrorClass::Auth, "wrong password", Some(1))),
             ReportStatus::Interrupted,
+            ReportStatus::UnlockRan {
+                interrupted: samples::interrupted(),
+                outcome: samples::unlock_failed(),
+            },
         ] {
             let r = report(status);
             assert_eq!(AgentReport::from_wire(&r.to_wire().unwrap()), Ok(r));

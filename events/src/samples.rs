@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::envelope::{Envelope, SCHEMA_VERSION};
 use crate::event::{
-    AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, LostReason,
-    PolicyEvent, PruneSummary, RepoEvent, Role, RunDetail, RunSummary, SkipReason, TaskError,
-    TaskEvent, TenantEvent,
+    AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, InterruptedAttempt,
+    LostReason, PolicyEvent, PruneSummary, RepoEvent, Role, RunDetail, RunSummary, SkipReason,
+    TaskError, TaskEvent, TenantEvent, UnlockOutcome,
 };
 use crate::ids::{AgentId, CorrelationId, EventId, PolicyId, RepoId, TaskId, TenantId, TokenId};
 use crate::policy::{
@@ -223,6 +223,11 @@ pub fn event(t: EventType) -> Event {
             attempt: 1,
             reason: LostReason::LeaseExpired,
         }),
+        T::TaskUnlockRan => task(TaskEvent::UnlockRan {
+            attempt: 2,
+            interrupted: interrupted(),
+            outcome: UnlockOutcome::Unlocked,
+        }),
         T::RepoCircuitOpened => Event::Repo {
             repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
             event: RepoEvent::CircuitOpened {
@@ -235,6 +240,29 @@ pub fn event(t: EventType) -> Event {
             event: RepoEvent::CircuitClosed,
         },
     }
+}
+
+/// The attempts a sample unlock names: the sample task's first, and another task's.
+pub fn interrupted() -> Vec<InterruptedAttempt> {
+    vec![
+        InterruptedAttempt {
+            task: TASK,
+            attempt: 1,
+        },
+        InterruptedAttempt {
+            task: TaskId::from_uuid(Uuid::from_u128(0xc02)),
+            attempt: 3,
+        },
+    ]
+}
+
+/// A failed `restic unlock`, as a sample.
+pub fn unlock_failed() -> UnlockOutcome {
+    UnlockOutcome::Failed(TaskError::new(
+        ErrorClass::Auth,
+        "Fatal: wrong password or no key found",
+        Some(1),
+    ))
 }
 
 /// The sample event of type `t` in a fixed envelope.
@@ -328,6 +356,14 @@ fn variants() -> Vec<(String, Event)> {
             task(TaskEvent::Failed { attempt: 3, error }),
         ));
     }
+    out.push((
+        "task.unlock_ran+failed".into(),
+        task(TaskEvent::UnlockRan {
+            attempt: 2,
+            interrupted: interrupted(),
+            outcome: unlock_failed(),
+        }),
+    ));
     for (name, role) in [("admin", Role::Admin), ("enroll", Role::Enroll)] {
         out.push((
             format!("tenant.token_issued+{name}"),
@@ -429,6 +465,20 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
             )),
         ),
         ("interrupted", ReportStatus::Interrupted),
+        (
+            "unlock_ran",
+            ReportStatus::UnlockRan {
+                interrupted: interrupted(),
+                outcome: UnlockOutcome::Unlocked,
+            },
+        ),
+        (
+            "unlock_ran+failed",
+            ReportStatus::UnlockRan {
+                interrupted: interrupted(),
+                outcome: unlock_failed(),
+            },
+        ),
     ];
     for (name, status) in statuses {
         let report = AgentReport {

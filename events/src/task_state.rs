@@ -119,6 +119,7 @@ pub fn next_status(from: Option<TaskStatus>, event: &TaskEvent) -> Option<TaskSt
         (Some(S::Failed | S::Lost), E::Exhausted { .. }) => S::Exhausted,
         (Some(S::RetryScheduled), E::RetryDue) => S::RetryDue,
         (Some(s), E::Cancelled { .. }) if !s.is_terminal() => S::Cancelled,
+        (Some(s @ (S::Acknowledged | S::Running)), E::UnlockRan { .. }) => s,
         _ => return None,
     };
     Some(to)
@@ -231,7 +232,8 @@ impl Task {
             TaskEvent::Acknowledged { attempt }
             | TaskEvent::Started { attempt }
             | TaskEvent::Succeeded { attempt, .. }
-            | TaskEvent::Lost { attempt, .. } => same_attempt(*attempt)?,
+            | TaskEvent::Lost { attempt, .. }
+            | TaskEvent::UnlockRan { attempt, .. } => same_attempt(*attempt)?,
             TaskEvent::Failed { attempt, error } => {
                 same_attempt(*attempt)?;
                 next.last_error = Some(error.class);

@@ -30,7 +30,7 @@ pub(super) fn abort<T>(error: StateError) -> Tx<T> {
     Err(ConflictableTransactionError::Abort(error))
 }
 
-fn settle<T>(result: Result<T, TransactionError<StateError>>) -> Result<T, StateError> {
+pub(super) fn settle<T>(result: Result<T, TransactionError<StateError>>) -> Result<T, StateError> {
     result.map_err(|e| match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => StateError::Storage(e),
@@ -223,9 +223,12 @@ impl Change<'_> {
 fn final_report(report: &AgentReport) -> Result<(), StateError> {
     match report.status {
         ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => Ok(()),
-        ReportStatus::Acknowledged | ReportStatus::Started => Err(StateError::ReportMismatch(
-            format!("finish takes a final report, not {}", report.status.name()),
-        )),
+        ReportStatus::Acknowledged | ReportStatus::Started | ReportStatus::UnlockRan { .. } => {
+            Err(StateError::ReportMismatch(format!(
+                "finish takes a final report, not {}",
+                report.status.name()
+            )))
+        }
     }
 }
 

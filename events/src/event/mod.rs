@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use task::{
-    BackupSummary, ErrorClass, ExhaustedReason, LostReason, PruneSummary, RunDetail, RunSummary,
-    SkipReason, TaskError, TaskEvent, repo_of,
+    BackupSummary, ErrorClass, ExhaustedReason, InterruptedAttempt, LostReason, PruneSummary,
+    RunDetail, RunSummary, SkipReason, TaskError, TaskEvent, UnlockOutcome, repo_of,
 };
 
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
@@ -149,4 +149,5 @@ event_types! {
     RepoCircuitOpened => "repo.circuit_opened",
     RepoCircuitClosed => "repo.circuit_closed",
     AgentKeyAuthorized => "agent.key_authorized",
+    TaskUnlockRan => "task.unlock_ran",
 }

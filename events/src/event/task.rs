@@ -58,6 +58,15 @@ pub enum TaskEvent {
     Cancelled { reason: String },
     /// The agent holding the attempt went silent past its lease (or came back without it).
     Lost { attempt: u32, reason: LostReason },
+    /// Before running `attempt`, the agent ran `restic unlock` (stale locks only, never
+    /// `--remove-all`) on the task's repository, because the `interrupted` attempts were
+    /// running there when the agent stopped and their restic may have left a lock. Legal
+    /// while the attempt is acknowledged or running; the task's status does not change.
+    UnlockRan {
+        attempt: u32,
+        interrupted: Vec<InterruptedAttempt>,
+        outcome: UnlockOutcome,
+    },
 }
 
 impl TaskEvent {
@@ -76,6 +85,7 @@ impl TaskEvent {
             Self::Exhausted { .. } => EventType::TaskExhausted,
             Self::Cancelled { .. } => EventType::TaskCancelled,
             Self::Lost { .. } => EventType::TaskLost,
+            Self::UnlockRan { .. } => EventType::TaskUnlockRan,
         }
     }
 }
@@ -186,6 +196,24 @@ pub enum LostReason {
     AgentRestarted,
     /// The agent was decommissioned.
     AgentDecommissioned,
+}
+
+/// One attempt of a task (this one or another on the same repository) that was running
+/// when its agent stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InterruptedAttempt {
+    pub task: TaskId,
+    pub attempt: u32,
+}
+
+/// What `restic unlock` before a run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnlockOutcome {
+    /// It succeeded: no stale lock is left on the repository (there may have been none).
+    Unlocked,
+    /// It failed, classified like a run's failure (restic's message, no secret); the run
+    /// went ahead, and the agent tries again before its next run on the repository.
+    Failed(TaskError),
 }
 
 /// What a successful run did.

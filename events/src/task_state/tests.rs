@@ -1,7 +1,7 @@
 //! Every (status, event) pair of the task state machine, and the attempt and agent checks.
 
 use super::*;
-use crate::event::{Event, EventType, LostReason, TaskError};
+use crate::event::{Event, EventType, InterruptedAttempt, LostReason, TaskError, UnlockOutcome};
 use crate::ids::AgentId;
 use crate::samples;
 
@@ -48,6 +48,8 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
         (Some(S::RetryScheduled), E::TaskCancelled, S::Cancelled),
         (Some(S::RetryDue), E::TaskCancelled, S::Cancelled),
         (Some(S::Lost), E::TaskCancelled, S::Cancelled),
+        (Some(S::Acknowledged), E::TaskUnlockRan, S::Acknowledged),
+        (Some(S::Running), E::TaskUnlockRan, S::Running),
     ];
     TABLE
         .iter()
@@ -58,7 +60,7 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
 #[test]
 fn every_status_event_pair_follows_the_table() {
     let events = task_events();
-    assert_eq!(events.len(), 12, "one sample per task event type");
+    assert_eq!(events.len(), 13, "one sample per task event type");
     let froms = std::iter::once(None).chain(TaskStatus::ALL.into_iter().map(Some));
     let mut pairs = 0;
     let mut legal = 0;
@@ -75,8 +77,8 @@ fn every_status_event_pair_follows_the_table() {
             legal += usize::from(got.is_some());
         }
     }
-    assert_eq!(pairs, 13 * 12);
-    assert_eq!(legal, 27);
+    assert_eq!(pairs, 13 * 13);
+    assert_eq!(legal, 29);
 }
 
 #[test]
@@ -189,4 +191,51 @@ fn lost_tasks_remember_why_and_creation_needs_a_first_event() {
     assert_eq!(err.from, None);
     assert!(err.to_string().contains("does not exist yet"), "{err}");
     assert!(Task::fold(Some(&task), &TaskEvent::RetryDue).is_err());
+}
+
+/// An unlock of `attempt` that failed, naming attempt 1 of the same task.
+fn unlock_ran(attempt: u32) -> TaskEvent {
+    TaskEvent::UnlockRan {
+        attempt,
+        interrupted: vec![InterruptedAttempt {
+            task: samples::TASK,
+            attempt: 1,
+        }],
+        outcome: UnlockOutcome::Failed(TaskError::new(ErrorClass::Auth, "wrong password", None)),
+    }
+}
+
+#[test]
+fn an_unlock_is_recorded_on_the_agent_and_changes_nothing_else() {
+    let task = scheduled();
+    let dispatched = task
+        .apply(&TaskEvent::Dispatched {
+            agent: task.agent,
+            attempt: 1,
+        })
+        .expect("legal");
+    let early = dispatched.apply(&unlock_ran(1)).unwrap_err();
+    assert_eq!(early.from, Some(TaskStatus::Dispatched));
+    let acknowledged = dispatched
+        .apply(&TaskEvent::Acknowledged { attempt: 1 })
+        .expect("legal");
+    assert_eq!(
+        acknowledged.apply(&unlock_ran(1)).as_ref(),
+        Ok(&acknowledged),
+        "neither the status nor the last error changes"
+    );
+    let running = acknowledged
+        .apply(&TaskEvent::Started { attempt: 1 })
+        .expect("legal");
+    assert_eq!(running.apply(&unlock_ran(1)).as_ref(), Ok(&running));
+    let other = running.apply(&unlock_ran(2)).unwrap_err();
+    assert!(other.reason.contains("attempt 2"), "{other}");
+    let failed = running
+        .apply(&TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(ErrorClass::Auth, "wrong password", Some(1)),
+        })
+        .expect("legal");
+    assert!(failed.apply(&unlock_ran(1)).is_err(), "the attempt ended");
+    assert!(Task::create(&unlock_ran(1)).is_err());
 }

@@ -364,3 +364,31 @@ fn a_rebuild_stores_what_the_incremental_run_stored() {
     assert_eq!(model.status().unwrap().rejected, 1);
     assert_eq!(all(&model, &acme).len(), 3);
 }
+
+#[test]
+fn an_unlock_before_the_start_makes_no_run_and_no_part_of_its_duration() {
+    let acme = tenant("acme");
+    let task = TaskId::generate();
+    let mut log = Log::default();
+    log.push(
+        &acme,
+        0,
+        on(task, scheduled(POLICY, AGENT, TaskKind::Backup)),
+    );
+    log.push(&acme, 1, on(task, dispatched(1)));
+    log.push(&acme, 2, on(task, TaskEvent::Acknowledged { attempt: 1 }));
+    let unlock = TaskEvent::UnlockRan {
+        attempt: 1,
+        interrupted: samples::interrupted(),
+        outcome: fleet_events::event::UnlockOutcome::Unlocked,
+    };
+    log.push(&acme, 30, on(task, unlock));
+    log.push(&acme, 31, on(task, TaskEvent::Started { attempt: 1 }));
+    log.push(&acme, 41, on(task, succeeded(1, "s")));
+    let (_dir, model) = assert_rebuild_equals_incremental(|| Runs, &log.events);
+    assert_eq!(model.status().unwrap().rejected, 0);
+    let runs = all(&model, &acme);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].started_at, samples::at(31));
+    assert_eq!(runs[0].duration_ms, 10_000);
+}

@@ -280,3 +280,55 @@ fn views_round_trip() {
     assert_eq!(folded.status, TaskStatus::Scheduled);
     assert_eq!(folded.spec, None);
 }
+
+fn unlock_ran(attempt: u32) -> TaskEvent {
+    TaskEvent::UnlockRan {
+        attempt,
+        interrupted: samples::interrupted(),
+        outcome: samples::unlock_failed(),
+    }
+}
+
+#[test]
+fn an_unlock_is_kept_in_the_log_and_changes_no_status_or_count() {
+    let acme = tenant("acme");
+    let (task, other) = (TaskId::generate(), TaskId::generate());
+    let dispatched = |attempt| TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt,
+    };
+    let events = [
+        stored(1, &acme, task, scheduled()),
+        stored(2, &acme, task, dispatched(1)),
+        stored(3, &acme, task, TaskEvent::Acknowledged { attempt: 1 }),
+        stored(4, &acme, task, unlock_ran(1)),
+        stored(5, &acme, other, scheduled()),
+        stored(6, &acme, other, dispatched(1)),
+        // Before its acknowledgement: illegal, rejected like any other.
+        stored(7, &acme, other, unlock_ran(1)),
+        stored(8, &acme, task, TaskEvent::Started { attempt: 1 }),
+        // A second unlock (the first failed; a crash before the start ran it again).
+        stored(9, &acme, task, unlock_ran(1)),
+        stored(10, &acme, task, failed(1, ErrorClass::Auth)),
+        // After the attempt ended: rejected.
+        stored(11, &acme, task, unlock_ran(1)),
+    ];
+    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(|| Tasks, &events);
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(view.status(), Some(TaskStatus::Failed));
+    assert_eq!(view.last_error, Some(ErrorClass::Auth));
+    assert_eq!(count(&model, &acme, TaskStatus::Failed), 1);
+    assert_eq!(count(&model, &acme, TaskStatus::Dispatched), 1);
+    assert_eq!(model.status().unwrap().rejected, 2);
+
+    let (_dir, model) = open();
+    let outcomes: Vec<Outcome> = events[..4]
+        .iter()
+        .map(|e| model.apply(Ok(e.clone())).unwrap())
+        .collect();
+    assert_eq!(outcomes, [Outcome::Applied; 4]);
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(view.status(), Some(TaskStatus::Acknowledged));
+    assert_eq!(view.last_error, None, "a failed unlock is no failed run");
+    assert_eq!(count(&model, &acme, TaskStatus::Acknowledged), 1);
+}

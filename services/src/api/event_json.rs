@@ -5,10 +5,11 @@
 use chrono::{DateTime, Timelike, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{
-    AgentEvent, ErrorClass, Event, ExhaustedReason, LostReason, PolicyEvent, RepoEvent, Role,
-    RunDetail, RunSummary, SkipReason, TaskError, TaskEvent, TenantEvent,
+    AgentEvent, ErrorClass, Event, ExhaustedReason, InterruptedAttempt, LostReason, PolicyEvent,
+    RepoEvent, Role, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent, TenantEvent,
+    UnlockOutcome,
 };
-use fleet_events::ids::{CorrelationId, EventId, TenantId};
+use fleet_events::ids::{CorrelationId, EventId, TaskId, TenantId};
 use fleet_events::policy::PolicySpec;
 use fleet_events::schedule::Schedule;
 use fleet_events::settings::{AgentSettings, IoClass};
@@ -146,7 +147,7 @@ fn task_data(event: &TaskEvent) -> Value {
         }
         TaskEvent::Failed { attempt, error } => json!({
             "attempt": attempt,
-            "error": { "class": error.class, "message": error.message, "exitCode": error.exit_code },
+            "error": error_data(error),
         }),
         TaskEvent::RetryScheduled {
             attempt,
@@ -170,7 +171,28 @@ fn task_data(event: &TaskEvent) -> Value {
             };
             json!({ "attempt": attempt, "reason": reason })
         }
+        TaskEvent::UnlockRan {
+            attempt,
+            interrupted,
+            outcome,
+        } => {
+            let interrupted: Vec<Value> = interrupted
+                .iter()
+                .map(|i| json!({ "task": i.task, "attempt": i.attempt }))
+                .collect();
+            let (outcome, error) = match outcome {
+                UnlockOutcome::Unlocked => ("unlocked", Value::Null),
+                UnlockOutcome::Failed(error) => ("failed", error_data(error)),
+            };
+            json!({
+                "attempt": attempt, "interrupted": interrupted, "outcome": outcome, "error": error,
+            })
+        }
     }
+}
+
+fn error_data(error: &TaskError) -> Value {
+    json!({ "class": error.class, "message": error.message, "exitCode": error.exit_code })
 }
 
 /// One short line saying what happened, for people. Times are UTC, with the date only when
@@ -211,7 +233,7 @@ pub fn summary(envelope: &Envelope) -> String {
             PolicyEvent::AssignedToAgent { agent } => format!("assigned to agent {agent}"),
             PolicyEvent::UnassignedFromAgent { agent } => format!("unassigned from agent {agent}"),
         },
-        Event::Task { event, .. } => task_summary(event, &at),
+        Event::Task { task, event } => task_summary(*task, event, &at),
         Event::Repo { event, .. } => match event {
             RepoEvent::CircuitOpened { until, failures } => format!(
                 "circuit opened after {failures} network failures in a row, until {}",
@@ -222,7 +244,7 @@ pub fn summary(envelope: &Envelope) -> String {
     }
 }
 
-fn task_summary(event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> String) -> String {
+fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> String) -> String {
     match event {
         TaskEvent::Scheduled {
             agent,
@@ -297,7 +319,51 @@ fn task_summary(event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> String) -> Stri
             };
             format!("attempt {attempt} lost: {why}")
         }
+        TaskEvent::UnlockRan {
+            attempt,
+            interrupted,
+            outcome,
+        } => {
+            let what = match outcome {
+                UnlockOutcome::Unlocked => format!("stale locks removed before attempt {attempt}"),
+                UnlockOutcome::Failed(error) => {
+                    let class = class_name(error.class);
+                    let why = match one_line(&error.message) {
+                        message if message.is_empty() => class,
+                        message => format!("{class}: {message}"),
+                    };
+                    format!("restic unlock failed before attempt {attempt} ({why})")
+                }
+            };
+            match interrupted_line(task, interrupted) {
+                Some(line) => format!("{what}; {line}"),
+                None => what,
+            }
+        }
     }
+}
+
+/// Most interrupted attempts a summary names one by one.
+const MAX_NAMED: usize = 2;
+
+/// `attempt 1 was interrupted`, `task T attempt 3 was interrupted` (another task), or
+/// several: `attempt 1 and task T attempt 3 were interrupted`, `…, and 2 more were …`.
+fn interrupted_line(own: TaskId, interrupted: &[InterruptedAttempt]) -> Option<String> {
+    let name = |i: &InterruptedAttempt| match i.task == own {
+        true => format!("attempt {}", i.attempt),
+        false => format!("task {} attempt {}", i.task, i.attempt),
+    };
+    let mut names: Vec<String> = interrupted.iter().take(MAX_NAMED).map(name).collect();
+    let more = interrupted.len().saturating_sub(MAX_NAMED);
+    if more > 0 {
+        names.push(format!("{more} more"));
+    }
+    let list = match names.as_slice() {
+        [] => return None,
+        [one] => return Some(format!("{one} was interrupted")),
+        [first @ .., last] => format!("{} and {last}", first.join(", ")),
+    };
+    Some(format!("{list} were interrupted"))
 }
 
 fn failed_line(attempt: u32, error: &TaskError) -> String {
@@ -732,6 +798,78 @@ mod tests {
             event: PolicyEvent::AssignedToAgent { agent: other },
         };
         assert_eq!(summary(&assigned), format!("assigned to agent {other}"));
+    }
+
+    #[test]
+    fn an_unlock_says_what_it_did_and_which_attempts_were_interrupted() {
+        let other = TaskId::from_uuid(uuid::Uuid::from_u128(0xc02));
+        assert_eq!(
+            summary(&samples::envelope(EventType::TaskUnlockRan)),
+            format!(
+                "stale locks removed before attempt 2; attempt 1 and task {other} attempt 3 \
+                 were interrupted"
+            )
+        );
+        let unlock = |interrupted: Vec<InterruptedAttempt>, outcome| TaskEvent::UnlockRan {
+            attempt: 2,
+            interrupted,
+            outcome,
+        };
+        let first = InterruptedAttempt {
+            task: samples::TASK,
+            attempt: 1,
+        };
+        assert_eq!(
+            summary_of(unlock(vec![first], samples::unlock_failed())),
+            "restic unlock failed before attempt 2 (auth: Fatal: wrong password or no key \
+             found); attempt 1 was interrupted"
+        );
+        let silent = UnlockOutcome::Failed(TaskError::new(ErrorClass::Network, "\n", None));
+        assert_eq!(
+            summary_of(unlock(vec![], silent)),
+            "restic unlock failed before attempt 2 (network)"
+        );
+        let many: Vec<InterruptedAttempt> = (1..=5)
+            .map(|n| InterruptedAttempt {
+                task: other,
+                attempt: n,
+            })
+            .collect();
+        assert_eq!(
+            summary_of(unlock(many, UnlockOutcome::Unlocked)),
+            format!(
+                "stale locks removed before attempt 2; task {other} attempt 1, task {other} \
+                 attempt 2 and 3 more were interrupted"
+            )
+        );
+
+        let json = |name: &str| {
+            let (_, envelope) = samples::all()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .expect("sample");
+            serde_json::to_value(EventJson::from(&stored(envelope))).expect("json")
+        };
+        let done = json("task.unlock_ran");
+        assert_eq!(done["type"], "task.unlock_ran");
+        assert_eq!(done["data"]["attempt"], 2);
+        assert_eq!(done["data"]["outcome"], "unlocked");
+        assert_eq!(done["data"]["error"], Value::Null);
+        assert_eq!(
+            done["data"]["interrupted"],
+            json!([
+                { "task": samples::TASK, "attempt": 1 },
+                { "task": other, "attempt": 3 },
+            ])
+        );
+        let failed = json("task.unlock_ran+failed");
+        assert_eq!(failed["data"]["outcome"], "failed");
+        assert_eq!(failed["data"]["error"]["class"], "auth");
+        assert_eq!(failed["data"]["error"]["exitCode"], 1);
+        assert_eq!(
+            failed["data"]["error"]["message"],
+            "Fatal: wrong password or no key found"
+        );
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub fn event_of(report: &AgentReport) -> TaskEvent {
             attempt,
             reason: LostReason::AgentRestarted,
         },
+        ReportStatus::UnlockRan {
+            interrupted,
+            outcome,
+        } => TaskEvent::UnlockRan {
+            attempt,
+            interrupted: interrupted.clone(),
+            outcome: outcome.clone(),
+        },
     }
 }
 
@@ -111,11 +119,13 @@ fn on_agent(task: &Task, report: &AgentReport) -> bool {
     task.attempt == report.attempt && task.status.is_on_agent()
 }
 
-/// How far into an attempt a report goes: acknowledged 1, started 2, ended 3.
+/// How far into an attempt a report goes: acknowledged 1, started 2, ended 3. An unlock
+/// comes after the acknowledgement, before or after the start: 2, so that one arriving
+/// while the log shows the attempt only dispatched is early.
 fn step_of(report: &AgentReport) -> u8 {
     match report.status {
         ReportStatus::Acknowledged => 1,
-        ReportStatus::Started => 2,
+        ReportStatus::Started | ReportStatus::UnlockRan { .. } => 2,
         ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => 3,
     }
 }
@@ -138,7 +148,8 @@ fn same_transition(a: &TaskEvent, b: &TaskEvent) -> bool {
         | (E::Started { attempt: x }, E::Started { attempt: y })
         | (E::Succeeded { attempt: x, .. }, E::Succeeded { attempt: y, .. })
         | (E::Failed { attempt: x, .. }, E::Failed { attempt: y, .. })
-        | (E::Lost { attempt: x, .. }, E::Lost { attempt: y, .. }) => x == y,
+        | (E::Lost { attempt: x, .. }, E::Lost { attempt: y, .. })
+        | (E::UnlockRan { attempt: x, .. }, E::UnlockRan { attempt: y, .. }) => x == y,
         _ => false,
     }
 }

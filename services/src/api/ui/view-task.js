@@ -46,7 +46,7 @@ export async function render(id) {
         events.map((e) =>
           h(
             "li",
-            { "data-seq": e.seq, "data-type": e.type, class: `event ${tone(e.type)}`.trim() },
+            { "data-seq": e.seq, "data-type": e.type, class: `event ${tone(e)}`.trim() },
             h("time", { datetime: e.occurredAt }, when(e.occurredAt)),
             h("span", { class: "type" }, e.type),
             h("span", { class: "summary" }, e.summary),
@@ -58,9 +58,10 @@ export async function render(id) {
   );
 }
 
-function tone(type) {
+function tone({ type, data }) {
   if (type === "task.succeeded") return "good";
   if (["task.failed", "task.exhausted", "task.lost"].includes(type)) return "bad";
   if (type === "task.retry_scheduled") return "warn";
+  if (type === "task.unlock_ran" && data && data.outcome === "failed") return "warn";
   return "";
 }

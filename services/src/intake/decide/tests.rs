@@ -223,3 +223,98 @@ fn reports_that_overtook_each_other_wait_or_are_late_but_are_never_parked() {
         Verdict::Reject(_)
     ));
 }
+
+fn unlock_ran() -> ReportStatus {
+    ReportStatus::UnlockRan {
+        interrupted: samples::interrupted(),
+        outcome: samples::unlock_failed(),
+    }
+}
+
+fn unlock_event(attempt: u32) -> TaskEvent {
+    TaskEvent::UnlockRan {
+        attempt,
+        interrupted: samples::interrupted(),
+        outcome: samples::unlock_failed(),
+    }
+}
+
+#[test]
+fn an_unlock_report_of_the_attempt_on_its_agent_becomes_its_event() {
+    let unlock = report(samples::AGENT, samples::TASK, unlock_ran());
+    // Sent after the acknowledgement, before the start.
+    let acknowledged = dispatched_then(vec![TaskEvent::Acknowledged { attempt: 1 }]);
+    assert_eq!(
+        judge(samples::AGENT, &unlock, &acknowledged),
+        Verdict::Append(unlock_event(1))
+    );
+    // The start overtook it: still recorded.
+    let started = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &unlock, &started),
+        Verdict::Append(unlock_event(1))
+    );
+    // It overtook the acknowledgement: judged again once that is in the log.
+    assert_eq!(
+        judge(samples::AGENT, &unlock, &scheduled_and_dispatched()),
+        Verdict::Early
+    );
+    // Resent after it was recorded.
+    let recorded = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        unlock_event(1),
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &unlock, &recorded),
+        Verdict::AlreadyRecorded
+    );
+    // The attempt ended before it arrived: acknowledged without an event.
+    let failed = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(ErrorClass::Auth, "wrong password", Some(1)),
+        },
+    ]);
+    assert_eq!(judge(samples::AGENT, &unlock, &failed), Verdict::Superseded);
+}
+
+#[test]
+fn a_forged_or_stray_unlock_report_is_rejected() {
+    let other = AgentId::generate();
+    let acknowledged = dispatched_then(vec![TaskEvent::Acknowledged { attempt: 1 }]);
+    let cases = [
+        // Another agent, about this agent's task, on its own subject.
+        (
+            other,
+            report(other, samples::TASK, unlock_ran()),
+            "belongs to agent",
+        ),
+        // Naming this agent, on another agent's subject.
+        (
+            other,
+            report(samples::AGENT, samples::TASK, unlock_ran()),
+            "came from agent",
+        ),
+    ];
+    for (sender, report, why) in cases {
+        match judge(sender, &report, &acknowledged) {
+            Verdict::Reject(reason) => assert!(reason.contains(why), "{reason} lacks {why}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    let mut another_attempt = report(samples::AGENT, samples::TASK, unlock_ran());
+    another_attempt.attempt = 2;
+    match judge(samples::AGENT, &another_attempt, &acknowledged) {
+        Verdict::Reject(reason) => assert!(reason.contains("attempt 2"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let never = report(samples::AGENT, TaskId::generate(), unlock_ran());
+    assert!(matches!(
+        judge(samples::AGENT, &never, &[]),
+        Verdict::Reject(_)
+    ));
+}
