@@ -1,7 +1,7 @@
 //! The real `fleet-agent` binary killed with SIGKILL mid-backup (with its restic, as
 //! systemd kills a service's whole control group) and started again: the attempt is
-//! reported interrupted, retried and finished, and the repository holds exactly one
-//! snapshot. Real nats-server, real restic, the control plane in this process.
+//! reported interrupted, its repository unlocked before the retry (told in the task's
+//! history), the retry finished, and the repository holds exactly one snapshot. Real nats-server, real restic, the control plane in this process.
 
 mod common;
 
@@ -124,6 +124,8 @@ async fn an_agent_killed_mid_backup_reports_the_task_and_makes_no_duplicate_snap
             "task.retry_due",
             "task.dispatched",
             "task.acknowledged",
+            // restic unlock on the repository the killed run had locked, before the retry.
+            "task.unlock_ran",
             "task.started",
             "task.succeeded",
         ]

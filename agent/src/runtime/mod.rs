@@ -8,7 +8,7 @@
 //! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
 //! - `heartbeat`: load, versions and outbox depth every interval.
 //! - [`unlock`]: `restic unlock` before the next run on a repository that had an attempt
-//!   running when the agent died.
+//!   running when the agent died, reported (`UnlockRan`) before that run's start.
 //!
 //! On start, the CPU quota is prepared ([`crate::executor::cgroup`]; one warning if it is
 //! configured but cannot be enforced), an attempt that was running when the agent died is

@@ -81,22 +81,9 @@ async fn run_task(
         } => permits,
     };
     let Some(_permits) = permits else {
-        if !shutdown.is_cancelled() {
-            // Cancelled by the control plane before it started: it must not run later.
-            let report = shared.report(order, ReportStatus::Interrupted);
-            if let Err(e) = shared.state.finish(order.task, order.attempt, report).await {
-                tracing::error!(task = %order.task, error = %e, "cannot record the cancel");
-            }
-            shared.reports.notify_one();
-        }
+        abandon(shared, order, shutdown).await;
         return;
     };
-    let started = shared.report(order, ReportStatus::Started);
-    if let Err(e) = shared.state.start(order.task, order.attempt, started).await {
-        tracing::error!(task = %order.task, error = %e, "cannot record the start; not running");
-        return;
-    }
-    shared.reports.notify_one();
     let config = &shared.config;
     let ctx = Context {
         settings: &config.settings,
@@ -107,16 +94,28 @@ async fn run_task(
         grace: config.stop_grace,
         cpu: Some(&shared.cpu),
     };
+    // Before the start, so that the task's history tells the unlock before the run.
+    if unlock::before_run(shared, order, &ctx, cancel.clone())
+        .await
+        .is_err()
+    {
+        abandon(shared, order, shutdown).await;
+        return;
+    }
+    let started = shared.report(order, ReportStatus::Started);
+    if let Err(e) = shared.state.start(order.task, order.attempt, started).await {
+        tracing::error!(task = %order.task, error = %e, "cannot record the start; not running");
+        return;
+    }
+    shared.reports.notify_one();
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
-    let unlocked = unlock::before_run(shared, order, &ctx, cancel.clone()).await;
     let began = std::time::Instant::now();
     let status = match execute(order, &ctx, cancel.clone()).await {
         RunOutcome::Finished(status) => status,
         // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
         RunOutcome::Cancelled => ReportStatus::Interrupted,
     };
-    let status = unlock::annotate(status, unlocked.as_ref());
     tracing::info!(task = %order.task, attempt = order.attempt, outcome = status.name(), "restic finished");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).decrement(1.0);
     metrics::histogram!("fleet_agent_restic_duration_seconds", "kind" => kind.as_str())
@@ -133,4 +132,18 @@ async fn run_task(
         Ok(()) => shared.reports.notify_one(),
         Err(e) => tracing::error!(task = %order.task, error = %e, "cannot record the outcome"),
     }
+}
+
+/// An attempt stopped before it started: cancelled by the control plane, it is finished
+/// as interrupted so that it never runs later; at the agent's shutdown it stays accepted
+/// and runs after the restart.
+async fn abandon(shared: &Shared, order: &TaskOrder, shutdown: &CancellationToken) {
+    if shutdown.is_cancelled() {
+        return;
+    }
+    let report = shared.report(order, ReportStatus::Interrupted);
+    if let Err(e) = shared.state.finish(order.task, order.attempt, report).await {
+        tracing::error!(task = %order.task, error = %e, "cannot record the cancel");
+    }
+    shared.reports.notify_one();
 }

@@ -22,7 +22,8 @@
 //!   [`AgentState::interrupted`] and finished by [`AgentState::recover`] (with an
 //!   `Interrupted` report, so the control plane marks the attempt lost and retries it); the
 //!   same transaction marks its repository for `restic unlock`, and the mark stays until
-//!   [`AgentState::unlocked`] clears it after an unlock succeeded.
+//!   [`AgentState::record_unlock`] clears it after an unlock succeeded, in the transaction
+//!   that appends the unlock's report (of the next attempt on the repository).
 //! - Finished records are kept for deduplication at least [`KEEP_FINISHED`].
 //!
 //! Calls block on sled briefly (mostly in memory); flushing is async. [`AgentState`] is
