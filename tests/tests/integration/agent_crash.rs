@@ -1,9 +1,9 @@
 //! The real `fleet-agent` binary killed with SIGKILL (the agent alone, not its process
 //! group) while restic backs up: restic dies with it within 5 s (the parent-death signal)
 //! leaving its lock, and the restarted agent runs `restic unlock` before its next run on
-//! the repository, so no lock is left. The unlock is told in the agent's log and, when the run after it fails,
-//! in the front of the failure's message in the task's history (a success has no field for
-//! it). Real nats-server, real restic, the control plane in this process.
+//! the repository, so no lock is left. The unlock is told in the agent's log and in the
+//! task's history (`task.unlock_ran` before the retry's start, whether it succeeded or
+//! failed). Real nats-server, real restic, the control plane in this process.
 //!
 //! The agent binary is the one built beside this test binary (the workspace test run
 //! builds it; otherwise `cargo build -p fleet-agent`).
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fleet_agent::state::AgentState;
-use fleet_events::event::{ErrorClass, LostReason, TaskEvent};
+use fleet_events::event::{ErrorClass, InterruptedAttempt, LostReason, TaskEvent, UnlockOutcome};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::policy::{PolicySpec, RetryBudget};
 use fleet_events::settings::AgentSettings;
@@ -79,12 +79,26 @@ async fn a_killed_agent_leaves_no_restic_and_no_lock_after_its_restart() {
         }),
         "{events:#?}"
     );
+    assert_eq!(
+        retry_steps(&events),
+        [
+            TaskEvent::Acknowledged { attempt: 2 },
+            TaskEvent::UnlockRan {
+                attempt: 2,
+                interrupted: crash.interrupted(),
+                outcome: UnlockOutcome::Unlocked,
+            },
+            TaskEvent::Started { attempt: 2 },
+        ],
+        "the unlock is in the task's history, before the retry's start: {events:#?}"
+    );
     crash.stop().await;
 }
 
 /// The restarted agent cannot open the repository (its password was changed meanwhile):
-/// the unlock fails, the retry fails, and the failure in the task's history says that the
-/// unlock was tried and why; the mark stays for the next run.
+/// the unlock fails and the task's history says so (restic's error, the interrupted
+/// attempt) before the retry's start; the retry fails on its own, with restic's own
+/// message; the mark stays for the next run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_unlock_is_told_in_the_task_history_and_tried_again_later() {
     let crash = Crash::mid_backup().await;
@@ -98,32 +112,62 @@ async fn a_failed_unlock_is_told_in_the_task_history_and_tried_again_later() {
         })
         .await;
     second.stop();
-    let Some(TaskEvent::Failed { error, .. }) = events
-        .iter()
-        .find(|e| matches!(e, TaskEvent::Failed { attempt: 2, .. }))
+    let steps = retry_steps(&events);
+    let [
+        TaskEvent::Acknowledged { attempt: 2 },
+        TaskEvent::UnlockRan {
+            attempt: 2,
+            interrupted,
+            outcome: UnlockOutcome::Failed(unlock_error),
+        },
+        TaskEvent::Started { attempt: 2 },
+        TaskEvent::Failed {
+            attempt: 2,
+            error: run_error,
+        },
+    ] = steps.as_slice()
     else {
-        unreachable!("waited for it")
+        panic!("acknowledged, the failed unlock, started, failed: {events:#?}")
     };
-    assert_eq!(error.class, ErrorClass::Auth, "{error:?}");
+    assert_eq!(*interrupted, crash.interrupted());
+    assert_eq!(unlock_error.class, ErrorClass::Auth, "{unlock_error:?}");
     assert!(
-        error
-            .message
-            .starts_with("before this run `restic unlock` failed (auth: "),
-        "{}",
-        error.message
+        unlock_error.message.contains("wrong password"),
+        "restic's own words: {unlock_error:?}"
     );
+    assert_eq!(run_error.class, ErrorClass::Auth, "{run_error:?}");
     assert!(
-        error
-            .message
-            .contains(&format!("task {} attempt 1 was running", crash.task)),
-        "{}",
-        error.message
+        !run_error.message.contains("unlock"),
+        "the run's failure is its own: {run_error:?}"
     );
     let state = AgentState::open(crash.dir.path().join("state")).expect("the agent's state");
     let marks = state.unlock_marks().expect("marks");
     assert_eq!(marks.len(), 1, "{marks:?}");
     assert_eq!(marks[0].1.interrupted, [(crash.task, 1)]);
     crash.stop().await;
+}
+
+/// The events of attempt 2 (the retry, on the restarted agent) from its acknowledgement
+/// to its start, and the failure that follows it if there is one.
+fn retry_steps(events: &[TaskEvent]) -> Vec<TaskEvent> {
+    let from = events
+        .iter()
+        .position(|e| matches!(e, TaskEvent::Acknowledged { attempt: 2 }))
+        .unwrap_or(events.len());
+    let mut steps = Vec::new();
+    for event in &events[from..] {
+        steps.push(event.clone());
+        if !matches!(
+            event,
+            TaskEvent::Acknowledged { .. } | TaskEvent::UnlockRan { .. }
+        ) {
+            break;
+        }
+    }
+    if let Some(failed @ TaskEvent::Failed { attempt: 2, .. }) = events.get(from + steps.len()) {
+        steps.push(failed.clone());
+    }
+    steps
 }
 
 /// A scenario after the first agent was killed mid-backup, its restic gone.
@@ -242,6 +286,14 @@ impl Crash {
             "restic, killed with the agent, could not remove its lock"
         );
         crash
+    }
+
+    /// The attempt the kill interrupted, as an unlock names it.
+    fn interrupted(&self) -> Vec<InterruptedAttempt> {
+        vec![InterruptedAttempt {
+            task: self.task,
+            attempt: 1,
+        }]
     }
 
     /// Writes the agent's configuration with the secret `repo` read from `password` and
