@@ -77,10 +77,14 @@ pub enum StandbyStep {
     Wait,
 }
 
-/// The standby's decision, pure: `sighting` is updated to what was seen.
+/// The standby's decision, pure: `sighting` is updated to what was seen. A key held by
+/// an earlier turn of this same instance (`instance`: the prefix of its holder ids) is as
+/// good as released: that turn stopped acting before this one began to wait (after a NATS
+/// outage longer than [`GIVE_UP_AFTER`], say), so there is nothing to wait out.
 pub fn standby_step(
     sighting: &mut Option<Sighting>,
     observed: &Observed,
+    instance: &str,
     now: Instant,
     ttl: Duration,
 ) -> StandbyStep {
@@ -88,6 +92,13 @@ pub fn standby_step(
         Observed::Missing => StandbyStep::Create,
         Observed::Released(revision) => StandbyStep::Take(*revision),
         Observed::Unknown => StandbyStep::Wait,
+        Observed::Held { revision, holder }
+            if holder
+                .strip_prefix(instance)
+                .is_some_and(|turn| turn.starts_with('-')) =>
+        {
+            StandbyStep::Take(*revision)
+        }
         Observed::Held { revision, .. } => match sighting {
             Some(seen) if seen.revision == *revision => {
                 if now.duration_since(seen.since) >= ttl {
@@ -204,7 +215,8 @@ async fn keep(store: EventStore, name: String, held: watch::Sender<bool>, stop: 
     let instance = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
     for turn in 1u64.. {
         let holder = format!("{instance}-{turn}");
-        let Some((mut revision, mut renewed)) = acquire(&bucket, &name, &holder, &stop).await
+        let Some((mut revision, mut renewed)) =
+            acquire(&bucket, &name, &instance, &holder, &stop).await
         else {
             return;
         };
@@ -283,6 +295,7 @@ async fn observe(bucket: &Store, name: &str) -> Observed {
 async fn acquire(
     bucket: &Store,
     name: &str,
+    instance: &str,
     holder: &str,
     stop: &CancellationToken,
 ) -> Option<(u64, Instant)> {
@@ -290,7 +303,13 @@ async fn acquire(
     let mut waiting = false;
     loop {
         let observed = observe(bucket, name).await;
-        let step = standby_step(&mut sighting, &observed, Instant::now(), LEASE_TTL);
+        let step = standby_step(
+            &mut sighting,
+            &observed,
+            instance,
+            Instant::now(),
+            LEASE_TTL,
+        );
         let sent = Instant::now();
         let taken = match step {
             StandbyStep::Wait => {
@@ -309,7 +328,9 @@ async fn acquire(
                     .update(name, holder.to_owned().into(), revision)
                     .await
                     .ok();
-                if taken.is_some() && matches!(observed, Observed::Held { .. }) {
+                if taken.is_some()
+                    && matches!(&observed, Observed::Held { holder, .. } if !holder.starts_with(instance))
+                {
                     tracing::warn!(lease = name, "the holder stopped renewing: taking over");
                 }
                 taken
@@ -369,12 +390,27 @@ mod tests {
         let now = Instant::now();
         let mut seen = None;
         assert_eq!(
-            standby_step(&mut seen, &Observed::Missing, now, TTL),
+            standby_step(&mut seen, &Observed::Missing, "me", now, TTL),
             StandbyStep::Create
         );
         assert_eq!(
-            standby_step(&mut seen, &Observed::Released(7), now, TTL),
+            standby_step(&mut seen, &Observed::Released(7), "me", now, TTL),
             StandbyStep::Take(7)
+        );
+    }
+
+    #[test]
+    fn a_standby_takes_back_at_once_a_key_its_own_earlier_turn_held() {
+        let now = Instant::now();
+        let mut seen = None;
+        assert_eq!(
+            standby_step(&mut seen, &held(5, "me-1"), "me", now, TTL),
+            StandbyStep::Take(5)
+        );
+        // Another instance whose id merely starts the same is not us.
+        assert_eq!(
+            standby_step(&mut seen, &held(5, "mess-1"), "me", now, TTL),
+            StandbyStep::Wait
         );
     }
 
@@ -383,7 +419,7 @@ mod tests {
         let start = Instant::now();
         let mut seen = None;
         let step = |seen: &mut Option<Sighting>, o: &Observed, secs: u64| {
-            standby_step(seen, o, start + Duration::from_secs(secs), TTL)
+            standby_step(seen, o, "me", start + Duration::from_secs(secs), TTL)
         };
         assert_eq!(step(&mut seen, &held(3, "a"), 0), StandbyStep::Wait);
         assert_eq!(step(&mut seen, &held(3, "a"), 9), StandbyStep::Wait);
