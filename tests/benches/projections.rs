@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use fleet_events::codec::encode;
-use fleet_events::store::{Append, EventStore, Expect};
+use fleet_events::store::EventStore;
 use fleet_events::streams::{self, StreamOptions};
 use fleet_events::subject;
 use fleet_projections::{Checkpointed, Projection};
@@ -198,17 +198,7 @@ fn main() -> ExitCode {
 
         let mix = mix(n);
         let bytes: usize = mix.events.iter().map(|e| encode(e).expect("encodes").len()).sum();
-        let ids: Vec<String> = mix.events.iter().map(|e| e.id.to_string()).collect();
-        let start = Instant::now();
-        let results = store
-            .append_many(mix.events.iter().zip(&ids).map(|(envelope, msg_id)| Append {
-                envelope,
-                msg_id,
-                expect: Expect::Any,
-            }))
-            .await;
-        let appended = start.elapsed();
-        assert!(results.iter().all(Result::is_ok), "every append stored");
+        let appended = mix.append(&store).await;
         let last = store.last_sequence(&subject::all_events()).await.expect("end");
         assert_eq!(last, n as u64, "the log holds the mix");
         let count = |aggregate| {

@@ -156,17 +156,7 @@ fn main() -> ExitCode {
             .expect("streams");
 
         let mix = mix(n);
-        let ids: Vec<String> = mix.events.iter().map(|e| e.id.to_string()).collect();
-        let start = Instant::now();
-        let results = store
-            .append_many(mix.events.iter().zip(&ids).map(|(envelope, msg_id)| Append {
-                envelope,
-                msg_id,
-                expect: Expect::Any,
-            }))
-            .await;
-        assert!(results.iter().all(Result::is_ok), "every append stored");
-        let appended = start.elapsed();
+        let appended = mix.append(&store).await;
         let tenant = mix.tenants[0].clone();
         drop(mix);
 

@@ -14,6 +14,7 @@ use fleet_events::event::{
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId, TokenId};
 use fleet_events::policy::{PolicySpec, RepositoryRef, TaskKind};
 use fleet_events::samples;
+use fleet_events::store::{Append, EventStore, Expect};
 
 pub const TENANTS: usize = 10;
 pub const AGENTS_PER_TENANT: usize = 100;
@@ -320,4 +321,27 @@ pub fn mix(n: usize) -> Mix {
         }
     }
     mix
+}
+
+impl Mix {
+    /// Appends every event, acks pipelined, each with its envelope id as msg id; how long
+    /// that took. Panics if one is not stored.
+    pub async fn append(&self, store: &EventStore) -> std::time::Duration {
+        let ids: Vec<String> = self.events.iter().map(|e| e.id.to_string()).collect();
+        let start = std::time::Instant::now();
+        let results = store
+            .append_many(
+                self.events
+                    .iter()
+                    .zip(&ids)
+                    .map(|(envelope, msg_id)| Append {
+                        envelope,
+                        msg_id,
+                        expect: Expect::Any,
+                    }),
+            )
+            .await;
+        assert!(results.iter().all(Result::is_ok), "every append stored");
+        start.elapsed()
+    }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::scripted_agent::{self, Behaviour, Observed};
 use crate::support::{
     append, eventually, fleet, log, manual, register, schedule, services, spawn_service, stop,
-    succeeded, system, task_events,
+    succeeded, system, task_event_seen, task_events,
 };
 
 /// Registers `agent` with room for two tasks.
@@ -46,19 +46,7 @@ async fn schedule_due(store: &EventStore, agent: AgentId, priority: u8, secs_ago
 
 /// Waits until one of the task's events satisfies `found`.
 async fn wait_for(store: &EventStore, task: TaskId, found: impl Fn(&TaskEvent) -> bool) {
-    eventually(
-        "the task event waited for",
-        Duration::from_secs(30),
-        || async {
-            let events = task_events(store, task).await;
-            if events.iter().any(&found) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(events)
-            }
-        },
-    )
-    .await;
+    task_event_seen(store, task, Duration::from_secs(30), found).await;
 }
 
 /// Waits until the agent has received a cancel command.

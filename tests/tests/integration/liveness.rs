@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour};
 use crate::support::{
-    eventually, fleet, log, register, schedule, services, spawn_service, stop, system, task_events,
-    tenant,
+    eventually, fleet, log, register, schedule, services, spawn_service, stop, system,
+    task_event_seen, task_events, tenant,
 };
 
 const LEASE: Duration = Duration::from_secs(8);
@@ -228,13 +228,5 @@ async fn wait_until(
     task: fleet_events::ids::TaskId,
     found: impl Fn(&TaskEvent) -> bool,
 ) {
-    eventually("the task event", Duration::from_secs(60), || async {
-        let events = task_events(store, task).await;
-        if events.iter().any(&found) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(events)
-        }
-    })
-    .await;
+    task_event_seen(store, task, Duration::from_secs(60), found).await;
 }

@@ -19,7 +19,7 @@ pub use services::{
     manual, serve_api, serve_api_with, services, spawn_service, stop, system, unthrottled,
 };
 pub use tenants::{TwoTenants, two_tenants};
-pub use wait::{eventually, park_reason, parked, succeeded};
+pub use wait::{eventually, park_reason, parked, succeeded, task_event_seen};
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event};

@@ -12,7 +12,7 @@ use fleet_events::store::EventStore;
 use fleet_events::store::consume::{HEADER_PARK_KIND, HEADER_PARK_REASON};
 use fleet_events::streams;
 
-use super::task_log;
+use super::{task_events, task_log};
 
 /// How often [`eventually`] looks again.
 const POLL: Duration = Duration::from_millis(50);
@@ -36,6 +36,24 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits until one of `task`'s events satisfies `found`, within `within`.
+pub async fn task_event_seen(
+    store: &EventStore,
+    task: TaskId,
+    within: Duration,
+    found: impl Fn(&TaskEvent) -> bool,
+) {
+    eventually("the task event waited for", within, || async {
+        let events = task_events(store, task).await;
+        if events.iter().any(&found) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(events)
+        }
+    })
+    .await;
 }
 
 /// Waits until `n` tasks have succeeded, within `within`, and returns the task log.
