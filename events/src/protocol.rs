@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::SCHEMA_VERSION;
-use crate::event::{InterruptedAttempt, RunSummary, TaskError, UnlockOutcome};
+use crate::event::{InterruptedAttempt, RetentionOutcome, RunSummary, TaskError, UnlockOutcome};
 use crate::ids::{AgentId, PolicyId, TaskId, TenantId};
 use crate::policy::{PolicySpec, TaskKind};
 
@@ -92,6 +92,15 @@ pub enum ReportStatus {
         interrupted: Vec<InterruptedAttempt>,
         outcome: UnlockOutcome,
     },
+    /// After the attempt's backup succeeded, the agent ran `restic forget` (no `--prune`)
+    /// with the policy's retention on the policy's own snapshots; sent before `Succeeded`.
+    /// `removed_ids` holds at most [`crate::event::MAX_REMOVED_IDS`] short ids.
+    RetentionApplied {
+        kept: u64,
+        removed: u64,
+        removed_ids: Vec<String>,
+        outcome: RetentionOutcome,
+    },
 }
 
 impl ReportStatus {
@@ -104,6 +113,7 @@ impl ReportStatus {
             ReportStatus::Failed(_) => "failed",
             ReportStatus::Interrupted => "interrupted",
             ReportStatus::UnlockRan { .. } => "unlock_ran",
+            ReportStatus::RetentionApplied { .. } => "retention_applied",
         }
     }
 }
@@ -207,6 +217,7 @@ mod tests {
                 interrupted: samples::interrupted(),
                 outcome: samples::unlock_failed(),
             },
+            samples::retention_report(samples::retention_failed()),
         ] {
             let r = report(status);
             assert_eq!(AgentReport::from_wire(&r.to_wire().unwrap()), Ok(r));

@@ -7,13 +7,14 @@ use uuid::Uuid;
 use crate::envelope::{Envelope, SCHEMA_VERSION};
 use crate::event::{
     AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, InterruptedAttempt,
-    LostReason, PolicyEvent, PruneSummary, RepoEvent, Role, RunDetail, RunSummary, SkipReason,
-    TaskError, TaskEvent, TenantEvent, UnlockOutcome,
+    LostReason, PolicyEvent, PruneSummary, RepoEvent, RetentionOutcome, Role, RunDetail,
+    RunSummary, SkipReason, TaskError, TaskEvent, TenantEvent, UnlockOutcome,
 };
 use crate::ids::{AgentId, CorrelationId, EventId, PolicyId, RepoId, TaskId, TenantId, TokenId};
 use crate::policy::{
     Execution, MissedRun, Overlap, PolicySpec, RepositoryRef, Retention, RetryBudget, TaskKind,
 };
+use crate::protocol::ReportStatus;
 use crate::schedule::Schedule;
 use crate::settings::{AgentSettings, IoClass, KindLimits};
 
@@ -228,6 +229,7 @@ pub fn event(t: EventType) -> Event {
             interrupted: interrupted(),
             outcome: UnlockOutcome::Unlocked,
         }),
+        T::TaskRetentionApplied => task(retention_event(2, RetentionOutcome::Applied)),
         T::RepoCircuitOpened => Event::Repo {
             repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
             event: RepoEvent::CircuitOpened {
@@ -261,6 +263,47 @@ pub fn unlock_failed() -> UnlockOutcome {
     UnlockOutcome::Failed(TaskError::new(
         ErrorClass::Auth,
         "Fatal: wrong password or no key found",
+        Some(1),
+    ))
+}
+
+/// A sample retention after a backup: with `Applied`, 3 kept and 2 removed (restic 0.14's
+/// short ids); with a failure, nothing.
+pub fn retention_report(outcome: RetentionOutcome) -> ReportStatus {
+    let (kept, removed, removed_ids) = retention_counts(&outcome);
+    ReportStatus::RetentionApplied {
+        kept,
+        removed,
+        removed_ids,
+        outcome,
+    }
+}
+
+/// The event of [`retention_report`] for `attempt`.
+pub fn retention_event(attempt: u32, outcome: RetentionOutcome) -> TaskEvent {
+    let (kept, removed, removed_ids) = retention_counts(&outcome);
+    TaskEvent::RetentionApplied {
+        attempt,
+        kept,
+        removed,
+        removed_ids,
+        outcome,
+    }
+}
+
+fn retention_counts(outcome: &RetentionOutcome) -> (u64, u64, Vec<String>) {
+    match outcome {
+        RetentionOutcome::Applied => (3, 2, vec!["481bd44e".into(), "bdda295f".into()]),
+        RetentionOutcome::Failed(_) => (0, 0, Vec::new()),
+    }
+}
+
+/// A failed `restic forget` after a backup (another restic held the lock), as a sample.
+pub fn retention_failed() -> RetentionOutcome {
+    RetentionOutcome::Failed(TaskError::new(
+        ErrorClass::Lock,
+        "unable to create lock in backend: repository is already locked by PID 21630 on vm by \
+         root (UID 0, GID 0)",
         Some(1),
     ))
 }
@@ -364,6 +407,10 @@ fn variants() -> Vec<(String, Event)> {
             outcome: unlock_failed(),
         }),
     ));
+    out.push((
+        "task.retention_applied+failed".into(),
+        task(retention_event(2, retention_failed())),
+    ));
     for (name, role) in [("admin", Role::Admin), ("enroll", Role::Enroll)] {
         out.push((
             format!("tenant.token_issued+{name}"),
@@ -423,9 +470,7 @@ pub fn prune_spec() -> PolicySpec {
 /// One sample of every agent-protocol message variant, encoded, by name.
 pub fn protocol() -> Vec<(String, Vec<u8>)> {
     use crate::envelope::SCHEMA_VERSION as V;
-    use crate::protocol::{
-        AgentCommand, AgentReport, Command, Heartbeat, KindCounts, ReportStatus, TaskOrder,
-    };
+    use crate::protocol::{AgentCommand, AgentReport, Command, Heartbeat, KindCounts, TaskOrder};
     let mut out = Vec::new();
     let mut add = |name: &str, bytes: Result<Vec<u8>, crate::codec::CodecError>| {
         out.push((name.to_owned(), bytes.unwrap_or_default()));
@@ -478,6 +523,14 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
                 interrupted: interrupted(),
                 outcome: unlock_failed(),
             },
+        ),
+        (
+            "retention_applied",
+            retention_report(RetentionOutcome::Applied),
+        ),
+        (
+            "retention_applied+failed",
+            retention_report(retention_failed()),
         ),
     ];
     for (name, status) in statuses {

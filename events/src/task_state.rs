@@ -120,6 +120,7 @@ pub fn next_status(from: Option<TaskStatus>, event: &TaskEvent) -> Option<TaskSt
         (Some(S::RetryScheduled), E::RetryDue) => S::RetryDue,
         (Some(s), E::Cancelled { .. }) if !s.is_terminal() => S::Cancelled,
         (Some(s @ (S::Acknowledged | S::Running)), E::UnlockRan { .. }) => s,
+        (Some(s @ (S::Running | S::Succeeded)), E::RetentionApplied { .. }) => s,
         _ => return None,
     };
     Some(to)
@@ -233,7 +234,8 @@ impl Task {
             | TaskEvent::Started { attempt }
             | TaskEvent::Succeeded { attempt, .. }
             | TaskEvent::Lost { attempt, .. }
-            | TaskEvent::UnlockRan { attempt, .. } => same_attempt(*attempt)?,
+            | TaskEvent::UnlockRan { attempt, .. }
+            | TaskEvent::RetentionApplied { attempt, .. } => same_attempt(*attempt)?,
             TaskEvent::Failed { attempt, error } => {
                 same_attempt(*attempt)?;
                 next.last_error = Some(error.class);

@@ -223,12 +223,13 @@ impl Change<'_> {
 fn final_report(report: &AgentReport) -> Result<(), StateError> {
     match report.status {
         ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => Ok(()),
-        ReportStatus::Acknowledged | ReportStatus::Started | ReportStatus::UnlockRan { .. } => {
-            Err(StateError::ReportMismatch(format!(
-                "finish takes a final report, not {}",
-                report.status.name()
-            )))
-        }
+        ReportStatus::Acknowledged
+        | ReportStatus::Started
+        | ReportStatus::UnlockRan { .. }
+        | ReportStatus::RetentionApplied { .. } => Err(StateError::ReportMismatch(format!(
+            "finish takes a final report, not {}",
+            report.status.name()
+        ))),
     }
 }
 

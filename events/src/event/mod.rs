@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use task::{
-    BackupSummary, ErrorClass, ExhaustedReason, InterruptedAttempt, LostReason, PruneSummary,
-    RunDetail, RunSummary, SkipReason, TaskError, TaskEvent, UnlockOutcome, repo_of,
+    BackupSummary, ErrorClass, ExhaustedReason, InterruptedAttempt, LostReason, MAX_REMOVED_IDS,
+    PruneSummary, RetentionOutcome, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent,
+    UnlockOutcome, repo_of,
 };
 
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
@@ -150,4 +151,5 @@ event_types! {
     RepoCircuitClosed => "repo.circuit_closed",
     AgentKeyAuthorized => "agent.key_authorized",
     TaskUnlockRan => "task.unlock_ran",
+    TaskRetentionApplied => "task.retention_applied",
 }

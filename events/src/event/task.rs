@@ -67,6 +67,22 @@ pub enum TaskEvent {
         interrupted: Vec<InterruptedAttempt>,
         outcome: UnlockOutcome,
     },
+    /// After the backup of `attempt` succeeded, the agent applied the policy's retention
+    /// to the policy's own snapshots: `restic forget` (never `--prune`) on the snapshots
+    /// tagged `policy:<id>`, grouped by host and paths. Legal while the attempt is running
+    /// and after it succeeded (reports may overtake each other in intake); the task's
+    /// status does not change.
+    RetentionApplied {
+        attempt: u32,
+        /// Snapshots of the policy forget kept.
+        kept: u64,
+        /// Snapshots of the policy forget removed.
+        removed: u64,
+        /// Short ids of the removed snapshots, at most [`MAX_REMOVED_IDS`]; `removed`
+        /// counts them all.
+        removed_ids: Vec<String>,
+        outcome: RetentionOutcome,
+    },
 }
 
 impl TaskEvent {
@@ -86,6 +102,7 @@ impl TaskEvent {
             Self::Cancelled { .. } => EventType::TaskCancelled,
             Self::Lost { .. } => EventType::TaskLost,
             Self::UnlockRan { .. } => EventType::TaskUnlockRan,
+            Self::RetentionApplied { .. } => EventType::TaskRetentionApplied,
         }
     }
 }
@@ -213,6 +230,21 @@ pub enum UnlockOutcome {
     Unlocked,
     /// It failed, classified like a run's failure (restic's message, no secret); the run
     /// went ahead, and the agent tries again before its next run on the repository.
+    Failed(TaskError),
+}
+
+/// Most snapshot ids a retention report names; the counts cover the rest.
+pub const MAX_REMOVED_IDS: usize = 100;
+
+/// How `restic forget` after a backup ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetentionOutcome {
+    /// It ran to its end: the counts and ids say what it kept and removed.
+    Applied,
+    /// It failed, classified like a run's failure (restic's message, no secret). The
+    /// backup's snapshot exists, so the backup still succeeded; the counts are those restic
+    /// printed before failing (usually none), and the next backup applies the retention
+    /// again.
     Failed(TaskError),
 }
 

@@ -1,7 +1,9 @@
 //! Every (status, event) pair of the task state machine, and the attempt and agent checks.
 
 use super::*;
-use crate::event::{Event, EventType, InterruptedAttempt, LostReason, TaskError, UnlockOutcome};
+use crate::event::{
+    Event, EventType, InterruptedAttempt, LostReason, RetentionOutcome, TaskError, UnlockOutcome,
+};
 use crate::ids::AgentId;
 use crate::samples;
 
@@ -50,6 +52,8 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
         (Some(S::Lost), E::TaskCancelled, S::Cancelled),
         (Some(S::Acknowledged), E::TaskUnlockRan, S::Acknowledged),
         (Some(S::Running), E::TaskUnlockRan, S::Running),
+        (Some(S::Running), E::TaskRetentionApplied, S::Running),
+        (Some(S::Succeeded), E::TaskRetentionApplied, S::Succeeded),
     ];
     TABLE
         .iter()
@@ -60,7 +64,7 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
 #[test]
 fn every_status_event_pair_follows_the_table() {
     let events = task_events();
-    assert_eq!(events.len(), 13, "one sample per task event type");
+    assert_eq!(events.len(), 14, "one sample per task event type");
     let froms = std::iter::once(None).chain(TaskStatus::ALL.into_iter().map(Some));
     let mut pairs = 0;
     let mut legal = 0;
@@ -77,15 +81,21 @@ fn every_status_event_pair_follows_the_table() {
             legal += usize::from(got.is_some());
         }
     }
-    assert_eq!(pairs, 13 * 13);
-    assert_eq!(legal, 29);
+    assert_eq!(pairs, 13 * 14);
+    assert_eq!(legal, 31);
 }
 
+/// Nothing moves a task out of a terminal status. The one event a terminal status takes is
+/// the retention after a success (its report may reach the log after the success's), and
+/// it leaves the status as it is.
 #[test]
-fn terminal_statuses_accept_nothing() {
+fn terminal_statuses_accept_nothing_but_a_late_retention() {
     for status in TaskStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
         for event in task_events() {
-            assert_eq!(next_status(Some(status), &event), None, "{status}");
+            let late_retention = status == TaskStatus::Succeeded
+                && matches!(event, TaskEvent::RetentionApplied { .. });
+            let expected = late_retention.then_some(TaskStatus::Succeeded);
+            assert_eq!(next_status(Some(status), &event), expected, "{status}");
         }
     }
 }
@@ -238,4 +248,58 @@ fn an_unlock_is_recorded_on_the_agent_and_changes_nothing_else() {
         .expect("legal");
     assert!(failed.apply(&unlock_ran(1)).is_err(), "the attempt ended");
     assert!(Task::create(&unlock_ran(1)).is_err());
+}
+
+#[test]
+fn a_retention_is_recorded_while_running_or_after_the_success_and_changes_nothing() {
+    let task = scheduled();
+    let retention = |attempt| samples::retention_event(attempt, samples::retention_failed());
+    let acknowledged = [
+        TaskEvent::Dispatched {
+            agent: task.agent,
+            attempt: 1,
+        },
+        TaskEvent::Acknowledged { attempt: 1 },
+    ]
+    .iter()
+    .try_fold(task, |t, e| t.apply(e))
+    .expect("legal");
+    let early = acknowledged.apply(&retention(1)).unwrap_err();
+    assert_eq!(
+        early.from,
+        Some(TaskStatus::Acknowledged),
+        "after the start only"
+    );
+    let running = acknowledged
+        .apply(&TaskEvent::Started { attempt: 1 })
+        .expect("legal");
+    assert_eq!(
+        running.apply(&retention(1)).as_ref(),
+        Ok(&running),
+        "a failed forget is no failed run"
+    );
+    assert!(running.apply(&retention(2)).is_err(), "another attempt");
+    let Event::Task {
+        event: TaskEvent::Succeeded { summary, .. },
+        ..
+    } = samples::event(EventType::TaskSucceeded)
+    else {
+        unreachable!("the sample is a success")
+    };
+    let succeeded = running
+        .apply(&TaskEvent::Succeeded {
+            attempt: 1,
+            summary,
+        })
+        .expect("legal");
+    let applied = samples::retention_event(1, RetentionOutcome::Applied);
+    assert_eq!(succeeded.apply(&applied).as_ref(), Ok(&succeeded));
+    let failed = running
+        .apply(&TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(ErrorClass::Timeout, "timed out", None),
+        })
+        .expect("legal");
+    assert!(failed.apply(&applied).is_err(), "only after a success");
+    assert!(Task::create(&applied).is_err());
 }

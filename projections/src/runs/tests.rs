@@ -392,3 +392,43 @@ fn an_unlock_before_the_start_makes_no_run_and_no_part_of_its_duration() {
     assert_eq!(runs[0].started_at, samples::at(31));
     assert_eq!(runs[0].duration_ms, 10_000);
 }
+
+#[test]
+fn a_retention_before_or_after_the_success_makes_no_second_run_and_moves_nothing() {
+    let acme = tenant("acme");
+    let (task, late) = (TaskId::generate(), TaskId::generate());
+    let retention =
+        |attempt| samples::retention_event(attempt, fleet_events::event::RetentionOutcome::Applied);
+    let mut log = Log::default();
+    for (t, base) in [(task, 0), (late, 100)] {
+        log.push(
+            &acme,
+            base,
+            on(t, scheduled(POLICY, AGENT, TaskKind::Backup)),
+        );
+        log.push(&acme, base + 1, on(t, dispatched(1)));
+        log.push(&acme, base + 2, on(t, TaskEvent::Started { attempt: 1 }));
+    }
+    // Reported before the success, as the agent sends it.
+    log.push(&acme, 10, on(task, retention(1)));
+    log.push(&acme, 12, on(task, succeeded(1, "s1")));
+    // Overtaken by the success in intake: recorded after it.
+    log.push(&acme, 110, on(late, succeeded(1, "s2")));
+    log.push(&acme, 111, on(late, retention(1)));
+    let (_dir, model) = assert_rebuild_equals_incremental(|| Runs, &log.events);
+    assert_eq!(model.status().unwrap().rejected, 0);
+    let runs = all(&model, &acme);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let first = runs.iter().find(|r| r.task == task).unwrap();
+    assert_eq!(first.finished_at, samples::at(12));
+    assert_eq!(first.duration_ms, 10_000);
+    let second = runs.iter().find(|r| r.task == late).unwrap();
+    assert_eq!(second.finished_at, samples::at(110));
+    assert_eq!(second.outcome, RunOutcome::Succeeded);
+    let last = model.last_successes(&acme).unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (last[0].task, last[0].at, last[0].snapshot_id.as_deref()),
+        (late, samples::at(110), Some("s2"))
+    );
+}

@@ -332,3 +332,66 @@ fn an_unlock_is_kept_in_the_log_and_changes_no_status_or_count() {
     assert_eq!(view.last_error, None, "a failed unlock is no failed run");
     assert_eq!(count(&model, &acme, TaskStatus::Acknowledged), 1);
 }
+
+#[test]
+fn a_retention_is_kept_in_the_log_and_changes_no_status_or_count() {
+    let acme = tenant("acme");
+    let (task, other) = (TaskId::generate(), TaskId::generate());
+    let retention = |attempt| samples::retention_event(attempt, samples::retention_failed());
+    let Event::Task {
+        event: succeeded, ..
+    } = samples::event(EventType::TaskSucceeded)
+    else {
+        unreachable!("a task sample")
+    };
+    let TaskEvent::Succeeded { summary, .. } = succeeded else {
+        unreachable!("a success")
+    };
+    let succeeded = TaskEvent::Succeeded {
+        attempt: 1,
+        summary,
+    };
+    let dispatched = |attempt| TaskEvent::Dispatched {
+        agent: AGENT,
+        attempt,
+    };
+    let events = [
+        stored(1, &acme, task, scheduled()),
+        stored(2, &acme, task, dispatched(1)),
+        stored(3, &acme, task, TaskEvent::Acknowledged { attempt: 1 }),
+        // Before the start: illegal, rejected like any other.
+        stored(4, &acme, task, retention(1)),
+        stored(5, &acme, task, TaskEvent::Started { attempt: 1 }),
+        stored(6, &acme, task, retention(1)),
+        stored(7, &acme, task, succeeded.clone()),
+        // After the success (overtaken in intake): kept, nothing moves.
+        stored(8, &acme, task, retention(1)),
+        stored(9, &acme, other, scheduled()),
+        stored(10, &acme, other, dispatched(1)),
+        stored(11, &acme, other, TaskEvent::Started { attempt: 1 }),
+        stored(12, &acme, other, failed(1, ErrorClass::Timeout)),
+        // After a failure: rejected.
+        stored(13, &acme, other, retention(1)),
+    ];
+    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(|| Tasks, &events);
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(view.status(), Some(TaskStatus::Succeeded));
+    assert_eq!(view.last_error, None, "a failed forget is no failed run");
+    assert_eq!(count(&model, &acme, TaskStatus::Succeeded), 1);
+    assert_eq!(count(&model, &acme, TaskStatus::Failed), 1);
+    assert_eq!(model.status().unwrap().rejected, 2);
+
+    let (_dir, model) = open();
+    let outcomes: Vec<Outcome> = events[..6]
+        .iter()
+        .map(|e| model.apply(Ok(e.clone())).unwrap())
+        .collect();
+    assert_eq!(
+        outcomes[3],
+        Outcome::Rejected("illegal_transition"),
+        "{outcomes:?}"
+    );
+    let view = model.task(task).unwrap().unwrap();
+    assert_eq!(view.status(), Some(TaskStatus::Running));
+    assert_eq!(count(&model, &acme, TaskStatus::Running), 1);
+}

@@ -6,8 +6,8 @@ use chrono::{DateTime, Timelike, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{
     AgentEvent, ErrorClass, Event, ExhaustedReason, InterruptedAttempt, LostReason, PolicyEvent,
-    RepoEvent, Role, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent, TenantEvent,
-    UnlockOutcome,
+    RepoEvent, RetentionOutcome, Role, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent,
+    TenantEvent, UnlockOutcome,
 };
 use fleet_events::ids::{CorrelationId, EventId, TaskId, TenantId};
 use fleet_events::policy::PolicySpec;
@@ -188,6 +188,22 @@ fn task_data(event: &TaskEvent) -> Value {
                 "attempt": attempt, "interrupted": interrupted, "outcome": outcome, "error": error,
             })
         }
+        TaskEvent::RetentionApplied {
+            attempt,
+            kept,
+            removed,
+            removed_ids,
+            outcome,
+        } => {
+            let (outcome, error) = match outcome {
+                RetentionOutcome::Applied => ("applied", Value::Null),
+                RetentionOutcome::Failed(error) => ("failed", error_data(error)),
+            };
+            json!({
+                "attempt": attempt, "kept": kept, "removed": removed, "removedIds": removed_ids,
+                "outcome": outcome, "error": error,
+            })
+        }
     }
 }
 
@@ -340,6 +356,61 @@ fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> S
                 None => what,
             }
         }
+        TaskEvent::RetentionApplied {
+            attempt,
+            kept,
+            removed,
+            removed_ids,
+            outcome,
+        } => {
+            let removed_line = removed_line(*removed, removed_ids);
+            match outcome {
+                RetentionOutcome::Applied => format!(
+                    "retention applied after attempt {attempt}: {removed_line}, {kept} {} kept",
+                    plural(*kept, "snapshot")
+                ),
+                RetentionOutcome::Failed(error) => {
+                    let class = class_name(error.class);
+                    let why = match one_line(&error.message) {
+                        message if message.is_empty() => class,
+                        message => format!("{class}: {message}"),
+                    };
+                    let line = format!(
+                        "retention not applied after attempt {attempt}: restic forget failed ({why})"
+                    );
+                    match removed {
+                        0 => line,
+                        _ => format!("{line}; {removed_line} before"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Most removed snapshots a summary names by id.
+const MAX_IDS_NAMED: usize = 3;
+
+/// `no snapshot removed`, `1 snapshot removed (481bd44e)`, or several:
+/// `5 snapshots removed (a, b, c and 2 more)`; `removed` may count more than `ids` names.
+fn removed_line(removed: u64, ids: &[String]) -> String {
+    if removed == 0 {
+        return "no snapshot removed".into();
+    }
+    let head = format!("{removed} {} removed", plural(removed, "snapshot"));
+    let mut names: Vec<String> = ids
+        .iter()
+        .take(MAX_IDS_NAMED)
+        .map(|id| one_line(id))
+        .collect();
+    let more = removed.saturating_sub(names.len() as u64);
+    if more > 0 && !names.is_empty() {
+        names.push(format!("{more} more"));
+    }
+    match names.as_slice() {
+        [] => head,
+        [one] => format!("{head} ({one})"),
+        [first @ .., last] => format!("{head} ({} and {last})", first.join(", ")),
     }
 }
 
@@ -870,6 +941,76 @@ mod tests {
             failed["data"]["error"]["message"],
             "Fatal: wrong password or no key found"
         );
+    }
+
+    #[test]
+    fn a_retention_says_what_it_removed_or_why_it_failed() {
+        assert_eq!(
+            summary(&samples::envelope(EventType::TaskRetentionApplied)),
+            "retention applied after attempt 2: 2 snapshots removed (481bd44e and bdda295f), \
+             3 snapshots kept"
+        );
+        let retention = |kept, removed, ids: &[&str], outcome| TaskEvent::RetentionApplied {
+            attempt: 4,
+            kept,
+            removed,
+            removed_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+            outcome,
+        };
+        assert_eq!(
+            summary_of(retention(1, 0, &[], RetentionOutcome::Applied)),
+            "retention applied after attempt 4: no snapshot removed, 1 snapshot kept"
+        );
+        assert_eq!(
+            summary_of(retention(3, 1, &["481bd44e"], RetentionOutcome::Applied)),
+            "retention applied after attempt 4: 1 snapshot removed (481bd44e), 3 snapshots kept"
+        );
+        // More than the report names (it names at most 100), and more than a line names.
+        assert_eq!(
+            summary_of(retention(
+                10,
+                250,
+                &["a1", "b2", "c3", "d4"],
+                RetentionOutcome::Applied
+            )),
+            "retention applied after attempt 4: 250 snapshots removed (a1, b2, c3 and 247 \
+             more), 10 snapshots kept"
+        );
+        assert_eq!(
+            summary_of(retention(0, 0, &[], samples::retention_failed())),
+            "retention not applied after attempt 4: restic forget failed (lock: unable to \
+             create lock in backend: repository is already locked by PID 21630 on vm by root \
+             (UID 0, GID 0))"
+        );
+        let silent = RetentionOutcome::Failed(TaskError::new(ErrorClass::Timeout, "", None));
+        assert_eq!(
+            summary_of(retention(2, 1, &["481bd44e"], silent)),
+            "retention not applied after attempt 4: restic forget failed (timeout); 1 snapshot \
+             removed (481bd44e) before"
+        );
+
+        let json = |name: &str| {
+            let (_, envelope) = samples::all()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .expect("sample");
+            serde_json::to_value(EventJson::from(&stored(envelope))).expect("json")
+        };
+        let applied = json("task.retention_applied");
+        assert_eq!(applied["type"], "task.retention_applied");
+        assert_eq!(
+            applied["data"],
+            json!({
+                "attempt": 2, "kept": 3, "removed": 2, "removedIds": ["481bd44e", "bdda295f"],
+                "outcome": "applied", "error": null,
+            })
+        );
+        let failed = json("task.retention_applied+failed");
+        assert_eq!(failed["data"]["outcome"], "failed");
+        assert_eq!(failed["data"]["removed"], 0);
+        assert_eq!(failed["data"]["removedIds"], json!([]));
+        assert_eq!(failed["data"]["error"]["class"], "lock");
+        assert_eq!(failed["data"]["error"]["exitCode"], 1);
     }
 
     #[test]

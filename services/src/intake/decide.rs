@@ -54,6 +54,18 @@ pub fn event_of(report: &AgentReport) -> TaskEvent {
             interrupted: interrupted.clone(),
             outcome: outcome.clone(),
         },
+        ReportStatus::RetentionApplied {
+            kept,
+            removed,
+            removed_ids,
+            outcome,
+        } => TaskEvent::RetentionApplied {
+            attempt,
+            kept: *kept,
+            removed: *removed,
+            removed_ids: removed_ids.clone(),
+            outcome: outcome.clone(),
+        },
     }
 }
 
@@ -92,10 +104,12 @@ pub fn judge(sender: AgentId, report: &AgentReport, history: &[Stored]) -> Verdi
     if events.iter().any(|e| same_transition(e, &event)) {
         return Verdict::AlreadyRecorded;
     }
-    if superseded(&task, &events, report) {
+    // Legal first: a retention after the attempt's success is still news.
+    let applied = task.apply(&event);
+    if applied.is_err() && superseded(&task, &events, report) {
         return Verdict::Superseded;
     }
-    match task.apply(&event) {
+    match applied {
         Ok(_) => Verdict::Append(event),
         Err(_) if on_agent(&task, report) && step_of(report) > status_step(task.status) => {
             Verdict::Early
@@ -121,12 +135,16 @@ fn on_agent(task: &Task, report: &AgentReport) -> bool {
 
 /// How far into an attempt a report goes: acknowledged 1, started 2, ended 3. An unlock
 /// comes after the acknowledgement, before or after the start: 2, so that one arriving
-/// while the log shows the attempt only dispatched is early.
+/// while the log shows the attempt only dispatched is early. A retention comes after the
+/// start: 3, so that one arriving before the start is in the log is early.
 fn step_of(report: &AgentReport) -> u8 {
     match report.status {
         ReportStatus::Acknowledged => 1,
         ReportStatus::Started | ReportStatus::UnlockRan { .. } => 2,
-        ReportStatus::Succeeded(_) | ReportStatus::Failed(_) | ReportStatus::Interrupted => 3,
+        ReportStatus::Succeeded(_)
+        | ReportStatus::Failed(_)
+        | ReportStatus::Interrupted
+        | ReportStatus::RetentionApplied { .. } => 3,
     }
 }
 
@@ -149,7 +167,10 @@ fn same_transition(a: &TaskEvent, b: &TaskEvent) -> bool {
         | (E::Succeeded { attempt: x, .. }, E::Succeeded { attempt: y, .. })
         | (E::Failed { attempt: x, .. }, E::Failed { attempt: y, .. })
         | (E::Lost { attempt: x, .. }, E::Lost { attempt: y, .. })
-        | (E::UnlockRan { attempt: x, .. }, E::UnlockRan { attempt: y, .. }) => x == y,
+        | (E::UnlockRan { attempt: x, .. }, E::UnlockRan { attempt: y, .. })
+        | (E::RetentionApplied { attempt: x, .. }, E::RetentionApplied { attempt: y, .. }) => {
+            x == y
+        }
         _ => false,
     }
 }

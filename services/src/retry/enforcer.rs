@@ -168,6 +168,11 @@ impl Enforcer {
 
     fn fold_task(&mut self, stored: &Stored, id: TaskId, event: &TaskEvent) -> Option<RepoKey> {
         let env = &stored.envelope;
+        if matches!(event, TaskEvent::RetentionApplied { .. }) && self.task(id).is_none() {
+            // Recorded after the attempt's success (its report was overtaken): the task
+            // ended and was forgotten, and a retention decides nothing here.
+            return None;
+        }
         let next = match Task::fold(self.task(id), event) {
             Ok(next) => next,
             Err(error) => {

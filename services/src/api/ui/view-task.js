@@ -62,6 +62,7 @@ function tone({ type, data }) {
   if (type === "task.succeeded") return "good";
   if (["task.failed", "task.exhausted", "task.lost"].includes(type)) return "bad";
   if (type === "task.retry_scheduled") return "warn";
-  if (type === "task.unlock_ran" && data && data.outcome === "failed") return "warn";
+  const failedStep = ["task.unlock_ran", "task.retention_applied"].includes(type);
+  if (failedStep && data && data.outcome === "failed") return "warn";
   return "";
 }

@@ -2,7 +2,7 @@
 //! ones are rejected with a reason.
 
 use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
-use fleet_events::event::{ErrorClass, Event, TaskError, TaskEvent};
+use fleet_events::event::{ErrorClass, Event, RetentionOutcome, TaskError, TaskEvent};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::protocol::{AgentReport, ReportStatus};
 use fleet_events::samples;
@@ -313,6 +313,132 @@ fn a_forged_or_stray_unlock_report_is_rejected() {
         other => panic!("{other:?}"),
     }
     let never = report(samples::AGENT, TaskId::generate(), unlock_ran());
+    assert!(matches!(
+        judge(samples::AGENT, &never, &[]),
+        Verdict::Reject(_)
+    ));
+}
+
+fn retention(outcome: RetentionOutcome) -> ReportStatus {
+    samples::retention_report(outcome)
+}
+
+#[test]
+fn a_retention_report_of_the_running_attempt_becomes_its_event_even_after_the_success() {
+    let applied = report(
+        samples::AGENT,
+        samples::TASK,
+        retention(RetentionOutcome::Applied),
+    );
+    let event = samples::retention_event(1, RetentionOutcome::Applied);
+    let started = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &applied, &started),
+        Verdict::Append(event.clone())
+    );
+    // The failure is carried as it is: it fails nothing.
+    let failed = report(
+        samples::AGENT,
+        samples::TASK,
+        retention(samples::retention_failed()),
+    );
+    assert_eq!(
+        judge(samples::AGENT, &failed, &started),
+        Verdict::Append(samples::retention_event(1, samples::retention_failed()))
+    );
+    // The success overtook it (another intake instance, a retry): still recorded.
+    let ReportStatus::Succeeded(summary) = succeeded() else {
+        unreachable!("a success")
+    };
+    let after_success = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Succeeded {
+            attempt: 1,
+            summary,
+        },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &applied, &after_success),
+        Verdict::Append(event.clone())
+    );
+    // Ahead of the start: judged again once that is in the log.
+    let acknowledged = dispatched_then(vec![TaskEvent::Acknowledged { attempt: 1 }]);
+    assert_eq!(
+        judge(samples::AGENT, &applied, &acknowledged),
+        Verdict::Early
+    );
+    assert_eq!(
+        judge(samples::AGENT, &applied, &scheduled_and_dispatched()),
+        Verdict::Early
+    );
+    // Resent after it was recorded.
+    let mut recorded = started.clone();
+    recorded.extend(history(vec![event]).into_iter().map(|mut s| {
+        s.seq = 5;
+        s
+    }));
+    assert_eq!(
+        judge(samples::AGENT, &applied, &recorded),
+        Verdict::AlreadyRecorded
+    );
+    // The control plane ended the attempt otherwise (the run-timeout backstop).
+    let timed_out = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(
+                ErrorClass::Timeout,
+                "no result within the run timeout",
+                None,
+            ),
+        },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &applied, &timed_out),
+        Verdict::Superseded
+    );
+}
+
+#[test]
+fn a_forged_or_stray_retention_report_is_rejected() {
+    let other = AgentId::generate();
+    let started = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+    ]);
+    let status = || retention(RetentionOutcome::Applied);
+    let cases = [
+        // Another agent, about this agent's task, on its own subject.
+        (
+            other,
+            report(other, samples::TASK, status()),
+            "belongs to agent",
+        ),
+        // Naming this agent, on another agent's subject.
+        (
+            other,
+            report(samples::AGENT, samples::TASK, status()),
+            "came from agent",
+        ),
+    ];
+    for (sender, report, why) in cases {
+        match judge(sender, &report, &started) {
+            Verdict::Reject(reason) => assert!(reason.contains(why), "{reason} lacks {why}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    let mut another_attempt = report(samples::AGENT, samples::TASK, status());
+    another_attempt.attempt = 2;
+    match judge(samples::AGENT, &another_attempt, &started) {
+        Verdict::Reject(reason) => assert!(reason.contains("attempt 2"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let never = report(samples::AGENT, TaskId::generate(), status());
     assert!(matches!(
         judge(samples::AGENT, &never, &[]),
         Verdict::Reject(_)

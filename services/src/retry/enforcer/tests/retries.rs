@@ -235,3 +235,43 @@ fn a_cancelled_retry_never_falls_due() {
     assert!(g.enforcer.due(at(100_000)).is_empty());
     assert!(g.enforcer.task(task).is_none());
 }
+
+#[test]
+fn given_a_backup_when_its_retention_is_recorded_before_or_after_the_success_then_nothing_is_decided()
+ {
+    let mut g = Given::new();
+    let retention = || {
+        samples::retention_event(
+            1,
+            fleet_events::event::RetentionOutcome::Failed(TaskError::new(
+                ErrorClass::Lock,
+                "locked",
+                Some(1),
+            )),
+        )
+    };
+    let task = running_task(&mut g, 0, samples::policy_spec());
+    // A failed forget before the success fails nothing.
+    assert!(g.event(task, retention(), at(20)).is_empty());
+    assert_eq!(
+        g.enforcer.task(task).map(|t| t.status),
+        Some(TaskStatus::Running)
+    );
+    let Event::Task {
+        event: TaskEvent::Succeeded { summary, .. },
+        ..
+    } = samples::event(fleet_events::event::EventType::TaskSucceeded)
+    else {
+        unreachable!("a success")
+    };
+    let succeeded = TaskEvent::Succeeded {
+        attempt: 1,
+        summary,
+    };
+    assert!(g.event(task, succeeded, at(30)).is_empty());
+    // One recorded after the success (overtaken in intake): the task is forgotten already.
+    assert!(g.event(task, retention(), at(31)).is_empty());
+    assert_eq!(g.enforcer.task(task), None);
+    assert!(pending(&g.enforcer).is_empty());
+    assert!(pending(&g.replayed()).is_empty());
+}
