@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use fleet_events::event::{Event, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
-use fleet_events::policy::{Execution, PolicySpec, RepositoryRef};
+use fleet_events::policy::{Execution, PolicySpec, RepositoryRef, Retention};
 use fleet_events::samples;
 use fleet_events::store::EventStore;
 use tokio_util::sync::CancellationToken;
@@ -130,6 +130,8 @@ async fn agent_backup(
             host: Some(HOST.into()),
             init_if_missing: false,
         },
+        // The backup alone, like the direct run: no `restic forget` after it.
+        retention: Retention::default(),
         ..samples::policy_spec()
     };
     let policy = PolicyId::generate();

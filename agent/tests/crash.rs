@@ -127,6 +127,8 @@ async fn an_agent_killed_mid_backup_reports_the_task_and_makes_no_duplicate_snap
             // restic unlock on the repository the killed run had locked, before the retry.
             "task.unlock_ran",
             "task.started",
+            // The policy's retention, applied after the backup, before its success.
+            "task.retention_applied",
             "task.succeeded",
         ]
     );

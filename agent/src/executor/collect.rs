@@ -86,6 +86,12 @@ impl Collected {
         }
     }
 
+    /// What a run that is not a backup printed on stdout (at most 32 MiB), and whether
+    /// more was cut off.
+    pub fn stdout(&self) -> (&str, bool) {
+        (&self.stdout, self.stdout_cut)
+    }
+
     /// The last [`STDERR_TAIL`] bytes of stderr at most.
     pub fn stderr(&mut self) -> &str {
         self.keep_stderr_tail();

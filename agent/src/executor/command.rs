@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use fleet_events::event::{ErrorClass, TaskError};
-use fleet_events::policy::{PolicySpec, TaskKind};
+use fleet_events::policy::{PolicySpec, Retention, TaskKind};
 use fleet_events::protocol::TaskOrder;
 use fleet_events::settings::{AgentSettings, IoClass};
 
@@ -140,12 +140,47 @@ fn backup_args(order: &TaskOrder, hostname: &str) -> Result<Vec<OsString>, TaskE
 }
 
 fn forget_args(spec: &PolicySpec) -> Result<Vec<OsString>, TaskError> {
-    let r = &spec.retention;
-    if r.is_empty() {
+    if spec.retention.is_empty() {
         // restic would forget nothing and prune anyway.
         return Err(permanent("a prune policy without retention rules"));
     }
     let mut args: Vec<OsString> = vec!["forget".into(), "--prune".into(), "--json".into()];
+    args.extend(keep_args(&spec.retention));
+    Ok(args)
+}
+
+/// `restic forget` after a backup of `order`'s policy: `--keep-*` of its retention, applied
+/// only to the snapshots tagged `policy:<id>` (every backup of the policy carries the tag,
+/// [`backup_args`]), grouped by host and paths (not by tags: each snapshot also carries its
+/// own `task:<id>`), with the same environment, limits and priority as the backup. Never
+/// `--prune`: prune is a kind of its own, on its own schedule. `None` when the policy has no
+/// retention rules (restic would refuse to forget).
+pub fn retention_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+) -> Option<Invocation> {
+    let retention = &order.spec.retention;
+    if retention.is_empty() {
+        return None;
+    }
+    let mut args: Vec<OsString> = vec![
+        "forget".into(),
+        "--json".into(),
+        "--tag".into(),
+        format!("policy:{}", order.policy).into(),
+        "--group-by".into(),
+        "host,paths".into(),
+    ];
+    args.extend(keep_args(retention));
+    let url = &order.spec.repository.url;
+    Some(build(url, settings, password, restic, args))
+}
+
+/// restic's `--keep-*` options for `retention`, in a fixed order.
+fn keep_args(retention: &Retention) -> Vec<OsString> {
+    let r = retention;
     let counts = [
         ("--keep-last", r.keep_last),
         ("--keep-hourly", r.keep_hourly),
@@ -154,6 +189,7 @@ fn forget_args(spec: &PolicySpec) -> Result<Vec<OsString>, TaskError> {
         ("--keep-monthly", r.keep_monthly),
         ("--keep-yearly", r.keep_yearly),
     ];
+    let mut args: Vec<OsString> = Vec::new();
     for (flag, n) in counts {
         if let Some(n) = n {
             args.extend([flag.into(), n.to_string().into()]);
@@ -165,7 +201,7 @@ fn forget_args(spec: &PolicySpec) -> Result<Vec<OsString>, TaskError> {
     for tag in &r.keep_tags {
         args.extend(["--keep-tag".into(), tag.into()]);
     }
-    Ok(args)
+    args
 }
 
 fn permanent(message: &str) -> TaskError {

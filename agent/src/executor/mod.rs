@@ -8,6 +8,8 @@
 //! - [`cgroup`]: the CPU quota (`cpuQuotaPercent`): a cgroup (v2, else v1) per attempt
 //!   that restic joins before it execs; without either, a warning at start.
 //! - [`run()`]: one process to its end; [`collect`] turns its output into a report.
+//! - [`retention`]: after a successful backup whose policy has retention, `restic forget`
+//!   on the policy's own snapshots, reported before the success ([`Executed::retention`]).
 //!
 //! Invariants: secrets reach restic only through its environment, never argv; neither logs
 //! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
@@ -17,6 +19,7 @@ pub mod cgroup;
 pub mod collect;
 pub mod command;
 pub mod priority;
+pub mod retention;
 pub mod run;
 pub mod secrets;
 
@@ -38,7 +41,9 @@ use tracing::info;
 use crate::restic::ResticVersion;
 
 pub use cgroup::CpuLimiter;
-pub use command::{Invocation, init_invocation, invocation, unlock_invocation};
+pub use command::{
+    Invocation, init_invocation, invocation, retention_invocation, unlock_invocation,
+};
 pub use priority::Wrappers;
 pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
 pub use secrets::{PasswordEnv, SecretSource};
@@ -60,21 +65,30 @@ pub struct Context<'a> {
     pub cpu: Option<&'a CpuLimiter>,
 }
 
+/// What [`execute`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// How the task's run ended.
+    pub outcome: RunOutcome,
+    /// After a successful backup (exit 0 or 3) whose policy has retention: the
+    /// `RetentionApplied` report of the `restic forget` that followed it, to be sent before
+    /// the success. A failed forget is told here; it does not change `outcome`.
+    pub retention: Option<ReportStatus>,
+}
+
 /// Runs `order` to its end. The policy's run timeout covers everything, `restic init`
-/// included; a missing repository is created (once) only with `execution.init_if_missing`.
-/// A successful summary's duration is the task's run alone, without the init.
-/// restic runs in the attempt's CPU-quota cgroup, if any, removed when the attempt ended.
-pub async fn execute(
-    order: &TaskOrder,
-    ctx: &Context<'_>,
-    cancel: CancellationToken,
-) -> RunOutcome {
+/// and the retention's `restic forget` included; a missing repository is created (once)
+/// only with `execution.init_if_missing`. A successful summary's duration is the task's
+/// run alone, without the init or the forget. restic runs in the attempt's CPU-quota
+/// cgroup, if any, removed when the attempt ended. A cancel while forget runs ends the
+/// attempt as cancelled, like a cancel during the backup.
+pub async fn execute(order: &TaskOrder, ctx: &Context<'_>, cancel: CancellationToken) -> Executed {
     let leaf = ctx.cpu.and_then(|cpu| cpu.leaf(order.task, order.attempt));
-    let outcome = execute_in(order, ctx, cancel, leaf.as_ref()).await;
+    let executed = execute_in(order, ctx, cancel, leaf.as_ref()).await;
     if let Some(leaf) = leaf {
         leaf.remove().await;
     }
-    outcome
+    executed
 }
 
 /// Runs `restic unlock` on the repository of `order` with its secret, within `timeout`:
@@ -102,8 +116,12 @@ async fn execute_in(
     ctx: &Context<'_>,
     cancel: CancellationToken,
     leaf: Option<&cgroup::Leaf>,
-) -> RunOutcome {
-    let failed = |error| RunOutcome::Finished(ReportStatus::Failed(error));
+) -> Executed {
+    let only = |outcome| Executed {
+        outcome,
+        retention: None,
+    };
+    let failed = |error| only(RunOutcome::Finished(ReportStatus::Failed(error)));
     let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
         Ok(password) => password,
         Err(error) => return failed(error),
@@ -120,19 +138,34 @@ async fn execute_in(
         async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version, leaf).await }
     };
 
-    let outcome = run_once(inv.clone(), kind).await;
+    let mut outcome = run_once(inv.clone(), kind).await;
     let missing = matches!(
         &outcome,
         RunOutcome::Finished(ReportStatus::Failed(e)) if e.class == ErrorClass::MissingRepository
     );
-    if !missing || !order.spec.execution.init_if_missing {
-        return outcome;
+    if missing && order.spec.execution.init_if_missing {
+        info!(task_id = %order.task, "repository missing; running restic init (initIfMissing)");
+        let init = init_invocation(order, ctx.settings, &password, ctx.restic);
+        // `init` is judged like `check`: exit 0 is success, anything else is classified.
+        outcome = match run_once(init, TaskKind::Check).await {
+            RunOutcome::Finished(ReportStatus::Succeeded(_)) => run_once(inv, kind).await,
+            other => other,
+        };
     }
-    info!(task_id = %order.task, "repository missing; running restic init (initIfMissing)");
-    let init = init_invocation(order, ctx.settings, &password, ctx.restic);
-    // `init` is judged like `check`: exit 0 is success, anything else is classified.
-    match run_once(init, TaskKind::Check).await {
-        RunOutcome::Finished(ReportStatus::Succeeded(_)) => run_once(inv, kind).await,
-        other => other,
+    let backed_up = kind == TaskKind::Backup
+        && matches!(&outcome, RunOutcome::Finished(ReportStatus::Succeeded(_)));
+    let forget = match backed_up {
+        true => retention_invocation(order, ctx.settings, &password, ctx.restic),
+        false => None,
+    };
+    let Some(forget) = forget else {
+        return only(outcome);
+    };
+    match retention::apply(&forget, ctx, left(), cancel, leaf).await {
+        Some(report) => Executed {
+            outcome,
+            retention: Some(report),
+        },
+        None => only(RunOutcome::Cancelled),
     }
 }

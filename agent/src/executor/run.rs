@@ -71,6 +71,40 @@ pub async fn run_with_grace(
     version: &ResticVersion,
     leaf: Option<&Leaf>,
 ) -> RunOutcome {
+    match run_to_end(inv, kind, timeout, grace, cancel, version, leaf).await {
+        Ended::Exited {
+            code,
+            collected,
+            duration_ms,
+        } => RunOutcome::Finished((*collected).finish(code, duration_ms, version)),
+        Ended::Outcome(outcome) => outcome,
+    }
+}
+
+/// How a restic run ended, before what it printed is judged.
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// restic exited by itself with `code` (`None`: a signal the agent did not send).
+    Exited {
+        code: Option<i32>,
+        collected: Box<Collected>,
+        duration_ms: u64,
+    },
+    /// The run is over otherwise: stopped at its timeout (a failure), cancelled, or
+    /// restic could not be started or waited for (a failure).
+    Outcome(RunOutcome),
+}
+
+/// [`run_with_grace`] without judging restic's exit: the caller reads what it printed.
+pub(super) async fn run_to_end(
+    inv: &Invocation,
+    kind: TaskKind,
+    timeout: Duration,
+    grace: Duration,
+    cancel: CancellationToken,
+    version: &ResticVersion,
+    leaf: Option<&Leaf>,
+) -> Ended {
     let (program, args) = command_line(inv, wrappers());
     let started = Instant::now();
     let spawned = match leaf {
@@ -94,9 +128,8 @@ pub async fn run_with_grace(
                 _ => ErrorClass::Resource,
             };
             let message = format!("could not start {}: {error}", program.display());
-            return RunOutcome::Finished(ReportStatus::Failed(TaskError::new(
-                class, &message, None,
-            )));
+            let error = TaskError::new(class, &message, None);
+            return Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(error)));
         }
     };
     let pid = child.id();
@@ -161,20 +194,21 @@ pub async fn run_with_grace(
         Some(Err(error)) => {
             let message = format!("waiting for restic failed: {error}");
             let error = TaskError::new(ErrorClass::Resource, &message, None);
-            return RunOutcome::Finished(ReportStatus::Failed(error));
+            return Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(error)));
         }
         None => None,
     };
     debug!(pid, ?code, duration_ms, "restic ended");
     match stop {
-        Some((Stop::Cancel, _)) => RunOutcome::Cancelled,
-        Some((Stop::Timeout, _)) => RunOutcome::Finished(ReportStatus::Failed(failure(
-            version,
-            code,
-            collected.stderr(),
-            true,
+        Some((Stop::Cancel, _)) => Ended::Outcome(RunOutcome::Cancelled),
+        Some((Stop::Timeout, _)) => Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(
+            failure(version, code, collected.stderr(), true),
         ))),
-        None => RunOutcome::Finished(collected.finish(code, duration_ms, version)),
+        None => Ended::Exited {
+            code,
+            collected: Box::new(collected),
+            duration_ms,
+        },
     }
 }
 

@@ -62,6 +62,22 @@ removing 3 old packs
 done
 "#;
 
+/// stdout of `restic forget --json --tag policy:A --group-by host,paths --keep-last 1`
+/// after 3 backups tagged `policy:A` (and `task:A1`..`task:A3`) and 2 tagged `policy:B`, all
+/// of the same host and path: only policy A's group, its two oldest removed (no `--prune`,
+/// so no prune text). policy B's snapshots stay.
+pub const FORGET_POLICY_STDOUT: &str = r#"[{"tags":null,"host":"vm","paths":["/tmp/rx2/data"],"keep":[{"time":"2026-12-03T22:04:26.307985433Z","parent":"35f165f2fd684d3863bce8bf54cfbf1f03b3f68e9ae6170554c59318aa81d834","tree":"8ac2932ebbc83c336573d646692e57ffc4a864757f4c65ceaee173aecad1e455","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A3"],"id":"1e39d575b8387fd7c49cb01aa35dc7d4399e53eedec7a00a3c848eba20b9eacb","short_id":"1e39d575"}],"remove":[{"time":"2026-12-03T22:04:25.584611359Z","parent":"1f09f8c6a06e6f4879bbc806f9ed1741d297c1ab588db0b2875fa214525636d8","tree":"485479698dde38ea6e43cdcdf8ab75ad0c6e015fdd12d904d37a809854228bb9","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A2"],"id":"35f165f2fd684d3863bce8bf54cfbf1f03b3f68e9ae6170554c59318aa81d834","short_id":"35f165f2"},{"time":"2026-12-03T22:04:24.838564603Z","tree":"485479698dde38ea6e43cdcdf8ab75ad0c6e015fdd12d904d37a809854228bb9","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A1"],"id":"1f09f8c6a06e6f4879bbc806f9ed1741d297c1ab588db0b2875fa214525636d8","short_id":"1f09f8c6"}],"reasons":[{"snapshot":{"time":"2026-12-03T22:04:26.307985433Z","parent":"35f165f2fd684d3863bce8bf54cfbf1f03b3f68e9ae6170554c59318aa81d834","tree":"8ac2932ebbc83c336573d646692e57ffc4a864757f4c65ceaee173aecad1e455","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A3"]},"matches":["last snapshot"],"counters":{}}]}]
+"#;
+
+/// stdout of the same command with `--keep-last 3` right after it: one snapshot kept,
+/// `remove` null.
+pub const FORGET_POLICY_NOTHING_STDOUT: &str = r#"[{"tags":null,"host":"vm","paths":["/tmp/rx2/data"],"keep":[{"time":"2026-12-03T22:04:26.307985433Z","parent":"35f165f2fd684d3863bce8bf54cfbf1f03b3f68e9ae6170554c59318aa81d834","tree":"8ac2932ebbc83c336573d646692e57ffc4a864757f4c65ceaee173aecad1e455","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A3"],"id":"1e39d575b8387fd7c49cb01aa35dc7d4399e53eedec7a00a3c848eba20b9eacb","short_id":"1e39d575"}],"remove":null,"reasons":[{"snapshot":{"time":"2026-12-03T22:04:26.307985433Z","parent":"35f165f2fd684d3863bce8bf54cfbf1f03b3f68e9ae6170554c59318aa81d834","tree":"8ac2932ebbc83c336573d646692e57ffc4a864757f4c65ceaee173aecad1e455","paths":["/tmp/rx2/data"],"hostname":"vm","username":"root","tags":["policy:A","task:A3"]},"matches":["last snapshot"],"counters":{"last":2}}]}]
+"#;
+
+/// stdout of `restic forget --json --tag policy:C ...` when no snapshot carries the tag (or
+/// the repository has none, with or without `--prune`): nothing at all, exit code 0.
+pub const FORGET_NO_MATCH_STDOUT: &str = "";
+
 /// stdout of `restic forget --keep-last 1 --prune --json` on a repository without
 /// snapshots (prune does not run).
 pub const FORGET_EMPTY_STDOUT: &str = "[]\n";

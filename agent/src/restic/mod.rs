@@ -4,12 +4,12 @@ pub mod classify;
 pub mod output;
 
 #[cfg(test)]
-mod captured;
+pub(crate) mod captured;
 #[cfg(test)]
 mod real_tests;
 
 pub use classify::{classify, failure, is_partial_success};
 pub use output::{
     BackupOutput, ErrorLine, Line, OutputError, Progress, ResticVersion, Snapshot, parse_forget,
-    parse_line, parse_snapshots,
+    parse_line, parse_snapshots, removed_ids,
 };

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use fleet_events::event::RetentionOutcome;
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{ReportStatus, TaskOrder};
 use fleet_events::settings::AgentSettings;
@@ -111,7 +112,11 @@ async fn run_task(
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
     let began = std::time::Instant::now();
-    let status = match execute(order, &ctx, cancel.clone()).await {
+    let executed = execute(order, &ctx, cancel.clone()).await;
+    if let Some(retention) = executed.retention {
+        record_retention(shared, order, retention).await;
+    }
+    let status = match executed.outcome {
         RunOutcome::Finished(status) => status,
         // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
         RunOutcome::Cancelled => ReportStatus::Interrupted,
@@ -131,6 +136,39 @@ async fn run_task(
     match shared.state.finish(order.task, order.attempt, report).await {
         Ok(()) => shared.reports.notify_one(),
         Err(e) => tracing::error!(task = %order.task, error = %e, "cannot record the outcome"),
+    }
+}
+
+/// Logs, counts and puts in the outbox (before the success) what `restic forget` did
+/// after the backup. A report that cannot be recorded is logged; the success still is.
+async fn record_retention(shared: &Shared, order: &TaskOrder, retention: ReportStatus) {
+    if let ReportStatus::RetentionApplied {
+        kept,
+        removed,
+        outcome,
+        ..
+    } = &retention
+    {
+        let name = match outcome {
+            RetentionOutcome::Applied => {
+                tracing::info!(task_id = %order.task, attempt = order.attempt, kept, removed,
+                    "retention applied to the policy's snapshots");
+                metrics::counter!("fleet_agent_snapshots_forgotten_total").increment(*removed);
+                "applied"
+            }
+            RetentionOutcome::Failed(error) => {
+                tracing::warn!(task_id = %order.task, attempt = order.attempt,
+                    class = error.class.as_str(), message = %error.message,
+                    "restic forget after the backup failed; the backup stands, the next one applies the retention again");
+                "failed"
+            }
+        };
+        metrics::counter!("fleet_agent_retention_runs_total", "outcome" => name).increment(1);
+    }
+    let report = shared.report(order, retention);
+    match shared.state.record_retention(report).await {
+        Ok(()) => shared.reports.notify_one(),
+        Err(e) => tracing::error!(task_id = %order.task, error = %e, "cannot record the retention"),
     }
 }
 

@@ -95,6 +95,41 @@ impl AgentState {
         Ok(())
     }
 
+    /// Appends the `RetentionApplied` report of a running attempt (its backup succeeded
+    /// and `restic forget` ran) to the outbox, durably, without moving the attempt: call it
+    /// before [`AgentState::finish`], so that the report goes out before the success. An
+    /// attempt that is not running here is refused.
+    pub async fn record_retention(&self, report: AgentReport) -> Result<(), StateError> {
+        if !matches!(report.status, ReportStatus::RetentionApplied { .. }) {
+            return Err(StateError::ReportMismatch(format!(
+                "record_retention takes a retention_applied report, not {}",
+                report.status.name()
+            )));
+        }
+        let (task, attempt) = (report.task, report.attempt);
+        let key = task_key(task, attempt);
+        let wire = report.to_wire()?;
+        let id = OutboxKey::new(self.db.generate_id()?).to_bytes();
+        settle((&self.tasks, &self.outbox).transaction(|(tasks, outbox)| {
+            let Some(bytes) = tasks.get(key)? else {
+                return abort(StateError::UnknownTask { task, attempt });
+            };
+            let stage = match Header::decode(&bytes) {
+                Ok((header, _)) => header.stage,
+                Err(e) => return abort(e),
+            };
+            if stage != Stage::Running {
+                return abort(StateError::ReportMismatch(format!(
+                    "a retention report for task {task} attempt {attempt}, which is {stage}, not running"
+                )));
+            }
+            outbox.insert(&id, wire.as_slice())?;
+            Ok(())
+        }))?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     /// Marks an attempt finished and appends its final report (`Succeeded` after a
     /// start; `Failed` or `Interrupted` after accept or start), durably.
     pub async fn finish(

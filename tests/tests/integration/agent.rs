@@ -1,6 +1,7 @@
 //! The whole loop with the real agent: the control plane dispatches a backup task, the
 //! fleet-agent runtime records it, runs real restic against a temporary repository and
-//! reports the summary; the snapshot carries the policy and task tags.
+//! reports the summary (and the retention applied after it); the snapshot carries the
+//! policy and task tags.
 
 use std::time::Duration;
 
@@ -76,6 +77,8 @@ async fn a_backup_task_runs_real_restic_through_the_agent() {
             "task.dispatched",
             "task.acknowledged",
             "task.started",
+            // The policy's retention (the sample's), applied after the backup.
+            "task.retention_applied",
             "task.succeeded"
         ]
     );

@@ -13,6 +13,7 @@ use chrono::Utc;
 use fleet_agent::runtime::AgentConfig;
 use fleet_agent::state::AgentState;
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::policy::{PolicySpec, Retention};
 use fleet_events::protocol::{AgentCommand, Command as AgentCmd, TaskOrder};
 use fleet_events::settings::AgentSettings;
 use fleet_events::subject::{AgentSubject, Channel};
@@ -70,7 +71,12 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
         channel: Channel::Tasks,
     }
     .to_string();
-    let spec = backup_spec(&restic_repo, &data);
+    // No retention: one restic per task (a retention adds a `restic forget` after each
+    // backup, in the same slot).
+    let spec = PolicySpec {
+        retention: Retention::default(),
+        ..backup_spec(&restic_repo, &data)
+    };
     let mut first = None;
     for n in 0..10 {
         let policy = PolicyId::generate();

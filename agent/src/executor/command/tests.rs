@@ -162,3 +162,76 @@ fn unrunnable_specs_are_permanent() {
         assert_eq!(err.class, ErrorClass::Permanent);
     }
 }
+
+#[test]
+fn retention_after_a_backup_forgets_only_the_policys_snapshots_and_never_prunes() {
+    let mut o = order(TaskKind::Backup);
+    o.spec.retention = Retention {
+        keep_last: Some(3),
+        keep_hourly: Some(24),
+        keep_daily: Some(7),
+        keep_weekly: Some(4),
+        keep_monthly: Some(12),
+        keep_yearly: Some(2),
+        keep_within: Some("1y6m".into()),
+        keep_tags: vec!["keep".into(), "release".into()],
+    };
+    let settings = samples::agent_settings();
+    let inv = retention_invocation(&o, &settings, &password(), "/usr/bin/restic".as_ref())
+        .expect("a retention");
+    let policy = format!("policy:{}", samples::POLICY);
+    let expected = [
+        "--limit-upload",
+        "10240",
+        "forget",
+        "--json",
+        "--tag",
+        &policy,
+        "--group-by",
+        "host,paths",
+        "--keep-last",
+        "3",
+        "--keep-hourly",
+        "24",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-monthly",
+        "12",
+        "--keep-yearly",
+        "2",
+        "--keep-within",
+        "1y6m",
+        "--keep-tag",
+        "keep",
+        "--keep-tag",
+        "release",
+    ];
+    assert_eq!(args(&inv), expected);
+    assert!(!args(&inv).iter().any(|a| a == "--prune"));
+    // The backup's own run: same program, environment and priority.
+    let backup = build_for(TaskKind::Backup);
+    assert_eq!(
+        (&inv.program, &inv.env, inv.nice, inv.io_class),
+        (&backup.program, &backup.env, backup.nice, backup.io_class)
+    );
+    assert!(!format!("{inv:?}").contains(PASSWORD), "{inv:?}");
+
+    // The prune's keep flags are the same helper's.
+    let prune = args(&build_for(TaskKind::Prune));
+    let sample = retention_invocation(
+        &order(TaskKind::Backup),
+        &settings,
+        &password(),
+        "r".as_ref(),
+    )
+    .expect("the sample has retention");
+    assert_eq!(args(&sample)[8..], prune[5..]);
+
+    o.spec.retention = Retention::default();
+    assert_eq!(
+        retention_invocation(&o, &settings, &password(), "restic".as_ref()),
+        None
+    );
+}

@@ -16,7 +16,7 @@ use fleet_events::settings::{AgentSettings, IoClass};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Context, CpuLimiter, RunOutcome, SecretSource, execute, unlock};
+use crate::executor::{Context, CpuLimiter, Executed, RunOutcome, SecretSource, execute, unlock};
 use crate::probe::find_in_path;
 use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
 
@@ -106,9 +106,13 @@ impl Lab {
         spec.repository.secret = "main".into();
         spec.include = vec![data.to_string_lossy().into_owned()];
         spec.exclude = Vec::new();
-        spec.retention = Retention {
-            keep_last: Some(2),
-            ..Retention::default()
+        // Prune keeps the two newest; backups forget nothing unless a test says so.
+        spec.retention = match kind {
+            TaskKind::Prune => Retention {
+                keep_last: Some(2),
+                ..Retention::default()
+            },
+            _ => Retention::default(),
         };
         spec.execution.host = None;
         spec.execution.tags = vec!["lab".into()];
@@ -137,6 +141,11 @@ impl Lab {
     }
 
     pub async fn execute(&self, order: &TaskOrder, cancel: CancellationToken) -> RunOutcome {
+        self.execute_all(order, cancel).await.outcome
+    }
+
+    /// [`Lab::execute`] with the retention report after a backup.
+    pub async fn execute_all(&self, order: &TaskOrder, cancel: CancellationToken) -> Executed {
         execute(order, &self.ctx(), cancel).await
     }
 

@@ -2,6 +2,7 @@
 //! test skips, saying so, when restic is not installed.
 
 mod lab;
+mod retention;
 
 use std::fs;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::Value;
 
 pub use backup::{BackupOutput, ErrorLine, Line, Progress, parse_line};
-pub use forget::parse_forget;
+pub use forget::{parse_forget, removed_ids};
 pub use snapshots::{Snapshot, parse_snapshots};
 pub use version::ResticVersion;
 

@@ -208,3 +208,65 @@ async fn damaged_values_are_typed_errors_not_panics() {
     ));
     assert!(matches!(state.running(), Err(StateError::Corrupt { .. })));
 }
+
+#[tokio::test]
+async fn a_retention_report_goes_out_before_the_success_and_only_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let o = order(1, 1, TaskKind::Backup);
+    let retention = |secs| {
+        report(
+            &o,
+            secs,
+            samples::retention_report(fleet_events::event::RetentionOutcome::Applied),
+        )
+    };
+    let ack = report(&o, 1, ReportStatus::Acknowledged);
+    state.accept(&o, ack).await.unwrap();
+    let early = state.record_retention(retention(2)).await.unwrap_err();
+    assert!(early.to_string().contains("not running"), "{early}");
+    let started = report(&o, 2, ReportStatus::Started);
+    state.start(o.task, 1, started).await.unwrap();
+    state.record_retention(retention(3)).await.unwrap();
+    let record = state.record(o.task, 1).unwrap().unwrap();
+    assert_eq!(
+        record.header.stage,
+        Stage::Running,
+        "the attempt did not move"
+    );
+    assert!(matches!(
+        state.record_retention(report(&o, 3, succeeded())).await,
+        Err(StateError::ReportMismatch(_))
+    ));
+    assert!(matches!(
+        state.finish(o.task, 1, retention(3)).await,
+        Err(StateError::ReportMismatch(_))
+    ));
+    state
+        .finish(o.task, 1, report(&o, 4, succeeded()))
+        .await
+        .unwrap();
+    assert!(
+        state.record_retention(retention(5)).await.is_err(),
+        "finished"
+    );
+    let other = order(2, 1, TaskKind::Backup);
+    let unknown = report(
+        &other,
+        5,
+        samples::retention_report(samples::retention_failed()),
+    );
+    assert!(matches!(
+        state.record_retention(unknown).await,
+        Err(StateError::UnknownTask { .. })
+    ));
+    assert_eq!(
+        outbox_statuses(&state),
+        [
+            (o.task, "acknowledged"),
+            (o.task, "started"),
+            (o.task, "retention_applied"),
+            (o.task, "succeeded"),
+        ]
+    );
+}
