@@ -6,11 +6,10 @@
 //! failed). Real nats-server, real restic, the control plane in this process.
 //!
 //! The agent binary is the one built beside this test binary (the workspace test run
-//! builds it; otherwise `cargo build -p fleet-agent`).
+//! builds it; otherwise `cargo build -p fleet-agent`): [`AgentProcess`].
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,7 +24,7 @@ use fleet_tests::restic::Repo;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::agent::{SECRET, backup_spec};
+use crate::support::agent::{AgentProcess, SECRET, backup_spec};
 use crate::support::{Fleet, eventually, fleet, register, schedule, services, system, tenant};
 use crate::support::{stop, task_events};
 
@@ -331,87 +330,6 @@ impl Crash {
     async fn stop(self) {
         stop(&self.shutdown, self.control).await;
     }
-}
-
-/// The `fleet-agent` binary running `run`, its log in the scenario's directory.
-struct AgentProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl AgentProcess {
-    /// Starts the agent with `config`, logging into `<name>.log` beside it.
-    fn start(config: &Path, name: &str) -> Self {
-        Self::start_with(config, name, &[])
-    }
-
-    /// [`AgentProcess::start`] with more environment variables (restic inherits them).
-    fn start_with(config: &Path, name: &str, env: &[(&str, &str)]) -> Self {
-        let log = config.with_file_name(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("agent log");
-        let child = Command::new(agent_binary())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("fleet-agent starts");
-        Self { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL to the agent alone, then reaps it.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    /// SIGTERM (the agent stops its restic and exits), then reaps it.
-    fn stop(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on the agent this scenario started and has not reaped.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        self.child.wait().expect("reaped");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The agent binary beside this test binary (`target/<profile>/fleet-agent`).
-fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("fleet-agent");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it (cargo build -p fleet-agent), or run the workspace tests, \
-         which build it",
-        path.display()
-    );
-    path
 }
 
 /// The lock ids of `repo`, as `restic list locks --no-lock` prints them.

@@ -1,7 +1,10 @@
-//! The real agent runtime in the scenario's process, against a temporary repository.
+//! The real agent against a temporary repository: its runtime in the scenario's process
+//! ([`spawn_agent`]), or the `fleet-agent` binary built beside the test binary
+//! ([`AgentProcess`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fleet_agent::executor::SecretSource;
@@ -69,4 +72,85 @@ pub fn spawn_agent(
             .await
             .expect("agent ran")
     })
+}
+
+/// The `fleet-agent` binary running `run`, its log in the scenario's directory.
+pub struct AgentProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts the agent with `config`, logging into `<name>.log` beside it.
+    pub fn start(config: &Path, name: &str) -> Self {
+        Self::start_with(config, name, &[])
+    }
+
+    /// [`AgentProcess::start`] with more environment variables (restic inherits them).
+    pub fn start_with(config: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        let log = config.with_file_name(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("fleet-agent starts");
+        Self { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL to the agent alone, then reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM (the agent stops its restic and exits), then reaps it.
+    pub fn stop(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the agent this scenario started and has not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        self.child.wait().expect("reaped");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The agent binary beside this test binary (`target/<profile>/fleet-agent`).
+pub fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("fleet-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it (cargo build -p fleet-agent), or run the workspace tests, \
+         which build it",
+        path.display()
+    );
+    path
 }
