@@ -22,6 +22,7 @@ mod liveness;
 mod outage;
 mod projector;
 mod replicated;
+mod retention;
 mod retry;
 mod scheduler;
 mod scripted_agent;
