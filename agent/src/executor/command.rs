@@ -151,7 +151,7 @@ fn forget_args(spec: &PolicySpec) -> Result<Vec<OsString>, TaskError> {
 
 /// `restic forget` after a backup of `order`'s policy: `--keep-*` of its retention, applied
 /// only to the snapshots tagged `policy:<id>` (every backup of the policy carries the tag,
-/// [`backup_args`]), grouped by host and paths (not by tags: each snapshot also carries its
+/// `backup_args`), grouped by host and paths (not by tags: each snapshot also carries its
 /// own `task:<id>`), with the same environment, limits and priority as the backup. Never
 /// `--prune`: prune is a kind of its own, on its own schedule. `None` when the policy has no
 /// retention rules (restic would refuse to forget).
