@@ -8,7 +8,8 @@
 //!   capabilities, CPU quotas by cgroup v2 or v1, `nice`/`ionice`); pure parts plus one IO
 //!   entry point, [`probe::run`].
 //! - [`executor`]: runs one task's restic (secrets, command line, priority, CPU quota,
-//!   timeout, cancel; on Linux it dies with the agent).
+//!   timeout, cancel; on Linux it dies with the agent), and after a successful backup the
+//!   policy's retention on its own snapshots (`restic forget`, never `--prune`).
 //! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats, and
 //!   `restic unlock` after a crash.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox,
