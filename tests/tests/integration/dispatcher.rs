@@ -137,6 +137,12 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
     };
     let task = schedule(&f.store, agent, spec, Utc::now()).await;
 
+    // The agent heartbeats before the dispatcher starts: with a lease of one second, an
+    // agent registered longer ago and not yet heard would rightly be offline at once.
+    let js = async_nats::jetstream::new(f.client.clone());
+    let agent_down = CancellationToken::new();
+    let long = Behaviour::succeeds_after(Duration::from_secs(3600));
+    let (_, first) = scripted_agent::spawn(js.clone(), agent, long, agent_down.clone());
     let shutdown = CancellationToken::new();
     let config = ServiceConfig {
         dispatcher: DispatcherConfig {
@@ -150,10 +156,6 @@ async fn a_silent_agent_goes_offline_and_its_task_is_lost_then_retried_when_it_i
     let services = services(&f.store, &running, &config, &shutdown);
 
     // The agent starts the task, then goes silent for good.
-    let js = async_nats::jetstream::new(f.client.clone());
-    let agent_down = CancellationToken::new();
-    let long = Behaviour::succeeds_after(Duration::from_secs(3600));
-    let (_, first) = scripted_agent::spawn(js.clone(), agent, long, agent_down.clone());
     wait_for(&f.store, task, |e| {
         matches!(e, TaskEvent::Started { attempt: 1 })
     })
