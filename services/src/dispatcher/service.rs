@@ -11,14 +11,14 @@
 //! past its policy's run timeout plus [`DispatcherConfig::timeout_margin`] is recorded as
 //! failed with class `Timeout`, and its agent is sent `Command::Cancel` to stop restic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::TaskId;
+use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
 use fleet_events::subject::{self, AgentSubject, Channel};
@@ -96,6 +96,8 @@ pub async fn run(
     let mut next_check = clock.now();
     // Attempts this process failed as timed out, until the log shows them ended.
     let mut timed_out: HashSet<(TaskId, u32)> = HashSet::new();
+    // While standing by: the last heartbeat of each agent that calls for `came_online`.
+    let mut owed_online: HashMap<AgentId, (Heartbeat, DateTime<Utc>)> = HashMap::new();
     loop {
         let now = clock.now();
         let holds = *held.borrow_and_update();
@@ -105,6 +107,12 @@ pub async fn run(
                 active = true;
                 next_check = now;
                 resend_orders(&store, &fleet, &shutdown).await;
+                // Agents heard while standing by whose return the log does not know yet:
+                // an agent that dies before its next heartbeat is still recorded as back.
+                for (heartbeat, heard_at) in std::mem::take(&mut owed_online).into_values() {
+                    let lease = config.lease;
+                    came_online(&store, &fleet, &heartbeat, heard_at, now, lease, &shutdown).await;
+                }
             }
             (true, false) => {
                 tracing::info!("dispatcher standing by");
@@ -161,6 +169,10 @@ pub async fn run(
                 let heard_at = beat.stored_at.min(now);
                 if active {
                     came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
+                } else if fleet.came_online_key(beat.heartbeat.agent, heard_at, now, config.lease).is_some() {
+                    owed_online.insert(beat.heartbeat.agent, (beat.heartbeat.clone(), heard_at));
+                } else {
+                    owed_online.remove(&beat.heartbeat.agent);
                 }
                 fleet.observe_heartbeat(&beat.heartbeat, heard_at);
             }

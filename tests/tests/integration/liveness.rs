@@ -230,3 +230,71 @@ async fn wait_until(
 ) {
     task_event_seen(store, task, Duration::from_secs(60), found).await;
 }
+
+/// A dispatcher standing by hears an agent's first heartbeat; the agent says nothing more.
+/// Once the dispatcher takes over, the log still learns the agent came online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_heard_only_while_the_dispatcher_stood_by_is_recorded_online_at_takeover() {
+    use fleet_events::codec::Wire;
+    use fleet_events::protocol::{Heartbeat, KindCounts};
+    use fleet_events::subject::{AgentSubject, Channel};
+    use fleet_services::lease::Lease;
+
+    let f = fleet().await;
+    let agent = AgentId::generate();
+    register(&f.store, agent, AgentSettings::default()).await;
+    // Another instance holds the dispatcher's lease.
+    let holder = Lease::spawn(&f.store, "dispatcher");
+    let mut held = holder.held();
+    while !*held.borrow_and_update() {
+        held.changed().await.expect("lease kept");
+    }
+    let shutdown = CancellationToken::new();
+    let standby = spawn_service(&f.store, Service::Dispatcher, config(), &shutdown);
+    let beat = Heartbeat {
+        schema: fleet_events::envelope::SCHEMA_VERSION,
+        agent,
+        tenant: tenant(),
+        at: Utc::now(),
+        running: KindCounts::default(),
+        queued: KindCounts::default(),
+        agent_version: "0.1.0".into(),
+        restic_version: "0.18.0".into(),
+        outbox_depth: 0,
+    };
+    let subject = AgentSubject {
+        agent,
+        channel: Channel::Heartbeat,
+    };
+    let js = async_nats::jetstream::new(f.client.clone());
+    js.publish(subject.to_string(), beat.to_wire().expect("encodes").into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let came_online = |events: &[fleet_events::store::Stored]| {
+        events.iter().any(|s| {
+            matches!(&s.envelope.event, Event::Agent { agent: a, event: AgentEvent::CameOnline { .. } } if *a == agent)
+        })
+    };
+    let events = log(&f.store, &subject::all_events()).await;
+    assert!(!came_online(&events), "a standby records nothing");
+
+    // The holder stops; the standby takes over and records what it heard.
+    holder.stop().await;
+    eventually(
+        "the agent recorded online",
+        Duration::from_secs(15),
+        || async {
+            let events = log(&f.store, &subject::all_events()).await;
+            if came_online(&events) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(events.len())
+            }
+        },
+    )
+    .await;
+    stop(&shutdown, [standby]).await;
+}
