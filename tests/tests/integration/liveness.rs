@@ -235,7 +235,6 @@ async fn wait_until(
 /// Once the dispatcher takes over, the log still learns the agent came online.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_heard_only_while_the_dispatcher_stood_by_is_recorded_online_at_takeover() {
-    use fleet_events::codec::Wire;
     use fleet_events::protocol::{Heartbeat, KindCounts};
     use fleet_events::subject::{AgentSubject, Channel};
     use fleet_services::lease::Lease;
