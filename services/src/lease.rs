@@ -167,14 +167,6 @@ impl Lease {
         Self { held, stop, task }
     }
 
-    /// A lease this instance always holds: for a service run alone (tests, tools).
-    pub fn always() -> Held {
-        let (tx, held) = watch::channel(true);
-        // The sender is dropped: `changed()` then returns errors, never a change.
-        drop(tx);
-        held
-    }
-
     /// Whether this instance holds the lease now, and changes of it.
     pub fn held(&self) -> Held {
         self.held.clone()

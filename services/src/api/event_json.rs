@@ -629,6 +629,15 @@ mod tests {
         }
     }
 
+    /// The JSON of the sample event named `name`.
+    fn json(name: &str) -> Value {
+        let (_, envelope) = samples::all()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .expect("sample");
+        serde_json::to_value(EventJson::from(&stored(envelope))).expect("json")
+    }
+
     fn summary_of(event: TaskEvent) -> String {
         let mut envelope = samples::envelope(EventType::TaskStarted);
         envelope.event = Event::Task {
@@ -914,13 +923,6 @@ mod tests {
             )
         );
 
-        let json = |name: &str| {
-            let (_, envelope) = samples::all()
-                .into_iter()
-                .find(|(n, _)| n == name)
-                .expect("sample");
-            serde_json::to_value(EventJson::from(&stored(envelope))).expect("json")
-        };
         let done = json("task.unlock_ran");
         assert_eq!(done["type"], "task.unlock_ran");
         assert_eq!(done["data"]["attempt"], 2);
@@ -989,13 +991,6 @@ mod tests {
              removed (481bd44e) before"
         );
 
-        let json = |name: &str| {
-            let (_, envelope) = samples::all()
-                .into_iter()
-                .find(|(n, _)| n == name)
-                .expect("sample");
-            serde_json::to_value(EventJson::from(&stored(envelope))).expect("json")
-        };
         let applied = json("task.retention_applied");
         assert_eq!(applied["type"], "task.retention_applied");
         assert_eq!(
