@@ -401,3 +401,69 @@ async fn a_follow_whose_consumer_vanished_ends_with_an_error_instead_of_waiting_
     }
     assert!(follow.next().await.is_none(), "and the follow ends there");
 }
+
+/// A deployment of an earlier version kept heartbeats in `FLEET_INTAKE`, read by a durable
+/// consumer: `ensure_streams` deletes that consumer, narrows the stream to reports (keeping
+/// the reports waiting there) and gives heartbeats their own stream.
+#[tokio::test]
+async fn ensure_streams_moves_heartbeats_out_of_an_earlier_intake_stream() {
+    use async_nats::jetstream::consumer::pull;
+    use fleet_events::subject::{AgentSubject, Channel};
+
+    let server = NatsServer::start().expect("start");
+    let client = connect(&server.url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let old = Config {
+        subjects: streams::intake_before_heartbeats(),
+        description: Some("restic-fleet reports and heartbeats from agents".into()),
+        ..streams::intake(&StreamOptions::default())
+    };
+    let intake = js.create_stream(old).await.expect("old intake");
+    let beats = subject::all_agents(Channel::Heartbeat);
+    intake
+        .create_consumer(pull::Config {
+            durable_name: Some("dispatcher-heartbeats".into()),
+            filter_subject: beats.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("old heartbeat consumer");
+    let agent = AgentId::generate();
+    let reports = AgentSubject {
+        agent,
+        channel: Channel::Reports,
+    }
+    .to_string();
+    js.publish(reports, "a waiting report".into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+
+    let store = EventStore::new(client);
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("moved");
+    let mut intake = js.get_stream(streams::INTAKE).await.expect("intake");
+    let info = intake.info().await.expect("info").clone();
+    assert_eq!(
+        info.config.subjects,
+        vec![subject::all_agents(Channel::Reports)]
+    );
+    assert_eq!(info.state.messages, 1, "the waiting report is kept");
+    let consumers: Vec<_> = intake.consumer_names().try_collect().await.expect("names");
+    assert!(consumers.is_empty(), "{consumers:?}");
+    let mut heartbeats = js
+        .get_stream(streams::HEARTBEATS)
+        .await
+        .expect("heartbeats");
+    let config = heartbeats.info().await.expect("info").config.clone();
+    assert_eq!(config.subjects, vec![beats]);
+    assert_eq!(config.max_messages_per_subject, 1);
+    // Running it again changes nothing.
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("second ensure is fine");
+}
