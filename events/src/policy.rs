@@ -19,11 +19,25 @@ pub enum TaskKind {
     Check,
     /// `restic forget --prune` with the policy's retention.
     Prune,
+    /// `restic restore` of one snapshot, asked for by an operator (never scheduled).
+    Restore,
+    /// `restic snapshots`: the repository's snapshot inventory, asked for by an operator
+    /// (never scheduled; backups and prunes list the snapshots too).
+    Refresh,
 }
 
 impl TaskKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [TaskKind; 3] = [TaskKind::Backup, TaskKind::Check, TaskKind::Prune];
+    pub const ALL: [TaskKind; 5] = [
+        TaskKind::Backup,
+        TaskKind::Check,
+        TaskKind::Prune,
+        TaskKind::Restore,
+        TaskKind::Refresh,
+    ];
+
+    /// The kinds a policy may schedule; the others run only when an operator asks.
+    pub const SCHEDULED: [TaskKind; 3] = [TaskKind::Backup, TaskKind::Check, TaskKind::Prune];
 
     /// The lowercase name used in configuration and metrics.
     pub fn as_str(self) -> &'static str {
@@ -31,7 +45,14 @@ impl TaskKind {
             TaskKind::Backup => "backup",
             TaskKind::Check => "check",
             TaskKind::Prune => "prune",
+            TaskKind::Restore => "restore",
+            TaskKind::Refresh => "refresh",
         }
+    }
+
+    /// True for the kinds a policy may schedule.
+    pub fn is_scheduled(self) -> bool {
+        Self::SCHEDULED.contains(&self)
     }
 }
 
@@ -218,6 +239,13 @@ impl PolicySpec {
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut p = Problems::default();
         check_text(&mut p, "name", &self.name, MAX_NAME);
+        p.check(self.kind.is_scheduled(), "kind", || {
+            format!(
+                "a policy schedules backup, check or prune; {} runs only when asked \
+                 (`fleet restore`, `fleet repo refresh`)",
+                self.kind.as_str()
+            )
+        });
         self.schedule.check(&mut p, self.jitter_secs);
         check_repository(&mut p, &self.repository);
         self.check_paths(&mut p);

@@ -7,9 +7,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{CodecError, Wire, decode_versioned};
 use crate::envelope::SCHEMA_VERSION;
-use crate::event::{InterruptedAttempt, RetentionOutcome, RunSummary, TaskError, UnlockOutcome};
-use crate::ids::{AgentId, PolicyId, TaskId, TenantId};
+use crate::event::{
+    InterruptedAttempt, RetentionOutcome, RunSummary, SnapshotListing, TaskError, TaskRequest,
+    UnlockOutcome,
+};
+use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use crate::policy::{PolicySpec, TaskKind};
 
 /// Control plane to agent.
@@ -30,6 +34,13 @@ pub enum Command {
         attempt: u32,
         reason: String,
     },
+    /// Run attempt `order.attempt` of a task an operator asked for (a restore or an
+    /// inventory refresh): `order.spec` names the repository and its secret, `request` what
+    /// to do. An agent too old to know this variant parks the command.
+    RunRequested {
+        order: TaskOrder,
+        request: TaskRequest,
+    },
 }
 
 /// One attempt of a task, with everything the agent needs to run it except secrets.
@@ -44,6 +55,17 @@ pub struct TaskOrder {
     pub dispatched_at: DateTime<Utc>,
 }
 
+impl Command {
+    /// The command that runs `order`: [`Command::Run`] for a scheduled task,
+    /// [`Command::RunRequested`] for one an operator asked for.
+    pub fn run(order: TaskOrder, request: Option<TaskRequest>) -> Self {
+        match request {
+            None => Command::Run(order),
+            Some(request) => Command::RunRequested { order, request },
+        }
+    }
+}
+
 impl AgentCommand {
     /// A command in the current schema.
     pub fn new(command: Command) -> Self {
@@ -56,7 +78,9 @@ impl AgentCommand {
     /// The msg id that makes re-publishing this command idempotent.
     pub fn msg_id(&self) -> String {
         match &self.command {
-            Command::Run(order) => format!("run:{}:{}", order.task, order.attempt),
+            Command::Run(order) | Command::RunRequested { order, .. } => {
+                format!("run:{}:{}", order.task, order.attempt)
+            }
             Command::Cancel { task, attempt, .. } => format!("cancel:{task}:{attempt}"),
         }
     }
@@ -101,6 +125,13 @@ pub enum ReportStatus {
         removed_ids: Vec<String>,
         outcome: RetentionOutcome,
     },
+    /// The agent listed the repository's snapshots (`restic snapshots`) after a backup,
+    /// a prune or for a refresh; one report per part of the listing, each complete for its
+    /// range of snapshots. Sent before `Succeeded`.
+    SnapshotsListed {
+        repo: RepoId,
+        listing: SnapshotListing,
+    },
 }
 
 impl ReportStatus {
@@ -114,6 +145,7 @@ impl ReportStatus {
             ReportStatus::Interrupted => "interrupted",
             ReportStatus::UnlockRan { .. } => "unlock_ran",
             ReportStatus::RetentionApplied { .. } => "retention_applied",
+            ReportStatus::SnapshotsListed { .. } => "snapshots_listed",
         }
     }
 }
@@ -121,7 +153,13 @@ impl ReportStatus {
 impl AgentReport {
     /// The msg id that makes resending this report (from the agent's outbox) idempotent.
     pub fn msg_id(&self) -> String {
-        format!("{}:{}:{}", self.task, self.attempt, self.status.name())
+        let (task, attempt, name) = (self.task, self.attempt, self.status.name());
+        match &self.status {
+            ReportStatus::SnapshotsListed { listing, .. } => {
+                format!("{task}:{attempt}:{name}:{}", listing.part)
+            }
+            _ => format!("{task}:{attempt}:{name}"),
+        }
     }
 }
 
@@ -131,6 +169,8 @@ pub struct KindCounts {
     pub backup: u16,
     pub check: u16,
     pub prune: u16,
+    pub restore: u16,
+    pub refresh: u16,
 }
 
 impl KindCounts {
@@ -140,12 +180,25 @@ impl KindCounts {
             TaskKind::Backup => self.backup,
             TaskKind::Check => self.check,
             TaskKind::Prune => self.prune,
+            TaskKind::Restore => self.restore,
+            TaskKind::Refresh => self.refresh,
+        }
+    }
+
+    /// The count for `kind`, to change.
+    pub fn get_mut(&mut self, kind: TaskKind) -> &mut u16 {
+        match kind {
+            TaskKind::Backup => &mut self.backup,
+            TaskKind::Check => &mut self.check,
+            TaskKind::Prune => &mut self.prune,
+            TaskKind::Restore => &mut self.restore,
+            TaskKind::Refresh => &mut self.refresh,
         }
     }
 
     /// All kinds together.
     pub fn total(&self) -> u32 {
-        u32::from(self.backup) + u32::from(self.check) + u32::from(self.prune)
+        TaskKind::ALL.iter().map(|k| u32::from(self.get(*k))).sum()
     }
 }
 
@@ -166,7 +219,86 @@ pub struct Heartbeat {
     pub outbox_depth: u32,
 }
 
-crate::codec::impl_wire!(AgentCommand, AgentReport, Heartbeat);
+crate::codec::impl_wire!(AgentCommand, AgentReport);
+
+impl Heartbeat {
+    /// Encodes the message for the wire.
+    pub fn to_wire(&self) -> Result<Vec<u8>, CodecError> {
+        crate::codec::encode_versioned(self)
+    }
+}
+
+impl Wire for Heartbeat {
+    /// Decodes a heartbeat, also in the layout of agents that count only backup, check and
+    /// prune (before restores and refreshes were kinds), so an agent not yet upgraded stays
+    /// online.
+    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_versioned::<Heartbeat>(bytes).or_else(|error| match error {
+            CodecError::Malformed(_) => decode_versioned::<legacy::Heartbeat>(bytes)
+                .map(Heartbeat::from)
+                .map_err(|_| error),
+            other => Err(other),
+        })
+    }
+}
+
+/// Layouts of earlier builds, read for compatibility.
+mod legacy {
+    use chrono::{DateTime, Utc};
+    use serde::Deserialize;
+
+    use crate::ids::{AgentId, TenantId};
+
+    /// Kind counts before restore and refresh.
+    #[derive(Deserialize)]
+    pub struct KindCounts {
+        backup: u16,
+        check: u16,
+        prune: u16,
+    }
+
+    /// A heartbeat with [`KindCounts`] of three kinds.
+    #[derive(Deserialize)]
+    pub struct Heartbeat {
+        schema: u16,
+        agent: AgentId,
+        tenant: TenantId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        at: DateTime<Utc>,
+        running: KindCounts,
+        queued: KindCounts,
+        agent_version: String,
+        restic_version: String,
+        outbox_depth: u32,
+    }
+
+    impl From<KindCounts> for super::KindCounts {
+        fn from(c: KindCounts) -> Self {
+            super::KindCounts {
+                backup: c.backup,
+                check: c.check,
+                prune: c.prune,
+                ..super::KindCounts::default()
+            }
+        }
+    }
+
+    impl From<Heartbeat> for super::Heartbeat {
+        fn from(b: Heartbeat) -> Self {
+            super::Heartbeat {
+                schema: b.schema,
+                agent: b.agent,
+                tenant: b.tenant,
+                at: b.at,
+                running: b.running.into(),
+                queued: b.queued.into(),
+                agent_version: b.agent_version,
+                restic_version: b.restic_version,
+                outbox_depth: b.outbox_depth,
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

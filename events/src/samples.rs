@@ -7,8 +7,9 @@ use uuid::Uuid;
 use crate::envelope::{Envelope, SCHEMA_VERSION};
 use crate::event::{
     AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, InterruptedAttempt,
-    LostReason, PolicyEvent, PruneSummary, RepoEvent, RetentionOutcome, Role, RunDetail,
-    RunSummary, SkipReason, TaskError, TaskEvent, TenantEvent, UnlockOutcome,
+    LostReason, Overwrite, PolicyEvent, PruneSummary, RefreshSummary, RepoEvent, RestoreRequest,
+    RestoreSummary, RetentionOutcome, Role, RunDetail, RunSummary, SkipReason, SnapshotInfo,
+    SnapshotListing, TaskError, TaskEvent, TaskRequest, TenantEvent, UnlockOutcome,
 };
 use crate::ids::{AgentId, CorrelationId, EventId, PolicyId, RepoId, TaskId, TenantId, TokenId};
 use crate::policy::{
@@ -241,6 +242,64 @@ pub fn event(t: EventType) -> Event {
             repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
             event: RepoEvent::CircuitClosed,
         },
+        T::TaskRequested => task(TaskEvent::Requested {
+            policy: POLICY,
+            agent: AGENT,
+            run_at: at(5),
+            spec: Box::new(PolicySpec {
+                kind: TaskKind::Restore,
+                ..policy_spec()
+            }),
+            request: TaskRequest::Restore(restore_request()),
+            by: "ops".into(),
+        }),
+        T::RepoSnapshotsChanged => Event::Repo {
+            repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
+            event: RepoEvent::SnapshotsChanged {
+                task: TASK,
+                agent: AGENT,
+                listed_at: at(7),
+                added: vec![snapshot(1)],
+                removed: vec![snapshot(2)],
+            },
+        },
+    }
+}
+
+/// A sample restore of one file into `/var/restore`.
+pub fn restore_request() -> RestoreRequest {
+    RestoreRequest {
+        snapshot: "5e1c0a3f".repeat(8),
+        include: vec!["/srv/data/report.txt".into()],
+        target: "/var/restore".into(),
+        dry_run: false,
+        overwrite: Overwrite::IfChanged,
+    }
+}
+
+/// Sample snapshot `n`, made by the sample policy's task.
+pub fn snapshot(n: u8) -> SnapshotInfo {
+    SnapshotInfo {
+        id: format!("{n:02x}").repeat(32),
+        time: at(i64::from(n) * 60),
+        host: "db-1".into(),
+        paths: vec!["/srv/data".into()],
+        more_paths: 0,
+        tags: vec![format!("policy:{POLICY}"), format!("task:{TASK}")],
+        size_bytes: Some(987_654_321),
+        files: Some(4015),
+    }
+}
+
+/// A sample listing in one part, holding snapshots 1 and 3.
+pub fn listing() -> SnapshotListing {
+    SnapshotListing {
+        listed_at: at(7),
+        part: 0,
+        parts: 1,
+        after: None,
+        through: None,
+        snapshots: vec![snapshot(1), snapshot(3)],
     }
 }
 
@@ -411,6 +470,42 @@ fn variants() -> Vec<(String, Event)> {
         "task.retention_applied+failed".into(),
         task(retention_event(2, retention_failed())),
     ));
+    out.push((
+        "task.requested+refresh".into(),
+        task(TaskEvent::Requested {
+            policy: POLICY,
+            agent: AGENT,
+            run_at: at(5),
+            spec: Box::new(PolicySpec {
+                kind: TaskKind::Refresh,
+                ..policy_spec()
+            }),
+            request: TaskRequest::Refresh,
+            by: "ops".into(),
+        }),
+    ));
+    out.push((
+        "task.succeeded+restore".into(),
+        succeeded(
+            TaskKind::Restore,
+            RunDetail::Restore(RestoreSummary {
+                snapshot: "5e1c0a3f".repeat(8),
+                dry_run: false,
+                files_restored: 3,
+                bytes_restored: 4096,
+                files_skipped: 1,
+                errors: 1,
+                error_samples: vec!["/srv/data/locked.db: permission denied".into()],
+            }),
+        ),
+    ));
+    out.push((
+        "task.succeeded+refresh".into(),
+        succeeded(
+            TaskKind::Refresh,
+            RunDetail::Refresh(RefreshSummary { snapshots: 42 }),
+        ),
+    ));
     for (name, role) in [("admin", Role::Admin), ("enroll", Role::Enroll)] {
         out.push((
             format!("tenant.token_issued+{name}"),
@@ -484,6 +579,21 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         dispatched_at: at(2),
     }));
     add("command.run", run.to_wire());
+    let restore = AgentCommand::new(Command::RunRequested {
+        order: TaskOrder {
+            tenant: tenant(),
+            task: TASK,
+            attempt: 1,
+            policy: POLICY,
+            spec: Box::new(PolicySpec {
+                kind: TaskKind::Restore,
+                ..policy_spec()
+            }),
+            dispatched_at: at(2),
+        },
+        request: TaskRequest::Restore(restore_request()),
+    });
+    add("command.run_requested", restore.to_wire());
     let cancel = AgentCommand::new(Command::Cancel {
         task: TASK,
         attempt: 1,
@@ -532,6 +642,13 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
             "retention_applied+failed",
             retention_report(retention_failed()),
         ),
+        (
+            "snapshots_listed",
+            ReportStatus::SnapshotsListed {
+                repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
+                listing: listing(),
+            },
+        ),
     ];
     for (name, status) in statuses {
         let report = AgentReport {
@@ -552,13 +669,14 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         at: at(6),
         running: KindCounts {
             backup: 1,
-            check: 0,
             prune: 1,
+            restore: 1,
+            ..KindCounts::default()
         },
         queued: KindCounts {
             backup: 2,
-            check: 0,
-            prune: 0,
+            refresh: 1,
+            ..KindCounts::default()
         },
         agent_version: "0.1.0".into(),
         restic_version: "0.14.0".into(),

@@ -8,7 +8,8 @@ use crate::validation::{Invalid, Problems};
 /// Most tasks one agent may run at once.
 pub const MAX_CONCURRENCY: u16 = 64;
 
-/// Per-kind concurrency limits; `None` means only the total limit applies.
+/// Per-kind concurrency limits; `None` means only the total limit applies. Restores and
+/// inventory refreshes, which run only when an operator asks, have no limit of their own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct KindLimits {
@@ -24,6 +25,7 @@ impl KindLimits {
             TaskKind::Backup => self.backup,
             TaskKind::Check => self.check,
             TaskKind::Prune => self.prune,
+            TaskKind::Restore | TaskKind::Refresh => None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{ErrorClass, ExhaustedReason, TaskEvent, repo_of};
+use crate::event::{ErrorClass, ExhaustedReason, TaskEvent, TaskRequest, repo_of};
 use crate::ids::{AgentId, PolicyId, RepoId};
 use crate::policy::{PolicySpec, TaskKind};
 
@@ -107,7 +107,7 @@ pub fn next_status(from: Option<TaskStatus>, event: &TaskEvent) -> Option<TaskSt
     use TaskEvent as E;
     use TaskStatus as S;
     let to = match (from, event) {
-        (None, E::Scheduled { .. }) => S::Scheduled,
+        (None, E::Scheduled { .. } | E::Requested { .. }) => S::Scheduled,
         (None, E::Skipped { .. }) => S::Skipped,
         (Some(S::Scheduled | S::RetryDue), E::Dispatched { .. }) => S::Dispatched,
         (Some(S::Dispatched), E::Acknowledged { .. }) => S::Acknowledged,
@@ -143,6 +143,9 @@ pub struct Task {
     pub last_error: Option<ErrorClass>,
     /// When the pending retry is due.
     pub retry_due_at: Option<DateTime<Utc>>,
+    /// What an operator asked for, for a requested task (restore, refresh); `None` for a
+    /// scheduled one.
+    pub request: Option<TaskRequest>,
 }
 
 impl Task {
@@ -154,7 +157,8 @@ impl Task {
             reason: reason.to_owned(),
         };
         let status = next_status(None, event)
-            .ok_or_else(|| illegal("a task starts scheduled or skipped"))?;
+            .ok_or_else(|| illegal("a task starts scheduled, requested or skipped"))?;
+        let mut request = None;
         let (policy, agent, fire_at, run_at, spec) = match event {
             TaskEvent::Scheduled {
                 policy,
@@ -169,7 +173,18 @@ impl Task {
                 fire_at,
                 ..
             } => (*policy, *agent, *fire_at, None, None),
-            _ => return Err(illegal("a task starts scheduled or skipped")),
+            TaskEvent::Requested {
+                policy,
+                agent,
+                run_at,
+                spec,
+                request: asked,
+                ..
+            } => {
+                request = Some(asked.clone());
+                (*policy, *agent, *run_at, Some(*run_at), Some(spec.clone()))
+            }
+            _ => return Err(illegal("a task starts scheduled, requested or skipped")),
         };
         Ok(Task {
             status,
@@ -181,6 +196,7 @@ impl Task {
             attempt: 0,
             last_error: None,
             retry_due_at: None,
+            request,
         })
     }
 
@@ -253,7 +269,9 @@ impl Task {
                 }
             }
             TaskEvent::RetryDue | TaskEvent::Cancelled { .. } => {}
-            TaskEvent::Scheduled { .. } | TaskEvent::Skipped { .. } => {
+            TaskEvent::Scheduled { .. }
+            | TaskEvent::Skipped { .. }
+            | TaskEvent::Requested { .. } => {
                 return Err(illegal("the task exists already".into()));
             }
         }

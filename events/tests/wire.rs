@@ -205,3 +205,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn heartbeats_of_agents_that_count_three_kinds_still_decode() {
+    use fleet_events::codec::Wire;
+    use fleet_events::protocol::Heartbeat;
+    let path = golden_dir().join("legacy/heartbeat.v1.bin");
+    let old = std::fs::read(&path).expect("legacy golden file");
+    let beat = Heartbeat::from_wire(&old).expect("a three-kind heartbeat decodes");
+    assert_eq!((beat.running.backup, beat.running.prune), (1, 1));
+    assert_eq!((beat.running.restore, beat.running.refresh), (0, 0));
+    assert_eq!(beat.queued.total(), 2);
+    assert_eq!(beat.outbox_depth, 3);
+    let current = samples::protocol()
+        .into_iter()
+        .find(|(name, _)| name == "heartbeat")
+        .expect("sample")
+        .1;
+    let beat = Heartbeat::from_wire(&current).expect("decodes");
+    assert_eq!((beat.running.restore, beat.queued.refresh), (1, 1));
+    let mut garbage = current.clone();
+    garbage.truncate(current.len() - 3);
+    assert!(Heartbeat::from_wire(&garbage).is_err());
+}

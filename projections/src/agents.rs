@@ -46,8 +46,8 @@ pub struct Agents;
 
 impl Projection for Agents {
     const NAME: &'static str = "agents";
-    /// 2: views count queued tasks.
-    const VERSION: u32 = 2;
+    /// 2: views count queued tasks; 3: counts of five kinds (restore, refresh).
+    const VERSION: u32 = 3;
     const TREES: &'static [&'static str] = &[BY_ID, TASKS];
 
     fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {

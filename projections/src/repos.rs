@@ -54,6 +54,8 @@ impl Projection for Repos {
                 failures: *failures,
             },
             RepoEvent::CircuitClosed => Circuit::Closed,
+            // The snapshot inventory is a model of its own.
+            RepoEvent::SnapshotsChanged { .. } => return Ok(()),
         };
         let view = RepoView {
             tenant: envelope.tenant.clone(),

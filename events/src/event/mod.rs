@@ -4,15 +4,20 @@
 //! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
 
 mod other;
+mod snapshot;
 mod task;
 
 use serde::{Deserialize, Serialize};
 
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
+pub use snapshot::{
+    MAX_RESTORE_INCLUDES, MAX_SNAPSHOT_LIST, Overwrite, RestoreRequest, SnapshotInfo, SnapshotKey,
+    SnapshotListing, TaskRequest, is_snapshot_id,
+};
 pub use task::{
-    BackupSummary, ErrorClass, ExhaustedReason, InterruptedAttempt, LostReason, MAX_REMOVED_IDS,
-    PruneSummary, RetentionOutcome, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent,
-    UnlockOutcome, repo_of,
+    BackupSummary, ErrorClass, ExhaustedReason, InterruptedAttempt, LostReason, MAX_ERROR_SAMPLES,
+    MAX_REMOVED_IDS, PruneSummary, RefreshSummary, RestoreSummary, RetentionOutcome, RunDetail,
+    RunSummary, SkipReason, TaskError, TaskEvent, UnlockOutcome, repo_of,
 };
 
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
@@ -91,6 +96,7 @@ impl Event {
             Event::Repo { event, .. } => match event {
                 RepoEvent::CircuitOpened { .. } => T::RepoCircuitOpened,
                 RepoEvent::CircuitClosed => T::RepoCircuitClosed,
+                RepoEvent::SnapshotsChanged { .. } => T::RepoSnapshotsChanged,
             },
         }
     }
@@ -152,4 +158,6 @@ event_types! {
     AgentKeyAuthorized => "agent.key_authorized",
     TaskUnlockRan => "task.unlock_ran",
     TaskRetentionApplied => "task.retention_applied",
+    TaskRequested => "task.requested",
+    RepoSnapshotsChanged => "repo.snapshots_changed",
 }

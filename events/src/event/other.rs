@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, TokenId};
+use crate::event::snapshot::SnapshotInfo;
+use crate::ids::{AgentId, TaskId, TokenId};
 use crate::policy::PolicySpec;
 use crate::settings::AgentSettings;
 
@@ -93,4 +94,16 @@ pub enum RepoEvent {
     },
     /// A probe succeeded: tasks flow again.
     CircuitClosed,
+    /// A listing (one part of it) an agent reported changed the repository's snapshot
+    /// inventory: `added` are new in the part's range, `removed` are gone from it. Written
+    /// only when something changed; a large change is cut into several events.
+    SnapshotsChanged {
+        /// The task whose run listed the repository.
+        task: TaskId,
+        agent: AgentId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        listed_at: DateTime<Utc>,
+        added: Vec<SnapshotInfo>,
+        removed: Vec<SnapshotInfo>,
+    },
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
+use crate::event::snapshot::TaskRequest;
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId};
 use crate::policy::{PolicySpec, TaskKind};
 
@@ -83,6 +84,21 @@ pub enum TaskEvent {
         removed_ids: Vec<String>,
         outcome: RetentionOutcome,
     },
+    /// An operator asked for a task no schedule makes: a restore or an inventory refresh,
+    /// on `agent`, with the repository and secret of `policy` (`spec` is that policy as it
+    /// was, its kind set to the request's). From here on it runs like a scheduled task
+    /// (status scheduled, same dispatch, limits, retries and isolation); the scheduler's
+    /// overlap rules ignore it.
+    Requested {
+        policy: PolicyId,
+        agent: AgentId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        run_at: DateTime<Utc>,
+        spec: Box<PolicySpec>,
+        request: TaskRequest,
+        /// Who asked (the token's name), for the task's history.
+        by: String,
+    },
 }
 
 impl TaskEvent {
@@ -103,6 +119,7 @@ impl TaskEvent {
             Self::Lost { .. } => EventType::TaskLost,
             Self::UnlockRan { .. } => EventType::TaskUnlockRan,
             Self::RetentionApplied { .. } => EventType::TaskRetentionApplied,
+            Self::Requested { .. } => EventType::TaskRequested,
         }
     }
 }
@@ -263,6 +280,8 @@ pub enum RunDetail {
     /// `restic check` found no errors.
     Check,
     Prune(PruneSummary),
+    Restore(RestoreSummary),
+    Refresh(RefreshSummary),
 }
 
 /// restic backup's summary line.
@@ -289,6 +308,34 @@ pub struct BackupSummary {
 pub struct PruneSummary {
     pub snapshots_kept: u64,
     pub snapshots_removed: u64,
+}
+
+/// What a restore did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    /// restic's full snapshot id.
+    pub snapshot: String,
+    pub dry_run: bool,
+    /// Files written into the target (dry: that would be).
+    pub files_restored: u64,
+    pub bytes_restored: u64,
+    /// Files left alone because they exist in the target and the overwrite policy keeps
+    /// them.
+    pub files_skipped: u64,
+    /// Files restic or the agent could not restore.
+    pub errors: u64,
+    /// The first few of those errors (paths and restic's words, no contents).
+    pub error_samples: Vec<String>,
+}
+
+/// Most error messages a restore summary keeps.
+pub const MAX_ERROR_SAMPLES: usize = 10;
+
+/// What an inventory refresh found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshSummary {
+    /// Snapshots in the repository.
+    pub snapshots: u64,
 }
 
 /// The repository a scheduled task uses.

@@ -25,6 +25,7 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
     const TABLE: &[(Option<TaskStatus>, EventType, TaskStatus)] = &[
         (None, E::TaskScheduled, S::Scheduled),
         (None, E::TaskSkipped, S::Skipped),
+        (None, E::TaskRequested, S::Scheduled),
         (Some(S::Scheduled), E::TaskDispatched, S::Dispatched),
         (Some(S::RetryDue), E::TaskDispatched, S::Dispatched),
         (Some(S::Dispatched), E::TaskAcknowledged, S::Acknowledged),
@@ -64,7 +65,7 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
 #[test]
 fn every_status_event_pair_follows_the_table() {
     let events = task_events();
-    assert_eq!(events.len(), 14, "one sample per task event type");
+    assert_eq!(events.len(), 15, "one sample per task event type");
     let froms = std::iter::once(None).chain(TaskStatus::ALL.into_iter().map(Some));
     let mut pairs = 0;
     let mut legal = 0;
@@ -81,8 +82,8 @@ fn every_status_event_pair_follows_the_table() {
             legal += usize::from(got.is_some());
         }
     }
-    assert_eq!(pairs, 13 * 14);
-    assert_eq!(legal, 31);
+    assert_eq!(pairs, 13 * 15);
+    assert_eq!(legal, 32);
 }
 
 /// Nothing moves a task out of a terminal status. The one event a terminal status takes is

@@ -120,6 +120,7 @@ fn counts(backup: u16, check: u16, prune: u16) -> KindCounts {
         backup,
         check,
         prune,
+        ..KindCounts::default()
     }
 }
 

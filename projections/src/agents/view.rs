@@ -238,11 +238,7 @@ impl AgentView {
 }
 
 fn count_of(counts: &mut KindCounts, kind: TaskKind) -> &mut u16 {
-    match kind {
-        TaskKind::Backup => &mut counts.backup,
-        TaskKind::Check => &mut counts.check,
-        TaskKind::Prune => &mut counts.prune,
-    }
+    counts.get_mut(kind)
 }
 
 /// The `agents.by_id` key: the agent's UUID bytes.

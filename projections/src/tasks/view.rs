@@ -78,6 +78,7 @@ impl TaskView {
             attempt: self.attempt,
             last_error: self.last_error,
             retry_due_at: self.retry_due_at,
+            request: None,
         })
     }
 

@@ -7,7 +7,7 @@ use fleet_events::envelope::Envelope;
 use fleet_events::event::{
     AgentEvent, ErrorClass, Event, ExhaustedReason, InterruptedAttempt, LostReason, PolicyEvent,
     RepoEvent, RetentionOutcome, Role, RunDetail, RunSummary, SkipReason, TaskError, TaskEvent,
-    TenantEvent, UnlockOutcome,
+    TaskRequest, TenantEvent, UnlockOutcome,
 };
 use fleet_events::ids::{CorrelationId, EventId, TaskId, TenantId};
 use fleet_events::policy::PolicySpec;
@@ -111,6 +111,17 @@ pub fn data(event: &Event) -> Value {
                 json!({ "until": until, "failures": failures })
             }
             RepoEvent::CircuitClosed => json!({}),
+            RepoEvent::SnapshotsChanged {
+                task,
+                agent,
+                listed_at,
+                added,
+                removed,
+            } => json!({
+                "task": task, "agent": agent, "listedAt": listed_at,
+                "added": added.iter().map(dto::snapshot_json).collect::<Vec<_>>(),
+                "removed": removed.iter().map(dto::snapshot_json).collect::<Vec<_>>(),
+            }),
         },
     }
 }
@@ -204,6 +215,17 @@ fn task_data(event: &TaskEvent) -> Value {
                 "outcome": outcome, "error": error,
             })
         }
+        TaskEvent::Requested {
+            policy,
+            agent,
+            run_at,
+            spec,
+            request,
+            by,
+        } => json!({
+            "policy": policy, "agent": agent, "runAt": run_at, "kind": spec.kind.as_str(),
+            "repository": spec.repository.url, "request": dto::request_json(request), "by": by,
+        }),
     }
 }
 
@@ -256,8 +278,28 @@ pub fn summary(envelope: &Envelope) -> String {
                 at(*until)
             ),
             RepoEvent::CircuitClosed => "circuit closed".into(),
+            RepoEvent::SnapshotsChanged { added, removed, .. } => {
+                snapshots_line(added.len(), removed.len())
+            }
         },
     }
+}
+
+fn snapshots_line(added: usize, removed: usize) -> String {
+    let mut parts = Vec::new();
+    if added > 0 {
+        parts.push(format!(
+            "{added} {} added",
+            plural(added as u64, "snapshot")
+        ));
+    }
+    if removed > 0 {
+        parts.push(format!(
+            "{removed} {} removed",
+            plural(removed as u64, "snapshot")
+        ));
+    }
+    format!("inventory: {}", parts.join(", "))
 }
 
 fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> String) -> String {
@@ -385,6 +427,39 @@ fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
         }
+        TaskEvent::Requested {
+            agent,
+            run_at,
+            spec,
+            request,
+            by,
+            ..
+        } => {
+            let what = match request {
+                TaskRequest::Restore(r) => {
+                    let paths = match r.include.len() {
+                        0 => "everything".to_owned(),
+                        1 => one_line(&r.include[0]),
+                        n => format!("{n} paths"),
+                    };
+                    let dry = if r.dry_run { " (dry run)" } else { "" };
+                    format!(
+                        "restore{dry} of {paths} from snapshot {} into {} (overwrite {})",
+                        r.snapshot.get(..8).unwrap_or(&r.snapshot),
+                        one_line(&r.target),
+                        r.overwrite.as_str()
+                    )
+                }
+                TaskRequest::Refresh => {
+                    format!("snapshot inventory refresh of {}", spec.repository.url)
+                }
+            };
+            format!(
+                "{what} requested by {} on agent {agent} for {}",
+                one_line(by),
+                at(*run_at)
+            )
+        }
     }
 }
 
@@ -471,6 +546,32 @@ fn outcome_line(summary: &RunSummary) -> String {
             p.snapshots_removed,
             plural(p.snapshots_removed, "snapshot"),
             p.snapshots_kept
+        ),
+        RunDetail::Restore(r) => {
+            let verb = if r.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            };
+            let mut line = format!(
+                "{verb} {} {} ({}) from snapshot {}",
+                r.files_restored,
+                plural(r.files_restored, "file"),
+                bytes(r.bytes_restored),
+                r.snapshot.get(..8).unwrap_or(&r.snapshot)
+            );
+            if r.files_skipped > 0 {
+                line.push_str(&format!(", {} existing left alone", r.files_skipped));
+            }
+            if r.errors > 0 {
+                line.push_str(&format!(", {} {}", r.errors, plural(r.errors, "error")));
+            }
+            line
+        }
+        RunDetail::Refresh(r) => format!(
+            "{} {} in the repository",
+            r.snapshots,
+            plural(r.snapshots, "snapshot")
         ),
     }
 }

@@ -12,7 +12,7 @@ use fleet_events::protocol::{AgentCommand, Command, TaskOrder};
 use fleet_events::store::Expect;
 use fleet_events::subject::{AgentSubject, Channel};
 
-use super::saturation::slot;
+use super::saturation::{KINDS, slot};
 use super::state::{AgentState, Stage, WaitKey};
 use super::{Fleet, RepoGate};
 
@@ -60,8 +60,8 @@ impl Dispatch {
 struct Room {
     used: u16,
     limit: u16,
-    of_kind: [u16; 3],
-    kind_limit: [u16; 3],
+    of_kind: [u16; KINDS],
+    kind_limit: [u16; KINDS],
 }
 
 impl Room {
@@ -232,7 +232,7 @@ impl Fleet {
                 event,
             },
             expect: t.seq.map_or(Expect::Any, Expect::LastSeq),
-            command: AgentCommand::new(Command::Run(order)),
+            command: AgentCommand::new(Command::run(order, t.task.request.clone())),
         })
     }
 

@@ -42,7 +42,7 @@ impl Fleet {
                 .to_string();
                 Some(Resend {
                     subject,
-                    command: AgentCommand::new(Command::Run(order)),
+                    command: AgentCommand::new(Command::run(order, t.task.request.clone())),
                 })
             })
             .collect();

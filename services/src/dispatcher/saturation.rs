@@ -79,12 +79,17 @@ pub(super) fn count(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// The number of kinds: the length of per-kind arrays.
+pub(super) const KINDS: usize = TaskKind::ALL.len();
+
 /// The index of `kind` in [`TaskKind::ALL`], for per-kind arrays.
 pub(super) fn slot(kind: TaskKind) -> usize {
     match kind {
         TaskKind::Backup => 0,
         TaskKind::Check => 1,
         TaskKind::Prune => 2,
+        TaskKind::Restore => 3,
+        TaskKind::Refresh => 4,
     }
 }
 

@@ -122,6 +122,7 @@ impl Fleet {
                     RepoEvent::CircuitClosed => {
                         self.circuits.remove(&key);
                     }
+                    RepoEvent::SnapshotsChanged { .. } => return,
                 }
                 self.wake_gated(&key);
             }
@@ -135,7 +136,12 @@ impl Fleet {
             tracing::warn!(task_id = %id, tenant = %env.tenant, "ignoring a task event of another tenant");
             return;
         }
-        if before.is_none() && !matches!(event, TaskEvent::Scheduled { .. }) {
+        if before.is_none()
+            && !matches!(
+                event,
+                TaskEvent::Scheduled { .. } | TaskEvent::Requested { .. }
+            )
+        {
             // A skipped task, or one that ended before it was seen: nothing to dispatch.
             return;
         }

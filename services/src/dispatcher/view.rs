@@ -37,7 +37,7 @@ pub struct AgentView {
     pub queued: u32,
     /// The total limit.
     pub limit: u16,
-    pub kinds: [KindView; 3],
+    pub kinds: [KindView; TaskKind::ALL.len()],
     /// As a whole (total limit, own queue).
     pub saturation: Saturation,
     /// The end of its backoff, if it is in one.

@@ -28,10 +28,11 @@ pub enum Verdict {
     Reject(String),
 }
 
-/// The event a report stands for.
-pub fn event_of(report: &AgentReport) -> TaskEvent {
+/// The task event a report stands for; `None` for a snapshot listing, which is judged
+/// against the repository's inventory, not the task.
+pub fn event_of(report: &AgentReport) -> Option<TaskEvent> {
     let attempt = report.attempt;
-    match &report.status {
+    Some(match &report.status {
         ReportStatus::Acknowledged => TaskEvent::Acknowledged { attempt },
         ReportStatus::Started => TaskEvent::Started { attempt },
         ReportStatus::Succeeded(summary) => TaskEvent::Succeeded {
@@ -66,7 +67,8 @@ pub fn event_of(report: &AgentReport) -> TaskEvent {
             removed_ids: removed_ids.clone(),
             outcome: outcome.clone(),
         },
-    }
+        ReportStatus::SnapshotsListed { .. } => return None,
+    })
 }
 
 /// Judges `report`, which arrived on the subject of `sender`, against the task's history.
@@ -100,7 +102,9 @@ pub fn judge(sender: AgentId, report: &AgentReport, history: &[Stored]) -> Verdi
             report.task, task.agent
         ));
     }
-    let event = event_of(report);
+    let Some(event) = event_of(report) else {
+        return Verdict::Reject("a snapshot listing is not a task event".into());
+    };
     if events.iter().any(|e| same_transition(e, &event)) {
         return Verdict::AlreadyRecorded;
     }
@@ -144,7 +148,8 @@ fn step_of(report: &AgentReport) -> u8 {
         ReportStatus::Succeeded(_)
         | ReportStatus::Failed(_)
         | ReportStatus::Interrupted
-        | ReportStatus::RetentionApplied { .. } => 3,
+        | ReportStatus::RetentionApplied { .. }
+        | ReportStatus::SnapshotsListed { .. } => 3,
     }
 }
 

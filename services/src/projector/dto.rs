@@ -2,7 +2,7 @@
 //! models' stored views, which keep compact forms of their own.
 
 use chrono::{DateTime, Utc};
-use fleet_events::event::{ErrorClass, RunDetail, RunSummary};
+use fleet_events::event::{ErrorClass, RunDetail, RunSummary, SnapshotInfo, TaskRequest};
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::protocol::KindCounts;
@@ -376,6 +376,52 @@ pub fn run_summary(summary: &RunSummary) -> Value {
                 "snapshotsRemoved": p.snapshots_removed,
             });
         }
+        RunDetail::Restore(r) => {
+            value["restore"] = json!({
+                "snapshotId": r.snapshot,
+                "dryRun": r.dry_run,
+                "filesRestored": r.files_restored,
+                "bytesRestored": r.bytes_restored,
+                "filesSkipped": r.files_skipped,
+                "errors": r.errors,
+                "errorSamples": r.error_samples,
+            });
+        }
+        RunDetail::Refresh(r) => {
+            value["refresh"] = json!({ "snapshots": r.snapshots });
+        }
     }
     value
+}
+
+/// A snapshot as JSON: camelCase, RFC 3339 time, the fleet's own tags read out.
+pub fn snapshot_json(s: &SnapshotInfo) -> Value {
+    json!({
+        "id": s.id,
+        "shortId": s.short_id(),
+        "time": s.time,
+        "host": s.host,
+        "paths": s.paths,
+        "morePaths": s.more_paths,
+        "tags": s.tags,
+        "sizeBytes": s.size_bytes,
+        "files": s.files,
+        "policy": s.tag("policy"),
+        "task": s.tag("task"),
+    })
+}
+
+/// An operator's request (restore, refresh) as JSON.
+pub fn request_json(request: &TaskRequest) -> Value {
+    match request {
+        TaskRequest::Restore(r) => json!({
+            "kind": "restore",
+            "snapshotId": r.snapshot,
+            "include": r.include,
+            "target": r.target,
+            "dryRun": r.dry_run,
+            "overwrite": r.overwrite.as_str(),
+        }),
+        TaskRequest::Refresh => json!({ "kind": "refresh" }),
+    }
 }

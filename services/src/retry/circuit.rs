@@ -145,11 +145,14 @@ impl Breaker {
 
     /// Folds a repository event from the log.
     pub fn apply(&mut self, event: &RepoEvent) {
+        if matches!(event, RepoEvent::SnapshotsChanged { .. }) {
+            return;
+        }
         self.verdict = None;
         self.probe = None;
         self.open_until = match event {
             RepoEvent::CircuitOpened { until, .. } => Some(*until),
-            RepoEvent::CircuitClosed => None,
+            RepoEvent::CircuitClosed | RepoEvent::SnapshotsChanged { .. } => None,
         };
     }
 

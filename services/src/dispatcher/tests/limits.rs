@@ -86,7 +86,7 @@ fn a_queue_past_the_threshold_saturates_the_agent() {
     let queued = KindCounts {
         backup: 2,
         check: 1,
-        prune: 0,
+        ..KindCounts::default()
     };
     w.heartbeat(5, AGENT, queued);
 
