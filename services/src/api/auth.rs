@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::Role;
-use fleet_events::ids::TenantId;
+use fleet_events::ids::{TenantId, TokenId};
 
 use super::Api;
 use super::error::ApiError;
@@ -27,6 +27,8 @@ const READERS: [Role; 2] = [Role::Admin, Role::ReadOnly];
 pub struct Caller {
     pub tenant: TenantId,
     pub role: Role,
+    /// The token's id, which the log may name (never its secret).
+    pub token: TokenId,
 }
 
 impl Caller {
@@ -76,6 +78,7 @@ async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
     Ok(Caller {
         tenant: token.tenant().clone(),
         role: issued.role,
+        token: issued.id,
     })
 }
 

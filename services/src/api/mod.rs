@@ -19,6 +19,7 @@ mod throttle;
 mod ui;
 mod write;
 mod write_policy;
+mod write_request;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/policies/{id}/pause", post(write_policy::pause))
         .route("/v1/policies/{id}/resume", post(write_policy::resume))
         .route("/v1/policies/{id}/run", post(write_policy::run_now))
+        .route("/v1/policies/{id}/refresh", post(write_request::refresh))
+        .route("/v1/restores", post(write_request::restore))
         .route(
             "/v1/policies/{id}/agents/{agent}",
             post(write_policy::assign).delete(write_policy::unassign),

@@ -22,7 +22,7 @@ use crate::command::{CommandError, agent};
 use crate::projector::query::{Query, ask};
 
 /// The policy a path names: its id, or its name (ids are derived from names).
-fn policy_ref(tenant: &TenantId, text: &str) -> PolicyId {
+pub(super) fn policy_ref(tenant: &TenantId, text: &str) -> PolicyId {
     text.parse()
         .unwrap_or_else(|_| PolicyId::for_name(tenant, text))
 }
@@ -37,32 +37,12 @@ async fn resolve_agents(
     let mut agents = Vec::with_capacity(refs.len());
     let mut problems = Vec::new();
     for (i, text) in refs.iter().enumerate() {
-        let field = format!("agents[{i}]");
-        let id = match text.parse::<AgentId>() {
-            Ok(id) => id,
-            Err(_) => {
-                let client = api.store.jetstream().client();
-                let query = Query::Agents {
-                    name: Some(text.clone()),
-                    limit: None,
-                    offset: None,
-                };
-                let named = match ask(&client, &caller.tenant, &query).await? {
-                    Value::Array(items) => items,
-                    _ => return Err(ApiError::unavailable("the agents answer is no list")),
-                };
-                match by_name(&named, text) {
-                    Ok(id) => id,
-                    Err(message) => {
-                        problems.push(FieldError { field, message });
-                        continue;
-                    }
-                }
-            }
-        };
-        match agent::check_usable(&api.store, &caller.tenant, id).await? {
-            Ok(()) => agents.push(id),
-            Err(message) => problems.push(FieldError { field, message }),
+        match resolve_agent(api, caller, text).await? {
+            Ok(id) => agents.push(id),
+            Err(message) => problems.push(FieldError {
+                field: format!("agents[{i}]"),
+                message,
+            }),
         }
     }
     if problems.is_empty() {
@@ -70,6 +50,36 @@ async fn resolve_agents(
     } else {
         Err(ApiError::invalid(Invalid(problems)))
     }
+}
+
+/// One agent in service by id or name; the inner `Err` says why it cannot be used.
+pub(super) async fn resolve_agent(
+    api: &Api,
+    caller: &Caller,
+    text: &str,
+) -> Result<Result<AgentId, String>, ApiError> {
+    let id = match text.parse::<AgentId>() {
+        Ok(id) => id,
+        Err(_) => {
+            let client = api.store.jetstream().client();
+            let query = Query::Agents {
+                name: Some(text.to_owned()),
+                limit: None,
+                offset: None,
+            };
+            let named = match ask(&client, &caller.tenant, &query).await? {
+                Value::Array(items) => items,
+                _ => return Err(ApiError::unavailable("the agents answer is no list")),
+            };
+            match by_name(&named, text) {
+                Ok(id) => id,
+                Err(message) => return Ok(Err(message)),
+            }
+        }
+    };
+    Ok(agent::check_usable(&api.store, &caller.tenant, id)
+        .await?
+        .map(|()| id))
 }
 
 /// The one agent in service named `name` (or with that hostname), among the projector's

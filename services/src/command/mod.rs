@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod document;
 pub mod policy;
+pub mod request;
 pub mod task;
 
 use chrono::{DateTime, Utc};

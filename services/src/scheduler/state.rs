@@ -203,6 +203,11 @@ impl Scheduler {
 
     fn apply_task(&mut self, task: TaskId, event: &TaskEvent) {
         let current = self.tasks.get(&task);
+        if current.is_none() && matches!(event, TaskEvent::Requested { .. }) {
+            // An operator's restore or refresh: no schedule's business (its later events
+            // find no task here and are ignored).
+            return;
+        }
         let mut next = match Task::fold(current, event) {
             Ok(next) => next,
             // Events of tasks already finished (and forgotten) land here too.
