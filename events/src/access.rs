@@ -1,7 +1,7 @@
 //! What each NATS user may do: the subjects an agent, an enrolling machine and the
 //! control plane may publish and subscribe to, for the server's authorization config.
 //!
-//! An agent may publish only its own reports and heartbeats, pull and ack from its own
+//! An agent may publish only its own reports, heartbeats and progress, pull and ack from its own
 //! task consumer (which the control plane creates: an agent that could create consumers
 //! could create one on another agent's tasks), and read replies on its own inbox prefix.
 //! Everything else is denied by leaving it out. Inbox prefixes are per agent, because a
@@ -66,6 +66,7 @@ pub fn agent_permissions(agent: AgentId) -> Permissions {
         publish: vec![
             own(Channel::Reports),
             own(Channel::Heartbeat),
+            own(Channel::Progress),
             format!("$JS.API.CONSUMER.MSG.NEXT.{DISPATCH}.{consumer}"),
             format!("$JS.API.CONSUMER.INFO.{DISPATCH}.{consumer}"),
             format!("$JS.ACK.{DISPATCH}.{consumer}.>"),
@@ -123,6 +124,15 @@ mod tests {
         };
         assert!(may_publish(&mine, &report(a)));
         assert!(!may_publish(&mine, &report(b)));
+        let progress = |x| {
+            AgentSubject {
+                agent: x,
+                channel: Channel::Progress,
+            }
+            .to_string()
+        };
+        assert!(may_publish(&mine, &progress(a)));
+        assert!(!may_publish(&mine, &progress(b)));
         assert!(!may_publish(
             &mine,
             &AgentSubject {

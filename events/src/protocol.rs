@@ -219,7 +219,40 @@ pub struct Heartbeat {
     pub outbox_depth: u32,
 }
 
-crate::codec::impl_wire!(AgentCommand, AgentReport);
+/// Agent to operators, on `fleet.agent.<id>.progress` (core NATS, never stored): restic's
+/// latest status line for a running attempt, sent at most about once a second per task.
+/// Counts and sizes only, never a file name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub schema: u16,
+    pub agent: AgentId,
+    pub tenant: TenantId,
+    pub task: TaskId,
+    pub attempt: u32,
+    pub kind: TaskKind,
+    /// When restic printed it (the agent's clock).
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    /// restic's `percent_done` in hundredths of a percent, 0 to 10 000.
+    pub done_bp: u16,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub seconds_elapsed: u64,
+    /// restic's estimate, when it has one.
+    pub seconds_remaining: Option<u64>,
+    pub errors: u64,
+}
+
+impl Progress {
+    /// The share done, 0.0 to 1.0.
+    pub fn fraction(&self) -> f64 {
+        f64::from(self.done_bp.min(10_000)) / 10_000.0
+    }
+}
+
+crate::codec::impl_wire!(AgentCommand, AgentReport, Progress);
 
 impl Heartbeat {
     /// Encodes the message for the wire.

@@ -291,6 +291,27 @@ pub fn snapshot(n: u8) -> SnapshotInfo {
     }
 }
 
+/// A sample progress of the sample task's first attempt: 42.5 % of a backup.
+pub fn progress() -> crate::protocol::Progress {
+    crate::protocol::Progress {
+        schema: SCHEMA_VERSION,
+        agent: AGENT,
+        tenant: tenant(),
+        task: TASK,
+        attempt: 1,
+        kind: TaskKind::Backup,
+        at: at(8),
+        done_bp: 4250,
+        bytes_done: 425_000_000,
+        bytes_total: 1_000_000_000,
+        files_done: 1200,
+        files_total: 4015,
+        seconds_elapsed: 31,
+        seconds_remaining: Some(42),
+        errors: 0,
+    }
+}
+
 /// A sample listing in one part, holding snapshots 1 and 3.
 pub fn listing() -> SnapshotListing {
     SnapshotListing {
@@ -683,6 +704,7 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         outbox_depth: 3,
     };
     add("heartbeat", beat.to_wire());
+    add("progress", progress().to_wire());
     enrollment(&mut add);
     out
 }

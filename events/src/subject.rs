@@ -201,6 +201,9 @@ pub enum Channel {
     Reports,
     /// Agent to control plane: alive, and how loaded.
     Heartbeat,
+    /// Agent to operators, core NATS only (no stream stores it): how far a running attempt
+    /// is, about once a second.
+    Progress,
 }
 
 impl Channel {
@@ -209,6 +212,7 @@ impl Channel {
             Channel::Tasks => "tasks",
             Channel::Reports => "reports",
             Channel::Heartbeat => "heartbeat",
+            Channel::Progress => "progress",
         }
     }
 }
@@ -231,7 +235,7 @@ impl AgentSubject {
     pub fn parse(subject: &str) -> Result<Self, SubjectError> {
         let shape = || SubjectError::Shape {
             subject: subject.to_owned(),
-            expected: "fleet.agent.<agent>.<tasks|reports|heartbeat>",
+            expected: "fleet.agent.<agent>.<tasks|reports|heartbeat|progress>",
         };
         let rest = subject
             .strip_prefix(AGENT_PREFIX)
@@ -249,6 +253,7 @@ impl AgentSubject {
             "tasks" => Channel::Tasks,
             "reports" => Channel::Reports,
             "heartbeat" => Channel::Heartbeat,
+            "progress" => Channel::Progress,
             other => {
                 return Err(SubjectError::UnknownChannel {
                     subject: subject.to_owned(),
@@ -357,7 +362,12 @@ mod tests {
     #[test]
     fn agent_subjects_round_trip_and_reject_garbage() {
         let agent = AgentId::generate();
-        for channel in [Channel::Tasks, Channel::Reports, Channel::Heartbeat] {
+        for channel in [
+            Channel::Tasks,
+            Channel::Reports,
+            Channel::Heartbeat,
+            Channel::Progress,
+        ] {
             let s = AgentSubject { agent, channel };
             assert_eq!(AgentSubject::parse(&s.to_string()), Ok(s));
         }
