@@ -14,6 +14,7 @@ mod error;
 mod event_json;
 mod events;
 mod openapi;
+mod progress;
 mod read;
 mod throttle;
 mod ui;
@@ -65,6 +66,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/tasks", get(read::tasks))
         .route("/v1/tasks/{id}", get(read::task))
         .route("/v1/tasks/{id}/cancel", post(write::cancel))
+        .route("/v1/tasks/{id}/progress", get(progress::stream))
         .route("/v1/runs", get(read::runs))
         .route(
             "/v1/policies",
