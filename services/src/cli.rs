@@ -54,6 +54,11 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Tasks (over the HTTP API): list, inspect with their event history, cancel.
     Task(TaskArgs),
+    /// Restore a snapshot (or some of its paths) into a directory on an agent (over the
+    /// HTTP API).
+    Restore(RestoreArgs),
+    /// Repositories (over the HTTP API): refresh a repository's snapshot inventory.
+    Repo(RepoArgs),
     /// Finished attempts (over the HTTP API): outcome, duration, snapshot or error.
     Runs(RunsArgs),
     /// The event log (over the HTTP API): one object's history, or follow it live.
@@ -651,6 +656,9 @@ pub enum TaskCommand {
     Show(TaskRef),
     /// Cancel a task (an agent running it is told to stop).
     Cancel(TaskCancelArgs),
+    /// Follow a task live: its progress (restic's, about once a second) and its events,
+    /// until it ends; exits 0 only if it succeeded.
+    Watch(TaskRef),
 }
 
 #[derive(Debug, Args)]
@@ -674,6 +682,63 @@ pub struct TaskLsArgs {
 
 fn task_states() -> PossibleValuesParser {
     PossibleValuesParser::new(TaskStatus::ALL.map(TaskStatus::as_str))
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot: its id or a prefix of it (restic's short id), as `fleet snapshots`
+    /// lists it.
+    pub snapshot: String,
+    /// The agent that restores (id or name): the one that made the snapshot or any other
+    /// holding the repository's secret.
+    #[arg(long)]
+    pub agent: String,
+    /// The directory on the agent to restore into; files land under their snapshot paths.
+    #[arg(long, value_name = "DIR")]
+    pub target: String,
+    /// Restore only this path of the snapshot (a file or a directory); repeat it.
+    #[arg(long, value_name = "PATH")]
+    pub include: Vec<String>,
+    /// Count what would be restored and skipped; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A file that exists in the target: leave it (never), replace it when its size or
+    /// modification time differs (if-changed), or always replace it.
+    #[arg(long, value_parser = ["never", "if-changed", "always"], default_value = "never")]
+    pub overwrite: String,
+    /// The policy whose repository and secret to use (default: the snapshot's own, else
+    /// the one live policy on its repository).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Follow the restore until it ends (as `fleet task watch`).
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// List the repository of a policy into the snapshot inventory (snapshots made outside
+    /// the fleet included).
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The policy (id or name) whose repository to list.
+    pub policy: String,
+    /// The agent that lists it (id or name; default: the policy's first agent).
+    #[arg(long)]
+    pub agent: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]

@@ -40,3 +40,4 @@ pub mod serve;
 pub mod shutdown;
 pub mod tenant;
 pub mod up;
+pub mod words;

@@ -8,6 +8,7 @@ mod lookup;
 mod output;
 mod policy_cmd;
 mod projections_cmd;
+mod request_cmd;
 mod table;
 mod task_cmd;
 mod tenant_cmd;
@@ -158,6 +159,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Policy(args) => policy_cmd::run(args).await,
         Command::Task(args) => task_cmd::run(args).await,
         Command::Runs(args) => task_cmd::runs(args).await,
+        Command::Restore(args) => request_cmd::restore(args).await,
+        Command::Repo(args) => match args.command {
+            cli::RepoCommand::Refresh(args) => request_cmd::refresh(args).await,
+        },
         Command::Events(args) => events_cmd::run(args).await,
     }
 }

@@ -36,6 +36,9 @@ pub async fn run(args: TaskArgs) -> anyhow::Result<()> {
             let names = Names::fetch(&client).await?;
             print(&task_details(&task, &names))
         }
+        TaskCommand::Watch(target) => {
+            crate::request_cmd::watch_task(&client, &target.task, json).await
+        }
         TaskCommand::Cancel(cancel) => {
             let mut body = json!({});
             if let Some(reason) = &cancel.reason {

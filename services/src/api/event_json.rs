@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::projector::dto;
+use crate::words::bytes;
 
 /// One event of the log, as answered by `/v1/events` and `/v1/tasks/{id}`.
 #[derive(Debug, Clone, Serialize)]
@@ -696,21 +697,6 @@ fn span(ms: u64) -> String {
         ms if ms < D => two(ms / H, "h", ms % H / MIN, "min"),
         ms => two(ms / D, "d", ms % D / H, "h"),
     }
-}
-
-/// A size for people: `512 B`, `1.0 MiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! `fleet restore`, `fleet repo refresh` and `fleet task watch`: ask an agent for a restore
+//! or an inventory refresh over the HTTP API, and follow a task's live progress until it
+//! ends.
+
+use serde_json::{Value, json};
+
+use crate::api_client::{ApiClient, ApiError};
+use crate::cli::{OutputArg, RefreshArgs, RestoreArgs};
+use crate::events_cmd::{Frame, SseParser};
+use crate::lookup;
+use crate::output::{print, print_json, text};
+use fleet_services::words::bytes;
+
+/// Runs `fleet restore`.
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.api)?;
+    let snapshots = client.get(&["v1", "snapshots"], &[]).await?;
+    let snapshot = find_snapshot(&snapshots, &args.snapshot)?;
+    let policy = match &args.policy {
+        Some(policy) => lookup::policy_id(&client, policy).await?,
+        None => {
+            let policies = client.get(&["v1", "policies"], &[]).await?;
+            policy_for(&snapshot, &policies)?
+        }
+    };
+    let agent = lookup::agent_id(&client, &args.agent).await?;
+    let body = json!({
+        "policy": policy,
+        "agent": agent,
+        "snapshot": snapshot["id"],
+        "target": args.target,
+        "include": args.include,
+        "dryRun": args.dry_run,
+        "overwrite": args.overwrite,
+    });
+    let answer = client.post(&["v1", "restores"], &body).await?;
+    let task = text(&answer["task"]);
+    if args.api.output == OutputArg::Json && !args.watch {
+        return print_json(&answer);
+    }
+    let dry = if args.dry_run { " (dry run)" } else { "" };
+    print(&format!(
+        "restore{dry} of snapshot {} requested: task {task}\n",
+        short(&snapshot["id"])
+    ))?;
+    match args.watch {
+        true => watch_task(&client, &task, args.api.output == OutputArg::Json).await,
+        false => Ok(()),
+    }
+}
+
+/// Runs `fleet repo refresh`.
+pub async fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.api)?;
+    let policy = lookup::policy_id(&client, &args.policy).await?;
+    let mut body = json!({});
+    if let Some(agent) = &args.agent {
+        body["agent"] = json!(lookup::agent_id(&client, agent).await?);
+    }
+    let answer = client
+        .post(&["v1", "policies", &policy, "refresh"], &body)
+        .await?;
+    if args.api.output == OutputArg::Json {
+        return print_json(&answer);
+    }
+    print(&format!(
+        "inventory refresh requested: task {} on agent {}\n",
+        text(&answer["task"]),
+        text(&answer["agent"])
+    ))
+}
+
+/// Follows `task`'s progress stream, one line per frame, until the task ends; an error
+/// when it did not succeed.
+pub async fn watch_task(client: &ApiClient, task: &str, json: bool) -> anyhow::Result<()> {
+    let mut response = client
+        .stream(&["v1", "tasks", task, "progress"], None)
+        .await?;
+    let mut parser = SseParser::default();
+    let mut status = String::new();
+    while let Some(bytes) = response.chunk().await.map_err(|e| client.unreachable(&e))? {
+        for frame in parser.push(&bytes) {
+            let Ok(data) = serde_json::from_str::<Value>(&frame.data) else {
+                continue;
+            };
+            if frame.event.as_deref() == Some("status") {
+                status = text(&data["status"]);
+            }
+            match json {
+                true => print(&format!(
+                    "{}\n",
+                    json!({ "event": frame.event, "data": data })
+                ))?,
+                false => print(&(watch_line(&frame, &data) + "\n"))?,
+            }
+        }
+    }
+    match status.as_str() {
+        "succeeded" => Ok(()),
+        "" => Err(ApiError::BadAnswer {
+            url: format!("/v1/tasks/{task}/progress"),
+            reason: "the stream ended without a status".into(),
+        }
+        .into()),
+        other => Err(anyhow::anyhow!("task {task} ended {other}")),
+    }
+}
+
+/// One line for people: `running  42.5%  405.3 MiB of 953.7 MiB  1200/4015 files  ETA 42s`,
+/// or the task event's summary for a status frame.
+pub fn watch_line(frame: &Frame, data: &Value) -> String {
+    match frame.event.as_deref() {
+        Some("progress") => {
+            let mut line = format!(
+                "{:>6.1}%  {} of {}  {}/{} files  {}s elapsed",
+                data["percent"].as_f64().unwrap_or_default(),
+                bytes(data["bytesDone"].as_u64().unwrap_or_default()),
+                bytes(data["bytesTotal"].as_u64().unwrap_or_default()),
+                data["filesDone"].as_u64().unwrap_or_default(),
+                data["filesTotal"].as_u64().unwrap_or_default(),
+                data["secondsElapsed"].as_u64().unwrap_or_default(),
+            );
+            if let Some(eta) = data["secondsRemaining"].as_u64() {
+                line.push_str(&format!(", about {eta}s left"));
+            }
+            if let Some(errors) = data["errors"].as_u64().filter(|e| *e > 0) {
+                line.push_str(&format!(", {errors} errors"));
+            }
+            line
+        }
+        _ => {
+            let status = text(&data["status"]);
+            match data["summary"].as_str() {
+                Some(summary) => format!("[{status}] {summary}"),
+                None => format!("[{status}]"),
+            }
+        }
+    }
+}
+
+/// The inventory's snapshot whose id starts with `prefix` (restic's short id or the full
+/// one): exactly one, or an error that says what to do.
+pub fn find_snapshot(snapshots: &Value, prefix: &str) -> Result<Value, ApiError> {
+    let items = snapshots
+        .as_array()
+        .or_else(|| snapshots["snapshots"].as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 {
+        return Err(ApiError::Invalid(
+            "name a snapshot by at least 4 digits of its id".into(),
+        ));
+    }
+    let found: Vec<&Value> = items
+        .iter()
+        .filter(|s| s["id"].as_str().is_some_and(|id| id.starts_with(&prefix)))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ApiError::NotFound(format!(
+            "no snapshot {prefix} in the inventory (fleet snapshots lists it; \
+             fleet repo refresh POLICY lists a repository again)"
+        ))),
+        several => Err(ApiError::Invalid(format!(
+            "{} snapshots start with {prefix}: give more digits",
+            several.len()
+        ))),
+    }
+}
+
+/// The policy to restore `snapshot` with: its own (from its `policy:` tag) if that policy
+/// is live, else the one live policy on the same repository.
+pub fn policy_for(snapshot: &Value, policies: &Value) -> Result<String, ApiError> {
+    let live: Vec<&Value> = policies
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p["deleted"] != Value::Bool(true))
+        .collect();
+    if let Some(own) = snapshot["policy"].as_str()
+        && live.iter().any(|p| p["id"] == own)
+    {
+        return Ok(own.to_owned());
+    }
+    let repo = snapshot["repo"].as_str().unwrap_or_default();
+    let same_repo: Vec<&str> = live
+        .iter()
+        .filter(|p| {
+            let url = p["spec"]["repository"]["url"].as_str().unwrap_or_default();
+            fleet_events::ids::RepoId::for_url(url).to_string() == repo
+        })
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    match same_repo.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(ApiError::NotFound(format!(
+            "no live policy uses the repository of snapshot {}: name one with --policy",
+            short(&snapshot["id"])
+        ))),
+        several => Err(ApiError::Invalid(format!(
+            "{} policies use the repository of snapshot {}: name one with --policy",
+            several.len(),
+            short(&snapshot["id"])
+        ))),
+    }
+}
+
+fn short(id: &Value) -> String {
+    text(id).chars().take(8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "01900000-0000-5000-8000-00000000000b";
+    const OTHER: &str = "01900000-0000-5000-8000-00000000000c";
+
+    fn snapshot(id: &str, policy: Option<&str>, repo: &str) -> Value {
+        json!({"id": id, "policy": policy, "repo": repo})
+    }
+
+    #[test]
+    fn a_snapshot_is_found_by_a_prefix_of_its_id() {
+        let a = "1e39d575".repeat(8);
+        let b = "1e39ffff".repeat(8);
+        let list = json!([snapshot(&a, None, "r"), snapshot(&b, None, "r")]);
+        assert_eq!(find_snapshot(&list, "1e39d5").unwrap()["id"], a);
+        assert!(matches!(
+            find_snapshot(&list, "1e39"),
+            Err(ApiError::Invalid(m)) if m.contains("2 snapshots")
+        ));
+        assert!(matches!(
+            find_snapshot(&list, "abcdef"),
+            Err(ApiError::NotFound(m)) if m.contains("fleet repo refresh")
+        ));
+        assert!(find_snapshot(&list, "1e").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_restores_with_its_own_policy_else_the_one_on_its_repository() {
+        let url = "/srv/restic";
+        let repo = fleet_events::ids::RepoId::for_url(url).to_string();
+        let policies = json!([
+            {"id": POLICY, "spec": {"repository": {"url": url}}},
+            {"id": OTHER, "deleted": true, "spec": {"repository": {"url": url}}},
+        ]);
+        let own = snapshot(&"a".repeat(64), Some(POLICY), &repo);
+        assert_eq!(policy_for(&own, &policies).unwrap(), POLICY);
+        let orphan = snapshot(&"a".repeat(64), Some(OTHER), &repo);
+        assert_eq!(policy_for(&orphan, &policies).unwrap(), POLICY);
+        let external = snapshot(&"a".repeat(64), None, "elsewhere");
+        assert!(matches!(
+            policy_for(&external, &policies),
+            Err(ApiError::NotFound(m)) if m.contains("--policy")
+        ));
+    }
+
+    #[test]
+    fn progress_reads_as_a_line() {
+        let frame = Frame {
+            event: Some("progress".into()),
+            ..Frame::default()
+        };
+        let data = json!({"percent": 42.5, "bytesDone": 1_048_576, "bytesTotal": 2_097_152,
+            "filesDone": 3, "filesTotal": 9, "secondsElapsed": 31, "secondsRemaining": 42,
+            "errors": 0});
+        assert_eq!(
+            watch_line(&frame, &data),
+            "  42.5%  1.0 MiB of 2.0 MiB  3/9 files  31s elapsed, about 42s left"
+        );
+        let status = Frame {
+            event: Some("status".into()),
+            ..Frame::default()
+        };
+        let data = json!({"status": "succeeded", "summary": "attempt 1 succeeded in 2 s"});
+        assert_eq!(
+            watch_line(&status, &data),
+            "[succeeded] attempt 1 succeeded in 2 s"
+        );
+    }
+}
