@@ -39,6 +39,44 @@ export async function get(path) {
   return response.json();
 }
 
+/** POST `body` as JSON to `path` (under /v1) with the token; the parsed JSON answer. */
+export async function post(path, body) {
+  const response = await fetch(`/v1${path}`, {
+    method: "POST",
+    headers: {
+      Authorization: `Bearer ${token()}`,
+      Accept: "application/json",
+      "Content-Type": "application/json",
+    },
+    body: JSON.stringify(body),
+    cache: "no-store",
+  });
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new ApiError(response.status, answer?.error?.message ?? `${response.status} ${response.statusText}`);
+    error.problems = answer?.error?.problems ?? [];
+    throw error;
+  }
+  return answer;
+}
+
+/**
+ * Reads the server-sent events at `path` (under /v1) until the server ends the stream or
+ * `signal` aborts: `onFrame({id, event, data})` for each frame. No reconnection.
+ */
+export async function frames(path, onFrame, signal) {
+  const headers = { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" };
+  const response = await fetch(`/v1${path}`, { headers, signal, cache: "no-store" });
+  if (!response.ok || !response.body) throw new ApiError(response.status, `stream answered ${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const push = sseParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    for (const frame of push(value)) onFrame(frame);
+  }
+}
+
 /** Every agent, page by page. */
 export async function allAgents() {
   const agents = [];

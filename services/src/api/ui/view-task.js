@@ -1,7 +1,11 @@
 // One task: its state and its event timeline from the log, oldest first.
 
-import { get } from "./api.js";
-import { badge, h, link, section, short, when } from "./dom.js";
+import { frames, get } from "./api.js";
+import { badge, bytes, h, link, section, short, span, when } from "./dom.js";
+
+/** The task whose progress stream is open, its controller, and the latest update. */
+let watching = null;
+const latest = new Map();
 
 export const title = "Task";
 
@@ -12,6 +16,8 @@ export function affects(event, id) {
 export async function render(id) {
   const task = await get(`/tasks/${id}`);
   const events = [...task.events].sort((a, b) => a.seq - b.seq);
+  const onAgent = ["dispatched", "acknowledged", "running"].includes(task.status);
+  if (onAgent) watch(task.id);
   return h(
     "div",
     { class: "task", "data-task": task.id },
@@ -38,6 +44,7 @@ export async function render(id) {
         h("dd", {}, task.lastError ?? "—"),
       ),
     ),
+    onAgent ? progressPanel(task.id) : null,
     section(
       "Timeline",
       h(
@@ -56,6 +63,63 @@ export async function render(id) {
       ),
     ),
   );
+}
+
+/** The progress panel: restic's latest status for the running attempt. */
+function progressPanel(id) {
+  const panel = section(
+    "Progress",
+    h("progress", { max: 100, "aria-label": "Share of the run done" }),
+    h("p", { class: "progress-words", "aria-live": "polite" }, "Waiting for restic's first status…"),
+  );
+  panel.dataset.progressTask = id;
+  const seen = latest.get(id);
+  if (seen) fill(panel, seen);
+  return panel;
+}
+
+function fill(panel, p) {
+  const bar = panel.querySelector("progress");
+  bar.value = p.percent;
+  bar.textContent = `${p.percent}%`;
+  panel.dataset.percent = String(p.percent);
+  const parts = [
+    `${p.percent.toFixed(1)} %`,
+    `${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)}`,
+    `${p.filesDone} of ${p.filesTotal} files`,
+    `${span(p.secondsElapsed * 1000)} elapsed`,
+  ];
+  if (p.secondsRemaining !== null && p.secondsRemaining !== undefined) parts.push(`about ${span(p.secondsRemaining * 1000)} left`);
+  if (p.errors > 0) parts.push(`${p.errors} errors`);
+  panel.querySelector(".progress-words").textContent = parts.join(" · ");
+}
+
+/**
+ * Follows the task's progress stream while its page is shown; each update fills the panel
+ * in place (the page is re-rendered on events, the stream stays open).
+ */
+function watch(id) {
+  if (watching && watching.id === id) return;
+  if (watching) watching.controller.abort();
+  const controller = new AbortController();
+  watching = { id, controller };
+  const here = () => location.hash.endsWith(`/tasks/${id}`);
+  frames(
+    `/tasks/${id}/progress`,
+    (frame) => {
+      if (!here()) return controller.abort();
+      if (frame.event !== "progress") return;
+      const p = JSON.parse(frame.data);
+      latest.set(id, p);
+      const panel = document.querySelector(`[data-progress-task="${id}"]`);
+      if (panel) fill(panel, p);
+    },
+    controller.signal,
+  )
+    .catch(() => {})
+    .finally(() => {
+      if (watching && watching.controller === controller) watching = null;
+    });
 }
 
 function tone({ type, data }) {
