@@ -20,9 +20,6 @@
 //! `fleet` (`cargo build -p fleet-agent --bin fleet-agent`; the workspace test run builds
 //! it).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,6 +30,7 @@ use serde_json::Value;
 
 mod scan;
 mod support;
+use support::running::{Api, Guard, eventually, fleet_up, quoted, wait_ready, write_private};
 use support::{Fleet, agent_binary, free_port, token_after};
 
 const TENANT: &str = "scenario";
@@ -43,64 +41,6 @@ const SECRET: &str = "scenario-repo";
 /// The agent's restic upload limit, KiB/s: 5 MiB take about 5 s.
 const UPLOAD_KIB_S: u64 = 1000;
 const DATA_MIB: usize = 5;
-
-/// A child process stopped when dropped: SIGTERM, then SIGKILL after `grace`.
-struct Guard {
-    child: Child,
-    grace: Duration,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on our own child's pid, not yet reaped.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + self.grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `fleet up` on the harness's NATS server, its API on `api_port`.
-fn fleet_up(nats_url: &str, data: &Path, api_port: u16) -> Guard {
-    let child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["up", "--nats-url", nats_url, "--data-dir"])
-        .arg(data)
-        .arg("--api-addr")
-        .arg(format!("127.0.0.1:{api_port}"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fleet up");
-    Guard {
-        child,
-        grace: Duration::from_secs(20),
-    }
-}
-
-/// Writes `text` to a new file only its owner can read.
-fn write_private(path: &Path, text: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file.write_all(text.as_bytes()).expect("write");
-}
-
-/// `text` as a single-quoted YAML string.
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "''"))
-}
 
 /// `fleet-agent run` with a configuration in `dir` that enrolls with `token`, heartbeats
 /// every second and limits restic's uploads to [`UPLOAD_KIB_S`].
@@ -130,93 +70,6 @@ fn start_agent(dir: &Path, nats_url: &str, token: &str, password_file: &Path) ->
     Guard {
         child,
         grace: Duration::from_secs(20),
-    }
-}
-
-/// The API over raw HTTP/1.1: one connection per GET, `Connection: close`.
-struct Api {
-    addr: String,
-    token: String,
-}
-
-impl Api {
-    /// GET `path`: the status and the body as JSON (a JSON string if it is not JSON).
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to the API");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Accept: application/json\r\nConnection: close\r\n\r\n",
-            self.addr, self.token
-        );
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("answer");
-        let text = String::from_utf8(raw).expect("utf-8 answer");
-        let (head, body) = text.split_once("\r\n\r\n").expect("headers end");
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("status line of {head}"));
-        let chunked = head
-            .lines()
-            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(Value::String(body)),
-        )
-    }
-
-    /// GET `path`, which must answer 200; its JSON.
-    fn ok(&self, path: &str) -> Value {
-        let (status, body) = self.get(path);
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-}
-
-/// The body of a chunked transfer encoding.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").expect("chunk size");
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .expect("hex chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-}
-
-/// Polls `probe` every `every` until it gives `Some`, for at most `within`. The probe may
-/// leave a note of what it saw last, which a timeout shows.
-fn eventually<T>(
-    within: Duration,
-    every: Duration,
-    what: &str,
-    mut probe: impl FnMut(&mut String) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    let mut last = String::new();
-    loop {
-        if let Some(found) = probe(&mut last) {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {within:?}; last seen: {last}"
-        );
-        std::thread::sleep(every);
     }
 }
 
@@ -345,20 +198,7 @@ fn a_policy_from_yaml_fails_on_a_lock_backs_off_and_succeeds_with_the_agent_satu
     let port = free_port();
     let _up = fleet_up(&nats.url(), &dir.path().join("fleet-data"), port);
     let addr = format!("127.0.0.1:{port}");
-    eventually(
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        "API answering /readyz",
-        |_| {
-            let mut stream = TcpStream::connect(&addr).ok()?;
-            stream
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).ok()?;
-            answer.starts_with("HTTP/1.1 200").then_some(())
-        },
-    );
+    wait_ready(&addr);
 
     // 1. A tenant; its admin token for the CLI and the API, its enrollment token for the
     // agent, which registers and comes online.
