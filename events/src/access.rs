@@ -1,7 +1,8 @@
 //! What each NATS user may do: the subjects an agent, an enrolling machine and the
 //! control plane may publish and subscribe to, for the server's authorization config.
 //!
-//! An agent may publish only its own reports, heartbeats and progress, pull and ack from its own
+//! An agent may publish only its own reports, heartbeats and progress (and answer the
+//! browse requests it receives, once each: `allow_responses`), pull and ack from its own
 //! task consumer (which the control plane creates: an agent that could create consumers
 //! could create one on another agent's tasks), and read replies on its own inbox prefix.
 //! Everything else is denied by leaving it out. Inbox prefixes are per agent, because a
@@ -56,6 +57,9 @@ pub fn agent_consumer_config(agent: AgentId) -> pull::Config {
 pub struct Permissions {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
+    /// May answer each request it received, once, on its reply subject (the server's
+    /// `allow_responses`), whatever that subject is.
+    pub allow_responses: bool,
 }
 
 /// What agent `agent` may do.
@@ -71,7 +75,11 @@ pub fn agent_permissions(agent: AgentId) -> Permissions {
             format!("$JS.API.CONSUMER.INFO.{DISPATCH}.{consumer}"),
             format!("$JS.ACK.{DISPATCH}.{consumer}.>"),
         ],
-        subscribe: vec![format!("{}.>", agent_inbox_prefix(agent))],
+        subscribe: vec![
+            format!("{}.>", agent_inbox_prefix(agent)),
+            own(Channel::Browse),
+        ],
+        allow_responses: true,
     }
 }
 
@@ -80,6 +88,7 @@ pub fn enroll_permissions() -> Permissions {
     Permissions {
         publish: vec![REGISTER_SUBJECT.to_owned()],
         subscribe: vec![format!("{ENROLL_INBOX_PREFIX}.>")],
+        allow_responses: false,
     }
 }
 
@@ -159,6 +168,19 @@ mod tests {
         let other = format!("{}.x", agent_inbox_prefix(b));
         assert!(!mine.subscribe.iter().any(|p| matches(p, &other)));
         assert!(!mine.subscribe.iter().any(|p| matches(p, "_INBOX.x")));
+        let browse = |x| {
+            AgentSubject {
+                agent: x,
+                channel: Channel::Browse,
+            }
+            .to_string()
+        };
+        assert!(mine.subscribe.iter().any(|p| matches(p, &browse(a))));
+        assert!(!mine.subscribe.iter().any(|p| matches(p, &browse(b))));
+        assert!(
+            !may_publish(&mine, &browse(b)),
+            "no requests to other agents"
+        );
     }
 
     #[test]

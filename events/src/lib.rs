@@ -8,6 +8,7 @@
 //! Only this crate knows subject names and the wire format.
 
 pub mod access;
+pub mod browse;
 pub mod codec;
 pub mod enroll;
 pub mod envelope;

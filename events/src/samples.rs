@@ -705,6 +705,48 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
     };
     add("heartbeat", beat.to_wire());
     add("progress", progress().to_wire());
+    let browse = crate::browse::BrowseRequest {
+        schema: V,
+        tenant: tenant(),
+        policy: POLICY,
+        repository: policy_spec().repository,
+        snapshot: "5e1c0a3f".repeat(8),
+        path: "/srv/data".into(),
+        after: Some("a.txt".into()),
+        limit: 200,
+    };
+    add("browse.request", browse.to_wire());
+    let page = crate::browse::BrowseReply {
+        schema: V,
+        result: Ok(crate::browse::BrowsePage {
+            path: "/srv/data".into(),
+            entries: vec![
+                crate::browse::Entry {
+                    name: "b.txt".into(),
+                    kind: crate::browse::EntryKind::File,
+                    size: Some(12),
+                    mtime: Some(at(3)),
+                },
+                crate::browse::Entry {
+                    name: "c".into(),
+                    kind: crate::browse::EntryKind::Dir,
+                    size: None,
+                    mtime: None,
+                },
+            ],
+            next: None,
+        }),
+    };
+    add("browse.reply", page.to_wire());
+    let refused = crate::browse::BrowseReply {
+        schema: V,
+        result: Err(TaskError::new(
+            ErrorClass::Auth,
+            "no secret \"nas\" in this agent's configuration",
+            None,
+        )),
+    };
+    add("browse.reply+refused", refused.to_wire());
     enrollment(&mut add);
     out
 }

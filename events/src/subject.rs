@@ -204,6 +204,9 @@ pub enum Channel {
     /// Agent to operators, core NATS only (no stream stores it): how far a running attempt
     /// is, about once a second.
     Progress,
+    /// Operators to agent, request/reply on core NATS (never stored): list a directory of
+    /// a snapshot (`restic ls`); the agent answers on the request's reply subject.
+    Browse,
 }
 
 impl Channel {
@@ -213,6 +216,7 @@ impl Channel {
             Channel::Reports => "reports",
             Channel::Heartbeat => "heartbeat",
             Channel::Progress => "progress",
+            Channel::Browse => "browse",
         }
     }
 }
@@ -235,7 +239,7 @@ impl AgentSubject {
     pub fn parse(subject: &str) -> Result<Self, SubjectError> {
         let shape = || SubjectError::Shape {
             subject: subject.to_owned(),
-            expected: "fleet.agent.<agent>.<tasks|reports|heartbeat|progress>",
+            expected: "fleet.agent.<agent>.<tasks|reports|heartbeat|progress|browse>",
         };
         let rest = subject
             .strip_prefix(AGENT_PREFIX)
@@ -254,6 +258,7 @@ impl AgentSubject {
             "reports" => Channel::Reports,
             "heartbeat" => Channel::Heartbeat,
             "progress" => Channel::Progress,
+            "browse" => Channel::Browse,
             other => {
                 return Err(SubjectError::UnknownChannel {
                     subject: subject.to_owned(),
@@ -367,6 +372,7 @@ mod tests {
             Channel::Reports,
             Channel::Heartbeat,
             Channel::Progress,
+            Channel::Browse,
         ] {
             let s = AgentSubject { agent, channel };
             assert_eq!(AgentSubject::parse(&s.to_string()), Ok(s));

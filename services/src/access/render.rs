@@ -62,8 +62,12 @@ pub fn render(book: &AccessBook, config: &RenderConfig) -> String {
 }
 
 fn permissions(permissions: &Permissions) -> String {
+    let responses = match permissions.allow_responses {
+        true => ", allow_responses: true",
+        false => "",
+    };
     format!(
-        "{{publish: {{allow: {}}}, subscribe: {{allow: {}}}}}",
+        "{{publish: {{allow: {}}}, subscribe: {{allow: {}}}{responses}}}",
         list(&permissions.publish),
         list(&permissions.subscribe)
     )
