@@ -59,6 +59,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Repositories (over the HTTP API): refresh a repository's snapshot inventory.
     Repo(RepoArgs),
+    /// One snapshot (over the HTTP API): list a directory of it, listed by an agent.
+    Snapshot(SnapshotArgs),
     /// Finished attempts (over the HTTP API): outcome, duration, snapshot or error.
     Runs(RunsArgs),
     /// The event log (over the HTTP API): one object's history, or follow it live.
@@ -713,6 +715,37 @@ pub struct RestoreArgs {
     /// Follow the restore until it ends (as `fleet task watch`).
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub command: SnapshotCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List a directory of a snapshot (restic ls on an agent holding the repository's
+    /// secret), every page of it.
+    Ls(SnapshotLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotLsArgs {
+    /// The snapshot: its id or a prefix of it, as `fleet snapshots` lists it.
+    pub snapshot: String,
+    /// The directory in the snapshot.
+    #[arg(default_value = "/")]
+    pub path: String,
+    /// The agent that lists it (id or name).
+    #[arg(long)]
+    pub agent: String,
+    /// The policy whose repository and secret to use (default: the snapshot's own, else
+    /// the one live policy on its repository).
+    #[arg(long)]
+    pub policy: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
 }

@@ -160,6 +160,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Task(args) => task_cmd::run(args).await,
         Command::Runs(args) => task_cmd::runs(args).await,
         Command::Restore(args) => request_cmd::restore(args).await,
+        Command::Snapshot(args) => match args.command {
+            cli::SnapshotCommand::Ls(args) => request_cmd::ls(args).await,
+        },
         Command::Repo(args) => match args.command {
             cli::RepoCommand::Refresh(args) => request_cmd::refresh(args).await,
         },

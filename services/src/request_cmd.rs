@@ -5,10 +5,11 @@
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, ApiError};
-use crate::cli::{OutputArg, RefreshArgs, RestoreArgs};
+use crate::cli::{OutputArg, RefreshArgs, RestoreArgs, SnapshotLsArgs};
 use crate::events_cmd::{Frame, SseParser};
 use crate::lookup;
 use crate::output::{print, print_json, text};
+use crate::table::Table;
 use fleet_services::words::bytes;
 
 /// Runs `fleet restore`.
@@ -47,6 +48,68 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         true => watch_task(&client, &task, args.api.output == OutputArg::Json).await,
         false => Ok(()),
     }
+}
+
+/// Runs `fleet snapshot ls`: every page of the directory, one table.
+pub async fn ls(args: SnapshotLsArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.api)?;
+    let snapshots = client.get(&["v1", "snapshots"], &[]).await?;
+    let snapshot = find_snapshot(&snapshots, &args.snapshot)?;
+    let policy = match &args.policy {
+        Some(policy) => lookup::policy_id(&client, policy).await?,
+        None => {
+            let policies = client.get(&["v1", "policies"], &[]).await?;
+            policy_for(&snapshot, &policies)?
+        }
+    };
+    let agent = lookup::agent_id(&client, &args.agent).await?;
+    let id = text(&snapshot["id"]);
+    let mut entries = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![
+            ("policy", policy.clone()),
+            ("agent", agent.clone()),
+            ("path", args.path.clone()),
+            ("limit", "1000".to_owned()),
+        ];
+        if let Some(after) = &after {
+            query.push(("after", after.clone()));
+        }
+        let page = client.get(&["v1", "snapshots", &id, "ls"], &query).await?;
+        entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    if args.api.output == OutputArg::Json {
+        return print_json(&json!({ "snapshot": id, "path": args.path, "entries": entries }));
+    }
+    print(&entries_table(&entries))
+}
+
+/// A directory listing: TYPE, SIZE, MODIFIED, NAME (directories end with `/`).
+pub fn entries_table(entries: &[Value]) -> String {
+    let mut table = Table::new(&["TYPE", "SIZE", "MODIFIED", "NAME"]).right(1);
+    for e in entries {
+        let dir = e["kind"] == "dir";
+        let size = match e["size"].as_u64() {
+            Some(n) if !dir => bytes(n),
+            _ => "-".to_owned(),
+        };
+        let mut name = text(&e["name"]);
+        if dir {
+            name.push('/');
+        }
+        table.row(vec![
+            text(&e["kind"]),
+            size,
+            crate::output::time(&e["mtime"]),
+            name,
+        ]);
+    }
+    table.render()
 }
 
 /// Runs `fleet repo refresh`.
@@ -256,6 +319,28 @@ mod tests {
             policy_for(&external, &policies),
             Err(ApiError::NotFound(m)) if m.contains("--policy")
         ));
+    }
+
+    #[test]
+    fn a_directory_lists_kind_size_time_and_name() {
+        let entries = [
+            json!({"name": "etc", "kind": "dir", "size": null, "mtime": "2025-01-02T03:04:05Z"}),
+            json!({"name": "a.txt", "kind": "file", "size": 1536, "mtime": "2025-01-02T03:04:05Z"}),
+        ];
+        let text = entries_table(&entries);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["TYPE", "SIZE", "MODIFIED", "NAME"]
+        );
+        assert!(
+            lines[1].starts_with("dir ") && lines[1].ends_with("etc/"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("1.5 KiB") && lines[2].ends_with("a.txt"),
+            "{text}"
+        );
     }
 
     #[test]

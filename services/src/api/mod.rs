@@ -10,6 +10,7 @@
 //! ([`Throttle`]); the API is served with each connection's peer address for that.
 
 mod auth;
+mod browse;
 mod error;
 mod event_json;
 mod events;
@@ -84,6 +85,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/policies/{id}/run", post(write_policy::run_now))
         .route("/v1/policies/{id}/refresh", post(write_request::refresh))
         .route("/v1/restores", post(write_request::restore))
+        .route("/v1/snapshots/{id}/ls", get(browse::ls))
         .route(
             "/v1/policies/{id}/agents/{agent}",
             post(write_policy::assign).delete(write_policy::unassign),
