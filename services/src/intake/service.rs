@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fleet_events::envelope::Envelope;
 use fleet_events::event::Event;
-use fleet_events::protocol::AgentReport;
+use fleet_events::protocol::{AgentReport, ReportStatus};
 use fleet_events::store::consume::{self, ConsumeError, Delivery, Durable, Outcome};
 use fleet_events::store::{Append, AppendError, EventStore, Expect, History, Stored};
 use fleet_events::streams;
@@ -15,6 +15,8 @@ use fleet_events::subject::{self, AgentSubject, AggregateId, Channel, EventSubje
 use tokio_util::sync::CancellationToken;
 
 use super::cache::HistoryCache;
+use super::listing::judge_listing;
+use super::snapshots::{self, InventoryCache};
 use super::{Verdict, judge};
 use crate::clock::Clock;
 
@@ -23,6 +25,9 @@ pub const REPORTS_CONSUMER: &str = "intake-reports";
 
 /// Task histories kept between reports.
 const CACHED_TASKS: usize = 10_000;
+
+/// Repository inventories kept between snapshot listings.
+const CACHED_INVENTORIES: usize = 256;
 
 /// Deliveries of one report before it is parked: with [`retry_delay`], about two minutes,
 /// longer than a NATS node takes to fail over.
@@ -48,25 +53,35 @@ pub async fn run(
             &subject::all_agents(Channel::Reports),
         )
     };
-    let cache = Arc::new(HistoryCache::new(CACHED_TASKS));
+    let caches = Arc::new(Caches {
+        tasks: HistoryCache::new(CACHED_TASKS),
+        inventories: InventoryCache::new(CACHED_INVENTORIES),
+    });
     consume::run(
         &store,
         &durable,
         shutdown,
         |delivery: Delivery<AgentReport>| {
-            let (store, clock, cache) = (store.clone(), clock.clone(), cache.clone());
-            async move { handle(&store, &clock, &cache, delivery).await }
+            let (store, clock, caches) = (store.clone(), clock.clone(), caches.clone());
+            async move { handle(&store, &clock, &caches, delivery).await }
         },
     )
     .await
 }
 
+/// What intake keeps between reports (speed only, never a verdict).
+struct Caches {
+    tasks: HistoryCache,
+    inventories: InventoryCache,
+}
+
 async fn handle(
     store: &EventStore,
     clock: &Clock,
-    cache: &HistoryCache,
+    caches: &Caches,
     delivery: Delivery<AgentReport>,
 ) -> Outcome {
+    let cache = &caches.tasks;
     let report = delivery.value;
     let sender = match AgentSubject::parse(&delivery.subject) {
         Ok(s) => s.agent,
@@ -89,6 +104,38 @@ async fn handle(
             }
         },
     };
+    if let ReportStatus::SnapshotsListed { .. } = report.status {
+        let now = clock.now();
+        if from_cache && judge_listing(sender, &report, &history.events, now).is_err() {
+            // The cached history may be stale: judge again on the log before parking.
+            match store.history(&task_subject).await {
+                Ok(fresh) => history = fresh,
+                Err(e) => {
+                    tracing::warn!(task = %report.task, error = %e, "cannot read the task; report retried");
+                    return Outcome::Retry(retry_delay(delivery.attempt));
+                }
+            }
+        }
+        return match judge_listing(sender, &report, &history.events, now) {
+            Ok(accepted) => {
+                let retry = retry_delay(delivery.attempt);
+                snapshots::record(
+                    store,
+                    clock,
+                    &caches.inventories,
+                    &report,
+                    sender,
+                    accepted,
+                    retry,
+                )
+                .await
+            }
+            Err(reason) => {
+                metrics::counter!("fleet_intake_rejected_reports_total").increment(1);
+                Outcome::Park(reason)
+            }
+        };
+    }
     let mut verdict = judge(sender, &report, &history.events);
     if from_cache && matches!(verdict, Verdict::Reject(_) | Verdict::Early) {
         // The cached history may be stale: judge again on the log before parking.
@@ -156,7 +203,7 @@ async fn handle(
             remember(cache, key, history, appended.seq, envelope.clone());
             metrics::counter!("fleet_intake_reports_total", "status" => report.status.name())
                 .increment(1);
-            if let fleet_events::protocol::ReportStatus::Failed(error) = &report.status {
+            if let ReportStatus::Failed(error) = &report.status {
                 metrics::counter!("fleet_tasks_failed_total", "class" => error.class.as_str())
                     .increment(1);
             }
