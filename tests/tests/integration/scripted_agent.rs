@@ -115,7 +115,7 @@ pub fn spawn(
             };
             let order = match AgentCommand::from_wire(&message.payload) {
                 Ok(AgentCommand {
-                    command: Command::Run(order),
+                    command: Command::Run(order) | Command::RunRequested { order, .. },
                     ..
                 }) => order,
                 Ok(AgentCommand {
