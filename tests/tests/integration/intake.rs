@@ -1,12 +1,16 @@
 //! Intake against a real nats-server: agents' reports become task events; reports about
 //! another agent's task, illegal transitions and garbage are parked with reasons; a
-//! resent report is recorded once; a success that overtook its start waits for it.
+//! resent report is recorded once; a success that overtook its start waits for it. A
+//! snapshot listing changes its repository's inventory once, and only from the agent that
+//! ran an attempt on that repository.
 
 use std::time::Duration;
 
 use fleet_events::envelope::SCHEMA_VERSION;
-use fleet_events::event::{Event, RunDetail, RunSummary, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::event::{
+    Event, RepoEvent, RunDetail, RunSummary, SnapshotListing, TaskEvent, repo_of,
+};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{AgentReport, ReportStatus};
 use fleet_events::samples;
@@ -181,4 +185,89 @@ async fn reports_are_checked_and_hostile_ones_parked() {
     assert_eq!(reasons[1].0, "rejected");
     assert!(reasons[1].1.contains("not legal"), "{reasons:?}");
     assert_eq!(reasons[2].0, "undecodable");
+}
+
+/// The events on `tenant`'s repository `repo`.
+async fn repo_events(store: &EventStore, repo: RepoId) -> Vec<RepoEvent> {
+    let subject = EventSubject {
+        tenant: tenant(),
+        aggregate: AggregateId::Repo(repo),
+    };
+    let history = store.history(&subject).await.expect("history");
+    history
+        .events
+        .into_iter()
+        .filter_map(|s| match s.envelope.event {
+            Event::Repo { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_changes_the_inventory_once_and_only_from_the_agent_of_the_repository() {
+    let f = fleet().await;
+    let (a, b) = (AgentId::generate(), AgentId::generate());
+    let task_a = dispatched_task(&f.store, a).await;
+    let task_b = dispatched_task(&f.store, b).await;
+    let repo = repo_of(&samples::policy_spec());
+    let elsewhere = RepoId::for_url("/srv/another-tenants-repository");
+    let shutdown = CancellationToken::new();
+    let intake = spawn_service(&f.store, Service::Intake, system(), &shutdown);
+    let js = async_nats::jetstream::new(f.client.clone());
+    let listed = |agent, task, repo, listed_at| {
+        let listing = SnapshotListing {
+            listed_at: samples::at(listed_at),
+            ..samples::listing()
+        };
+        report(agent, task, ReportStatus::SnapshotsListed { repo, listing })
+            .to_wire()
+            .expect("encodes")
+    };
+
+    send(&js, a, listed(a, task_a, repo, 7)).await;
+    crate::support::eventually(
+        "the inventory to change",
+        Duration::from_secs(15),
+        || async {
+            match repo_events(&f.store, repo).await.as_slice() {
+                [_] => std::ops::ControlFlow::Break(()),
+                other => std::ops::ControlFlow::Continue(other.len()),
+            }
+        },
+    )
+    .await;
+    send(&js, a, listed(a, task_a, repo, 7)).await; // resent from the outbox
+    send(&js, a, listed(a, task_a, repo, 8)).await; // listed again, nothing new
+    send(&js, a, listed(b, task_b, repo, 9)).await; // forged: B's task, from A
+    send(&js, a, listed(a, task_b, repo, 9)).await; // B's task, in A's name
+    send(&js, a, listed(a, task_a, elsewhere, 9)).await; // another repository
+    let parked = parked(&f.store, 3, Duration::from_secs(15)).await;
+    stop(&shutdown, [intake]).await;
+
+    let events = repo_events(&f.store, repo).await;
+    let [
+        RepoEvent::SnapshotsChanged {
+            task,
+            agent,
+            listed_at,
+            added,
+            removed,
+        },
+    ] = events.as_slice()
+    else {
+        panic!("one change expected: {events:?}");
+    };
+    assert_eq!((*task, *agent, *listed_at), (task_a, a, samples::at(7)));
+    assert_eq!(added, &samples::listing().snapshots);
+    assert!(removed.is_empty());
+    assert!(repo_events(&f.store, elsewhere).await.is_empty());
+    let reasons: Vec<(String, String)> = parked.iter().map(park_reason).collect();
+    assert!(
+        reasons.iter().all(|(kind, _)| kind == "rejected"),
+        "{reasons:?}"
+    );
+    assert!(reasons[0].1.contains("came from agent"), "{reasons:?}");
+    assert!(reasons[1].1.contains("belongs to agent"), "{reasons:?}");
+    assert!(reasons[2].1.contains("uses repository"), "{reasons:?}");
 }
