@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::policy::TaskKind;
 use fleet_events::protocol::KindCounts;
 use serde::{Deserialize, Serialize};
 
@@ -113,18 +114,17 @@ pub fn render(status: &Status, now: DateTime<Utc>) -> String {
     if let Some(cpu_quota) = &status.cpu_quota {
         row("cpu quota", cpu_quota);
     }
-    row(
-        "",
-        &format!("{:>7} {:>7} {:>7}", "backup", "check", "prune"),
-    );
+    let kinds: Vec<String> = TaskKind::ALL
+        .iter()
+        .map(|kind| format!("{:>8}", kind.as_str()))
+        .collect();
+    row("", &kinds.join(""));
     for (name, counts) in [("running", &status.running), ("queued", &status.queued)] {
-        row(
-            name,
-            &format!(
-                "{:>7} {:>7} {:>7}",
-                counts.backup, counts.check, counts.prune
-            ),
-        );
+        let counts: Vec<String> = TaskKind::ALL
+            .iter()
+            .map(|kind| format!("{:>8}", counts.get(*kind)))
+            .collect();
+        row(name, &counts.join(""));
     }
     out
 }
@@ -148,8 +148,9 @@ mod tests {
             },
             queued: KindCounts {
                 backup: 2,
-                check: 0,
                 prune: 1,
+                restore: 1,
+                ..KindCounts::default()
             },
             outbox_depth: 4,
             last_heartbeat_ok: false,
@@ -173,9 +174,9 @@ outbox         4 report(s) waiting
 restic         0.17.3
 agent version  0.1.0
 cpu quota      50% of one core (cgroup v1, /sys/fs/cgroup/cpu/fleet-agent)
-                backup   check   prune
-running              1       0       0
-queued               2       0       1
+                 backup   check   prune restore refresh
+running               1       0       0       0       0
+queued                2       0       1       1       0
 ";
         assert_eq!(text, expected);
     }

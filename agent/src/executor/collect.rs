@@ -67,7 +67,7 @@ impl Collected {
             }
         }
         match stream {
-            Stream::Out if self.kind != TaskKind::Backup => {
+            Stream::Out if keeps_stdout(self.kind) => {
                 if self.stdout.len() + line.len() < STDOUT_MAX {
                     self.stdout.push_str(&line);
                     self.stdout.push('\n');
@@ -86,8 +86,9 @@ impl Collected {
         }
     }
 
-    /// What a run that is not a backup printed on stdout (at most 32 MiB), and whether
-    /// more was cut off.
+    /// What a check, prune or refresh printed on stdout (at most 32 MiB), and whether more
+    /// was cut off. Backups and restores keep none (their lines go to a parser or an
+    /// observer as they come).
     pub fn stdout(&self) -> (&str, bool) {
         (&self.stdout, self.stdout_cut)
     }
@@ -134,12 +135,25 @@ impl Collected {
                 }
                 Err(error) => return odd(code, &error.to_string()),
             },
+            // Judged by their own modules (`restore`, `listing`), which read what restic
+            // printed as it came and do more than run restic.
+            TaskKind::Restore | TaskKind::Refresh => {
+                return odd(code, "this run is judged by its own module");
+            }
         };
         ReportStatus::Succeeded(RunSummary {
             kind,
             duration_ms,
             detail,
         })
+    }
+}
+
+/// Whether stdout is kept for reading at the end.
+fn keeps_stdout(kind: TaskKind) -> bool {
+    match kind {
+        TaskKind::Check | TaskKind::Prune | TaskKind::Refresh => true,
+        TaskKind::Backup | TaskKind::Restore => false,
     }
 }
 

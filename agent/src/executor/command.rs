@@ -44,7 +44,8 @@ impl fmt::Debug for Invocation {
 /// The restic run for `order`: `backup`, `check` or `forget --prune`, with the agent's
 /// bandwidth limits and priority. `hostname` is the `--host` of backups whose policy sets
 /// none. A spec restic cannot run (a backup without paths, a prune without retention
-/// rules) is a `Permanent` error.
+/// rules) is a `Permanent` error, and so are restores and refreshes, which are built from
+/// their request ([`restore_invocation`], [`ls_invocation`], [`snapshots_invocation`]).
 pub fn invocation(
     order: &TaskOrder,
     settings: &AgentSettings,
@@ -57,6 +58,12 @@ pub fn invocation(
         TaskKind::Backup => backup_args(order, hostname)?,
         TaskKind::Check => vec!["check".into()],
         TaskKind::Prune => forget_args(spec)?,
+        TaskKind::Restore | TaskKind::Refresh => {
+            return Err(permanent(&format!(
+                "a {} task runs from an operator's request, not from a policy",
+                spec.kind.as_str()
+            )));
+        }
     };
     Ok(build(
         &spec.repository.url,
@@ -88,6 +95,72 @@ pub fn unlock_invocation(
 ) -> Invocation {
     let url = &order.spec.repository.url;
     build(url, settings, password, restic, vec!["unlock".into()])
+}
+
+/// `restic snapshots --json` on the repository of `order`: every snapshot, as a JSON
+/// array (plain and portable: no `--no-lock`, which 0.14 lacks for this command).
+pub fn snapshots_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+) -> Invocation {
+    let url = &order.spec.repository.url;
+    let args = vec!["snapshots".into(), "--json".into()];
+    build(url, settings, password, restic, args)
+}
+
+/// `restic restore <snapshot> --target <staging>` with one `--include` per path of
+/// `include` (none: the whole snapshot). Each path is escaped so that restic matches it
+/// literally, not as a pattern.
+pub fn restore_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+    snapshot: &str,
+    include: &[String],
+    staging: &Path,
+) -> Invocation {
+    let url = &order.spec.repository.url;
+    let mut args: Vec<OsString> = vec![
+        "restore".into(),
+        snapshot.into(),
+        "--target".into(),
+        staging.into(),
+    ];
+    for path in include {
+        args.extend(["--include".into(), literal_pattern(path).into()]);
+    }
+    build(url, settings, password, restic, args)
+}
+
+/// `restic ls --json <snapshot>`: every node of the snapshot, one JSON object a line
+/// after the snapshot's own. Without paths: restic 0.14 lists only a directory's direct
+/// children when given one (newer versions need `--recursive`), so the caller filters.
+pub fn ls_invocation(
+    order: &TaskOrder,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+    snapshot: &str,
+) -> Invocation {
+    let url = &order.spec.repository.url;
+    let args = vec!["ls".into(), "--json".into(), snapshot.into()];
+    build(url, settings, password, restic, args)
+}
+
+/// `path` as a restic filter pattern that matches only itself: restic matches each path
+/// component with Go's `filepath.Match`, where `\` escapes `*`, `?`, `[` and itself.
+pub fn literal_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn build(

@@ -1,6 +1,7 @@
 //! Runs one task's restic: secret → command line → process (priority, timeout, cancel) →
 //! report, with `restic init` first when the policy allows creating a missing repository;
 //! [`unlock()`] runs `restic unlock` on a task's repository (the runtime does, after a crash).
+//! Restores and refreshes, which operators ask for, run from their request.
 //!
 //! - [`secrets`]: a policy's secret name to restic's password variable.
 //! - [`command`]: the restic invocation for a task, pure.
@@ -10,6 +11,10 @@
 //! - [`run()`]: one process to its end; [`collect`] turns its output into a report.
 //! - [`retention`]: after a successful backup whose policy has retention, `restic forget`
 //!   on the policy's own snapshots, reported before the success ([`Executed::retention`]).
+//! - [`inventory`] (pure) and `listing`: `restic snapshots --json` cut into
+//!   `SnapshotsListed` parts, the whole of a refresh and a last step after a successful
+//!   backup or prune ([`Executed::listing`]).
+//! - `restore`: a restore through a staging directory in the target, or a dry run.
 //!
 //! Invariants: secrets reach restic only through its environment, never argv; neither logs
 //! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
@@ -18,7 +23,10 @@
 pub mod cgroup;
 pub mod collect;
 pub mod command;
+pub mod inventory;
+mod listing;
 pub mod priority;
+mod restore;
 pub mod retention;
 pub mod run;
 pub mod secrets;
@@ -30,7 +38,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use fleet_events::event::ErrorClass;
+use fleet_events::event::{ErrorClass, TaskError, TaskRequest};
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{ReportStatus, TaskOrder};
 use fleet_events::settings::AgentSettings;
@@ -42,9 +50,11 @@ use crate::restic::ResticVersion;
 
 pub use cgroup::CpuLimiter;
 pub use command::{
-    Invocation, init_invocation, invocation, retention_invocation, unlock_invocation,
+    Invocation, init_invocation, invocation, ls_invocation, restore_invocation,
+    retention_invocation, snapshots_invocation, unlock_invocation,
 };
 pub use priority::Wrappers;
+pub use restore::staging_name;
 pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
 pub use secrets::{PasswordEnv, SecretSource};
 
@@ -74,17 +84,28 @@ pub struct Executed {
     /// `RetentionApplied` report of the `restic forget` that followed it, to be sent before
     /// the success. A failed forget is told here; it does not change `outcome`.
     pub retention: Option<ReportStatus>,
+    /// The parts of the repository's snapshot listing (`SnapshotsListed`), in order, to be
+    /// sent before the final report: a refresh's, and the one after a successful backup
+    /// (after its retention) or prune. Empty otherwise, and when that listing failed.
+    pub listing: Vec<ReportStatus>,
 }
 
-/// Runs `order` to its end. The policy's run timeout covers everything, `restic init`
-/// and the retention's `restic forget` included; a missing repository is created (once)
-/// only with `execution.init_if_missing`. A successful summary's duration is the task's
-/// run alone, without the init or the forget. restic runs in the attempt's CPU-quota
-/// cgroup, if any, removed when the attempt ended. A cancel while forget runs ends the
-/// attempt as cancelled, like a cancel during the backup.
-pub async fn execute(order: &TaskOrder, ctx: &Context<'_>, cancel: CancellationToken) -> Executed {
+/// Runs `order` (with `request`, for a task an operator asked for) to its end. The
+/// policy's run timeout covers everything, `restic init`, the retention's `restic forget`
+/// and the listing included; a missing repository is created (once) only with
+/// `execution.init_if_missing`, and never for a restore or a refresh. A successful
+/// summary's duration is the task's run alone, without the init, the forget or the
+/// listing. restic runs in the attempt's CPU-quota cgroup, if any, removed when the
+/// attempt ended. A cancel while forget or the listing runs ends the attempt as
+/// cancelled, like a cancel during the backup.
+pub async fn execute(
+    order: &TaskOrder,
+    request: Option<&TaskRequest>,
+    ctx: &Context<'_>,
+    cancel: CancellationToken,
+) -> Executed {
     let leaf = ctx.cpu.and_then(|cpu| cpu.leaf(order.task, order.attempt));
-    let executed = execute_in(order, ctx, cancel, leaf.as_ref()).await;
+    let executed = execute_in(order, request, ctx, cancel, leaf.as_ref()).await;
     if let Some(leaf) = leaf {
         leaf.remove().await;
     }
@@ -113,6 +134,7 @@ pub async fn unlock(
 
 async fn execute_in(
     order: &TaskOrder,
+    request: Option<&TaskRequest>,
     ctx: &Context<'_>,
     cancel: CancellationToken,
     leaf: Option<&cgroup::Leaf>,
@@ -120,19 +142,45 @@ async fn execute_in(
     let only = |outcome| Executed {
         outcome,
         retention: None,
+        listing: Vec::new(),
     };
     let failed = |error| only(RunOutcome::Finished(ReportStatus::Failed(error)));
     let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
         Ok(password) => password,
         Err(error) => return failed(error),
     };
+    let kind = order.spec.kind;
+    let deadline = Instant::now() + Duration::from_secs(order.spec.execution.run_timeout_secs);
+    let left = || deadline.saturating_duration_since(Instant::now());
+    match (kind, request) {
+        (TaskKind::Restore, Some(TaskRequest::Restore(request))) => {
+            let run = restore::Run {
+                order,
+                request,
+                ctx,
+                password: &password,
+                deadline,
+                cancel,
+                leaf,
+            };
+            return only(restore::restore(run).await);
+        }
+        (TaskKind::Refresh, Some(TaskRequest::Refresh)) => {
+            let (outcome, listing) =
+                listing::refresh(order, ctx, &password, left(), cancel, leaf).await;
+            return Executed {
+                outcome,
+                retention: None,
+                listing,
+            };
+        }
+        (TaskKind::Backup | TaskKind::Check | TaskKind::Prune, None) => {}
+        (kind, request) => return failed(mismatch(kind, request)),
+    }
     let inv = match invocation(order, ctx.settings, &password, ctx.restic, ctx.hostname) {
         Ok(inv) => inv,
         Err(error) => return failed(error),
     };
-    let kind = order.spec.kind;
-    let deadline = Instant::now() + Duration::from_secs(order.spec.execution.run_timeout_secs);
-    let left = || deadline.saturating_duration_since(Instant::now());
     let run_once = |inv: Invocation, kind: TaskKind| {
         let cancel = cancel.clone();
         async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version, leaf).await }
@@ -152,20 +200,43 @@ async fn execute_in(
             other => other,
         };
     }
-    let backed_up = kind == TaskKind::Backup
-        && matches!(&outcome, RunOutcome::Finished(ReportStatus::Succeeded(_)));
-    let forget = match backed_up {
-        true => retention_invocation(order, ctx.settings, &password, ctx.restic),
-        false => None,
-    };
-    let Some(forget) = forget else {
+    let succeeded = matches!(&outcome, RunOutcome::Finished(ReportStatus::Succeeded(_)));
+    if !succeeded || kind == TaskKind::Check {
         return only(outcome);
-    };
-    match retention::apply(&forget, ctx, left(), cancel, leaf).await {
-        Some(report) => Executed {
-            outcome,
-            retention: Some(report),
-        },
-        None => only(RunOutcome::Cancelled),
     }
+    let forget = match kind {
+        TaskKind::Backup => retention_invocation(order, ctx.settings, &password, ctx.restic),
+        _ => None,
+    };
+    let retention = match forget {
+        Some(forget) => match retention::apply(&forget, ctx, left(), cancel.clone(), leaf).await {
+            Some(report) => Some(report),
+            None => return only(RunOutcome::Cancelled),
+        },
+        None => None,
+    };
+    match listing::after_run(order, ctx, &password, left(), cancel, leaf).await {
+        Some(listing) => Executed {
+            outcome,
+            retention,
+            listing,
+        },
+        None => Executed {
+            outcome: RunOutcome::Cancelled,
+            retention,
+            listing: Vec::new(),
+        },
+    }
+}
+
+/// A kind and a request that do not go together (a build of the control plane that
+/// disagrees with this one): permanent.
+fn mismatch(kind: TaskKind, request: Option<&TaskRequest>) -> TaskError {
+    let asked = match request {
+        None => "no request",
+        Some(TaskRequest::Restore(_)) => "a restore request",
+        Some(TaskRequest::Refresh) => "a refresh request",
+    };
+    let message = format!("a {} task came with {asked}", kind.as_str());
+    TaskError::new(ErrorClass::Permanent, &message, None)
 }

@@ -105,6 +105,45 @@ pub(super) async fn run_to_end(
     version: &ResticVersion,
     leaf: Option<&Leaf>,
 ) -> Ended {
+    let limits = Limits {
+        timeout,
+        grace,
+        version,
+        leaf,
+    };
+    run_observed(inv, kind, limits, cancel, &mut |_, _| {}).await
+}
+
+/// How long a run may take, how it is stopped, and where it runs.
+#[derive(Clone, Copy)]
+pub(super) struct Limits<'a> {
+    pub timeout: Duration,
+    /// Between SIGINT and SIGKILL.
+    pub grace: Duration,
+    pub version: &'a ResticVersion,
+    /// The attempt's CPU-quota cgroup, if any.
+    pub leaf: Option<&'a Leaf>,
+}
+
+/// Sees every line restic prints, as it comes, before it is collected: for output too
+/// large to keep (`ls` of a whole snapshot, a restore's errors). It runs on the runtime's
+/// thread between two lines, so it must be quick.
+pub(super) type Observer<'o> = &'o mut (dyn FnMut(Stream, &str) + Send);
+
+/// [`run_to_end`] with an [`Observer`] of every line.
+pub(super) async fn run_observed(
+    inv: &Invocation,
+    kind: TaskKind,
+    limits: Limits<'_>,
+    cancel: CancellationToken,
+    observe: Observer<'_>,
+) -> Ended {
+    let Limits {
+        timeout,
+        grace,
+        version,
+        leaf,
+    } = limits;
     let (program, args) = command_line(inv, wrappers());
     let started = Instant::now();
     let spawned = match leaf {
@@ -157,7 +196,10 @@ pub(super) async fn run_to_end(
         let running = status.is_none();
         tokio::select! {
             line = rx.recv(), if lines_open => match line {
-                Some((stream, line)) => collected.push(stream, line),
+                Some((stream, line)) => {
+                    observe(stream, &line);
+                    collected.push(stream, line);
+                }
                 None => lines_open = false,
             },
             result = child.wait(), if running => {

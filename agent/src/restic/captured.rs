@@ -1,4 +1,5 @@
-//! Output captured from the real restic 0.14.0 (Debian, go1.19.8, linux/amd64), verbatim,
+//! Output captured from the real restic 0.14.0 (Debian, go1.19.8, linux/amd64) and, where
+//! named, 0.18.0 (Debian trixie), verbatim,
 //! for unit tests. Each sample says how it was produced; the password came from
 //! `RESTIC_PASSWORD`.
 
@@ -114,4 +115,51 @@ rest:http://127.0.0.1:9/
 /// stderr of `restic -r sftp:nosuchhost.invalid:/x snapshots`; exit code 1.
 pub const SFTP_UNRESOLVABLE_STDERR: &str = "subprocess ssh: ssh: Could not resolve hostname nosuchhost.invalid: Name or service not known
 Fatal: unable to open repository at sftp:nosuchhost.invalid:/x: unable to start the sftp session, error: EOF
+";
+
+/// stdout of restic 0.18.0 (Debian trixie) `snapshots --json`, the last snapshot only: from
+/// 0.17 on, each snapshot carries its backup's `summary`.
+pub const SNAPSHOTS_0_18_STDOUT: &str = r#"[{"time":"2026-12-03T23:57:39.189982592Z","parent":"f58a31695d71fdeea16dc2613df111c9c470d5207cbed7cd6498e7918f0d2161","tree":"fd616dc47ef34aad50a532278c5a669df69de077b984d9de549c2b4a8fbd0625","paths":["/tmp/rz/data"],"hostname":"vm","username":"root","program_version":"restic 0.18.0","summary":{"backup_start":"2026-12-03T23:57:39.189982592Z","backup_end":"2026-12-03T23:57:39.86994015Z","files_new":0,"files_changed":0,"files_unmodified":2,"dirs_new":0,"dirs_changed":0,"dirs_unmodified":4,"data_blobs":0,"tree_blobs":0,"data_added":0,"data_added_packed":0,"total_files_processed":2,"total_bytes_processed":8},"id":"0ff1d3c86d806fb98e9917432a662d454cf6f72f4a5b547dc28fb842398ef3fb","short_id":"0ff1d3c8"}]
+"#;
+
+/// stdout of `restic ls --json <id>` (0.14) of a backup of `/tmp/rz/data` holding `a.txt`
+/// (6 bytes), `link` (a symlink to it) and `sub/b.txt` (2 bytes): the snapshot first, then
+/// every node from the root down.
+pub const LS_STDOUT: &str = r#"{"time":"2026-12-03T23:57:36.302355553Z","tree":"fd616dc47ef34aad50a532278c5a669df69de077b984d9de549c2b4a8fbd0625","paths":["/tmp/rz/data"],"hostname":"vm","username":"root","id":"f58a31695d71fdeea16dc2613df111c9c470d5207cbed7cd6498e7918f0d2161","short_id":"f58a3169","struct_type":"snapshot"}
+{"name":"tmp","type":"dir","path":"/tmp","uid":0,"gid":0,"mode":2148532735,"permissions":"dtrwxrwxrwx","mtime":"2026-12-03T23:57:36.93300763Z","atime":"2026-12-03T23:57:36.93300763Z","ctime":"2026-12-03T23:57:36.93300763Z","struct_type":"node"}
+{"name":"rz","type":"dir","path":"/tmp/rz","uid":0,"gid":0,"mode":2147484141,"permissions":"drwxr-xr-x","mtime":"2026-12-03T23:57:34.193007759Z","atime":"2026-12-03T23:57:34.193007759Z","ctime":"2026-12-03T23:57:34.193007759Z","struct_type":"node"}
+{"name":"data","type":"dir","path":"/tmp/rz/data","uid":0,"gid":0,"mode":2147484141,"permissions":"drwxr-xr-x","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","struct_type":"node"}
+{"name":"a.txt","type":"file","path":"/tmp/rz/data/a.txt","uid":0,"gid":0,"size":6,"mode":420,"permissions":"-rw-r--r--","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","struct_type":"node"}
+{"name":"link","type":"symlink","path":"/tmp/rz/data/link","uid":0,"gid":0,"mode":134218239,"permissions":"Lrwxrwxrwx","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","struct_type":"node"}
+{"name":"sub","type":"dir","path":"/tmp/rz/data/sub","uid":0,"gid":0,"mode":2147484141,"permissions":"drwxr-xr-x","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","struct_type":"node"}
+{"name":"b.txt","type":"file","path":"/tmp/rz/data/sub/b.txt","uid":0,"gid":0,"size":2,"mode":420,"permissions":"-rw-r--r--","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","struct_type":"node"}
+"#;
+
+/// A node line of restic 0.18.0's `ls --json`: `message_type` beside `struct_type`.
+pub const LS_0_18_NODE: &str = r#"{"name":"a.txt","type":"file","path":"/tmp/rz/data/a.txt","uid":0,"gid":0,"size":6,"mode":420,"permissions":"-rw-r--r--","mtime":"2026-12-03T23:57:36.28500766Z","atime":"2026-12-03T23:57:36.28500766Z","ctime":"2026-12-03T23:57:36.28500766Z","inode":10010955,"message_type":"node","struct_type":"node"}"#;
+
+/// stderr of `restic ls --json <id>` (0.14) for an id that is not in the repository: exit
+/// code 0 and nothing on stdout.
+pub const LS_MISSING_STDERR: &str = "Ignoring \"abababababababababababababababababababababababababababababababab\": no matching ID found for prefix \"abababababababababababababababababababababababababababababababab\"\n";
+
+/// stderr of `restic restore <id> --target out` (0.14) for an id that is not in the
+/// repository; exit code 1.
+pub const RESTORE_MISSING_STDERR: &str = "invalid id \"abababababababababababababababababababababababababababababababab\": no matching ID found for prefix \"abababababababababababababababababababababababababababababababab\"\n";
+
+/// The last line of restic 0.18.0's stderr for `restore` (or `ls`) of a full id that is
+/// not in the repository; exit code 1.
+pub const RESTORE_MISSING_0_18_STDERR: &str = "Fatal: failed to find snapshot: failed to load snapshot abababab: open /tmp/rx/repo/snapshots/abababababababababababababababababababababababababababababababab: no such file or directory\n";
+
+/// stderr of `restic restore <id> --target out` (0.14) when the pack of one file's data
+/// was damaged (overwritten with random bytes); exit code 1. The other files were restored.
+pub const RESTORE_ERRORS_STDERR: &str =
+    "ignoring error for /tmp/ry/data/big: ciphertext verification failed
+ignoring error for /tmp/ry/data/big: UtimesNano: no such file or directory
+Fatal: There were 2 errors
+";
+
+/// The same restore with restic 0.18.0: the same shape, other words.
+pub const RESTORE_ERRORS_0_18_STDERR: &str = "ignoring error for /tmp/ry/data/big: decrypting blob <data/ffa6e9f9> from a98822b2 failed: ciphertext verification failed
+ignoring error for /tmp/ry/data/big: lchown /tmp/ry/o18/tmp/ry/data/big: no such file or directory
+Fatal: There were 2 errors
 ";

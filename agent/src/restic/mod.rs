@@ -10,6 +10,6 @@ mod real_tests;
 
 pub use classify::{classify, failure, is_partial_success};
 pub use output::{
-    BackupOutput, ErrorLine, Line, OutputError, Progress, ResticVersion, Snapshot, parse_forget,
-    parse_line, parse_snapshots, removed_ids,
+    BackupOutput, ErrorLine, Line, OutputError, Progress, ResticVersion, Snapshot, SnapshotSummary,
+    parse_forget, parse_line, parse_snapshots, removed_ids,
 };

@@ -1,11 +1,13 @@
-//! The agent's own task subject: orders are recorded before they are acked, redeliveries
-//! are recognised, cancels reach the running attempt.
+//! The agent's own task subject: orders (scheduled ones, and those an operator asked for
+//! with their request) are recorded before they are acked, redeliveries are recognised,
+//! cancels reach the running attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_events::access;
 use fleet_events::codec::Wire;
+use fleet_events::event::TaskRequest;
 use fleet_events::protocol::{AgentCommand, Command, ReportStatus, TaskOrder};
 use fleet_events::streams;
 use futures::StreamExt;
@@ -60,34 +62,38 @@ pub async fn consume(
                 },
             };
             let acked = match AgentCommand::from_wire(&message.payload) {
-                Ok(AgentCommand {
-                    command: Command::Run(order),
-                    ..
-                }) => {
-                    match accept(&shared, &slots, order, &shutdown).await {
-                        Ok(()) => message.double_ack().await,
-                        // Not recorded: not acked, so it comes back.
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot record a task; it will be redelivered");
-                            continue;
+                Ok(AgentCommand { command, .. }) => match command {
+                    Command::Run(order) => {
+                        match accept(&shared, &slots, order, None, &shutdown).await {
+                            Ok(()) => message.double_ack().await,
+                            // Not recorded: not acked, so it comes back.
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot record a task; it will be redelivered");
+                                continue;
+                            }
                         }
                     }
-                }
-                Ok(AgentCommand {
-                    command:
-                        Command::Cancel {
-                            task,
-                            attempt,
-                            reason,
-                        },
-                    ..
-                }) => {
-                    if let Some(token) = shared.running.lock().await.get(&(task, attempt)) {
-                        tracing::info!(%task, attempt, %reason, "cancelling on the control plane's request");
-                        token.cancel();
+                    Command::RunRequested { order, request } => {
+                        match accept(&shared, &slots, order, Some(request), &shutdown).await {
+                            Ok(()) => message.double_ack().await,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot record a task; it will be redelivered");
+                                continue;
+                            }
+                        }
                     }
-                    message.ack().await
-                }
+                    Command::Cancel {
+                        task,
+                        attempt,
+                        reason,
+                    } => {
+                        if let Some(token) = shared.running.lock().await.get(&(task, attempt)) {
+                            tracing::info!(%task, attempt, %reason, "cancelling on the control plane's request");
+                            token.cancel();
+                        }
+                        message.ack().await
+                    }
+                },
                 Err(e) => {
                     metrics::counter!("fleet_agent_undecodable_commands_total").increment(1);
                     tracing::error!(error = %e, "a command on the task subject is not readable; dropped after logging");
@@ -102,11 +108,13 @@ pub async fn consume(
     Ok(())
 }
 
-/// Records the order (flushed) and queues it; a redelivered attempt is only acked.
+/// Records the order with the operator's request, if any (flushed), and queues it; a
+/// redelivered attempt is only acked.
 async fn accept(
     shared: &Arc<Shared>,
     slots: &Slots,
     order: TaskOrder,
+    request: Option<TaskRequest>,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
     if order.tenant != shared.config.tenant {
@@ -114,11 +122,22 @@ async fn accept(
         return Ok(());
     }
     let report = shared.report(&order, ReportStatus::Acknowledged);
-    match shared.state.accept(&order, report).await? {
+    match shared
+        .state
+        .accept(&order, request.as_ref(), report)
+        .await?
+    {
         Accepted::New => {
             shared.reports.notify_one();
-            tracing::info!(task = %order.task, attempt = order.attempt, "task accepted");
-            spawn_task(shared.clone(), slots.clone(), order, shutdown.clone()).await;
+            tracing::info!(task = %order.task, attempt = order.attempt, kind = order.spec.kind.as_str(), "task accepted");
+            spawn_task(
+                shared.clone(),
+                slots.clone(),
+                order,
+                request,
+                shutdown.clone(),
+            )
+            .await;
         }
         Accepted::Duplicate => {
             tracing::info!(task = %order.task, attempt = order.attempt, "redelivered task ignored");

@@ -126,8 +126,16 @@ pub async fn run(
         tracing::warn!(%task, attempt, "attempt was running when the agent stopped; reported interrupted, its repository is unlocked before its next run");
     }
     let slots = slots::Slots::new(&shared.config.settings);
-    for order in shared.state.pending()? {
-        slots::spawn_task(shared.clone(), slots.clone(), order, shutdown.clone()).await;
+    for record in shared.state.pending()? {
+        let (order, request) = (record.order, record.request);
+        slots::spawn_task(
+            shared.clone(),
+            slots.clone(),
+            order,
+            request,
+            shutdown.clone(),
+        )
+        .await;
     }
     let sender = tokio::spawn(outbox::send(shared.clone(), shutdown.clone()));
     let beats = tokio::spawn(heartbeat::beat(shared.clone(), shutdown.clone()));

@@ -1,9 +1,10 @@
-//! Concurrency: a semaphore for all tasks and one per kind, so that the agent never runs
-//! more restic processes than its settings allow, whatever NATS redelivers.
+//! Concurrency: a semaphore for all tasks and one per scheduled kind (restores and
+//! refreshes take only a total slot), so that the agent never runs more restic processes
+//! than its settings allow, whatever NATS redelivers.
 
 use std::sync::Arc;
 
-use fleet_events::event::RetentionOutcome;
+use fleet_events::event::{RetentionOutcome, TaskRequest};
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{ReportStatus, TaskOrder};
 use fleet_events::settings::AgentSettings;
@@ -34,21 +35,26 @@ impl Slots {
         }
     }
 
-    fn kind(&self, kind: TaskKind) -> &Arc<Semaphore> {
+    /// The semaphore of `kind`; `None` for kinds that count only against the total
+    /// (restore, refresh: no per-kind limit).
+    fn kind(&self, kind: TaskKind) -> Option<&Arc<Semaphore>> {
         match kind {
-            TaskKind::Backup => &self.backup,
-            TaskKind::Check => &self.check,
-            TaskKind::Prune => &self.prune,
+            TaskKind::Backup => Some(&self.backup),
+            TaskKind::Check => Some(&self.check),
+            TaskKind::Prune => Some(&self.prune),
+            TaskKind::Restore | TaskKind::Refresh => None,
         }
     }
 }
 
-/// Queues an accepted attempt: it starts when a slot of its kind and a total slot are
-/// free, runs restic, and records its outcome.
+/// Queues an accepted attempt (with the operator's request, for a restore or a refresh):
+/// it starts when a slot of its kind (if it has one) and a total slot are free, runs
+/// restic, and records its outcome.
 pub async fn spawn_task(
     shared: Arc<Shared>,
     slots: Slots,
     order: TaskOrder,
+    request: Option<TaskRequest>,
     shutdown: CancellationToken,
 ) {
     let cancel = shutdown.child_token();
@@ -59,7 +65,7 @@ pub async fn spawn_task(
         .insert((order.task, order.attempt), cancel.clone());
     tokio::spawn(async move {
         let key = (order.task, order.attempt);
-        run_task(&shared, &slots, &order, cancel, &shutdown).await;
+        run_task(&shared, &slots, &order, request.as_ref(), cancel, &shutdown).await;
         shared.running.lock().await.remove(&key);
     });
 }
@@ -68,6 +74,7 @@ async fn run_task(
     shared: &Shared,
     slots: &Slots,
     order: &TaskOrder,
+    request: Option<&TaskRequest>,
     cancel: CancellationToken,
     shutdown: &CancellationToken,
 ) {
@@ -76,7 +83,10 @@ async fn run_task(
     let permits = tokio::select! {
         () = cancel.cancelled() => None,
         permits = async {
-            let kind_permit = slots.kind(kind).clone().acquire_owned().await.ok()?;
+            let kind_permit = match slots.kind(kind) {
+                Some(semaphore) => Some(semaphore.clone().acquire_owned().await.ok()?),
+                None => None,
+            };
             let total_permit = slots.total.clone().acquire_owned().await.ok()?;
             Some((kind_permit, total_permit))
         } => permits,
@@ -112,9 +122,12 @@ async fn run_task(
     tracing::info!(task = %order.task, attempt = order.attempt, kind = kind.as_str(), "restic starting");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
     let began = std::time::Instant::now();
-    let executed = execute(order, &ctx, cancel.clone()).await;
+    let executed = execute(order, request, &ctx, cancel.clone()).await;
     if let Some(retention) = executed.retention {
         record_retention(shared, order, retention).await;
+    }
+    if !executed.listing.is_empty() {
+        record_listing(shared, order, executed.listing).await;
     }
     let status = match executed.outcome {
         RunOutcome::Finished(status) => status,
@@ -169,6 +182,22 @@ async fn record_retention(shared: &Shared, order: &TaskOrder, retention: ReportS
     match shared.state.record_retention(report).await {
         Ok(()) => shared.reports.notify_one(),
         Err(e) => tracing::error!(task_id = %order.task, error = %e, "cannot record the retention"),
+    }
+}
+
+/// Puts in the outbox (before the final report, in order, in one transaction) the parts
+/// of the snapshot listing. Parts that cannot be recorded are logged; the outcome still
+/// is (the next run lists again).
+async fn record_listing(shared: &Shared, order: &TaskOrder, listing: Vec<ReportStatus>) {
+    let reports: Vec<_> = listing
+        .into_iter()
+        .map(|status| shared.report(order, status))
+        .collect();
+    match shared.state.record_listing(&reports).await {
+        Ok(()) => shared.reports.notify_one(),
+        Err(e) => {
+            tracing::error!(task_id = %order.task, error = %e, "cannot record the snapshot listing");
+        }
     }
 }
 

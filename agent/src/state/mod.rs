@@ -5,7 +5,9 @@
 //! Trees:
 //! - `tasks`: task UUID bytes + attempt big-endian → [`TaskRecord`] (postcard: a
 //!   [`Header`] with the [`Stage`], kind and times, then the
-//!   [`TaskOrder`](fleet_events::protocol::TaskOrder)).
+//!   [`TaskOrder`](fleet_events::protocol::TaskOrder), then the operator's
+//!   [`TaskRequest`](fleet_events::event::TaskRequest) if any; format 1 records, without
+//!   it, are still read).
 //! - `outbox`: [`OutboxKey`] (u64 big-endian from `generate_id`, so in write order) →
 //!   [`AgentReport`](fleet_events::protocol::AgentReport) wire bytes.
 //! - `meta`: `identity` → postcard [`Identity`]; later the agent's credentials.
@@ -24,6 +26,10 @@
 //!   same transaction marks its repository for `restic unlock`, and the mark stays until
 //!   [`AgentState::record_unlock`] clears it after an unlock succeeded, in the transaction
 //!   that appends the unlock's report (of the next attempt on the repository).
+//! - Reports told between the start and the end of an attempt (the retention after a
+//!   backup, the parts of a snapshot listing) are appended by
+//!   [`AgentState::record_retention`] and [`AgentState::record_listing`] while the attempt
+//!   runs, so they go out before its final report.
 //! - Finished records are kept for deduplication at least [`KEEP_FINISHED`].
 //!
 //! Calls block on sled briefly (mostly in memory); flushing is async. [`AgentState`] is

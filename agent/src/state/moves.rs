@@ -2,6 +2,7 @@
 //! its report to the outbox in one transaction, then flushes. Recovery's finish also marks
 //! the attempt's repository for `restic unlock`, in the same transaction.
 
+use fleet_events::event::TaskRequest;
 use fleet_events::ids::{RepoId, TaskId};
 use fleet_events::protocol::{AgentReport, ReportStatus, TaskOrder};
 use sled::Transactional;
@@ -38,13 +39,14 @@ pub(super) fn settle<T>(result: Result<T, TransactionError<StateError>>) -> Resu
 }
 
 impl AgentState {
-    /// Records a new attempt with its `Acknowledged` report, durably, unless this
-    /// (task, attempt) is known already. Ack the NATS message only after this returned
-    /// `Ok`: the record is on disk then (a duplicate is flushed too, in case the first
-    /// call failed after writing).
+    /// Records a new attempt (with what an operator asked for, if it is such a task) and
+    /// its `Acknowledged` report, durably, unless this (task, attempt) is known already.
+    /// Ack the NATS message only after this returned `Ok`: the record is on disk then (a
+    /// duplicate is flushed too, in case the first call failed after writing).
     pub async fn accept(
         &self,
         order: &TaskOrder,
+        request: Option<&TaskRequest>,
         report: AgentReport,
     ) -> Result<Accepted, StateError> {
         fits(&report, order.task, order.attempt)?;
@@ -61,7 +63,7 @@ impl AgentState {
             )));
         }
         let key = task_key(order.task, order.attempt);
-        let record = TaskRecord::accepted(order, report.at).encode()?;
+        let record = TaskRecord::accepted(order, request, report.at).encode()?;
         let wire = report.to_wire()?;
         let id = OutboxKey::new(self.db.generate_id()?).to_bytes();
         let outcome = settle((&self.tasks, &self.outbox).transaction(|(tasks, outbox)| {
@@ -106,10 +108,40 @@ impl AgentState {
                 report.status.name()
             )));
         }
-        let (task, attempt) = (report.task, report.attempt);
+        self.record_running(std::slice::from_ref(&report)).await
+    }
+
+    /// Appends the `SnapshotsListed` reports of a running attempt (every part of one
+    /// listing, in order) to the outbox in one transaction, durably, without moving the
+    /// attempt: call it before [`AgentState::finish`], so that the parts go out before the
+    /// success. Reports of another kind, of several attempts, or of an attempt that is not
+    /// running here are refused.
+    pub async fn record_listing(&self, reports: &[AgentReport]) -> Result<(), StateError> {
+        for report in reports {
+            if !matches!(report.status, ReportStatus::SnapshotsListed { .. }) {
+                return Err(StateError::ReportMismatch(format!(
+                    "record_listing takes snapshots_listed reports, not {}",
+                    report.status.name()
+                )));
+            }
+        }
+        self.record_running(reports).await
+    }
+
+    /// Appends `reports`, all about one running attempt, to the outbox in one transaction
+    /// and flushes.
+    async fn record_running(&self, reports: &[AgentReport]) -> Result<(), StateError> {
+        let Some(first) = reports.first() else {
+            return Ok(());
+        };
+        let (task, attempt) = (first.task, first.attempt);
+        let mut entries = Vec::with_capacity(reports.len());
+        for report in reports {
+            fits(report, task, attempt)?;
+            let id = OutboxKey::new(self.db.generate_id()?).to_bytes();
+            entries.push((id, report.to_wire()?));
+        }
         let key = task_key(task, attempt);
-        let wire = report.to_wire()?;
-        let id = OutboxKey::new(self.db.generate_id()?).to_bytes();
         settle((&self.tasks, &self.outbox).transaction(|(tasks, outbox)| {
             let Some(bytes) = tasks.get(key)? else {
                 return abort(StateError::UnknownTask { task, attempt });
@@ -120,10 +152,13 @@ impl AgentState {
             };
             if stage != Stage::Running {
                 return abort(StateError::ReportMismatch(format!(
-                    "a retention report for task {task} attempt {attempt}, which is {stage}, not running"
+                    "a {} report for task {task} attempt {attempt}, which is {stage}, not running",
+                    first.status.name()
                 )));
             }
-            outbox.insert(&id, wire.as_slice())?;
+            for (id, wire) in &entries {
+                outbox.insert(id, wire.as_slice())?;
+            }
             Ok(())
         }))?;
         self.db.flush_async().await?;
@@ -261,7 +296,8 @@ fn final_report(report: &AgentReport) -> Result<(), StateError> {
         ReportStatus::Acknowledged
         | ReportStatus::Started
         | ReportStatus::UnlockRan { .. }
-        | ReportStatus::RetentionApplied { .. } => Err(StateError::ReportMismatch(format!(
+        | ReportStatus::RetentionApplied { .. }
+        | ReportStatus::SnapshotsListed { .. } => Err(StateError::ReportMismatch(format!(
             "finish takes a final report, not {}",
             report.status.name()
         ))),

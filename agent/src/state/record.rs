@@ -1,10 +1,13 @@
 //! The stored task record and its byte layout: key = task UUID bytes then attempt
-//! big-endian; value = postcard of [`Header`] then the [`TaskOrder`], so scans that need
-//! only the stage, kind and times decode the header alone.
+//! big-endian; value = postcard of [`Header`], then the [`TaskOrder`], then (format 2) the
+//! `Option<TaskRequest>` of a task an operator asked for, so scans that need only the
+//! stage, kind and times decode the header alone. Records of format 1 (no request) are
+//! still read, with no request.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use fleet_events::event::TaskRequest;
 use fleet_events::ids::TaskId;
 use fleet_events::policy::TaskKind;
 use fleet_events::protocol::TaskOrder;
@@ -18,9 +21,11 @@ pub(crate) const TASKS: &str = "tasks";
 /// Bytes in a UUID.
 const UUID_LEN: usize = 16;
 
-/// The layout version written first in every record; a future build that changes the
-/// layout reads older versions by this number.
-const FORMAT: u16 = 1;
+/// The layout version written first in every record; a build that changes the layout
+/// reads older versions by this number. 1: header and order; 2: header, order, request.
+const FORMAT: u16 = 2;
+/// The first layout: a header and an order, no request.
+const FORMAT_1: u16 = 1;
 
 /// Where one attempt stands on this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +68,24 @@ pub struct Header {
 pub struct TaskRecord {
     pub header: Header,
     pub order: TaskOrder,
+    /// What an operator asked for (a restore, a refresh); `None` for scheduled tasks.
+    pub request: Option<TaskRequest>,
+}
+
+/// A record of format 1.
+#[derive(Deserialize)]
+struct RecordV1 {
+    header: Header,
+    order: TaskOrder,
 }
 
 impl TaskRecord {
     /// A freshly accepted attempt.
-    pub(crate) fn accepted(order: &TaskOrder, at: DateTime<Utc>) -> Self {
+    pub(crate) fn accepted(
+        order: &TaskOrder,
+        request: Option<&TaskRequest>,
+        at: DateTime<Utc>,
+    ) -> Self {
         Self {
             header: Header {
                 format: FORMAT,
@@ -78,6 +96,7 @@ impl TaskRecord {
                 finished_at: None,
             },
             order: order.clone(),
+            request: request.cloned(),
         }
     }
 
@@ -86,9 +105,19 @@ impl TaskRecord {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StateError> {
-        check_format(bytes)?;
-        let (record, rest) =
-            postcard::take_from_bytes::<Self>(bytes).map_err(|e| StateError::corrupt(TASKS, e))?;
+        let corrupt = |e| StateError::corrupt(TASKS, e);
+        let (record, rest) = match check_format(bytes)? {
+            FORMAT_1 => {
+                let (v1, rest) = postcard::take_from_bytes::<RecordV1>(bytes).map_err(corrupt)?;
+                let record = Self {
+                    header: v1.header,
+                    order: v1.order,
+                    request: None,
+                };
+                (record, rest)
+            }
+            _ => postcard::take_from_bytes::<Self>(bytes).map_err(corrupt)?,
+        };
         if !rest.is_empty() {
             return Err(StateError::corrupt(
                 TASKS,
@@ -100,24 +129,26 @@ impl TaskRecord {
 }
 
 impl Header {
-    /// The header of a stored record and the order's bytes after it, without decoding
-    /// the order.
+    /// The header of a stored record and the bytes after it (the order, and the request
+    /// in format 2), without decoding them. A record moved to another stage keeps its
+    /// format: its header is written again in front of the same bytes.
     pub(crate) fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), StateError> {
         check_format(bytes)?;
         postcard::take_from_bytes::<Self>(bytes).map_err(|e| StateError::corrupt(TASKS, e))
     }
 }
 
-fn check_format(bytes: &[u8]) -> Result<(), StateError> {
+/// The record's format, if this build reads it.
+fn check_format(bytes: &[u8]) -> Result<u16, StateError> {
     let (format, _) =
         postcard::take_from_bytes::<u16>(bytes).map_err(|e| StateError::corrupt(TASKS, e))?;
-    if format != FORMAT {
+    if !(FORMAT_1..=FORMAT).contains(&format) {
         return Err(StateError::corrupt(
             TASKS,
-            format!("record format {format}, this build reads {FORMAT}"),
+            format!("record format {format}, this build reads {FORMAT_1} to {FORMAT}"),
         ));
     }
-    Ok(())
+    Ok(format)
 }
 
 /// The key of one attempt: the task's UUID bytes, then the attempt big-endian, so the
@@ -127,4 +158,69 @@ pub(crate) fn task_key(task: TaskId, attempt: u32) -> [u8; UUID_LEN + 4] {
     key[..UUID_LEN].copy_from_slice(task.uuid().as_bytes());
     key[UUID_LEN..].copy_from_slice(&attempt.to_be_bytes());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_events::samples;
+
+    use super::*;
+
+    fn order() -> TaskOrder {
+        TaskOrder {
+            tenant: samples::tenant(),
+            task: samples::TASK,
+            attempt: 2,
+            policy: samples::POLICY,
+            spec: Box::new(samples::policy_spec()),
+            dispatched_at: samples::at(0),
+        }
+    }
+
+    /// What a build of format 1 wrote: the header, then the order.
+    #[derive(Serialize)]
+    struct WrittenV1<'a> {
+        header: &'a Header,
+        order: &'a TaskOrder,
+    }
+
+    #[test]
+    fn a_format_1_record_is_read_with_no_request() {
+        let mut header = TaskRecord::accepted(&order(), None, samples::at(1)).header;
+        header.format = FORMAT_1;
+        header.stage = Stage::Running;
+        let bytes = postcard::to_stdvec(&WrittenV1 {
+            header: &header,
+            order: &order(),
+        })
+        .expect("encodes");
+        let record = TaskRecord::decode(&bytes).expect("format 1 is read");
+        assert_eq!(
+            (record.header.stage, &record.order, &record.request),
+            (Stage::Running, &order(), &None)
+        );
+        let (read, rest) = Header::decode(&bytes).expect("its header");
+        assert_eq!(read, header);
+        assert_eq!(postcard::from_bytes::<TaskOrder>(rest), Ok(order()));
+    }
+
+    #[test]
+    fn a_request_is_kept_with_its_order() {
+        let request = TaskRequest::Restore(samples::restore_request());
+        let record = TaskRecord::accepted(&order(), Some(&request), samples::at(1));
+        let bytes = record.encode().expect("encodes");
+        assert_eq!(postcard::from_bytes::<u16>(&bytes), Ok(FORMAT));
+        let read = TaskRecord::decode(&bytes).expect("decodes");
+        assert_eq!(read.request, Some(request));
+        assert_eq!(read, record);
+    }
+
+    #[test]
+    fn unknown_formats_are_refused() {
+        let mut record = TaskRecord::accepted(&order(), None, samples::at(1));
+        record.header.format = FORMAT + 1;
+        let bytes = record.encode().expect("encodes");
+        let error = TaskRecord::decode(&bytes).expect_err("a newer format");
+        assert!(error.to_string().contains("record format 3"), "{error}");
+    }
 }

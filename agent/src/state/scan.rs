@@ -5,7 +5,6 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::event::repo_of;
 use fleet_events::ids::TaskId;
-use fleet_events::policy::TaskKind;
 use fleet_events::protocol::{AgentReport, KindCounts, TaskOrder};
 
 use super::AgentState;
@@ -52,12 +51,13 @@ impl AgentState {
         Ok(done)
     }
 
-    /// Accepted attempts that have not started, oldest first: after a restart the agent
-    /// starts them as slots free up.
-    pub fn pending(&self) -> Result<Vec<TaskOrder>, StateError> {
+    /// Accepted attempts that have not started (each order with its request, if an
+    /// operator asked for it), oldest first: after a restart the agent starts them as
+    /// slots free up.
+    pub fn pending(&self) -> Result<Vec<TaskRecord>, StateError> {
         let mut records = self.records_in(Stage::Accepted)?;
         records.sort_by_key(|r| r.header.accepted_at);
-        Ok(records.into_iter().map(|r| r.order).collect())
+        Ok(records)
     }
 
     /// Running attempts by kind, for heartbeats.
@@ -108,11 +108,7 @@ impl AgentState {
             let (_, value) = item?;
             let (header, _) = Header::decode(&value)?;
             if header.stage == stage {
-                let slot = match header.kind {
-                    TaskKind::Backup => &mut counts.backup,
-                    TaskKind::Check => &mut counts.check,
-                    TaskKind::Prune => &mut counts.prune,
-                };
+                let slot = counts.get_mut(header.kind);
                 *slot = slot.saturating_add(1);
             }
         }

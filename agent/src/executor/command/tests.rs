@@ -157,7 +157,12 @@ fn unrunnable_specs_are_permanent() {
     backup.spec.include.clear();
     let mut prune = order(TaskKind::Prune);
     prune.spec.retention = Retention::default();
-    for o in [backup, prune] {
+    for o in [
+        backup,
+        prune,
+        order(TaskKind::Restore),
+        order(TaskKind::Refresh),
+    ] {
         let err = invocation(&o, &settings, &password(), "restic".as_ref(), "vm").unwrap_err();
         assert_eq!(err.class, ErrorClass::Permanent);
     }
@@ -234,4 +239,54 @@ fn retention_after_a_backup_forgets_only_the_policys_snapshots_and_never_prunes(
         retention_invocation(&o, &settings, &password(), "restic".as_ref()),
         None
     );
+}
+
+#[test]
+fn restore_ls_and_snapshots_take_their_paths_literally_and_no_password() {
+    let settings = samples::agent_settings();
+    let o = order(TaskKind::Restore);
+    let restic: &std::path::Path = "/usr/bin/restic".as_ref();
+    let id = "ab".repeat(32);
+    let include = vec!["/srv/data/report [v2]*.txt".to_owned(), "/etc".to_owned()];
+    let staging: &std::path::Path = "/var/restore/.restic-fleet-restore-x".as_ref();
+    let restore = restore_invocation(&o, &settings, &password(), restic, &id, &include, staging);
+    let restore_args = args(&restore);
+    let tail = &restore_args[restore_args.len() - 8..];
+    assert_eq!(
+        tail,
+        [
+            "restore",
+            id.as_str(),
+            "--target",
+            "/var/restore/.restic-fleet-restore-x",
+            "--include",
+            r"/srv/data/report \[v2\]\*.txt",
+            "--include",
+            "/etc",
+        ]
+    );
+    let ls = ls_invocation(&o, &settings, &password(), restic, &id);
+    assert_eq!(
+        args(&ls)[args(&ls).len() - 3..],
+        ["ls", "--json", id.as_str()]
+    );
+    let snapshots = snapshots_invocation(&o, &settings, &password(), restic);
+    assert_eq!(
+        args(&snapshots)[args(&snapshots).len() - 2..],
+        ["snapshots", "--json"]
+    );
+    for inv in [restore, ls, snapshots] {
+        assert!(!args(&inv).iter().any(|a| a.contains(PASSWORD)), "{inv:?}");
+        assert!(!format!("{inv:?}").contains(PASSWORD));
+        assert!(inv.env.iter().any(|(k, _)| k == "RESTIC_REPOSITORY"));
+    }
+}
+
+#[test]
+fn a_literal_pattern_escapes_only_what_restic_would_match() {
+    assert_eq!(
+        literal_pattern("/srv/plain-name.txt"),
+        "/srv/plain-name.txt"
+    );
+    assert_eq!(literal_pattern(r"/a\b?c"), r"/a\\b\?c");
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fleet_events::event::BackupSummary;
+use fleet_events::event::{BackupSummary, TaskRequest};
 use fleet_events::ids::TaskId;
 use fleet_events::policy::{PolicySpec, Retention, TaskKind};
 use fleet_events::protocol::{ReportStatus, TaskOrder};
@@ -144,9 +144,14 @@ impl Lab {
         self.execute_all(order, cancel).await.outcome
     }
 
-    /// [`Lab::execute`] with the retention report after a backup.
+    /// [`Lab::execute`] with the retention report and the listing after a backup.
     pub async fn execute_all(&self, order: &TaskOrder, cancel: CancellationToken) -> Executed {
-        execute(order, &self.ctx(), cancel).await
+        execute(order, None, &self.ctx(), cancel).await
+    }
+
+    /// Runs `order` with an operator's `request` (a restore, a refresh).
+    pub async fn execute_request(&self, order: &TaskOrder, request: &TaskRequest) -> Executed {
+        execute(order, Some(request), &self.ctx(), CancellationToken::new()).await
     }
 
     /// `restic unlock` on the repository of `order`, through the executor.
@@ -246,6 +251,35 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         parse_snapshots(&String::from_utf8_lossy(&out.stdout)).expect("a listing")
+    }
+
+    /// A backup of `path` made by hand with restic, as an operator would (no fleet tags,
+    /// restic's own host name); its full id.
+    pub fn hand_backup(&self, path: &Path) -> String {
+        let out = Command::new(&self.restic)
+            .args(["--no-cache", "backup", "--json"])
+            .arg(path)
+            .env("RESTIC_REPOSITORY", self.repo())
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .output()
+            .expect("restic backup");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let short = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| match crate::restic::parse_line(line) {
+                crate::restic::Line::Summary { summary, .. } => summary.snapshot_id,
+                _ => None,
+            })
+            .expect("a summary with the snapshot id");
+        let snapshots = self.snapshots();
+        let made = snapshots.iter().find(|s| s.has_id(&short));
+        made.expect("the snapshot is listed").id.clone()
     }
 
     /// A FIFO nobody writes to: restic blocks opening it as its password file.

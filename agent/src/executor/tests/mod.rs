@@ -2,6 +2,8 @@
 //! test skips, saying so, when restic is not installed.
 
 mod lab;
+mod listing;
+mod restore;
 mod retention;
 
 use std::fs;

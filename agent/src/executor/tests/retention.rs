@@ -25,7 +25,9 @@ fn backup(lab: &Lab, data: &std::path::Path, policy: PolicyId, keep: Option<u32>
 
 /// Runs `order`, which must succeed; its snapshot's id and the retention report.
 async fn run(lab: &Lab, order: &TaskOrder) -> (String, Option<ReportStatus>) {
-    let Executed { outcome, retention } = lab.execute_all(order, CancellationToken::new()).await;
+    let Executed {
+        outcome, retention, ..
+    } = lab.execute_all(order, CancellationToken::new()).await;
     let RunOutcome::Finished(ReportStatus::Succeeded(summary)) = outcome else {
         panic!("the backup failed: {outcome:?}")
     };
@@ -96,8 +98,9 @@ async fn a_partial_backup_applies_the_retention_too() {
     partial.spec.include.push("/proc/self/mem".into());
     let mut first = None;
     for n in 0..2 {
-        let Executed { outcome, retention } =
-            lab.execute_all(&partial, CancellationToken::new()).await;
+        let Executed {
+            outcome, retention, ..
+        } = lab.execute_all(&partial, CancellationToken::new()).await;
         let RunOutcome::Finished(ReportStatus::Succeeded(summary)) = outcome else {
             panic!("{outcome:?}")
         };

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use backup::{BackupOutput, ErrorLine, Line, Progress, parse_line};
 pub use forget::{parse_forget, removed_ids};
-pub use snapshots::{Snapshot, parse_snapshots};
+pub use snapshots::{Snapshot, SnapshotSummary, parse_snapshots};
 pub use version::ResticVersion;
 
 /// restic printed something that does not have the expected shape.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{OutputError, json_arrays, lenient_strings};
+use super::{OutputError, json_arrays, lenient_strings, number_as_u64};
 
 /// One snapshot as `restic snapshots --json` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -22,6 +22,40 @@ pub struct Snapshot {
     /// Empty when the snapshot has none (restic then omits the field).
     #[serde(default, deserialize_with = "lenient_strings")]
     pub tags: Vec<String>,
+    /// What the backup processed: restic 0.17 and later; `None` before, or when it is not
+    /// an object.
+    #[serde(default, deserialize_with = "lenient_summary")]
+    pub summary: Option<SnapshotSummary>,
+}
+
+/// The totals of the backup that made a snapshot (restic 0.17+); a total that is absent
+/// or not a number is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct SnapshotSummary {
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub total_files_processed: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub total_bytes_processed: Option<u64>,
+}
+
+/// A JSON number as a `u64` (negatives 0, fractions cut); anything else `None`.
+fn lenient_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    Ok(number_as_u64(&serde_json::Value::deserialize(
+        deserializer,
+    )?))
+}
+
+/// A summary object; anything else (absent, null, another shape) is `None`.
+fn lenient_summary<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SnapshotSummary>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(match value {
+        serde_json::Value::Object(_) => serde_json::from_value(value).ok(),
+        _ => None,
+    })
 }
 
 impl Snapshot {
@@ -59,6 +93,7 @@ mod tests {
                 hostname: "vm".to_owned(),
                 paths: vec!["/tmp/rx/data".to_owned()],
                 tags: Vec::new(),
+                summary: None,
             }]
         );
         assert!(snapshots[0].has_id("bdda295f"));
@@ -71,6 +106,28 @@ mod tests {
         let stdout = r#"[{"id":"ab","short_id":"ab","time":"t","hostname":"h","paths":["/p"],"tags":["daily"],"program_version":"restic 0.17.3","summary":{"files_new":1}}]"#;
         let snapshots = parse_snapshots(stdout).expect("a listing");
         assert_eq!(snapshots[0].tags, ["daily"]);
+        assert_eq!(snapshots[0].summary, Some(SnapshotSummary::default()));
+    }
+
+    #[test]
+    fn reads_a_real_0_18_summary() {
+        let snapshots = parse_snapshots(captured::SNAPSHOTS_0_18_STDOUT).expect("a listing");
+        assert_eq!(
+            snapshots[0].summary,
+            Some(SnapshotSummary {
+                total_files_processed: Some(2),
+                total_bytes_processed: Some(8)
+            })
+        );
+        let odd =
+            r#"[{"id":"ab","summary":"none"},{"id":"cd","summary":{"total_bytes_processed":-1}}]"#;
+        let snapshots = parse_snapshots(odd).expect("a listing");
+        assert_eq!(snapshots[0].summary, None);
+        let summary = snapshots[1].summary.expect("an object");
+        assert_eq!(
+            (summary.total_bytes_processed, summary.total_files_processed),
+            (Some(0), None)
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn outbox_statuses(state: &AgentState) -> Vec<(TaskId, &'static str)> {
 /// Accepts and starts `order`.
 async fn run(state: &AgentState, order: &TaskOrder) {
     let ack = report(order, 1, ReportStatus::Acknowledged);
-    state.accept(order, ack).await.unwrap();
+    state.accept(order, None, ack).await.unwrap();
     let started = report(order, 2, ReportStatus::Started);
     state
         .start(order.task, order.attempt, started)
@@ -90,7 +90,7 @@ fn futures_are_send_so_tasks_can_be_spawned() {
     let dir = tempfile::tempdir().unwrap();
     let state = AgentState::open(dir.path()).unwrap();
     let o = order(1, 1, TaskKind::Backup);
-    send(state.accept(&o, report(&o, 1, ReportStatus::Acknowledged)));
+    send(state.accept(&o, None, report(&o, 1, ReportStatus::Acknowledged)));
     send(state.recover(|o| report(o, 9, ReportStatus::Interrupted)));
 }
 

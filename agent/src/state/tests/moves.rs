@@ -14,9 +14,15 @@ async fn a_redelivered_attempt_is_a_duplicate_and_changes_nothing() {
     let state = AgentState::open(dir.path()).unwrap();
     let o = order(1, 1, TaskKind::Backup);
     let ack = report(&o, 1, ReportStatus::Acknowledged);
-    assert_eq!(state.accept(&o, ack.clone()).await.unwrap(), Accepted::New);
+    assert_eq!(
+        state.accept(&o, None, ack.clone()).await.unwrap(),
+        Accepted::New
+    );
     let again = report(&o, 5, ReportStatus::Acknowledged);
-    assert_eq!(state.accept(&o, again).await.unwrap(), Accepted::Duplicate);
+    assert_eq!(
+        state.accept(&o, None, again).await.unwrap(),
+        Accepted::Duplicate
+    );
     assert_eq!(outbox_statuses(&state), [(o.task, "acknowledged")]);
     let record = state.record(o.task, 1).unwrap().unwrap();
     assert_eq!(record.header.accepted_at, samples::at(1));
@@ -24,7 +30,10 @@ async fn a_redelivered_attempt_is_a_duplicate_and_changes_nothing() {
     // Another attempt of the same task is new.
     let next = order(1, 2, TaskKind::Backup);
     let ack2 = report(&next, 6, ReportStatus::Acknowledged);
-    assert_eq!(state.accept(&next, ack2).await.unwrap(), Accepted::New);
+    assert_eq!(
+        state.accept(&next, None, ack2).await.unwrap(),
+        Accepted::New
+    );
     assert_eq!(state.outbox_depth(), 2);
 }
 
@@ -41,15 +50,24 @@ async fn records_survive_closing_and_reopening() {
         assert_eq!(state.identity().unwrap(), None);
         state.set_identity(&identity).await.unwrap();
         let ack = report(&o, 1, ReportStatus::Acknowledged);
-        state.accept(&o, ack).await.unwrap();
+        state.accept(&o, None, ack).await.unwrap();
     }
     let state = AgentState::open(dir.path()).unwrap();
     assert_eq!(state.identity().unwrap(), Some(identity));
     let record = state.record(o.task, 3).unwrap().unwrap();
     assert_eq!((record.header.stage, &record.order), (Stage::Accepted, &o));
     let ack = report(&o, 9, ReportStatus::Acknowledged);
-    assert_eq!(state.accept(&o, ack).await.unwrap(), Accepted::Duplicate);
-    assert_eq!(state.pending().unwrap(), std::slice::from_ref(&o));
+    assert_eq!(
+        state.accept(&o, None, ack).await.unwrap(),
+        Accepted::Duplicate
+    );
+    let pending: Vec<_> = state
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.order)
+        .collect();
+    assert_eq!(pending, std::slice::from_ref(&o));
     assert_eq!(outbox_statuses(&state), [(o.task, "acknowledged")]);
 }
 
@@ -61,7 +79,7 @@ async fn start_and_finish_move_stages_and_append_reports_in_order() {
     let b = order(2, 1, TaskKind::Check);
     run(&state, &a).await;
     let ack = report(&b, 3, ReportStatus::Acknowledged);
-    state.accept(&b, ack).await.unwrap();
+    state.accept(&b, None, ack).await.unwrap();
     state
         .finish(a.task, 1, report(&a, 4, succeeded()))
         .await
@@ -96,7 +114,7 @@ async fn the_outbox_drains_in_order_and_remove_deletes_exactly_one() {
     let orders: Vec<_> = (1..=3).map(|n| order(n, 1, TaskKind::Prune)).collect();
     for (i, o) in orders.iter().enumerate().rev() {
         let ack = report(o, i as i64, ReportStatus::Acknowledged);
-        state.accept(o, ack).await.unwrap();
+        state.accept(o, None, ack).await.unwrap();
     }
     let entries = state.outbox().unwrap();
     let keys: Vec<_> = entries.iter().map(|(k, _)| *k).collect();
@@ -132,7 +150,7 @@ async fn illegal_moves_are_typed_errors_and_change_nothing() {
     assert!(matches!(unknown, Err(StateError::UnknownTask { .. })));
 
     let ack = report(&o, 1, ReportStatus::Acknowledged);
-    state.accept(&o, ack).await.unwrap();
+    state.accept(&o, None, ack).await.unwrap();
     let early = state.finish(o.task, 1, report(&o, 2, succeeded())).await;
     assert!(matches!(
         early,
@@ -161,7 +179,7 @@ async fn illegal_moves_are_typed_errors_and_change_nothing() {
     let wrong_task = state.finish(o.task, 1, report(&other, 3, failed())).await;
     assert!(matches!(wrong_task, Err(StateError::ReportMismatch(_))));
     let wrong_status = state
-        .accept(&other, report(&other, 3, ReportStatus::Started))
+        .accept(&other, None, report(&other, 3, ReportStatus::Started))
         .await;
     assert!(matches!(wrong_status, Err(StateError::ReportMismatch(_))));
 
@@ -187,7 +205,7 @@ async fn damaged_values_are_typed_errors_not_panics() {
     let state = AgentState::open(dir.path()).unwrap();
     let o = order(1, 1, TaskKind::Backup);
     let ack = report(&o, 1, ReportStatus::Acknowledged);
-    state.accept(&o, ack).await.unwrap();
+    state.accept(&o, None, ack).await.unwrap();
     let garbage = crate::state::OutboxKey::new(u64::MAX);
     state
         .outbox
@@ -222,7 +240,7 @@ async fn a_retention_report_goes_out_before_the_success_and_only_while_running()
         )
     };
     let ack = report(&o, 1, ReportStatus::Acknowledged);
-    state.accept(&o, ack).await.unwrap();
+    state.accept(&o, None, ack).await.unwrap();
     let early = state.record_retention(retention(2)).await.unwrap_err();
     assert!(early.to_string().contains("not running"), "{early}");
     let started = report(&o, 2, ReportStatus::Started);
@@ -268,5 +286,150 @@ async fn a_retention_report_goes_out_before_the_success_and_only_while_running()
             (o.task, "retention_applied"),
             (o.task, "succeeded"),
         ]
+    );
+}
+
+#[tokio::test]
+async fn listing_parts_go_out_in_order_before_the_success_and_only_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AgentState::open(dir.path()).unwrap();
+    let o = order(1, 1, TaskKind::Prune);
+    let part = |n: u32| {
+        let listing = fleet_events::event::SnapshotListing {
+            part: n,
+            parts: 3,
+            ..samples::listing()
+        };
+        let repo = fleet_events::ids::RepoId::for_url("/srv/restic");
+        report(&o, 3, ReportStatus::SnapshotsListed { repo, listing })
+    };
+    let parts: Vec<_> = (0..3).map(part).collect();
+    state
+        .accept(&o, None, report(&o, 1, ReportStatus::Acknowledged))
+        .await
+        .unwrap();
+    let early = state.record_listing(&parts).await.unwrap_err();
+    assert!(early.to_string().contains("not running"), "{early}");
+    state
+        .start(o.task, 1, report(&o, 2, ReportStatus::Started))
+        .await
+        .unwrap();
+    let mixed = [part(0), report(&o, 3, succeeded())];
+    assert!(matches!(
+        state.record_listing(&mixed).await,
+        Err(StateError::ReportMismatch(_))
+    ));
+    let other = order(2, 1, TaskKind::Prune);
+    let elsewhere = [part(0), report(&other, 3, part(1).status)];
+    assert!(matches!(
+        state.record_listing(&elsewhere).await,
+        Err(StateError::ReportMismatch(_))
+    ));
+    state.record_listing(&[]).await.unwrap();
+    state.record_listing(&parts).await.unwrap();
+    state
+        .finish(o.task, 1, report(&o, 4, succeeded()))
+        .await
+        .unwrap();
+    let sent: Vec<String> = state
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.unwrap().msg_id())
+        .collect();
+    let id = |rest: &str| format!("{}:1:{rest}", o.task);
+    assert_eq!(
+        sent,
+        [
+            id("acknowledged"),
+            id("started"),
+            id("snapshots_listed:0"),
+            id("snapshots_listed:1"),
+            id("snapshots_listed:2"),
+            id("succeeded"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_kept_with_its_attempt_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = order(1, 1, TaskKind::Restore);
+    let request = fleet_events::event::TaskRequest::Restore(samples::restore_request());
+    {
+        let state = AgentState::open(dir.path()).unwrap();
+        let ack = report(&o, 1, ReportStatus::Acknowledged);
+        state.accept(&o, Some(&request), ack).await.unwrap();
+    }
+    let state = AgentState::open(dir.path()).unwrap();
+    let pending = state.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (&pending[0].order, &pending[0].request),
+        (&o, &Some(request.clone()))
+    );
+    assert_eq!(state.queued().unwrap().restore, 1);
+    state
+        .start(o.task, 1, report(&o, 2, ReportStatus::Started))
+        .await
+        .unwrap();
+    assert_eq!(state.running().unwrap().restore, 1);
+    let record = state.record(o.task, 1).unwrap().unwrap();
+    assert_eq!(record.request, Some(request), "kept through the move");
+}
+
+/// A record written by a build of format 1 (header and order, no request) is read, moved
+/// and finished by this build.
+#[tokio::test]
+async fn a_format_1_record_moves_like_any_other() {
+    #[derive(serde::Serialize)]
+    struct WrittenV1<'a> {
+        format: u16,
+        stage: Stage,
+        kind: TaskKind,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        accepted_at: chrono::DateTime<chrono::Utc>,
+        #[serde(with = "chrono::serde::ts_microseconds_option")]
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(with = "chrono::serde::ts_microseconds_option")]
+        finished_at: Option<chrono::DateTime<chrono::Utc>>,
+        order: &'a TaskOrder,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = order(1, 1, TaskKind::Backup);
+    {
+        let state = AgentState::open(dir.path()).unwrap();
+        let old = WrittenV1 {
+            format: 1,
+            stage: Stage::Accepted,
+            kind: TaskKind::Backup,
+            accepted_at: samples::at(1),
+            started_at: None,
+            finished_at: None,
+            order: &o,
+        };
+        let key = crate::state::record::task_key(o.task, 1);
+        state
+            .tasks
+            .insert(key, postcard::to_stdvec(&old).unwrap())
+            .unwrap();
+    }
+    let state = AgentState::open(dir.path()).unwrap();
+    let pending = state.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((&pending[0].order, &pending[0].request), (&o, &None));
+    assert_eq!(state.queued().unwrap().backup, 1);
+    state
+        .start(o.task, 1, report(&o, 2, ReportStatus::Started))
+        .await
+        .unwrap();
+    state
+        .finish(o.task, 1, report(&o, 3, succeeded()))
+        .await
+        .unwrap();
+    let record = state.record(o.task, 1).unwrap().unwrap();
+    assert_eq!(
+        (record.header.stage, record.order, record.request),
+        (Stage::Finished, o, None)
     );
 }

@@ -41,7 +41,7 @@ fn unlock_ran(next: &TaskOrder, mark: &UnlockMark, failed: bool) -> AgentReport 
 async fn unlocked(state: &AgentState, repo: &str, mark: &UnlockMark, n: u32) -> bool {
     let next = on_repo(order(n, 1, TaskKind::Backup), repo);
     let ack = report(&next, 25, ReportStatus::Acknowledged);
-    state.accept(&next, ack).await.unwrap();
+    state.accept(&next, None, ack).await.unwrap();
     state
         .record_unlock(repo_of(&next.spec), mark, unlock_ran(&next, mark, false))
         .await
@@ -61,7 +61,7 @@ async fn recovery_marks_the_repositories_of_interrupted_attempts_until_unlocked(
             run(&state, o).await;
         }
         let ack = report(&queued, 3, ReportStatus::Acknowledged);
-        state.accept(&queued, ack).await.unwrap();
+        state.accept(&queued, None, ack).await.unwrap();
         assert!(state.unlock_marks().unwrap().is_empty());
         // The agent dies here.
     }
@@ -144,7 +144,7 @@ async fn an_unlock_is_reported_before_the_start_and_only_a_success_clears_the_ma
     let mark = state.unlock_mark(repo).unwrap().unwrap();
     let retry = on_repo(order(1, 2, TaskKind::Backup), "/srv/a");
     let ack = report(&retry, 20, ReportStatus::Acknowledged);
-    state.accept(&retry, ack).await.unwrap();
+    state.accept(&retry, None, ack).await.unwrap();
 
     let failed = unlock_ran(&retry, &mark, true);
     assert!(
