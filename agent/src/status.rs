@@ -18,6 +18,29 @@ use fleet_events::policy::TaskKind;
 use fleet_events::protocol::KindCounts;
 use serde::{Deserialize, Serialize};
 
+/// Kind counts as a status file holds them; kinds a file does not name (one written
+/// before restores and refreshes) count 0.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct FileCounts {
+    backup: u16,
+    check: u16,
+    prune: u16,
+    restore: u16,
+    refresh: u16,
+}
+
+fn counts<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<KindCounts, D::Error> {
+    let c = FileCounts::deserialize(deserializer)?;
+    Ok(KindCounts {
+        backup: c.backup,
+        check: c.check,
+        prune: c.prune,
+        restore: c.restore,
+        refresh: c.refresh,
+    })
+}
+
 /// The status file's name in the state directory.
 pub const STATUS_FILE: &str = "status.json";
 /// The temporary file a new status is written to before it is renamed.
@@ -35,8 +58,10 @@ pub struct Status {
     pub tenant: TenantId,
     /// When this status was written (RFC 3339).
     pub at: DateTime<Utc>,
+    #[serde(deserialize_with = "counts")]
     pub running: KindCounts,
     /// Accepted but waiting for a free slot.
+    #[serde(deserialize_with = "counts")]
     pub queued: KindCounts,
     /// Reports not yet stored by JetStream.
     pub outbox_depth: u32,
@@ -221,8 +246,16 @@ queued                2       0       1       1       0
         let mut json = serde_json::to_value(&status).expect("json");
         assert!(json.get("cpuQuota").is_none(), "{json}");
         json.as_object_mut().expect("an object").remove("cpuQuota");
-        let back: Status = serde_json::from_value(json).expect("parse");
+        let back: Status = serde_json::from_value(json.clone()).expect("parse");
         assert_eq!(back, status);
+        // Written by an agent that counted backup, check and prune only.
+        for counts in ["running", "queued"] {
+            let kinds = json[counts].as_object_mut().expect("counts");
+            kinds.remove("restore");
+            kinds.remove("refresh");
+        }
+        let back: Status = serde_json::from_value(json).expect("parse");
+        assert_eq!((back.queued.restore, back.queued.prune), (0, 1));
     }
 
     #[test]

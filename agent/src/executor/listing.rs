@@ -41,8 +41,27 @@ pub(super) enum Listed {
     Cancelled,
 }
 
-/// Runs `restic snapshots --json` on the repository of `order` within `timeout`.
+/// Runs `restic snapshots --json` on the repository of `order` within `timeout`; counted
+/// in `fleet_agent_snapshot_listings_total{outcome}` (listed, failed).
 pub(super) async fn list(
+    order: &TaskOrder,
+    ctx: &Context<'_>,
+    password: &PasswordEnv,
+    timeout: Duration,
+    cancel: CancellationToken,
+    leaf: Option<&Leaf>,
+) -> Listed {
+    let listed = list_uncounted(order, ctx, password, timeout, cancel, leaf).await;
+    let outcome = match &listed {
+        Listed::Parts { .. } => "listed",
+        Listed::Failed(_) => "failed",
+        Listed::Cancelled => return listed,
+    };
+    metrics::counter!("fleet_agent_snapshot_listings_total", "outcome" => outcome).increment(1);
+    listed
+}
+
+async fn list_uncounted(
     order: &TaskOrder,
     ctx: &Context<'_>,
     password: &PasswordEnv,
@@ -171,16 +190,12 @@ pub(super) async fn after_run(
         } => {
             info!(task_id = %order.task, attempt = order.attempt, snapshots, parts = parts.len(),
                 "repository listed after the run");
-            metrics::counter!("fleet_agent_snapshot_listings_total", "outcome" => "listed")
-                .increment(1);
             Some(reports(order, parts))
         }
         Listed::Failed(error) => {
             warn!(task_id = %order.task, attempt = order.attempt, kind = order.spec.kind.as_str(),
                 class = error.class.as_str(), message = %error.message,
                 "restic snapshots after the run failed; the run stands, the next one lists again");
-            metrics::counter!("fleet_agent_snapshot_listings_total", "outcome" => "failed")
-                .increment(1);
             Some(Vec::new())
         }
         Listed::Cancelled => None,
