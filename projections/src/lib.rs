@@ -24,6 +24,9 @@
 //! - [`policies`]: the policy read model: spec, pause, deletion, assigned agents,
 //!   revision; listed per tenant by name; next fire times.
 //! - [`repos`]: the repository read model: each repository's circuit breaker.
+//! - [`snapshots`]: the snapshot read model: each repository's snapshots (the inventory
+//!   agents' listings build), its URL and policies, the newest listing that changed it;
+//!   pages newest first per repository or across a tenant's repositories.
 //!
 //! # Guarantees
 //!
@@ -48,6 +51,7 @@ pub mod projection;
 pub mod repos;
 pub mod runs;
 pub mod runtime;
+pub mod snapshots;
 pub mod tasks;
 #[cfg(test)]
 mod testing;
@@ -61,4 +65,8 @@ pub use projection::Projection;
 pub use repos::{Circuit, RepoView, Repos};
 pub use runs::{LastSuccess, RunFilter, RunOutcome, RunOutcomeKind, RunView, Runs};
 pub use runtime::{Checkpointed, Entry, Outcome};
+pub use snapshots::{
+    Cursor as SnapshotCursor, Page as SnapshotPage, PolicyRef, RepoInventory, SnapshotFilter,
+    SnapshotView, Snapshots,
+};
 pub use tasks::{TaskFilter, TaskView, Tasks};
