@@ -148,6 +148,9 @@ fn summary(kind: TaskKind, attempt: u32) -> TaskEvent {
             snapshots_kept: 11,
             snapshots_removed: 1,
         }),
+        // The mix schedules no operator requests; here for completeness.
+        TaskKind::Restore => RunDetail::Restore(Default::default()),
+        TaskKind::Refresh => RunDetail::Refresh(Default::default()),
     };
     TaskEvent::Succeeded {
         attempt,
