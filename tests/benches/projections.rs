@@ -165,6 +165,7 @@ async fn breakdown(store: EventStore, last: u64) {
         one(&mut models.runs, &store).await,
         one(&mut models.policies, &store).await,
         one(&mut models.repos, &store).await,
+        one(&mut models.snapshots, &store).await,
     ];
     let total: Duration = took.iter().sum();
     println!(

@@ -11,6 +11,8 @@ use super::dto;
 use super::models::ReadModels;
 use super::query::{Answer, DEFAULT_AGENT_LIMIT, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
 
+mod snapshots;
+
 /// The answer to `query` about `tenant` at `now`.
 pub fn answer(models: &ReadModels, tenant: &TenantId, query: Query, now: DateTime<Utc>) -> Answer {
     match reply(models, tenant, query, now) {
@@ -184,6 +186,27 @@ fn reply(
                 .map(dto::Repo::from)
                 .collect();
             to_json(repos)
+        }
+        Query::RepoSnapshots {
+            id,
+            limit: asked,
+            cursor,
+        } => snapshots::repo_snapshots(models, tenant, id, asked, cursor.as_deref()),
+        Query::Snapshots {
+            repo,
+            agent,
+            host,
+            policy,
+            limit: asked,
+            cursor,
+        } => {
+            let wanted = snapshots::Wanted {
+                repo,
+                agent,
+                host,
+                policy,
+            };
+            snapshots::snapshots(models, tenant, wanted, asked, cursor.as_deref())
         }
         Query::Summary => to_json(summary(models, tenant, now)?),
     }

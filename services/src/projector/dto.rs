@@ -11,6 +11,9 @@ use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView, R
 use serde::Serialize;
 use serde_json::{Value, json};
 
+mod snapshots;
+pub use snapshots::{AddedBy, ListedBy, NamedPolicy, Snapshot, SnapshotPage, SnapshotRepository};
+
 /// One task as operators see it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,7 +9,8 @@ use fleet_events::store::EventStore;
 use crate::heard::LastHeard;
 use fleet_projections::drive::rebuild_together;
 use fleet_projections::{
-    Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Status, Tasks,
+    Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Snapshots, Status,
+    Tasks,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ pub struct ReadModels {
     pub runs: Checkpointed<Runs>,
     pub policies: Checkpointed<Policies>,
     pub repos: Checkpointed<Repos>,
+    pub snapshots: Checkpointed<Snapshots>,
     /// Agents' last heartbeats, live from `FLEET_HEARTBEATS`: what "last seen" shows.
     /// Not a read model of the log, and not stored.
     pub heard: LastHeard,
@@ -56,7 +58,8 @@ impl ReadModels {
             agents: Checkpointed::with_db(db.clone(), Agents)?,
             runs: Checkpointed::with_db(db.clone(), Runs)?,
             policies: Checkpointed::with_db(db.clone(), Policies)?,
-            repos: Checkpointed::with_db(db, Repos)?,
+            repos: Checkpointed::with_db(db.clone(), Repos)?,
+            snapshots: Checkpointed::with_db(db, Snapshots)?,
             heard: LastHeard::default(),
         })
     }
@@ -86,6 +89,7 @@ impl ReadModels {
         feed!(runs, Runs);
         feed!(policies, Policies);
         feed!(repos, Repos);
+        feed!(snapshots, Snapshots);
         let (heard, store, stop) = (self.heard.clone(), store.clone(), shutdown.clone());
         tracker.spawn(async move { heard.follow(store, HEARTBEAT_READER, stop).await });
     }
@@ -99,6 +103,7 @@ impl ReadModels {
             one(&self.runs, store).await?,
             one(&self.policies, store).await?,
             one(&self.repos, store).await?,
+            one(&self.snapshots, store).await?,
         ])
     }
 
@@ -112,6 +117,7 @@ impl ReadModels {
                 &mut self.runs.in_memory(),
                 &mut self.policies.in_memory(),
                 &mut self.repos.in_memory(),
+                &mut self.snapshots.in_memory(),
             ],
             store,
         )

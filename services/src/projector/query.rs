@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use fleet_events::subject;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,9 @@ pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 100;
 /// Agents answered when no limit is asked: a page of about 0.3 MiB.
 pub const DEFAULT_AGENT_LIMIT: usize = 500;
+/// Most snapshots a page holds (a page is also cut short to stay well below NATS's
+/// message size: snapshots may carry many paths).
+pub const MAX_SNAPSHOT_LIMIT: usize = 500;
 
 /// A question about one tenant's read models.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,33 @@ pub enum Query {
     Policy { id: PolicyId },
     /// Repositories and their circuits.
     Repos,
+    /// One repository's snapshots, newest first, a page at a time (`cursor`: the previous
+    /// page's `nextCursor`; `limit` default [`DEFAULT_LIMIT`], at most
+    /// [`MAX_SNAPSHOT_LIMIT`]); `not_found` for a repository the tenant does not know.
+    RepoSnapshots {
+        id: RepoId,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        cursor: Option<String>,
+    },
+    /// The tenant's snapshots across its repositories, newest first, a page at a time:
+    /// those of one repository, of one host (`agent`: that agent's hostname), made by one
+    /// policy (its `policy:<id>` tag).
+    Snapshots {
+        #[serde(default)]
+        repo: Option<RepoId>,
+        #[serde(default)]
+        agent: Option<AgentId>,
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        policy: Option<PolicyId>,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        cursor: Option<String>,
+    },
     /// The fleet at a glance: agents, tasks, circuits, and each policy's last success
     /// per agent with stale ones marked.
     Summary,
@@ -99,6 +129,8 @@ impl Query {
             Query::Policies { .. } => "policies",
             Query::Policy { .. } => "policy",
             Query::Repos => "repos",
+            Query::RepoSnapshots { .. } => "repo_snapshots",
+            Query::Snapshots { .. } => "snapshots",
             Query::Summary => "summary",
         }
     }

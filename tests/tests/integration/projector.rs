@@ -244,7 +244,11 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
         }
     })
     .await;
-    assert_eq!(status.len(), 5, "tasks, agents, runs, policies, repos");
+    assert_eq!(
+        status.len(),
+        6,
+        "tasks, agents, runs, policies, repos, snapshots"
+    );
     stop(&shutdown, [projector]).await;
 
     // A rebuild from sequence 1 stores the same bytes as the live run.
@@ -265,5 +269,6 @@ fn dumps(models: &ReadModels) -> Vec<Vec<fleet_projections::Entry>> {
         models.runs.dump().expect("dump"),
         models.policies.dump().expect("dump"),
         models.repos.dump().expect("dump"),
+        models.snapshots.dump().expect("dump"),
     ]
 }
