@@ -91,6 +91,8 @@ pub fn router(api: Api) -> Router {
             post(write_policy::assign).delete(write_policy::unassign),
         )
         .route("/v1/repositories", get(read::repos))
+        .route("/v1/repositories/{id}/snapshots", get(read::repo_snapshots))
+        .route("/v1/snapshots", get(read::snapshots))
         .route("/v1/summary", get(read::summary))
         .merge(events::routes())
         .merge(ui::routes())

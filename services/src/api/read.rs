@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query as Params, State};
 use chrono::{DateTime, Utc};
-use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::subject::AggregateId;
 use serde::Deserialize;
 use serde_json::Value;
@@ -177,6 +177,61 @@ pub async fn policy(State(api): State<Api>, caller: Caller, Path(policy): Path<S
 
 pub async fn repos(State(api): State<Api>, caller: Caller) -> Answer {
     forward(&api, &caller, Query::Repos).await
+}
+
+/// `GET /v1/repositories/{id}/snapshots` options: a page.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The repository (404 if the tenant does not know it) and a page of its snapshots.
+pub async fn repo_snapshots(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(repo): Path<String>,
+    params: Result<Params<PageParams>, QueryRejection>,
+) -> Answer {
+    let id: RepoId = id(&repo, "repository")?;
+    let Params(params) = params.map_err(bad_query)?;
+    let query = Query::RepoSnapshots {
+        id,
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    forward(&api, &caller, query).await
+}
+
+/// `GET /v1/snapshots` filters and page.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotParams {
+    repo: Option<RepoId>,
+    agent: Option<AgentId>,
+    host: Option<String>,
+    policy: Option<PolicyId>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A page of the tenant's snapshots across its repositories.
+pub async fn snapshots(
+    State(api): State<Api>,
+    caller: Caller,
+    params: Result<Params<SnapshotParams>, QueryRejection>,
+) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
+    let query = Query::Snapshots {
+        repo: params.repo,
+        agent: params.agent,
+        host: params.host,
+        policy: params.policy,
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    forward(&api, &caller, query).await
 }
 
 pub async fn summary(State(api): State<Api>, caller: Caller) -> Answer {

@@ -94,8 +94,8 @@ pub enum Query {
         cursor: Option<String>,
     },
     /// The tenant's snapshots across its repositories, newest first, a page at a time:
-    /// those of one repository, of one host (`agent`: that agent's hostname), made by one
-    /// policy (its `policy:<id>` tag).
+    /// those of one repository, of one host (`agent`: that agent's hostname; an agent the
+    /// tenant does not have matches nothing), made by one policy (its `policy:<id>` tag).
     Snapshots {
         #[serde(default)]
         repo: Option<RepoId>,

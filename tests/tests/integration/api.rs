@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::{
-    BackupSummary, ErrorClass, Event, RepoEvent, Role, RunDetail, RunSummary, TaskError, TaskEvent,
+    BackupSummary, ErrorClass, Event, RepoEvent, Role, RunDetail, RunSummary, SnapshotInfo,
+    TaskError, TaskEvent,
 };
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
@@ -509,6 +510,7 @@ impl Names {
         match reference.rsplit('/').next() {
             Some("AgentId" | "AssignedAgent") => vec![self.agent.clone()],
             Some("TaskId") => vec![self.task.clone()],
+            Some("RepoId") => vec![self.repo.clone()],
             Some("PolicyRef") => vec![self.policy.clone(), self.policy_name.clone()],
             _ => panic!("{template}: which of acme's objects does {reference:?} name? Say so here"),
         }
@@ -804,6 +806,32 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         failures: 5,
     };
     append(store, Event::Repo { repo, event }).await;
+    // And one snapshot in the repository's inventory, listed by its agent.
+    let acme_snapshot = "ac".repeat(32);
+    let listed = RepoEvent::SnapshotsChanged {
+        task,
+        agent,
+        listed_at: Utc::now(),
+        added: vec![SnapshotInfo {
+            id: acme_snapshot.clone(),
+            time: Utc::now(),
+            host: "acme-primary".into(),
+            paths: vec!["/var/lib/db".into()],
+            more_paths: 0,
+            tags: vec![format!("task:{task}")],
+            size_bytes: Some(4096),
+            files: Some(3),
+        }],
+        removed: vec![],
+    };
+    append(
+        store,
+        Event::Repo {
+            repo,
+            event: listed,
+        },
+    )
+    .await;
     // Acme's read models hold all of it, so that a leak would have something to show.
     let count = |path: &'static str| async move {
         let response = get(addr, path, mine).await;
@@ -820,6 +848,14 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         match seen {
             [1, 1, 1, 1, 1] => ControlFlow::Break(()),
             _ => ControlFlow::Continue(seen),
+        }
+    })
+    .await;
+    eventually("acme's snapshots", Duration::from_secs(20), || async {
+        let page = get(addr, "/v1/snapshots", mine).await;
+        match page.body["snapshots"].as_array().map(Vec::len) {
+            Some(1) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(page.text),
         }
     })
     .await;
@@ -857,6 +893,7 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         ("acme's policy's name".into(), ACME_POLICY.into()),
         ("acme's repository".into(), ACME_REPO.into()),
         ("acme's snapshot".into(), snapshot.into()),
+        ("acme's listed snapshot".into(), acme_snapshot.clone()),
         ("acme's token".into(), api.token.clone()),
     ];
     for stored in &acme_log {
@@ -872,6 +909,7 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         "/v1/tasks",
         "/v1/runs",
         "/v1/repositories",
+        "/v1/snapshots",
         "/v1/events",
     ] {
         let answer = get(addr, path, mine).await;

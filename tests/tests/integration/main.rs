@@ -26,6 +26,7 @@ mod retention;
 mod retry;
 mod scheduler;
 mod scripted_agent;
+mod snapshots_api;
 mod store;
 mod support;
 mod tls;

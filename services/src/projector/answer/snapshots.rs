@@ -93,7 +93,14 @@ pub fn snapshots(
         }
         (Some(id), None) => match models.agents.agent(id)? {
             Some(view) if view.tenant == *tenant => Some(view.hostname),
-            _ => return Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
+            // Like every list's agent filter: an agent the tenant does not have has none.
+            _ => {
+                return to_json(dto::SnapshotPage {
+                    repository: None,
+                    snapshots: Vec::new(),
+                    next_cursor: None,
+                });
+            }
         },
         (None, host) => host,
     };
