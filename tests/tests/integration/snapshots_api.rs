@@ -181,6 +181,8 @@ async fn snapshots_are_listed_paged_and_filtered_and_another_tenant_sees_none() 
         .collect();
     assert_eq!(external, [false, true, false]);
     assert_eq!(body["snapshots"][0]["policyName"], "db nightly");
+    assert_eq!(body["snapshots"][0]["repo"], own.to_string());
+    assert_eq!(body["snapshots"][0]["repoUrl"], spec.repository.url);
 
     // A page at a time.
     let first = get(addr, &repo_path(own, "?limit=2"), mine).await;

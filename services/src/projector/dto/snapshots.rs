@@ -23,9 +23,10 @@ pub struct Snapshot {
     /// Bytes the backup read (restic 0.17 and later), when known.
     pub size_bytes: Option<u64>,
     pub files: Option<u64>,
-    pub repository: RepoId,
+    /// The repository's id.
+    pub repo: RepoId,
     /// The repository's URL, when a policy of the tenant names it.
-    pub repository_url: Option<String>,
+    pub repo_url: Option<String>,
     /// The policy its `policy:<id>` tag names, as the tag spells it.
     pub policy: Option<String>,
     /// That policy's name, when it is one of the tenant's.
@@ -62,8 +63,8 @@ impl Snapshot {
             tags: info.tags.clone(),
             size_bytes: info.size_bytes,
             files: info.files,
-            repository: view.repo,
-            repository_url: url.map(str::to_owned),
+            repo: view.repo,
+            repo_url: url.map(str::to_owned),
             policy: info.tag("policy").map(str::to_owned),
             policy_name: policy.map(|p| p.name.clone()),
             external: policy.is_none(),

@@ -153,9 +153,10 @@ fn a_repositorys_page_names_its_url_policies_and_external_snapshots() {
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["shortId"], "00000000");
     assert_eq!(items[0]["external"], true);
+    assert_eq!(items[0]["repo"], repo.to_string());
     assert_eq!(items[1]["external"], false);
     assert_eq!(items[1]["policyName"], spec.name);
-    assert_eq!(items[1]["repositoryUrl"], spec.repository.url);
+    assert_eq!(items[1]["repoUrl"], spec.repository.url);
     assert_eq!(
         items[1]["addedBy"]["listedAt"],
         serde_json::to_value(samples::at(500)).unwrap()
