@@ -15,8 +15,7 @@ use fleet_services::words::bytes;
 /// Runs `fleet restore`.
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.api)?;
-    let snapshots = client.get(&["v1", "snapshots"], &[]).await?;
-    let snapshot = find_snapshot(&snapshots, &args.snapshot)?;
+    let snapshot = find_snapshot(&all_snapshots(&client).await?, &args.snapshot)?;
     let policy = match &args.policy {
         Some(policy) => lookup::policy_id(&client, policy).await?,
         None => {
@@ -53,8 +52,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 /// Runs `fleet snapshot ls`: every page of the directory, one table.
 pub async fn ls(args: SnapshotLsArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.api)?;
-    let snapshots = client.get(&["v1", "snapshots"], &[]).await?;
-    let snapshot = find_snapshot(&snapshots, &args.snapshot)?;
+    let snapshot = find_snapshot(&all_snapshots(&client).await?, &args.snapshot)?;
     let policy = match &args.policy {
         Some(policy) => lookup::policy_id(&client, policy).await?,
         None => {
@@ -197,6 +195,24 @@ pub fn watch_line(frame: &Frame, data: &Value) -> String {
                 Some(summary) => format!("[{status}] {summary}"),
                 None => format!("[{status}]"),
             }
+        }
+    }
+}
+
+/// Every snapshot of the tenant's inventory, page by page.
+async fn all_snapshots(client: &ApiClient) -> Result<Value, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "500".to_owned())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page = client.get(&["v1", "snapshots"], &query).await?;
+        all.extend(page["snapshots"].as_array().cloned().unwrap_or_default());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(Value::Array(all)),
         }
     }
 }
