@@ -61,6 +61,8 @@ pub enum Command {
     Repo(RepoArgs),
     /// One snapshot (over the HTTP API): list a directory of it, listed by an agent.
     Snapshot(SnapshotArgs),
+    /// The snapshot inventory (over the HTTP API): repositories' snapshots, newest first.
+    Snapshots(SnapshotsArgs),
     /// Finished attempts (over the HTTP API): outcome, duration, snapshot or error.
     Runs(RunsArgs),
     /// The event log (over the HTTP API): one object's history, or follow it live.
@@ -787,6 +789,28 @@ pub struct TaskCancelArgs {
     /// Why, for the log.
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only this repository's: its id or its URL.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only the snapshots of this agent's host (its id or name): the fleet's and those
+    /// made there by hand.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this policy's (id or name).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// At most this many, newest first (default: every one).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print the API's JSON (an array of snapshots), as `-o json` does.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod output;
 mod policy_cmd;
 mod projections_cmd;
 mod request_cmd;
+mod snapshots_cmd;
 mod table;
 mod task_cmd;
 mod tenant_cmd;
@@ -159,6 +160,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Policy(args) => policy_cmd::run(args).await,
         Command::Task(args) => task_cmd::run(args).await,
         Command::Runs(args) => task_cmd::runs(args).await,
+        Command::Snapshots(args) => snapshots_cmd::run(args).await,
         Command::Restore(args) => request_cmd::restore(args).await,
         Command::Snapshot(args) => match args.command {
             cli::SnapshotCommand::Ls(args) => request_cmd::ls(args).await,
