@@ -35,6 +35,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("view-task.js", JS, include_str!("ui/view-task.js")),
     ("view-runs.js", JS, include_str!("ui/view-runs.js")),
     ("view-repos.js", JS, include_str!("ui/view-repos.js")),
+    ("view-snapshots.js", JS, include_str!("ui/view-snapshots.js")),
+    ("view-snapshot.js", JS, include_str!("ui/view-snapshot.js")),
 ];
 
 /// `GET /ui/{file}`, merged into the API's router. The page itself (`GET /`) is routed

@@ -10,6 +10,8 @@ import * as policies from "./view-policies.js";
 import * as task from "./view-task.js";
 import * as runs from "./view-runs.js";
 import * as repos from "./view-repos.js";
+import * as snapshots from "./view-snapshots.js";
+import * as snapshot from "./view-snapshot.js";
 
 const ROUTES = [
   [/^\/?$/, overview],
@@ -18,6 +20,8 @@ const ROUTES = [
   [/^\/tasks\/([\w-]+)$/, task],
   [/^\/runs$/, runs],
   [/^\/repositories$/, repos],
+  [/^\/snapshots$/, snapshots],
+  [/^\/snapshots\/([0-9a-f]{64})$/, snapshot],
 ];
 
 /** Waits this long after an event for more before refreshing, and at most `MAX_WAIT_MS`. */
