@@ -15,6 +15,7 @@ mod enroll;
 mod events_api;
 mod follow;
 mod intake;
+mod inventory;
 mod isolation;
 mod lease;
 mod limits;
