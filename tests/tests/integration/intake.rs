@@ -243,7 +243,6 @@ async fn a_listing_changes_the_inventory_once_and_only_from_the_agent_of_the_rep
     send(&js, a, listed(a, task_b, repo, 9)).await; // B's task, in A's name
     send(&js, a, listed(a, task_a, elsewhere, 9)).await; // another repository
     let parked = parked(&f.store, 3, Duration::from_secs(15)).await;
-    stop(&shutdown, [intake]).await;
 
     let events = repo_events(&f.store, repo).await;
     let [
@@ -270,4 +269,45 @@ async fn a_listing_changes_the_inventory_once_and_only_from_the_agent_of_the_rep
     assert!(reasons[0].1.contains("came from agent"), "{reasons:?}");
     assert!(reasons[1].1.contains("belongs to agent"), "{reasons:?}");
     assert!(reasons[2].1.contains("uses repository"), "{reasons:?}");
+
+    // Another writer of the repository (the retry enforcer's circuit) between two
+    // listings: intake reads what it has not folded yet and records only the change.
+    let opened = RepoEvent::CircuitOpened {
+        until: samples::at(100),
+        failures: 5,
+    };
+    let event = Event::Repo {
+        repo,
+        event: opened,
+    };
+    append_at(&f.store, event, samples::at(9)).await;
+    let later = SnapshotListing {
+        listed_at: samples::at(10),
+        snapshots: vec![samples::snapshot(3), samples::snapshot(5)],
+        ..samples::listing()
+    };
+    let status = ReportStatus::SnapshotsListed {
+        repo,
+        listing: later,
+    };
+    send(
+        &js,
+        a,
+        report(a, task_a, status).to_wire().expect("encodes"),
+    )
+    .await;
+    let events =
+        crate::support::eventually("the second change", Duration::from_secs(15), || async {
+            match repo_events(&f.store, repo).await {
+                events if events.len() == 3 => std::ops::ControlFlow::Break(events),
+                events => std::ops::ControlFlow::Continue(events.len()),
+            }
+        })
+        .await;
+    stop(&shutdown, [intake]).await;
+    let RepoEvent::SnapshotsChanged { added, removed, .. } = &events[2] else {
+        panic!("a change expected: {events:?}");
+    };
+    assert_eq!(added, &vec![samples::snapshot(5)]);
+    assert_eq!(removed, &vec![samples::snapshot(1)]);
 }
