@@ -9,7 +9,9 @@
 //!   entry point, [`probe::run`].
 //! - [`executor`]: runs one task's restic (secrets, command line, priority, CPU quota,
 //!   timeout, cancel; on Linux it dies with the agent), and after a successful backup the
-//!   policy's retention on its own snapshots (`restic forget`, never `--prune`).
+//!   policy's retention on its own snapshots (`restic forget`, never `--prune`); restores
+//!   (through a staging directory in the target, or dry) and snapshot listings (a refresh,
+//!   and after every successful backup or prune) that operators' requests ask for.
 //! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats, and
 //!   `restic unlock` after a crash.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox,

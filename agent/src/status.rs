@@ -2,7 +2,7 @@
 //!
 //! The running agent holds an exclusive lock on its sled state, so `status` never opens
 //! it. Instead the runtime writes [`STATUS_FILE`] into the state directory on every
-//! heartbeat ([`write`]: a temporary file in the same directory, then a rename, so a
+//! heartbeat ([`write()`]: a temporary file in the same directory, then a rename, so a
 //! reader sees the old file or the new one, never half of one), and `status` reads it.
 //! A status older than [`STALE_AFTER_BEATS`] heartbeat intervals means the agent is not
 //! running ([`is_stale`]).

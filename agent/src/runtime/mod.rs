@@ -4,9 +4,10 @@
 //! - `intake`: the durable pull consumer of `fleet.agent.<id>.tasks`; an order is acked
 //!   only after it is recorded (and flushed) in the local state; a redelivered attempt is
 //!   acked and never runs twice.
-//! - `slots`: total and per-kind concurrency; never more restic processes than allowed.
-//!   After a successful backup the retention's `RetentionApplied` report is recorded
-//!   before the success (the forget ran in the backup's slot).
+//! - `slots`: total and per-kind concurrency (restores and refreshes: total only); never
+//!   more restic processes than allowed. After a successful backup the retention's
+//!   `RetentionApplied` report, then the listing's `SnapshotsListed` parts (after a backup,
+//!   a prune or a refresh), are recorded before the final report (they ran in its slot).
 //! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
 //! - `heartbeat`: load, versions and outbox depth every interval.
 //! - [`unlock`]: `restic unlock` before the next run on a repository that had an attempt
