@@ -35,7 +35,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("view-task.js", JS, include_str!("ui/view-task.js")),
     ("view-runs.js", JS, include_str!("ui/view-runs.js")),
     ("view-repos.js", JS, include_str!("ui/view-repos.js")),
-    ("view-snapshots.js", JS, include_str!("ui/view-snapshots.js")),
+    (
+        "view-snapshots.js",
+        JS,
+        include_str!("ui/view-snapshots.js"),
+    ),
     ("view-snapshot.js", JS, include_str!("ui/view-snapshot.js")),
 ];
 

@@ -488,6 +488,8 @@ struct Names {
     policy_name: String,
     task: String,
     repo: String,
+    /// A snapshot of acme's inventory.
+    snapshot: String,
     /// The policy's `version`, for `If-Match`.
     version: String,
 }
@@ -501,6 +503,7 @@ impl Names {
             policy_name: NO_POLICY.replace(' ', "%20"),
             task: TaskId::generate().to_string(),
             repo: RepoId::for_url("/srv/restic/nowhere").to_string(),
+            snapshot: "f0".repeat(32),
             version: acme.version.clone(),
         }
     }
@@ -511,6 +514,7 @@ impl Names {
             Some("AgentId" | "AssignedAgent") => vec![self.agent.clone()],
             Some("TaskId") => vec![self.task.clone()],
             Some("RepoId") => vec![self.repo.clone()],
+            Some("SnapshotId") => vec![self.snapshot.clone()],
             Some("PolicyRef") => vec![self.policy.clone(), self.policy_name.clone()],
             _ => panic!("{template}: which of acme's objects does {reference:?} name? Say so here"),
         }
@@ -576,6 +580,7 @@ fn probes(
     let declared = item["parameters"].as_array().into_iter().flatten();
     let declared = declared.chain(operation["parameters"].as_array().into_iter().flatten());
     let (mut paths, mut queries) = (vec![template.to_owned()], vec![String::new()]);
+    let mut required = Vec::new();
     let mut headers = vec![Vec::new()];
     for parameter in declared {
         let reference = parameter["$ref"].as_str().unwrap_or_default();
@@ -591,6 +596,10 @@ fn probes(
                 paths = (paths.iter())
                     .flat_map(|path| values.iter().map(|value| path.replace(&slot, value)))
                     .collect();
+            }
+            // A required id or name: acme's, in every probe.
+            Some("query") if parameter["required"] == true => {
+                required.push(format!("{name}={}", names.filter(template, name)));
             }
             Some("query") if parameter["schema"]["$ref"] == "#/components/schemas/Uuid" => {
                 queries.push(format!("?{name}={}", names.filter(template, name)));
@@ -610,8 +619,21 @@ fn probes(
             _ => {}
         }
     }
+    if !required.is_empty() {
+        let required = required.join("&");
+        queries = (queries.iter())
+            .map(|q| match q.strip_prefix('?') {
+                Some(rest) => format!("?{required}&{rest}"),
+                None => format!("?{required}"),
+            })
+            .collect();
+    }
     let schema = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
     let body = operation.get("requestBody").map(|_| match schema.as_str() {
+        Some("#/components/schemas/RestoreRequest") => json!({
+            "policy": names.policy, "agent": names.agent, "snapshot": names.snapshot,
+            "target": "/var/restore",
+        }),
         Some("#/components/schemas/PolicyDocument") => policy_document(&names.agent),
         Some("#/components/schemas/PolicySpec") => {
             let mut spec = policy_document(&names.agent);
@@ -650,6 +672,16 @@ fn refusal(
             Some("agents[0]"),
         ),
         ("POST", "/v1/agents") => (&[400], "`{}` names no machine, whoever sends it", None),
+        ("POST", "/v1/restores") => (
+            &[400],
+            "the restore is valid but names acme's agent, which `other` does not have",
+            Some("agent"),
+        ),
+        ("GET", "/v1/snapshots/{id}/ls") => (
+            &[400],
+            "it names acme's agent, which `other` does not have",
+            Some("agent"),
+        ),
         ("GET", "/v1/events") if filtered => {
             (&[404], "acme's aggregate has no history in `other`", None)
         }
@@ -867,6 +899,7 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         policy_name: ACME_POLICY.replace(' ', "%20"),
         task: task.to_string(),
         repo: repo.to_string(),
+        snapshot: acme_snapshot.clone(),
         version: policy.body["version"].to_string(),
     };
     let fresh = Names::fresh(&acme);
@@ -950,9 +983,12 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
             }
             let method = method.to_uppercase();
             let public = operation["security"].as_array().is_some_and(Vec::is_empty);
+            // A stream of one object (a task's progress) refuses another tenant's before
+            // it starts: it is probed like any answer.
             let streaming = operation["responses"]["200"]["content"]
                 .get("text/event-stream")
-                .is_some();
+                .is_some()
+                && !template.contains('{');
             let theirs_probes = probes(&doc, template, item, operation, &acme);
             let controls = probes(&doc, template, item, operation, &fresh);
             for (probe, control) in theirs_probes.iter().zip(&controls) {
