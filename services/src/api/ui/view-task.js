@@ -83,6 +83,9 @@ function fill(panel, p) {
   bar.value = p.percent;
   bar.textContent = `${p.percent}%`;
   panel.dataset.percent = String(p.percent);
+  // When restic printed it and when this page showed it (the latency tests measure).
+  panel.dataset.at = p.at;
+  panel.dataset.shownAt = new Date().toISOString();
   const parts = [
     `${p.percent.toFixed(1)} %`,
     `${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)}`,
