@@ -15,15 +15,8 @@ use fleet_services::words::bytes;
 /// Runs `fleet restore`.
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.api)?;
-    let snapshot = find_snapshot(&all_snapshots(&client).await?, &args.snapshot)?;
-    let policy = match &args.policy {
-        Some(policy) => lookup::policy_id(&client, policy).await?,
-        None => {
-            let policies = client.get(&["v1", "policies"], &[]).await?;
-            policy_for(&snapshot, &policies)?
-        }
-    };
-    let agent = lookup::agent_id(&client, &args.agent).await?;
+    let (snapshot, policy, agent) =
+        resolve(&client, &args.snapshot, args.policy.as_deref(), &args.agent).await?;
     let body = json!({
         "policy": policy,
         "agent": agent,
@@ -52,15 +45,8 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 /// Runs `fleet snapshot ls`: every page of the directory, one table.
 pub async fn ls(args: SnapshotLsArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.api)?;
-    let snapshot = find_snapshot(&all_snapshots(&client).await?, &args.snapshot)?;
-    let policy = match &args.policy {
-        Some(policy) => lookup::policy_id(&client, policy).await?,
-        None => {
-            let policies = client.get(&["v1", "policies"], &[]).await?;
-            policy_for(&snapshot, &policies)?
-        }
-    };
-    let agent = lookup::agent_id(&client, &args.agent).await?;
+    let (snapshot, policy, agent) =
+        resolve(&client, &args.snapshot, args.policy.as_deref(), &args.agent).await?;
     let id = text(&snapshot["id"]);
     let mut entries = Vec::new();
     let mut after: Option<String> = None;
@@ -197,6 +183,26 @@ pub fn watch_line(frame: &Frame, data: &Value) -> String {
             }
         }
     }
+}
+
+/// The inventory's snapshot `prefix` names, the policy to open its repository with (named,
+/// else [`policy_for`]) and the agent's id.
+async fn resolve(
+    client: &ApiClient,
+    prefix: &str,
+    policy: Option<&str>,
+    agent: &str,
+) -> Result<(Value, String, String), ApiError> {
+    let snapshot = find_snapshot(&all_snapshots(client).await?, prefix)?;
+    let policy = match policy {
+        Some(policy) => lookup::policy_id(client, policy).await?,
+        None => {
+            let policies = client.get(&["v1", "policies"], &[]).await?;
+            policy_for(&snapshot, &policies)?
+        }
+    };
+    let agent = lookup::agent_id(client, agent).await?;
+    Ok((snapshot, policy, agent))
 }
 
 /// Every snapshot of the tenant's inventory, page by page.
