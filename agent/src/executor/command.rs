@@ -9,18 +9,20 @@ use fleet_events::policy::{PolicySpec, Retention, TaskKind};
 use fleet_events::protocol::TaskOrder;
 use fleet_events::settings::{AgentSettings, IoClass};
 
+use super::progress::{FPS, FPS_VAR};
 use super::secrets::PasswordEnv;
 
 /// One restic run, ready to spawn: restic's arguments and the environment it needs (the
-/// repository and the password variable, never on the command line), plus the priority to
-/// run it at ([`super::priority::command_line`] wraps it in `ionice`/`nice`).
+/// repository and the password variable, never on the command line; for runs whose
+/// progress is followed, `RESTIC_PROGRESS_FPS`), plus the priority to run it at
+/// ([`super::priority::command_line`] wraps it in `ionice`/`nice`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invocation {
     /// The restic binary.
     pub program: PathBuf,
     /// restic's arguments, global options first.
     pub args: Vec<OsString>,
-    /// `RESTIC_REPOSITORY` and one password variable.
+    /// `RESTIC_REPOSITORY`, one password variable, and maybe `RESTIC_PROGRESS_FPS`.
     pub env: Vec<(String, OsString)>,
     /// CPU niceness, -20 to 19.
     pub nice: i8,
@@ -41,8 +43,8 @@ impl fmt::Debug for Invocation {
     }
 }
 
-/// The restic run for `order`: `backup`, `check` or `forget --prune`, with the agent's
-/// bandwidth limits and priority. `hostname` is the `--host` of backups whose policy sets
+/// The restic run for `order`: `backup` (status lines at a calm rate, [`reporting_progress`]),
+/// `check` or `forget --prune`, with the agent's bandwidth limits and priority. `hostname` is the `--host` of backups whose policy sets
 /// none. A spec restic cannot run (a backup without paths, a prune without retention
 /// rules) is a `Permanent` error, and so are restores and refreshes, which are built from
 /// their request ([`restore_invocation`], [`ls_invocation`], [`snapshots_invocation`]).
@@ -55,7 +57,11 @@ pub fn invocation(
 ) -> Result<Invocation, TaskError> {
     let spec = &order.spec;
     let command = match spec.kind {
-        TaskKind::Backup => backup_args(order, hostname)?,
+        TaskKind::Backup => {
+            let args = backup_args(order, hostname)?;
+            let inv = build(&spec.repository.url, settings, password, restic, args);
+            return Ok(reporting_progress(inv, false));
+        }
         TaskKind::Check => vec!["check".into()],
         TaskKind::Prune => forget_args(spec)?,
         TaskKind::Restore | TaskKind::Refresh => {
@@ -148,6 +154,33 @@ pub fn ls_invocation(
     let url = &order.spec.repository.url;
     let args = vec!["ls".into(), "--json".into(), snapshot.into()];
     build(url, settings, password, restic, args)
+}
+
+/// `restic ls --json <snapshot> <dir>` on the repository at `url`: the snapshot's line,
+/// then `dir` itself and its direct children (restic 0.14 to 0.18; nothing but the
+/// snapshot's line when `dir` is not in it). `dir` is absolute, so never an option.
+pub fn ls_dir_invocation(
+    url: &str,
+    settings: &AgentSettings,
+    password: &PasswordEnv,
+    restic: &Path,
+    snapshot: &str,
+    dir: &str,
+) -> Invocation {
+    let args = vec!["ls".into(), "--json".into(), snapshot.into(), dir.into()];
+    build(url, settings, password, restic, args)
+}
+
+/// `inv` asking restic for status lines at a calm rate (`RESTIC_PROGRESS_FPS`, read from
+/// restic 0.12, see [`FPS`]; under `--json` restic otherwise prints up to 60 a second),
+/// with `--json` added when `json` (for a command that prints status lines only with it,
+/// like `restore`).
+pub fn reporting_progress(mut inv: Invocation, json: bool) -> Invocation {
+    if json {
+        inv.args.push("--json".into());
+    }
+    inv.env.push((FPS_VAR.into(), FPS.into()));
+    inv
 }
 
 /// `path` as a restic filter pattern that matches only itself: restic matches each path

@@ -15,17 +15,23 @@
 //!   `SnapshotsListed` parts, the whole of a refresh and a last step after a successful
 //!   backup or prune ([`Executed::listing`]).
 //! - `restore`: a restore through a staging directory in the target, or a dry run.
+//! - [`progress`]: restic's status lines while a backup or a restore (restic 0.16+) runs,
+//!   as `Progress` messages, at most one a second, handed to the runtime without waiting.
+//! - [`browse`]: one directory of a snapshot, a page at a time (`restic ls`), for an
+//!   operator's browse request; nothing is stored.
 //!
 //! Invariants: secrets reach restic only through its environment, never argv; neither logs
 //! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
 //! cancelled run is [`RunOutcome::Cancelled`], not a failure.
 
+pub mod browse;
 pub mod cgroup;
 pub mod collect;
 pub mod command;
 pub mod inventory;
 mod listing;
 pub mod priority;
+pub mod progress;
 mod restore;
 pub mod retention;
 pub mod run;
@@ -54,6 +60,7 @@ pub use command::{
     retention_invocation, snapshots_invocation, unlock_invocation,
 };
 pub use priority::Wrappers;
+pub use progress::ProgressSink;
 pub use restore::staging_name;
 pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
 pub use secrets::{PasswordEnv, SecretSource};
@@ -73,6 +80,8 @@ pub struct Context<'a> {
     pub grace: Duration,
     /// The CPU quota restic runs under; `None` for none.
     pub cpu: Option<&'a CpuLimiter>,
+    /// Where a run's live progress goes; `None` reports none.
+    pub progress: Option<&'a ProgressSink>,
 }
 
 /// What [`execute`] did.
@@ -185,8 +194,29 @@ async fn execute_in(
         let cancel = cancel.clone();
         async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version, leaf).await }
     };
+    // The task's own run, whose status lines (a backup's) are its live progress.
+    let run_main = |inv: Invocation| {
+        let cancel = cancel.clone();
+        async move {
+            let limits = run::Limits {
+                timeout: left(),
+                grace: ctx.grace,
+                version: ctx.version,
+                leaf,
+            };
+            let mut reporter = ctx
+                .progress
+                .map(|sink| progress::Reporter::new(sink, order));
+            let mut observe = |stream: collect::Stream, line: &str| {
+                if let (collect::Stream::Out, Some(reporter)) = (stream, reporter.as_mut()) {
+                    reporter.line(line);
+                }
+            };
+            run::run_judged(&inv, kind, limits, cancel, &mut observe).await
+        }
+    };
 
-    let mut outcome = run_once(inv.clone(), kind).await;
+    let mut outcome = run_main(inv.clone()).await;
     let missing = matches!(
         &outcome,
         RunOutcome::Finished(ReportStatus::Failed(e)) if e.class == ErrorClass::MissingRepository
@@ -196,7 +226,7 @@ async fn execute_in(
         let init = init_invocation(order, ctx.settings, &password, ctx.restic);
         // `init` is judged like `check`: exit 0 is success, anything else is classified.
         outcome = match run_once(init, TaskKind::Check).await {
-            RunOutcome::Finished(ReportStatus::Succeeded(_)) => run_once(inv, kind).await,
+            RunOutcome::Finished(ReportStatus::Succeeded(_)) => run_main(inv).await,
             other => other,
         };
     }

@@ -71,7 +71,25 @@ pub async fn run_with_grace(
     version: &ResticVersion,
     leaf: Option<&Leaf>,
 ) -> RunOutcome {
-    match run_to_end(inv, kind, timeout, grace, cancel, version, leaf).await {
+    let limits = Limits {
+        timeout,
+        grace,
+        version,
+        leaf,
+    };
+    run_judged(inv, kind, limits, cancel, &mut |_, _| {}).await
+}
+
+/// [`run_observed`], then restic's exit and output judged as [`run_with_grace`] does.
+pub(super) async fn run_judged(
+    inv: &Invocation,
+    kind: TaskKind,
+    limits: Limits<'_>,
+    cancel: CancellationToken,
+    observe: Observer<'_>,
+) -> RunOutcome {
+    let version = limits.version;
+    match run_observed(inv, kind, limits, cancel, observe).await {
         Ended::Exited {
             code,
             collected,
@@ -126,7 +144,8 @@ pub(super) struct Limits<'a> {
 }
 
 /// Sees every line restic prints, as it comes, before it is collected: for output too
-/// large to keep (`ls` of a whole snapshot, a restore's errors). It runs on the runtime's
+/// large to keep (`ls` of a whole snapshot, a restore's errors) and for live progress
+/// (status lines). It runs on the runtime's
 /// thread between two lines, so it must be quick.
 pub(super) type Observer<'o> = &'o mut (dyn FnMut(Stream, &str) + Send);
 

@@ -10,6 +10,10 @@
 //!   a prune or a refresh), are recorded before the final report (they ran in its slot).
 //! - `outbox`: sends recorded reports in order and removes each once JetStream stored it.
 //! - `heartbeat`: load, versions and outbox depth every interval.
+//! - `progress`: runs' live progress on `fleet.agent.<id>.progress` (core NATS), at most
+//!   one message a second per attempt, dropped rather than kept when it cannot go now.
+//! - `browse`: answers browse requests on `fleet.agent.<id>.browse` (request/reply) with a
+//!   page of a snapshot's directory (`restic ls`, at most two at once, no slot).
 //! - [`unlock`]: `restic unlock` before the next run on a repository that had an attempt
 //!   running when the agent died, reported (`UnlockRan`) before that run's start.
 //!
@@ -19,9 +23,11 @@
 //! marked for `restic unlock` before its next run, and accepted attempts not yet started
 //! are queued again.
 
+mod browse;
 mod heartbeat;
 mod intake;
 mod outbox;
+mod progress;
 mod slots;
 pub mod unlock;
 
@@ -38,7 +44,7 @@ use fleet_events::settings::AgentSettings;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{CpuLimiter, SecretSource};
+use crate::executor::{CpuLimiter, ProgressSink, SecretSource};
 use crate::restic::output::ResticVersion;
 use crate::state::{AgentState, StateError};
 
@@ -75,7 +81,11 @@ pub enum RuntimeError {
 struct Shared {
     config: AgentConfig,
     state: AgentState,
+    /// Core NATS: progress out, browse requests in.
+    client: async_nats::Client,
     js: async_nats::jetstream::Context,
+    /// Where runs offer their live progress (the `progress` publisher's queue).
+    progress: ProgressSink,
     /// Wakes the outbox sender when a report was recorded.
     reports: Notify,
     /// The CPU quota of restic processes.
@@ -110,8 +120,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     let cpu = CpuLimiter::start(config.settings.cpu_quota_percent);
+    let (progress, progress_queue) = ProgressSink::new(config.agent, progress::QUEUE);
+    let publisher = tokio::spawn(progress::publish(
+        client.clone(),
+        config.agent,
+        progress_queue,
+        shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
-        js: async_nats::jetstream::new(client),
+        js: async_nats::jetstream::new(client.clone()),
+        client,
+        progress,
         cpu,
         config,
         state,
@@ -140,9 +159,12 @@ pub async fn run(
     }
     let sender = tokio::spawn(outbox::send(shared.clone(), shutdown.clone()));
     let beats = tokio::spawn(heartbeat::beat(shared.clone(), shutdown.clone()));
+    let browsing = tokio::spawn(browse::serve(shared.clone(), shutdown.clone()));
     let result = intake::consume(shared.clone(), slots, shutdown.clone()).await;
     shutdown.cancel();
     let _ = sender.await;
     let _ = beats.await;
+    let _ = browsing.await;
+    let _ = publisher.await;
     result
 }

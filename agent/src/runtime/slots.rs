@@ -104,6 +104,7 @@ async fn run_task(
         version: &config.restic_version,
         grace: config.stop_grace,
         cpu: Some(&shared.cpu),
+        progress: Some(&shared.progress),
     };
     // Before the start, so that the task's history tells the unlock before the run.
     if unlock::before_run(shared, order, &ctx, cancel.clone())

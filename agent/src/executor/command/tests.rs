@@ -74,8 +74,16 @@ fn backup_has_tags_host_excludes_paths_and_the_upload_limit_but_no_password() {
     assert!(!format!("{inv:?}").contains(PASSWORD), "{inv:?}");
     assert!(!format!("{inv:?}").contains("nas"), "repository in {inv:?}");
     let env: Vec<&str> = inv.env.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(env, ["RESTIC_REPOSITORY", "RESTIC_PASSWORD"]);
+    assert_eq!(
+        env,
+        [
+            "RESTIC_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "RESTIC_PROGRESS_FPS"
+        ]
+    );
     assert_eq!(inv.env[0].1, "sftp:backup@nas:/srv/restic");
+    assert_eq!(inv.env[2].1, "2", "a calm rate of status lines");
     assert_eq!(
         (inv.nice, inv.io_class),
         (10, IoClass::BestEffort { level: 7 })
@@ -215,11 +223,16 @@ fn retention_after_a_backup_forgets_only_the_policys_snapshots_and_never_prunes(
     ];
     assert_eq!(args(&inv), expected);
     assert!(!args(&inv).iter().any(|a| a == "--prune"));
-    // The backup's own run: same program, environment and priority.
+    // The backup's own run: same program, environment (but the progress rate) and priority.
     let backup = build_for(TaskKind::Backup);
     assert_eq!(
-        (&inv.program, &inv.env, inv.nice, inv.io_class),
-        (&backup.program, &backup.env, backup.nice, backup.io_class)
+        (&inv.program, &inv.env[..], inv.nice, inv.io_class),
+        (
+            &backup.program,
+            &backup.env[..2],
+            backup.nice,
+            backup.io_class
+        )
     );
     assert!(!format!("{inv:?}").contains(PASSWORD), "{inv:?}");
 
@@ -275,7 +288,24 @@ fn restore_ls_and_snapshots_take_their_paths_literally_and_no_password() {
         args(&snapshots)[args(&snapshots).len() - 2..],
         ["snapshots", "--json"]
     );
-    for inv in [restore, ls, snapshots] {
+    let url = &o.spec.repository.url;
+    let dir = ls_dir_invocation(url, &settings, &password(), restic, &id, "/srv/a [b]*");
+    assert_eq!(
+        args(&dir)[args(&dir).len() - 4..],
+        ["ls", "--json", id.as_str(), "/srv/a [b]*"],
+        "a directory is taken literally by restic ls"
+    );
+    assert_eq!(dir.env[0].1.to_str(), Some(url.as_str()));
+    let followed = reporting_progress(restore.clone(), true);
+    assert_eq!(
+        args(&followed)[..],
+        [&restore_args[..], &["--json".to_owned()]].concat()
+    );
+    assert_eq!(
+        followed.env.last().map(|(k, v)| (k.as_str(), v.to_str())),
+        Some(("RESTIC_PROGRESS_FPS", Some("2")))
+    );
+    for inv in [restore, ls, snapshots, dir, followed] {
         assert!(!args(&inv).iter().any(|a| a.contains(PASSWORD)), "{inv:?}");
         assert!(!format!("{inv:?}").contains(PASSWORD));
         assert!(inv.env.iter().any(|(k, _)| k == "RESTIC_REPOSITORY"));

@@ -8,6 +8,8 @@
 //!   file system, so moves are renames; one an earlier attempt left is removed first), then
 //!   [`fs::merge`] moves each entry into the target as [`plan::decide`] says, and the
 //!   staging directory is removed. Files keep the times and modes restic gave them.
+//!   From restic 0.16 with `--json`: its status lines are the attempt's live progress
+//!   ([`super::progress`]).
 //! - Dry: `restic ls --json <id>`, each selected entry compared with the target
 //!   ([`dry::DryRun`]); nothing is written, not even the target.
 //! - restic's per-file errors (`ignoring error for <path>: <why>`; 0.14 to 0.18 then exit
@@ -20,7 +22,7 @@
 
 mod dry;
 mod fs;
-mod plan;
+pub(super) mod plan;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,8 @@ use tracing::{info, warn};
 use super::Context;
 use super::cgroup::Leaf;
 use super::collect::Stream;
-use super::command::{ls_invocation, restore_invocation};
+use super::command::{ls_invocation, reporting_progress, restore_invocation};
+use super::progress::Reporter;
 use super::run::{Ended, Limits, RunOutcome, run_observed};
 use super::secrets::PasswordEnv;
 use crate::restic::failure;
@@ -187,11 +190,25 @@ async fn real(run: &Run<'_>, target: PathBuf) -> RunOutcome {
         &request.include,
         &staging,
     );
+    // Status lines (live progress) only with `--json`, from restic 0.16.
+    let json = ctx.version.has_restore_json();
+    let inv = match json {
+        true => reporting_progress(inv, true),
+        false => inv,
+    };
+    let mut reporter = ctx
+        .progress
+        .filter(|_| json)
+        .map(|sink| Reporter::new(sink, run.order));
     let mut errors = ResticErrors::default();
-    let mut observe = |_: Stream, line: &str| match parse_restore_line(line) {
+    let mut observe = |stream: Stream, line: &str| match parse_restore_line(line) {
         RestoreLine::Error(sample) => errors.tally.error(|| sample),
         RestoreLine::Count(n) => errors.reported = Some(n),
-        RestoreLine::Other => {}
+        RestoreLine::Other => {
+            if let (Stream::Out, Some(reporter)) = (stream, reporter.as_mut()) {
+                reporter.line(line);
+            }
+        }
     };
     let ended = run_observed(
         &inv,

@@ -240,16 +240,22 @@ pub enum RestoreLine {
 }
 
 /// Reads one line of `restic restore` (text: `ignoring error for <path>: <why>`, the same
-/// from 0.14 to 0.18; or a JSON `error` message of newer versions).
+/// from 0.14 to 0.18; or a JSON `error` message of newer versions under `--json`; the
+/// count as text, or under `--json` from 0.18 as the message of an `exit_error`).
 pub fn parse_restore_line(line: &str) -> RestoreLine {
     if let Some(rest) = line.strip_prefix("ignoring error for ") {
         return RestoreLine::Error(rest.to_owned());
     }
-    if let Some(n) = line
-        .trim_start_matches("Fatal: ")
-        .strip_prefix("There were ")
-        .and_then(|rest| rest.strip_suffix(" errors"))
-        .and_then(|n| n.trim().parse().ok())
+    if let Some(n) = error_count(line) {
+        return RestoreLine::Count(n);
+    }
+    if line.trim_start().starts_with('{')
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+        && value.get("message_type").and_then(|t| t.as_str()) == Some("exit_error")
+        && let Some(n) = value
+            .get("message")
+            .and_then(|m| m.as_str())
+            .and_then(error_count)
     {
         return RestoreLine::Count(n);
     }
@@ -266,6 +272,15 @@ pub fn parse_restore_line(line: &str) -> RestoreLine {
         return RestoreLine::Error(format!("{item}: {message}"));
     }
     RestoreLine::Other
+}
+
+/// N of `[Fatal: ]There were N errors` (and a line end), restic's count at the end.
+fn error_count(text: &str) -> Option<u64> {
+    text.trim()
+        .trim_start_matches("Fatal: ")
+        .strip_prefix("There were ")
+        .and_then(|rest| rest.strip_suffix(" errors"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// restic's words for a snapshot id that is not in the repository (0.14: `no matching ID

@@ -16,7 +16,9 @@ use fleet_events::settings::{AgentSettings, IoClass};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Context, CpuLimiter, Executed, RunOutcome, SecretSource, execute, unlock};
+use crate::executor::{
+    Context, CpuLimiter, Executed, ProgressSink, RunOutcome, SecretSource, execute, unlock,
+};
 use crate::probe::find_in_path;
 use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
 
@@ -31,6 +33,8 @@ pub struct Lab {
     pub settings: AgentSettings,
     /// The CPU quota restic runs under; none unless a test sets one.
     pub cpu: Option<CpuLimiter>,
+    /// Where runs report progress; none unless a test sets one.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Lab {
@@ -76,6 +80,7 @@ impl Lab {
             secrets,
             settings,
             cpu: None,
+            progress: None,
         })
     }
 
@@ -137,6 +142,7 @@ impl Lab {
             version: &self.version,
             grace: Duration::from_secs(2),
             cpu: self.cpu.as_ref(),
+            progress: self.progress.as_ref(),
         }
     }
 

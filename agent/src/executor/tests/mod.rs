@@ -3,6 +3,7 @@
 
 mod lab;
 mod listing;
+mod progress;
 mod restore;
 mod retention;
 

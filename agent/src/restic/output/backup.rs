@@ -287,12 +287,16 @@ fn non_empty_string(value: Value) -> Option<String> {
     }
 }
 
-fn lenient_fraction<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+pub(super) fn lenient_fraction<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<f64, D::Error> {
     Ok(lenient_f64(deserializer)?.unwrap_or(0.0))
 }
 
 /// `seconds_remaining`, or `None` when absent or restic's "unknown" (2^63 and above).
-fn estimate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn estimate<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
     let seconds = Value::deserialize(deserializer)?.as_u64();
     Ok(seconds.filter(|&s| s < 1 << 63))
 }

@@ -7,6 +7,7 @@
 mod backup;
 mod forget;
 mod snapshots;
+mod status;
 mod version;
 
 use serde::Deserialize;
@@ -16,6 +17,7 @@ use serde_json::Value;
 pub use backup::{BackupOutput, ErrorLine, Line, Progress, parse_line};
 pub use forget::{parse_forget, removed_ids};
 pub use snapshots::{Snapshot, SnapshotSummary, parse_snapshots};
+pub use status::{Status, parse_status};
 pub use version::ResticVersion;
 
 /// restic printed something that does not have the expected shape.

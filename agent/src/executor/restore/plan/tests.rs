@@ -165,6 +165,11 @@ fn real_restore_errors_are_counted_with_their_paths() {
         parse_restore_line("restoring <Snapshot ...>"),
         RestoreLine::Other
     );
+    // restic 0.18 under --json ends with an exit_error carrying the count.
+    let exit = r#"{"message_type":"exit_error","code":1,"message":"Fatal: There were 2 errors\n"}"#;
+    assert_eq!(parse_restore_line(exit), RestoreLine::Count(2));
+    let other = r#"{"message_type":"exit_error","code":1,"message":"Fatal: wrong password"}"#;
+    assert_eq!(parse_restore_line(other), RestoreLine::Other);
 }
 
 #[test]
