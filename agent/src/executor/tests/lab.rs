@@ -160,6 +160,15 @@ impl Lab {
         execute(order, Some(request), &self.ctx(), CancellationToken::new()).await
     }
 
+    /// A browse request's page on the lab's repository, through the executor.
+    pub async fn browse(
+        &self,
+        request: &fleet_events::browse::BrowseRequest,
+    ) -> Result<fleet_events::browse::BrowsePage, fleet_events::event::TaskError> {
+        let timeout = Duration::from_secs(60);
+        crate::executor::browse::list(request, &self.ctx(), timeout, CancellationToken::new()).await
+    }
+
     /// `restic unlock` on the repository of `order`, through the executor.
     pub async fn unlock(&self, order: &TaskOrder) -> RunOutcome {
         let timeout = Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! The executor against the real restic and temporary repositories (see [`lab`]); each
 //! test skips, saying so, when restic is not installed.
 
+mod browse;
 mod lab;
 mod listing;
 mod progress;
