@@ -26,12 +26,12 @@ pub const JITTER: Duration = Duration::from_millis(50);
 /// restic's variable for how many status lines a second it prints at most (read from
 /// 0.12 on; without it restic prints up to 60 a second under `--json`).
 pub const FPS_VAR: &str = "RESTIC_PROGRESS_FPS";
-/// 2, not 1: restic (0.14 to 0.18) prints on every change but at most FPS times a second,
+/// 4, not 1: restic (0.14 to 0.18) prints on every change but at most FPS times a second,
 /// and on a one-second ticker. With 1 a tick that comes a hair under a second after the
-/// last line is skipped, so while restic waits for uploads its lines come every 2 s
-/// (measured with 0.14); with 2 they come every second, and the throttle keeps one a
-/// second of them.
-pub const FPS: &str = "2";
+/// last line is skipped, so while restic waits for uploads its lines come every 2 s, and
+/// while it reads they come 1 to 2 s apart; with 4 the throttle finds a line within a
+/// quarter of a second of each second (measured with 0.14: 1.0 to 1.3 s apart).
+pub const FPS: &str = "4";
 /// The metric counting progress messages by what became of them.
 pub const PUBLISHED_METRIC: &str = "fleet_agent_progress_published_total";
 

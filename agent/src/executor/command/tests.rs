@@ -83,7 +83,7 @@ fn backup_has_tags_host_excludes_paths_and_the_upload_limit_but_no_password() {
         ]
     );
     assert_eq!(inv.env[0].1, "sftp:backup@nas:/srv/restic");
-    assert_eq!(inv.env[2].1, "2", "a calm rate of status lines");
+    assert_eq!(inv.env[2].1, "4", "a calm rate of status lines");
     assert_eq!(
         (inv.nice, inv.io_class),
         (10, IoClass::BestEffort { level: 7 })
@@ -303,7 +303,7 @@ fn restore_ls_and_snapshots_take_their_paths_literally_and_no_password() {
     );
     assert_eq!(
         followed.env.last().map(|(k, v)| (k.as_str(), v.to_str())),
-        Some(("RESTIC_PROGRESS_FPS", Some("2")))
+        Some(("RESTIC_PROGRESS_FPS", Some("4")))
     );
     for inv in [restore, ls, snapshots, dir, followed] {
         assert!(!args(&inv).iter().any(|a| a.contains(PASSWORD)), "{inv:?}");
