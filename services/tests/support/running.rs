@@ -77,14 +77,27 @@ pub struct Api {
 impl Api {
     /// GET `path`: the status and the body as JSON (a JSON string if it is not JSON).
     pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None)
+    }
+
+    /// POST `body` as JSON to `path`: the status and the answer as JSON.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(body))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect to the API");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
+        let body = body.map(Value::to_string).unwrap_or_default();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Accept: application/json\r\nConnection: close\r\n\r\n",
-            self.addr, self.token
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Accept: application/json\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            self.token,
+            body.len()
         );
         stream.write_all(request.as_bytes()).expect("send");
         let mut raw = Vec::new();
