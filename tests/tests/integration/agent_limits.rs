@@ -1,7 +1,9 @@
 //! The agent's own limits, observed on real restic processes: ten tasks with a limit of 2
 //! never run more than 2 restic at once, and a redelivered task does not run again.
 //!
-//! restic is real; a wrapper script around it records when each process starts and ends.
+//! restic is real; a wrapper script around it records when each process starts and ends,
+//! with its arguments: each backup is followed by `restic snapshots` in the same slot, so
+//! every restic counts towards the limit and only `backup`s count as the tasks' runs.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::agent::{agent_config, backup_spec, spawn_agent};
 use crate::support::{eventually, fleet, tenant};
 
-/// A restic that logs `start` and `end` lines around the real one.
+/// A restic that logs `start <args>` and `end <args>` lines around the real one.
 fn wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
     let path = dir.join("restic-observed");
     let real = String::from_utf8_lossy(
@@ -35,7 +37,7 @@ fn wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
     .trim()
     .to_owned();
     let script = format!(
-        "#!/bin/sh\necho start >> {log}\n{real} \"$@\"\nrc=$?\necho end >> {log}\nexit $rc\n",
+        "#!/bin/sh\necho \"start $*\" >> {log}\n{real} \"$@\"\nrc=$?\necho \"end $*\" >> {log}\nexit $rc\n",
         log = log.display()
     );
     std::fs::write(&path, script).expect("wrapper");
@@ -116,7 +118,7 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
         Duration::from_secs(120),
         || async {
             let lines = std::fs::read_to_string(&log).unwrap_or_default();
-            let ends = lines.lines().filter(|l| *l == "end").count();
+            let ends = lines.lines().filter(|l| is_backup(l, "end")).count();
             let idle = state.running().map(|r| r.total() == 0).unwrap_or(false)
                 && state.queued().map(|q| q.total() == 0).unwrap_or(false);
             match ends >= 10 && idle && state.outbox_depth() == 0 {
@@ -133,14 +135,26 @@ async fn ten_tasks_with_a_limit_of_two_never_run_more_than_two_restic() {
     let lines = std::fs::read_to_string(&log).expect("log");
     let (mut running, mut most) = (0, 0);
     for line in lines.lines() {
-        running += if line == "start" { 1 } else { -1 };
+        running += if line.starts_with("start") { 1 } else { -1 };
         most = most.max(running);
     }
     assert_eq!(
-        lines.lines().filter(|l| *l == "start").count(),
+        lines.lines().filter(|l| is_backup(l, "start")).count(),
         10,
-        "the redelivered task did not run again"
+        "the redelivered task did not run again:\n{lines}"
+    );
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("start") && !is_backup(l, "start")),
+        "the listing after each backup runs restic too:\n{lines}"
     );
     assert!(most <= 2, "{most} restic processes at once");
     assert_eq!(most, 2, "the agent used both of its slots");
+}
+
+/// Whether `line` of the wrapper's log is `what` (`start` or `end`) of a `restic backup`.
+fn is_backup(line: &str, what: &str) -> bool {
+    let mut words = line.split_whitespace();
+    words.next() == Some(what) && words.any(|word| word == "backup")
 }

@@ -409,6 +409,137 @@ async fn an_agent_can_touch_nothing_but_its_own_subjects() {
     s.shutdown.cancel();
 }
 
+/// Live progress and browsing are confined too: A publishes progress and answers browse
+/// requests only on its own subjects (answering the control plane's request on its reply
+/// subject, which `allow_responses` permits once); B's progress, B's browse requests and
+/// asking B for a listing are refused by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_publishes_progress_and_answers_browse_requests_only_as_itself() {
+    use futures::StreamExt;
+    let s = secured().await;
+    let (a, b) = (&s.a, &s.b);
+    let control = s.store.jetstream().client();
+
+    // A's own progress reaches the control plane; progress on B's subject never does.
+    let mut a_progress = control
+        .subscribe(subject(a, Channel::Progress))
+        .await
+        .expect("subscribed");
+    let mut b_progress = control
+        .subscribe(subject(b, Channel::Progress))
+        .await
+        .expect("subscribed");
+    control.flush().await.expect("flushed");
+    a.client
+        .publish(subject(a, Channel::Progress), "mine".into())
+        .await
+        .expect("sent");
+    a.client
+        .publish(subject(b, Channel::Progress), "forged".into())
+        .await
+        .expect("sent (the server refuses it)");
+    a.client.flush().await.expect("flushed");
+    let got = tokio::time::timeout(REFUSED_WITHIN * 2, a_progress.next())
+        .await
+        .expect("A's own progress arrives")
+        .expect("a message");
+    assert_eq!(&got.payload[..], b"mine");
+    let forged = tokio::time::timeout(REFUSED_WITHIN, b_progress.next()).await;
+    assert!(
+        !matches!(forged, Ok(Some(_))),
+        "A's progress on B's subject arrived"
+    );
+
+    // B listens on its browse subject; A tries to listen there too and to ask B.
+    let mut b_browse = b
+        .client
+        .subscribe(subject(b, Channel::Browse))
+        .await
+        .expect("B may listen to its own browse subject");
+    b.client.flush().await.expect("flushed");
+    let mut snoop = a
+        .client
+        .subscribe(subject(b, Channel::Browse))
+        .await
+        .expect("sent (the server refuses it)");
+    a.client.flush().await.expect("flushed");
+    refused(
+        "A asks B for a listing",
+        a.client.request(subject(b, Channel::Browse), "ls".into()),
+    )
+    .await;
+    let asked = tokio::time::timeout(REFUSED_WITHIN, b_browse.next()).await;
+    assert!(!matches!(asked, Ok(Some(_))), "A's request reached B");
+
+    // The control plane asks B: B answers, and A's subscription saw nothing.
+    let b_client = b.client.clone();
+    let b_answers = tokio::spawn(async move {
+        let request = b_browse.next().await.expect("the control plane's request");
+        let reply = request.reply.expect("a reply subject");
+        b_client
+            .publish(reply, "B's page".into())
+            .await
+            .expect("sent");
+        b_client.flush().await.expect("flushed");
+    });
+    let reply = tokio::time::timeout(
+        REFUSED_WITHIN * 5,
+        control.request(subject(b, Channel::Browse), "ls /".into()),
+    )
+    .await
+    .expect("B answers in time")
+    .expect("B's answer");
+    assert_eq!(&reply.payload[..], b"B's page");
+    b_answers.await.expect("joined");
+    let snooped = tokio::time::timeout(REFUSED_WITHIN, snoop.next()).await;
+    assert!(
+        !matches!(snooped, Ok(Some(_))),
+        "A received a request made to B"
+    );
+
+    // A answers the control plane's request to A on the request's reply subject.
+    let mut a_browse = a
+        .client
+        .subscribe(subject(a, Channel::Browse))
+        .await
+        .expect("A may listen to its own browse subject");
+    a.client.flush().await.expect("flushed");
+    let a_client = a.client.clone();
+    let answering = tokio::spawn(async move {
+        let request = a_browse.next().await.expect("the control plane's request");
+        assert_eq!(&request.payload[..], b"ls /srv");
+        let reply = request.reply.expect("a reply subject");
+        a_client
+            .publish(reply, "page of /srv".into())
+            .await
+            .expect("sent");
+        a_client.flush().await.expect("flushed");
+    });
+    let reply = tokio::time::timeout(
+        REFUSED_WITHIN * 5,
+        control.request(subject(a, Channel::Browse), "ls /srv".into()),
+    )
+    .await
+    .expect("A answers in time")
+    .expect("the answer is allowed through");
+    assert_eq!(&reply.payload[..], b"page of /srv");
+    answering.await.expect("joined");
+
+    let log = std::fs::read_to_string(s.server.log_path()).expect("server log");
+    let key = a.key.public_key();
+    for (kind, subject) in [
+        ("Publish", subject(b, Channel::Progress)),
+        ("Publish", subject(b, Channel::Browse)),
+        ("Subscription", subject(b, Channel::Browse)),
+    ] {
+        assert!(
+            logged_violation(&log, &key, kind, &subject),
+            "the server log lacks the {kind} violation of {key} on {subject}"
+        );
+    }
+    s.shutdown.cancel();
+}
+
 /// Whether the server logged a `kind` ("Publish" or "Subscription") violation by `key` on
 /// `subject`. nats-server 2.9 writes `Publish Violation - Nkey "KEY", Subject "S"`, later
 /// versions `"$G/nkey:KEY" - Publish Violation - Subject "S"`.
