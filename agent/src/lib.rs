@@ -11,9 +11,12 @@
 //!   timeout, cancel; on Linux it dies with the agent), and after a successful backup the
 //!   policy's retention on its own snapshots (`restic forget`, never `--prune`); restores
 //!   (through a staging directory in the target, or dry) and snapshot listings (a refresh,
-//!   and after every successful backup or prune) that operators' requests ask for.
-//! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats, and
-//!   `restic unlock` after a crash.
+//!   and after every successful backup or prune) that operators' requests ask for; live
+//!   progress from restic's status lines (a backup's, a restore's from restic 0.16), and
+//!   one page of a snapshot's directory for a browse request (`restic ls`).
+//! - [`runtime`]: the agent at work: its task subject, slots, outbox and heartbeats,
+//!   `restic unlock` after a crash, live progress out on core NATS (dropped, never kept,
+//!   when it cannot go now) and browse requests answered on their reply subject.
 //! - [`state`]: local state in sled: accepted attempts and their stage, the report outbox,
 //!   repositories to unlock.
 //! - [`config`]: the agent's YAML configuration, in two phases: raw values with
