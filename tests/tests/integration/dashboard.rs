@@ -10,12 +10,8 @@
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fantoccini::{Client, ClientBuilder, Locator};
 use fleet_events::event::{
     AgentEvent, BackupSummary, ErrorClass, Event, Role, RunDetail, RunSummary, TaskError, TaskEvent,
 };
@@ -26,14 +22,11 @@ use fleet_events::settings::AgentSettings;
 use fleet_services::tenant;
 use serde_json::{Value, json};
 
+use crate::support::browser::{
+    Chromedriver, DEADLINE, click, poll, screenshot, screenshots_dir, sign_in,
+};
 use crate::support::http::{call, get};
 use crate::support::{append, append_at, eventually, fleet, serve_api, stop};
-
-/// How long the page may take to show what the log says.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-const INSTALL: &str = "the dashboard test needs Chromium and chromedriver: \
-                       apt-get install -y chromium chromium-driver";
 
 #[tokio::test]
 async fn the_dashboard_shows_saturation_and_backoff_live() {
@@ -325,297 +318,6 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     stop(&served.shutdown, served.services).await;
 }
 
-/// A real backup of 150 MiB, its upload limited so that it runs for several seconds, by
-/// the real agent (its runtime in this process) and restic: its progress (restic's status
-/// lines, published by the agent on its progress subject) reaches the task's page in
-/// Chromium as a rising bar, and `fleet task watch` prints it and ends with the success.
-/// Prints the latency from restic's status line (the agent's clock) to the page (the
-/// browser's; one machine) and the interval between updates.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_backup_shows_its_progress_in_the_browser_and_in_fleet_task_watch() {
-    use crate::support::agent::{agent_config, backup_spec, spawn_agent};
-    use crate::support::{register, services, system, task_events};
-    use fleet_services::serve::Service;
-
-    let fleet = fleet().await;
-    let store = &fleet.store;
-    let served = serve_api(store);
-    let addr = served.addr;
-    let acme = crate::support::tenant();
-    tenant::create(store, &acme, "Acme", Utc::now())
-        .await
-        .expect("tenant");
-    let admin = tenant::issue(store, &acme, Role::Admin, "ops", Utc::now())
-        .await
-        .expect("token");
-    let admin = admin.text.expose().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    fleet_tests::restic::incompressible_data(&data, 150);
-    let repo = fleet_tests::restic::Repo::init(dir.path(), "progress password");
-    let agent = AgentId::generate();
-    let settings = AgentSettings {
-        upload_kib_s: Some(20_000),
-        ..AgentSettings::default()
-    };
-    register(store, agent, settings.clone()).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let control = services(
-        store,
-        &[Service::Dispatcher, Service::Intake, Service::Retry],
-        &system(),
-        &shutdown,
-    );
-    let state = fleet_agent::state::AgentState::open(dir.path().join("state")).expect("state");
-    let runtime = spawn_agent(
-        &fleet.client,
-        agent_config(agent, &repo, settings),
-        &state,
-        &shutdown,
-    );
-
-    let driver = Chromedriver::start();
-    let browser = driver.session().await;
-    sign_in(&browser, addr, &admin).await;
-    poll(
-        &browser,
-        "the overview",
-        "return document.getElementById('live').dataset.state;",
-        |state| state == "live",
-    )
-    .await;
-
-    // The backup, and its page open before it starts.
-    let policy = PolicyId::for_name(&acme, "progress");
-    let spec = fleet_events::policy::PolicySpec {
-        name: "progress".into(),
-        ..backup_spec(&repo, &data)
-    };
-    let created = fleet_events::event::PolicyEvent::Created {
-        spec: Box::new(spec.clone()),
-    };
-    append(
-        store,
-        Event::Policy {
-            policy,
-            event: created,
-        },
-    )
-    .await;
-    let fire_at = Utc::now();
-    let task = TaskId::for_fire(policy, agent, fire_at);
-    browser
-        .goto(&format!("http://{addr}/#/tasks/{task}"))
-        .await
-        .expect("open the task's page");
-    let fleet_bin = crate::support::agent::agent_binary().with_file_name("fleet");
-    let scheduled = TaskEvent::Scheduled {
-        policy,
-        agent,
-        fire_at,
-        run_at: fire_at,
-        spec: Box::new(spec),
-    };
-    append(
-        store,
-        Event::Task {
-            task,
-            event: scheduled,
-        },
-    )
-    .await;
-    let watch = Command::new(&fleet_bin)
-        .args(["task", "watch", &task.to_string()])
-        .env("FLEET_API_URL", format!("http://{addr}"))
-        .env("FLEET_TOKEN", &admin)
-        .env_remove("FLEET_TOKEN_FILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", fleet_bin.display()));
-
-    // The page's bar while the backup runs: every distinct update it showed.
-    let read = "const p = document.querySelector('[data-progress-task]');
-                if (!p || !p.dataset.at) return null;
-                return {percent: Number(p.dataset.percent), at: p.dataset.at,
-                        shownAt: p.dataset.shownAt,
-                        words: p.querySelector('.progress-words').textContent};";
-    let mut seen: Vec<Value> = Vec::new();
-    let mut shot = false;
-    let shots = screenshots_dir();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let events = task_events(store, task).await;
-        if matches!(events.last(), Some(TaskEvent::Succeeded { .. })) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the backup did not end: {events:?}"
-        );
-        if let Ok(value) = browser.execute(read, vec![]).await
-            && !value.is_null()
-            && seen.last().is_none_or(|last| last["at"] != value["at"])
-        {
-            if !shot && value["percent"].as_f64().is_some_and(|p| p > 20.0) {
-                screenshot(&browser, &shots, "dashboard-progress.png").await;
-                shot = true;
-            }
-            seen.push(value);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        seen.len() >= 3,
-        "the page showed {} progress updates: {seen:?}",
-        seen.len()
-    );
-    let percents: Vec<f64> = seen.iter().filter_map(|v| v["percent"].as_f64()).collect();
-    assert!(
-        percents.windows(2).all(|w| w[0] <= w[1]),
-        "the bar went back: {percents:?}"
-    );
-    assert!(
-        percents.iter().any(|p| *p > 0.0 && *p < 100.0),
-        "no update mid-way: {percents:?}"
-    );
-    let words = seen
-        .last()
-        .and_then(|v| v["words"].as_str())
-        .unwrap_or_default();
-    assert!(
-        words.contains("MiB of") && words.contains("files"),
-        "the words under the bar: {words}"
-    );
-    let ms = |v: &Value, key: &str| {
-        v[key]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp_millis())
-    };
-    let mut latencies: Vec<i64> = seen
-        .iter()
-        .filter_map(|v| Some(ms(v, "shownAt")? - ms(v, "at")?))
-        .collect();
-    latencies.sort_unstable();
-    let ats: Vec<i64> = seen.iter().filter_map(|v| ms(v, "at")).collect();
-    let gaps: Vec<i64> = ats.windows(2).map(|w| w[1] - w[0]).collect();
-    println!(
-        "progress: {} updates shown; restic status line to page: median {} ms, max {} ms; \
-         between updates: min {} ms, median {} ms",
-        seen.len(),
-        latencies
-            .get(latencies.len() / 2)
-            .copied()
-            .unwrap_or_default(),
-        latencies.last().copied().unwrap_or_default(),
-        gaps.iter().min().copied().unwrap_or_default(),
-        {
-            let mut g = gaps.clone();
-            g.sort_unstable();
-            g.get(g.len() / 2).copied().unwrap_or_default()
-        },
-    );
-
-    // `fleet task watch` printed the progress and ends with the success.
-    let out = tokio::task::spawn_blocking(move || watch.wait_with_output())
-        .await
-        .expect("join")
-        .expect("fleet task watch ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    let progress_lines = stdout.lines().filter(|l| l.contains("% ")).count();
-    assert!(progress_lines >= 3, "{stdout}");
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .is_some_and(|l| l.starts_with("[succeeded]")),
-        "{stdout}"
-    );
-
-    browser.close().await.expect("close the browser");
-    drop(driver);
-    shutdown.cancel();
-    let _ = runtime.await;
-    stop(&shutdown, control).await;
-    stop(&served.shutdown, served.services).await;
-}
-
-/// A chromedriver child on a free port, killed when dropped.
-struct Chromedriver {
-    child: Child,
-    port: u16,
-}
-
-impl Chromedriver {
-    fn start() -> Self {
-        let binary = find("chromedriver").unwrap_or_else(|| panic!("{INSTALL}"));
-        assert!(
-            find("chromium").is_some() || find("google-chrome").is_some(),
-            "{INSTALL}"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting chromedriver: {e}; {INSTALL}"));
-        Chromedriver { child, port }
-    }
-
-    /// A browser session: headless Chromium with a laptop's window.
-    async fn session(&self) -> Client {
-        let url = format!("http://127.0.0.1:{}", self.port);
-        let mut options = json!({
-            "args": [
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-dev-shm-usage",
-                "--window-size=1400,900",
-            ],
-        });
-        if let Some(chromium) = find("chromium") {
-            options["binary"] = json!(chromium);
-        }
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("goog:chromeOptions".into(), options);
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        eventually("chromedriver to start a session", DEADLINE, || {
-            let (url, capabilities, connector) = (&url, &capabilities, &connector);
-            async move {
-                let mut builder = ClientBuilder::new(connector.clone());
-                builder.capabilities(capabilities.clone());
-                match builder.connect(url).await {
-                    Ok(client) => ControlFlow::Break(client),
-                    Err(e) => ControlFlow::Continue(e.to_string()),
-                }
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `name` on the `PATH`.
-fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs `script` in the page until `done` accepts its answer, which it returns.
 /// One heartbeat of `agent` (tenant acme), as the agent sends it.
 async fn heartbeat(client: &async_nats::Client, agent: AgentId) {
     let beat = fleet_events::protocol::Heartbeat {
@@ -641,43 +343,6 @@ async fn heartbeat(client: &async_nats::Client, agent: AgentId) {
         .expect("stored");
 }
 
-async fn poll(browser: &Client, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
-    eventually(what, DEADLINE, || async {
-        match browser.execute(script, vec![]).await {
-            Ok(value) if done(&value) => ControlFlow::Break(value),
-            Ok(value) => ControlFlow::Continue(value.to_string()),
-            Err(e) => ControlFlow::Continue(e.to_string()),
-        }
-    })
-    .await
-}
-
-/// Opens the dashboard at `addr` and signs in with `token`.
-async fn sign_in(browser: &Client, addr: SocketAddr, token: &str) {
-    browser
-        .goto(&format!("http://{addr}/"))
-        .await
-        .expect("open the dashboard");
-    browser
-        .find(Locator::Css("#token"))
-        .await
-        .expect("token input")
-        .send_keys(token)
-        .await
-        .expect("paste the token");
-    click(browser, "#sign-in-form button[type=submit]").await;
-}
-
-async fn click(browser: &Client, css: &str) {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
-}
-
 /// "backoff until HH:MM".
 fn is_until_badge(text: &str) -> bool {
     let Some(time) = text.strip_prefix("backoff until ") else {
@@ -685,21 +350,6 @@ fn is_until_badge(text: &str) -> bool {
     };
     let bytes = time.as_bytes();
     bytes.len() == 5 && bytes[2] == b':' && [0, 1, 3, 4].iter().all(|&i| bytes[i].is_ascii_digit())
-}
-
-fn screenshots_dir() -> PathBuf {
-    match std::env::var_os("FLEET_SCREENSHOTS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join("fleet-dashboard-screenshots"),
-    }
-}
-
-async fn screenshot(browser: &Client, dir: &Path, name: &str) {
-    // Let a refresh that is under way finish, so the picture shows the page at rest.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let png = browser.screenshot().await.expect("screenshot");
-    std::fs::create_dir_all(dir).expect("screenshots directory");
-    std::fs::write(dir.join(name), png).expect("write the screenshot");
 }
 
 async fn wait_for_projector(addr: SocketAddr, token: &str) {

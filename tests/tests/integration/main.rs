@@ -10,6 +10,7 @@ mod circuit;
 mod cluster;
 mod compose;
 mod dashboard;
+mod dashboard_live;
 mod dispatcher;
 mod enroll;
 mod events_api;

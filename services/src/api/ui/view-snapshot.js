@@ -138,10 +138,14 @@ export async function render(id) {
     ),
     section(
       "On which agent, with which policy's secret",
-      h("label", { for: "snapshot-agent" }, "Agent"),
-      agentPick,
-      h("label", { for: "snapshot-policy" }, "Policy (its repository and secret)"),
-      policyPick,
+      h(
+        "div",
+        { class: "restore" },
+        h("label", { for: "snapshot-agent" }, "Agent (it must hold the repository's secret)"),
+        agentPick,
+        h("label", { for: "snapshot-policy" }, "Policy (its repository and the secret's name)"),
+        policyPick,
+      ),
       choices.length === 0 ? h("p", { class: "error" }, "No policy names this repository: create one (it may stay paused) to browse and restore.") : null,
     ),
     section("Files", h("p", { class: "muted" }, "Listed by the agent with restic ls when asked; nothing is stored."), browseButton, files),

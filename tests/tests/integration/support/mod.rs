@@ -4,6 +4,7 @@
 //! answers checked against the API's OpenAPI document (`openapi`).
 
 pub mod agent;
+pub mod browser;
 mod events;
 pub mod http;
 pub mod openapi;
