@@ -2,7 +2,8 @@
 //! backup slowed by the agent's upload limit publishes its live progress on
 //! `fleet.agent.<id>.progress` (about one a second, rising, about its own attempt, all
 //! before its success report), and the agent answers browse requests on
-//! `fleet.agent.<id>.browse` with pages of a snapshot's directory, or why there is none.
+//! `fleet.agent.<id>.browse` with pages of a snapshot's directory, or why there is none,
+//! also after the server restarted.
 //! Real nats-server, real restic.
 
 mod common;
@@ -241,7 +242,7 @@ async fn refused(client: &async_nats::Client, agent: AgentId, payload: Vec<u8>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_answers_browse_requests_with_pages_or_why_not() {
-    let (server, _store) = common::nats().await;
+    let (mut server, _store) = common::nats().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let restic = fleet_tests::restic::Repo::init(dir.path(), "browse test");
     let data = dir.path().join("data");
@@ -334,5 +335,10 @@ async fn the_agent_answers_browse_requests_with_pages_or_why_not() {
         error.message.contains("is not in the repository"),
         "{error:?}"
     );
+
+    // After the server restarts, the agent (reconnected, subscribed again) still answers.
+    server.restart().expect("nats-server restarts");
+    let again = page(&client, agent, &browse_request(&url, &snapshot, &dir_path)).await;
+    assert_eq!(again, first);
     common::signal_group(&mut running, libc::SIGTERM);
 }
