@@ -19,6 +19,7 @@ use fleet_tests::NatsServer;
 use fleet_tests::restic::Repo;
 use serde_json::Value;
 
+mod scan;
 mod support;
 use support::running::{Guard, eventually, fleet_up, quoted, wait_ready, write_private};
 use support::{Fleet, Ran, agent_binary, free_port, token_after};
@@ -27,6 +28,8 @@ const TENANT: &str = "restorers";
 const POLICY: &str = "files-nightly";
 const SECRET: &str = "files-repo";
 const PASSWORD: &str = "correct horse battery staple\n";
+/// A file's contents, restored several times: never stored anywhere.
+const CONTENTS: &str = "these contents stay on the machines 7f3a9c21";
 
 /// `fleet-agent run` named `name`, holding the repository's secret only when
 /// `password_file` is given.
@@ -146,7 +149,7 @@ fn an_operator_restores_deleted_files_from_the_inventory_and_strangers_cannot() 
     let report: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(data.join("docs/report.bin"), &report).expect("write");
     std::fs::write(data.join("notes.txt"), "first version\n").expect("write");
-    std::fs::write(data.join("keep.txt"), "unchanged\n").expect("write");
+    std::fs::write(data.join("keep.txt"), format!("{CONTENTS}\n")).expect("write");
     let _keeper = start_agent(
         &dir.path().join("keeper"),
         "keeper",
@@ -373,4 +376,19 @@ fn an_operator_restores_deleted_files_from_the_inventory_and_strangers_cannot() 
     let (status, body) = api.post("/v1/restores", &forged);
     assert!(status == 400 || status == 404, "{status}: {body}");
     assert!(!Path::new(target).exists());
+
+    // 9. Neither the password nor a restored file's contents nor a token is in any stream
+    // or read model; the policy's name is (the scan reads what it should).
+    let (messages, files) = scan::assert_no_secret_stored(
+        &nats.url(),
+        &[&dir.path().join("fleet-data/projections")],
+        &[
+            ("repository password", PASSWORD.trim()),
+            ("a restored file's contents", CONTENTS),
+            ("admin token", fleet.token.as_deref().expect("token")),
+            ("enrollment token", &enroll),
+        ],
+        POLICY,
+    );
+    eprintln!("scan: nothing secret in {messages} stream messages or {files} read-model files");
 }
