@@ -99,8 +99,9 @@ pub struct BrowsePage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrowseReply {
     pub schema: u16,
-    /// The page, or why there is none (classified like a run's failure: a missing secret
-    /// or a wrong password is `auth`, a snapshot or path that does not exist `permanent`).
+    /// The page, or why there is none (classified like a run's failure: a wrong password
+    /// is `auth`, another tenant's request `auth`, a secret the agent does not hold or a
+    /// snapshot or path that does not exist `permanent`).
     pub result: Result<BrowsePage, TaskError>,
 }
 
