@@ -33,11 +33,25 @@ impl EventStore {
     /// call. An undecodable event is an error: a writer must not decide on a partial
     /// history.
     pub async fn history(&self, subject: &EventSubject) -> Result<History, ReadError> {
+        self.history_since(subject, 0).await
+    }
+
+    /// The events of one aggregate after stream sequence `after` (a reader that folded the
+    /// aggregate up to `after` catches up), read like [`EventStore::history`]: by message
+    /// gets, nothing at all when nothing was appended since.
+    pub async fn history_since(
+        &self,
+        subject: &EventSubject,
+        after: u64,
+    ) -> Result<History, ReadError> {
         let subject = subject.to_string();
         let last_seq = self.last_sequence(&subject).await?;
-        let stream = self.events_stream().await?;
         let mut events = Vec::new();
-        let mut next = 1;
+        if last_seq <= after {
+            return Ok(History { events, last_seq });
+        }
+        let stream = self.events_stream().await?;
+        let mut next = after + 1;
         while next <= last_seq {
             if events.len() == HISTORY_BY_GET {
                 let tail: Vec<Stored> = self

@@ -21,7 +21,6 @@ use fleet_events::protocol::AgentReport;
 use fleet_events::store::consume::Outcome;
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
 use fleet_events::subject::{AggregateId, EventSubject};
-use futures::TryStreamExt;
 
 use super::inventory::{self, Inventory};
 use super::listing::Accepted;
@@ -104,13 +103,12 @@ async fn catch_up(
         known.last_seq = history.last_seq;
         return Ok(known);
     };
-    // Ends at once, with no consumer, when nothing was appended since.
-    let mut tail = store
-        .replay(&subject.to_string(), known.last_seq + 1)
-        .await?;
-    while let Some(stored) = tail.try_next().await? {
-        known.fold(&stored);
+    // By message gets, like every writer's read; nothing to read when nothing was appended.
+    let tail = store.history_since(subject, known.last_seq).await?;
+    for stored in &tail.events {
+        known.fold(stored);
     }
+    known.last_seq = known.last_seq.max(tail.last_seq);
     Ok(known)
 }
 

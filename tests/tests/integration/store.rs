@@ -183,6 +183,23 @@ async fn history_and_replay_return_exactly_what_was_appended() {
     let history = f.store.history(&subject_of(c)).await.expect("history");
     let got: Vec<&Envelope> = history.events.iter().map(|s| &s.envelope).collect();
     assert_eq!(got, short.iter().collect::<Vec<_>>());
+    // A reader that folded c up to its first event catches up with the second alone, and
+    // one that is current reads nothing.
+    let since = f
+        .store
+        .history_since(&subject_of(c), history.events[0].seq)
+        .await
+        .expect("history since");
+    assert_eq!(since.events.len(), 1);
+    assert_eq!(since.events[0].envelope, short[1]);
+    assert_eq!(since.last_seq, history.last_seq);
+    let current = f
+        .store
+        .history_since(&subject_of(c), history.last_seq)
+        .await
+        .expect("history since the end");
+    assert!(current.events.is_empty());
+    assert_eq!(current.last_seq, history.last_seq);
 
     let from = seqs[10];
     let replayed: Vec<Stored> = f
