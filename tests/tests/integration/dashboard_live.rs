@@ -80,6 +80,14 @@ async fn admin_token(store: &EventStore) -> String {
 
 /// Creates the policy `spec` and schedules one task of it on `agent` now.
 async fn backup_now(store: &EventStore, agent: AgentId, spec: PolicySpec) -> (PolicyId, TaskId) {
+    let policy = create_policy(store, &spec).await;
+    let fire_at = Utc::now();
+    let task = schedule(store, policy, agent, spec, fire_at).await;
+    (policy, task)
+}
+
+/// Creates the policy `spec` of tenant acme.
+async fn create_policy(store: &EventStore, spec: &PolicySpec) -> PolicyId {
     let policy = PolicyId::for_name(&crate::support::tenant(), &spec.name);
     let created = PolicyEvent::Created {
         spec: Box::new(spec.clone()),
@@ -92,7 +100,17 @@ async fn backup_now(store: &EventStore, agent: AgentId, spec: PolicySpec) -> (Po
         },
     )
     .await;
-    let fire_at = Utc::now();
+    policy
+}
+
+/// Schedules the task of `policy` (whose spec is `spec`) on `agent` for `fire_at`.
+async fn schedule(
+    store: &EventStore,
+    policy: PolicyId,
+    agent: AgentId,
+    spec: PolicySpec,
+    fire_at: DateTime<Utc>,
+) -> TaskId {
     let task = TaskId::for_fire(policy, agent, fire_at);
     let scheduled = TaskEvent::Scheduled {
         policy,
@@ -109,7 +127,7 @@ async fn backup_now(store: &EventStore, agent: AgentId, spec: PolicySpec) -> (Po
         },
     )
     .await;
-    (policy, task)
+    task
 }
 
 /// Waits for `task` to succeed (at most 2 minutes).
@@ -163,22 +181,11 @@ async fn a_running_backup_shows_its_progress_in_the_browser_and_in_fleet_task_wa
     .await;
 
     // The backup, and its page open before it starts.
-    let policy = PolicyId::for_name(&crate::support::tenant(), "progress");
     let spec = PolicySpec {
         name: "progress".into(),
         ..backup_spec(&real.repo, &data)
     };
-    let created = PolicyEvent::Created {
-        spec: Box::new(spec.clone()),
-    };
-    append(
-        store,
-        Event::Policy {
-            policy,
-            event: created,
-        },
-    )
-    .await;
+    let policy = create_policy(store, &spec).await;
     let fire_at = Utc::now();
     let task = TaskId::for_fire(policy, agent, fire_at);
     browser
@@ -186,21 +193,7 @@ async fn a_running_backup_shows_its_progress_in_the_browser_and_in_fleet_task_wa
         .await
         .expect("open the task's page");
     let fleet_bin = crate::support::agent::agent_binary().with_file_name("fleet");
-    let scheduled = TaskEvent::Scheduled {
-        policy,
-        agent,
-        fire_at,
-        run_at: fire_at,
-        spec: Box::new(spec),
-    };
-    append(
-        store,
-        Event::Task {
-            task,
-            event: scheduled,
-        },
-    )
-    .await;
+    schedule(store, policy, agent, spec, fire_at).await;
     let watch = Command::new(&fleet_bin)
         .args(["task", "watch", &task.to_string()])
         .env("FLEET_API_URL", format!("http://{addr}"))
