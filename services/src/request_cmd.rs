@@ -4,13 +4,16 @@
 
 use serde_json::{Value, json};
 
-use crate::api_client::{ApiClient, ApiError};
+use crate::api_client::{ApiClient, ApiError, exit};
 use crate::cli::{OutputArg, RefreshArgs, RestoreArgs, SnapshotLsArgs};
 use crate::events_cmd::{Frame, SseParser};
 use crate::lookup;
 use crate::output::{print, print_json, text};
 use crate::table::Table;
 use fleet_services::words::bytes;
+
+/// Wait before opening a progress stream again that closed while its task ran.
+const RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs `fleet restore`.
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
@@ -118,39 +121,67 @@ pub async fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
 }
 
 /// Follows `task`'s progress stream, one line per frame, until the task ends; an error
-/// when it did not succeed.
+/// when it did not succeed. A stream that closes before the task ended (the API restarted)
+/// is opened again, as `fleet events tail` does: its first frame says the status anew.
 pub async fn watch_task(client: &ApiClient, task: &str, json: bool) -> anyhow::Result<()> {
-    let mut response = client
-        .stream(&["v1", "tasks", task, "progress"], None)
-        .await?;
-    let mut parser = SseParser::default();
+    let path = ["v1", "tasks", task, "progress"];
     let mut status = String::new();
-    while let Some(bytes) = response.chunk().await.map_err(|e| client.unreachable(&e))? {
-        for frame in parser.push(&bytes) {
-            let Ok(data) = serde_json::from_str::<Value>(&frame.data) else {
-                continue;
-            };
-            if frame.event.as_deref() == Some("status") {
-                status = text(&data["status"]);
+    loop {
+        let opened = match client.stream(&path, None).await {
+            Ok(response) => Some(response),
+            // Unreachable, or 503, after the first frame: the API is away for a while.
+            Err(e) if e.exit_code() == exit::UNAVAILABLE && !status.is_empty() => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(mut response) = opened {
+            let mut parser = SseParser::default();
+            // A dropped connection ends this stream like a closed one.
+            while let Ok(Some(bytes)) = response.chunk().await {
+                for frame in parser.push(&bytes) {
+                    let Ok(data) = serde_json::from_str::<Value>(&frame.data) else {
+                        continue;
+                    };
+                    if frame.event.as_deref() == Some("status") {
+                        status = text(&data["status"]);
+                    }
+                    match json {
+                        true => print(&format!(
+                            "{}\n",
+                            json!({ "event": frame.event, "data": data })
+                        ))?,
+                        false => print(&(watch_line(&frame, &data) + "\n"))?,
+                    }
+                }
             }
-            match json {
-                true => print(&format!(
-                    "{}\n",
-                    json!({ "event": frame.event, "data": data })
-                ))?,
-                false => print(&(watch_line(&frame, &data) + "\n"))?,
+        }
+        match watch_end(&status) {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(anyhow::anyhow!("task {task} ended {status}")),
+            None if status.is_empty() => {
+                return Err(ApiError::BadAnswer {
+                    url: format!("/v1/tasks/{task}/progress"),
+                    reason: "the stream ended without a status".into(),
+                }
+                .into());
+            }
+            None => {
+                eprintln!(
+                    "fleet: the progress stream closed while the task is {status}; reconnecting"
+                );
+                tokio::time::sleep(RECONNECT_DELAY).await;
             }
         }
     }
-    match status.as_str() {
-        "succeeded" => Ok(()),
-        "" => Err(ApiError::BadAnswer {
-            url: format!("/v1/tasks/{task}/progress"),
-            reason: "the stream ended without a status".into(),
-        }
-        .into()),
-        other => Err(anyhow::anyhow!("task {task} ended {other}")),
-    }
+}
+
+/// Whether a task in `status` has ended, and if so whether it succeeded; `None` while it
+/// can still change (or no status was seen).
+pub fn watch_end(status: &str) -> Option<bool> {
+    use fleet_events::task_state::TaskStatus;
+    let status = TaskStatus::ALL.into_iter().find(|s| s.as_str() == status)?;
+    status
+        .is_terminal()
+        .then_some(status == TaskStatus::Succeeded)
 }
 
 /// One line for people: `running  42.5%  405.3 MiB of 953.7 MiB  1200/4015 files  ETA 42s`,
@@ -363,6 +394,25 @@ mod tests {
             lines[2].contains("1.5 KiB") && lines[2].ends_with("a.txt"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_an_ended_task_ends_the_watch() {
+        assert_eq!(watch_end("succeeded"), Some(true));
+        for failed in ["exhausted", "cancelled", "skipped"] {
+            assert_eq!(watch_end(failed), Some(false), "{failed}");
+        }
+        // Failed, lost and retrying tasks go on: the stream was closed under them.
+        for going_on in [
+            "running",
+            "failed",
+            "lost",
+            "retry_scheduled",
+            "scheduled",
+            "",
+        ] {
+            assert_eq!(watch_end(going_on), None, "{going_on}");
+        }
     }
 
     #[test]
