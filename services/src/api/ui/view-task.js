@@ -121,9 +121,17 @@ function watch(id) {
   )
     .catch(() => {})
     .finally(() => {
-      if (watching && watching.controller === controller) watching = null;
+      if (!watching || watching.controller !== controller) return;
+      watching = null;
+      // Closed while the page still shows the running task (the API restarted, the
+      // network dropped): follow it again rather than leave the bar frozen.
+      const shown = () => here() && document.querySelector(`[data-progress-task="${id}"]`);
+      if (!controller.signal.aborted && shown()) setTimeout(() => shown() && watch(id), RECONNECT_MS);
     });
 }
+
+/** Wait before following a progress stream again that closed under a running task. */
+const RECONNECT_MS = 2000;
 
 function tone({ type, data }) {
   if (type === "task.succeeded") return "good";
