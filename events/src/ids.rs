@@ -202,6 +202,51 @@ uuid_id!(
     "token"
 );
 
+uuid_id!(
+    /// A notification rule of a tenant.
+    RuleId,
+    "rule"
+);
+uuid_id!(
+    /// One notification: one rule telling about one event.
+    NotificationId,
+    "notification"
+);
+uuid_id!(
+    /// One policy on one agent: where "overdue" is judged.
+    AssignmentId,
+    "assignment"
+);
+
+impl RuleId {
+    /// The rule named `name` in `tenant` (like [`PolicyId::for_name`]).
+    pub fn for_name(tenant: &TenantId, name: &str) -> Self {
+        let key = format!("fleet-rule:{tenant}:{name}");
+        Self(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
+    }
+}
+
+impl NotificationId {
+    /// The notification of `rule` about the event `source`: one per rule and event, so
+    /// every notifier instance, restarted or not, names the same one.
+    pub fn for_event(rule: RuleId, source: EventId) -> Self {
+        let mut name = Vec::with_capacity(32);
+        name.extend_from_slice(rule.0.as_bytes());
+        name.extend_from_slice(source.0.as_bytes());
+        Self(Uuid::new_v5(&Uuid::NAMESPACE_OID, &name))
+    }
+}
+
+impl AssignmentId {
+    /// The assignment of `policy` to `agent`.
+    pub fn for_pair(policy: PolicyId, agent: AgentId) -> Self {
+        let mut name = Vec::with_capacity(32);
+        name.extend_from_slice(policy.0.as_bytes());
+        name.extend_from_slice(agent.0.as_bytes());
+        Self(Uuid::new_v5(&Uuid::NAMESPACE_OID, &name))
+    }
+}
+
 impl TaskId {
     /// The task of `policy` on `agent` for the fire time `fire_at`: the same inputs always
     /// give the same id, so two schedulers (or one restarted) name the same task and the

@@ -14,6 +14,7 @@ pub mod enroll;
 pub mod envelope;
 pub mod event;
 pub mod ids;
+pub mod notify;
 pub mod policy;
 pub mod protocol;
 pub mod samples;

@@ -1,6 +1,8 @@
 //! One fixed example envelope of every event type: the golden wire-format files, the
 //! decoder's fuzz corpus, benchmarks and other crates' tests are built from these.
 
+mod notify;
+
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -116,6 +118,9 @@ fn policy(event: PolicyEvent) -> Event {
 /// The sample event of type `t`.
 pub fn event(t: EventType) -> Event {
     use EventType as T;
+    if let Some(event) = notify::event(t) {
+        return event;
+    }
     match t {
         T::TenantCreated => Event::Tenant(TenantEvent::Created {
             name: "ACME Corp".into(),
@@ -263,6 +268,7 @@ pub fn event(t: EventType) -> Event {
                 removed: vec![snapshot(2)],
             },
         },
+        _ => unreachable!("notify::event covers {t:?}"),
     }
 }
 
@@ -571,6 +577,7 @@ fn variants() -> Vec<(String, Event)> {
         "agent.settings_changed+idle".into(),
         agent(AgentEvent::SettingsChanged { settings: idle }),
     ));
+    out.extend(notify::variants());
     out
 }
 

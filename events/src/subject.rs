@@ -45,6 +45,9 @@ pub enum Aggregate {
     Policy,
     Task,
     Repo,
+    Rule,
+    Notification,
+    Assignment,
 }
 
 impl Aggregate {
@@ -56,6 +59,9 @@ impl Aggregate {
             Aggregate::Policy => "policy",
             Aggregate::Task => "task",
             Aggregate::Repo => "repo",
+            Aggregate::Rule => "rule",
+            Aggregate::Notification => "notification",
+            Aggregate::Assignment => "assignment",
         }
     }
 
@@ -66,6 +72,9 @@ impl Aggregate {
             "policy" => Aggregate::Policy,
             "task" => Aggregate::Task,
             "repo" => Aggregate::Repo,
+            "rule" => Aggregate::Rule,
+            "notification" => Aggregate::Notification,
+            "assignment" => Aggregate::Assignment,
             _ => return None,
         })
     }
@@ -79,6 +88,9 @@ pub enum AggregateId {
     Policy(crate::ids::PolicyId),
     Task(crate::ids::TaskId),
     Repo(crate::ids::RepoId),
+    Rule(crate::ids::RuleId),
+    Notification(crate::ids::NotificationId),
+    Assignment(crate::ids::AssignmentId),
 }
 
 impl AggregateId {
@@ -90,6 +102,9 @@ impl AggregateId {
             AggregateId::Policy(_) => Aggregate::Policy,
             AggregateId::Task(_) => Aggregate::Task,
             AggregateId::Repo(_) => Aggregate::Repo,
+            AggregateId::Rule(_) => Aggregate::Rule,
+            AggregateId::Notification(_) => Aggregate::Notification,
+            AggregateId::Assignment(_) => Aggregate::Assignment,
         }
     }
 }
@@ -102,6 +117,9 @@ impl fmt::Display for AggregateId {
             AggregateId::Policy(id) => id.fmt(f),
             AggregateId::Task(id) => id.fmt(f),
             AggregateId::Repo(id) => id.fmt(f),
+            AggregateId::Rule(id) => id.fmt(f),
+            AggregateId::Notification(id) => id.fmt(f),
+            AggregateId::Assignment(id) => id.fmt(f),
         }
     }
 }
@@ -156,6 +174,9 @@ impl EventSubject {
             Aggregate::Policy => AggregateId::Policy(id.parse().map_err(bad_id)?),
             Aggregate::Task => AggregateId::Task(id.parse().map_err(bad_id)?),
             Aggregate::Repo => AggregateId::Repo(id.parse().map_err(bad_id)?),
+            Aggregate::Rule => AggregateId::Rule(id.parse().map_err(bad_id)?),
+            Aggregate::Notification => AggregateId::Notification(id.parse().map_err(bad_id)?),
+            Aggregate::Assignment => AggregateId::Assignment(id.parse().map_err(bad_id)?),
         };
         Ok(Self { tenant, aggregate })
     }

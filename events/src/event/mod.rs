@@ -3,12 +3,14 @@
 //! The wire format is postcard, which is not self-describing: variants and fields are only
 //! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
 
+mod notify;
 mod other;
 mod snapshot;
 mod task;
 
 use serde::{Deserialize, Serialize};
 
+pub use notify::{AssignmentEvent, Message, Named, NotificationEvent, RuleEvent};
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use snapshot::{
     MAX_RESTORE_INCLUDES, MAX_SNAPSHOT_LIST, Overwrite, RestoreRequest, SnapshotInfo, SnapshotKey,
@@ -20,7 +22,9 @@ pub use task::{
     RunSummary, SkipReason, TaskError, TaskEvent, UnlockOutcome, repo_of,
 };
 
-use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
+use crate::ids::{
+    AgentId, AssignmentId, NotificationId, PolicyId, RepoId, RuleId, TaskId, TenantId,
+};
 use crate::subject::{AggregateId, EventSubject};
 
 /// One event, naming the aggregate it belongs to.
@@ -44,6 +48,21 @@ pub enum Event {
         repo: RepoId,
         event: RepoEvent,
     },
+    /// A notification rule (written by the API).
+    Rule {
+        rule: RuleId,
+        event: RuleEvent,
+    },
+    /// One notification (written by the notifier).
+    Notification {
+        notification: NotificationId,
+        event: NotificationEvent,
+    },
+    /// A policy on an agent: overdue and caught up (written by the notifier).
+    Assignment {
+        assignment: AssignmentId,
+        event: AssignmentEvent,
+    },
 }
 
 impl Event {
@@ -55,6 +74,9 @@ impl Event {
             Event::Policy { policy, .. } => AggregateId::Policy(*policy),
             Event::Task { task, .. } => AggregateId::Task(*task),
             Event::Repo { repo, .. } => AggregateId::Repo(*repo),
+            Event::Rule { rule, .. } => AggregateId::Rule(*rule),
+            Event::Notification { notification, .. } => AggregateId::Notification(*notification),
+            Event::Assignment { assignment, .. } => AggregateId::Assignment(*assignment),
         }
     }
 
@@ -97,6 +119,22 @@ impl Event {
                 RepoEvent::CircuitOpened { .. } => T::RepoCircuitOpened,
                 RepoEvent::CircuitClosed => T::RepoCircuitClosed,
                 RepoEvent::SnapshotsChanged { .. } => T::RepoSnapshotsChanged,
+            },
+            Event::Rule { event, .. } => match event {
+                RuleEvent::Defined { .. } => T::RuleDefined,
+                RuleEvent::Deleted => T::RuleDeleted,
+                RuleEvent::TestRequested { .. } => T::RuleTestRequested,
+            },
+            Event::Notification { event, .. } => match event {
+                NotificationEvent::Triggered { .. } => T::NotificationTriggered,
+                NotificationEvent::Sending { .. } => T::NotificationSending,
+                NotificationEvent::Delivered { .. } => T::NotificationDelivered,
+                NotificationEvent::Failed { .. } => T::NotificationFailed,
+                NotificationEvent::DeadLettered { .. } => T::NotificationDeadLettered,
+            },
+            Event::Assignment { event, .. } => match event {
+                AssignmentEvent::Overdue { .. } => T::AssignmentOverdue,
+                AssignmentEvent::CaughtUp { .. } => T::AssignmentCaughtUp,
             },
         }
     }
@@ -160,4 +198,14 @@ event_types! {
     TaskRetentionApplied => "task.retention_applied",
     TaskRequested => "task.requested",
     RepoSnapshotsChanged => "repo.snapshots_changed",
+    RuleDefined => "rule.defined",
+    RuleDeleted => "rule.deleted",
+    RuleTestRequested => "rule.test_requested",
+    NotificationTriggered => "notification.triggered",
+    NotificationSending => "notification.sending",
+    NotificationDelivered => "notification.delivered",
+    NotificationFailed => "notification.failed",
+    NotificationDeadLettered => "notification.dead_lettered",
+    AssignmentOverdue => "assignment.overdue",
+    AssignmentCaughtUp => "assignment.caught_up",
 }

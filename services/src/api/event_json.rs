@@ -74,6 +74,9 @@ impl From<&Stored> for EventJson {
 /// The event's own fields (not its aggregate's id, which `aggregate` names). A token's
 /// SHA-256 is left out.
 pub fn data(event: &Event) -> Value {
+    if let Some(data) = super::notify_json::data(event) {
+        return data;
+    }
     match event {
         Event::Tenant(event) => match event {
             TenantEvent::Created { name } => json!({ "name": name }),
@@ -124,6 +127,7 @@ pub fn data(event: &Event) -> Value {
                 "removed": removed.iter().map(dto::snapshot_json).collect::<Vec<_>>(),
             }),
         },
+        Event::Rule { .. } | Event::Notification { .. } | Event::Assignment { .. } => json!({}),
     }
 }
 
@@ -238,6 +242,9 @@ fn error_data(error: &TaskError) -> Value {
 /// it is not the event's own day.
 pub fn summary(envelope: &Envelope) -> String {
     let at = |t: DateTime<Utc>| time(t, envelope.at);
+    if let Some(line) = super::notify_json::summary(&envelope.event, &at) {
+        return line;
+    }
     match &envelope.event {
         Event::Tenant(event) => match event {
             TenantEvent::Created { name } => format!("tenant created: {name}"),
@@ -283,6 +290,9 @@ pub fn summary(envelope: &Envelope) -> String {
                 snapshots_line(added.len(), removed.len())
             }
         },
+        Event::Rule { .. } | Event::Notification { .. } | Event::Assignment { .. } => {
+            envelope.event.event_type().name().to_owned()
+        }
     }
 }
 

@@ -126,7 +126,11 @@ impl Fleet {
                 }
                 self.wake_gated(&key);
             }
-            Event::Tenant(_) | Event::Policy { .. } => {}
+            Event::Tenant(_)
+            | Event::Policy { .. }
+            | Event::Rule { .. }
+            | Event::Notification { .. }
+            | Event::Assignment { .. } => {}
         }
     }
 
