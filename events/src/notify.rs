@@ -195,12 +195,14 @@ const MAX_ATTEMPTS: u32 = 50;
 const DAY: u64 = 24 * 3600;
 
 impl RuleSpec {
-    /// The triggers this rule reacts to.
+    /// The triggers this rule reacts to: `on`, else [`Trigger::DEFAULT`] (a healthchecks
+    /// target: successes and exhausted tasks, what a check's pings mean).
     pub fn triggers(&self) -> &[Trigger] {
-        if self.on.is_empty() {
-            &Trigger::DEFAULT
-        } else {
-            &self.on
+        const PINGS: [Trigger; 2] = [Trigger::TaskSucceeded, Trigger::TaskExhausted];
+        match (self.on.is_empty(), self.target.kind) {
+            (false, _) => &self.on,
+            (true, TargetKind::Healthchecks) => &PINGS,
+            (true, _) => &Trigger::DEFAULT,
         }
     }
 

@@ -3,6 +3,8 @@
 
 mod notify;
 
+pub use notify::{message, notification, rule, rule_spec};
+
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 

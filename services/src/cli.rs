@@ -17,6 +17,7 @@ use fleet_projections::RunOutcomeKind;
 use fleet_services::access::render::RenderConfig;
 use fleet_services::clock::Clock;
 use fleet_services::dispatcher::{DispatchConfig, DispatcherConfig};
+use fleet_services::notifier::{NotifierConfig, NotifierSettings, Secrets};
 use fleet_services::retry::CircuitConfig;
 use fleet_services::serve::{self, Service, ServiceConfig};
 
@@ -298,6 +299,7 @@ pub enum ServiceArg {
     Registrar,
     Projector,
     Api,
+    Notifier,
 }
 
 impl From<ServiceArg> for Service {
@@ -311,6 +313,7 @@ impl From<ServiceArg> for Service {
             ServiceArg::Registrar => Service::Registrar,
             ServiceArg::Projector => Service::Projector,
             ServiceArg::Api => Service::Api,
+            ServiceArg::Notifier => Service::Notifier,
         }
     }
 }
@@ -358,6 +361,17 @@ pub struct ServiceArgs {
     /// Where the HTTP API listens (`fleet up`: 127.0.0.1:8080).
     #[arg(long, env = "FLEET_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// The notifier's secrets: a YAML map of tenant → name → secret (target URLs that
+    /// carry tokens, HMAC keys) that notification rules name with urlSecret/hmacSecret.
+    #[arg(long, env = "FLEET_NOTIFY_SECRETS")]
+    pub notify_secrets: Option<PathBuf>,
+    /// A CA certificate (PEM) the notifier trusts besides the system's roots.
+    #[arg(long, env = "FLEET_NOTIFY_CA_FILE")]
+    pub notify_ca_file: Option<PathBuf>,
+    /// Events older than this many seconds when the notifier first sees them are not
+    /// notified (a notifier started after a long outage does not send old news).
+    #[arg(long, env = "FLEET_NOTIFY_MAX_AGE_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=30 * 86_400))]
+    pub notify_max_age_secs: u64,
 }
 
 impl ServiceArgs {
@@ -385,6 +399,20 @@ impl ServiceArgs {
             api_addr: self.api_addr,
             api_throttle: Default::default(),
             access: None,
+            notifier: NotifierSettings {
+                core: NotifierConfig {
+                    max_age: chrono::TimeDelta::seconds(
+                        i64::try_from(self.notify_max_age_secs).unwrap_or(i64::MAX),
+                    ),
+                    ..NotifierConfig::default()
+                },
+                secrets: match &self.notify_secrets {
+                    Some(path) => Secrets::load(path)?,
+                    None => Secrets::default(),
+                },
+                ca_file: self.notify_ca_file.clone(),
+                ..NotifierSettings::default()
+            },
         })
     }
 }

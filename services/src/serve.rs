@@ -35,11 +35,13 @@ pub enum Service {
     Projector,
     /// The operator HTTP API.
     Api,
+    /// Notification rules to webhooks and chat; overdue policies.
+    Notifier,
 }
 
 impl Service {
     /// Every service `fleet up` runs.
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 9] = [
         Service::Access,
         Service::Scheduler,
         Service::Dispatcher,
@@ -48,6 +50,7 @@ impl Service {
         Service::Registrar,
         Service::Projector,
         Service::Api,
+        Service::Notifier,
     ];
 
     /// The name used on the command line and in logs.
@@ -61,6 +64,7 @@ impl Service {
             Service::Registrar => "registrar",
             Service::Projector => "projector",
             Service::Api => "api",
+            Service::Notifier => "notifier",
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct ServiceConfig {
     /// What the access service renders and whom it tells; `None`: it only creates the
     /// agents' task consumers.
     pub access: Option<crate::access::AccessConfig>,
+    /// The notifier's secrets, CA and limits.
+    pub notifier: crate::notifier::NotifierSettings,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -148,6 +154,9 @@ pub async fn run(
                 .await
                 .with_context(context)?
         }
+        Service::Notifier => crate::notifier::run(store, config.clock, config.notifier, shutdown)
+            .await
+            .with_context(context)?,
     }
     tracing::info!(service = service.name(), "service stopped");
     Ok(())

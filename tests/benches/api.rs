@@ -238,6 +238,7 @@ fn main() -> ExitCode {
             api_addr: Some(addr),
             api_throttle: Default::default(),
             access: None,
+            notifier: Default::default(),
         };
         let stop = CancellationToken::new();
         let mut services = Vec::new();

@@ -141,6 +141,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             api_addr: None,
             api_throttle: Default::default(),
             access: None,
+            notifier: Default::default(),
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });

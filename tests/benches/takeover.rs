@@ -53,6 +53,7 @@ async fn dispatcher(url: &str, shutdown: &CancellationToken) -> JoinHandle<()> {
         api_addr: None,
         api_throttle: Default::default(),
         access: None,
+        notifier: Default::default(),
     };
     let shutdown = shutdown.clone();
     tokio::spawn(async move {

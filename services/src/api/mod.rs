@@ -14,7 +14,7 @@ mod browse;
 mod error;
 mod event_json;
 mod events;
-mod notify_json;
+pub(crate) mod notify_json;
 mod openapi;
 mod progress;
 mod read;

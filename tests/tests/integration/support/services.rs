@@ -20,6 +20,7 @@ pub fn system() -> ServiceConfig {
         api_addr: None,
         api_throttle: ThrottlePolicy::default(),
         access: None,
+        notifier: Default::default(),
     }
 }
 
@@ -94,6 +95,7 @@ pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi
         api_addr: Some(addr),
         api_throttle: throttle,
         access: None,
+        notifier: Default::default(),
         ..system()
     };
     let shutdown = CancellationToken::new();
