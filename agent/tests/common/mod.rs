@@ -97,6 +97,7 @@ pub fn control_plane(
                 api_addr: None,
                 api_throttle: Default::default(),
                 access: None,
+                notifier: Default::default(),
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {
