@@ -21,6 +21,7 @@ mod isolation;
 mod lease;
 mod limits;
 mod liveness;
+mod notifier;
 mod outage;
 mod projector;
 mod replicated;

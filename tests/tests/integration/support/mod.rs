@@ -8,6 +8,7 @@ pub mod browser;
 mod events;
 pub mod http;
 pub mod openapi;
+pub mod receiver;
 mod services;
 pub mod sse;
 mod tenants;
