@@ -67,3 +67,47 @@ impl Secrets {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets.yaml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn secrets_are_found_by_tenant_and_name_and_a_missing_one_says_where() {
+        let (_dir, path) = file("acme:\n  hook: https://h.example/x?token=abc\n");
+        let secrets = Secrets::load(&path).expect("loads");
+        assert_eq!(
+            secrets.get("acme", "hook"),
+            Ok("https://h.example/x?token=abc")
+        );
+        let missing = secrets.get("other", "hook").expect_err("other tenant");
+        assert!(missing.contains("secrets.yaml"), "{missing}");
+        assert!(
+            !format!("{secrets:?}").contains("token"),
+            "Debug hides values"
+        );
+    }
+
+    #[test]
+    fn the_shipped_placeholder_loads_empty() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/secrets/notifier-secrets.yaml");
+        let secrets = Secrets::load(&path).expect("the compose placeholder loads");
+        assert!(secrets.get("acme", "x").is_err());
+    }
+
+    #[test]
+    fn a_malformed_file_never_quotes_its_values() {
+        let (_dir, path) = file("acme:\n  hook: [s3cr3t-value\n");
+        let error = format!("{:#}", Secrets::load(&path).expect_err("malformed"));
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(error.contains("line"), "{error}");
+    }
+}
