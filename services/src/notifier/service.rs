@@ -114,6 +114,7 @@ pub async fn run(
             }
         }
         metrics::gauge!("fleet_notifications_pending").set(core.pending() as f64);
+        metrics::counter!("fleet_notifications_stale_total").absolute(core.stale());
         let wake = core.next_wake();
         tokio::select! {
             item = log.next(&shutdown) => match item {
