@@ -208,7 +208,12 @@ impl Notifier {
             }
             Event::Tenant(_) | Event::Repo { .. } => {}
         }
-        if let Some(message) = render::message(env, &self.facts, task_facts.as_ref()) {
+        let wanted = render::trigger(&env.event).is_some_and(|trigger| {
+            self.rules.values().any(|r| {
+                !r.deleted && r.tenant == env.tenant && r.spec.triggers().contains(&trigger)
+            })
+        });
+        if wanted && let Some(message) = render::message(env, &self.facts, task_facts.as_ref()) {
             self.plan(stored, message);
         }
     }

@@ -15,6 +15,33 @@ use super::facts::{Facts, TaskFacts};
 /// Longest text kept from an error.
 const MAX_ERROR_TEXT: usize = 1000;
 
+/// The trigger `event` is, if any: cheap, asked before a message is worded.
+pub fn trigger(event: &Event) -> Option<Trigger> {
+    Some(match event {
+        Event::Task { event, .. } => match event {
+            TaskEvent::Failed { .. } => Trigger::TaskFailed,
+            TaskEvent::Exhausted { .. } => Trigger::TaskExhausted,
+            TaskEvent::Succeeded { .. } => Trigger::TaskSucceeded,
+            _ => return None,
+        },
+        Event::Agent { event, .. } => match event {
+            AgentEvent::WentOffline { .. } => Trigger::AgentOffline,
+            AgentEvent::CameOnline { .. } => Trigger::AgentOnline,
+            _ => return None,
+        },
+        Event::Repo { event, .. } => match event {
+            RepoEvent::CircuitOpened { .. } => Trigger::CircuitOpened,
+            RepoEvent::CircuitClosed => Trigger::CircuitClosed,
+            RepoEvent::SnapshotsChanged { .. } => return None,
+        },
+        Event::Assignment { event, .. } => match event {
+            AssignmentEvent::Overdue { .. } => Trigger::PolicyOverdue,
+            AssignmentEvent::CaughtUp { .. } => Trigger::PolicyCaughtUp,
+        },
+        _ => return None,
+    })
+}
+
 /// The trigger `envelope` is and the message telling it, or `None` if no rule can react to
 /// it. `task` is the task's facts as they were before this event (for task events).
 pub fn message(envelope: &Envelope, facts: &Facts, task: Option<&TaskFacts>) -> Option<Message> {
