@@ -16,7 +16,7 @@ pub enum CodecError {
     #[error("event is {size} bytes, more than the {max} allowed")]
     TooLarge { size: usize, max: usize },
     /// Written by a newer build; the caller parks it until this build is upgraded.
-    #[error("event has schema version {found}, this build reads up to {SCHEMA_VERSION}")]
+    #[error("written with schema version {found}; this build reads up to {SCHEMA_VERSION}")]
     UnsupportedSchema { found: u16 },
     /// Not a message: truncated, garbage, or an unknown variant; the problem in words.
     #[error("{0}")]
