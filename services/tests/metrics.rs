@@ -375,7 +375,10 @@ fn every_process_serves_metrics_promtool_accepts_and_parking_is_counted_not_logg
     let log = std::fs::read_to_string(&up_log).expect("log");
     let parking_lines: Vec<&str> = log.lines().filter(|l| l.contains("parked")).collect();
     let bound = 1 + parked_in.as_secs() as usize / 60 + 1;
-    eprintln!("{GARBAGE} parked in {parked_in:?}, logged as:\n{}", parking_lines.join("\n"));
+    eprintln!(
+        "{GARBAGE} parked in {parked_in:?}, logged as:\n{}",
+        parking_lines.join("\n")
+    );
     assert!(
         !parking_lines.is_empty() && parking_lines.len() <= bound,
         "{} lines about parking (at most {bound}):\n{}",
