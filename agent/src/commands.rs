@@ -245,10 +245,10 @@ async fn serve(
     let state = AgentState::open(&config.state_dir)
         .with_context(|| format!("cannot open the state in {}", config.state_dir.display()))?;
     if let Some(addr) = config.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
+        fleet_agent::metrics_catalog::prometheus(addr)
+            .and_then(|builder| builder.install())
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        fleet_agent::metrics_catalog::register();
     }
     let (client, shutdown, identity, source) = connect_enrolled(&config, true, true).await?;
     let client = client.context("no NATS connection")?;

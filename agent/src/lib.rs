@@ -37,6 +37,7 @@ pub mod config;
 pub mod enroll;
 pub mod executor;
 pub mod install;
+pub mod metrics_catalog;
 pub mod probe;
 pub mod restic;
 pub mod runtime;

@@ -105,7 +105,7 @@ pub struct BrowseReply {
     pub result: Result<BrowsePage, TaskError>,
 }
 
-crate::codec::impl_wire!(BrowseRequest, BrowseReply);
+crate::codec::impl_wire!(BrowseRequest => "browse request", BrowseReply => "browse reply");
 
 #[cfg(test)]
 mod tests {

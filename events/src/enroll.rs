@@ -156,6 +156,7 @@ struct RegisterRequestV1 {
 }
 
 impl crate::codec::Wire for RegisterRequest {
+    const WHAT: &'static str = "registration";
     fn from_wire(bytes: &[u8]) -> Result<Self, crate::codec::CodecError> {
         let current = crate::codec::decode_versioned::<RegisterRequest>(bytes);
         if current.is_ok() {
@@ -272,7 +273,7 @@ impl RegisterReply {
     }
 }
 
-crate::codec::impl_wire!(RegisterReply);
+crate::codec::impl_wire!(RegisterReply => "registration reply");
 
 #[cfg(test)]
 mod tests {

@@ -135,6 +135,18 @@ pub enum ReportStatus {
 }
 
 impl ReportStatus {
+    /// Every value of [`ReportStatus::name`].
+    pub const NAMES: [&'static str; 8] = [
+        "acknowledged",
+        "started",
+        "succeeded",
+        "failed",
+        "interrupted",
+        "unlock_ran",
+        "retention_applied",
+        "snapshots_listed",
+    ];
+
     /// A short stable name, used in msg ids and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -252,7 +264,7 @@ impl Progress {
     }
 }
 
-crate::codec::impl_wire!(AgentCommand, AgentReport, Progress);
+crate::codec::impl_wire!(AgentCommand => "command", AgentReport => "report", Progress => "progress");
 
 impl Heartbeat {
     /// Encodes the message for the wire.
@@ -262,6 +274,7 @@ impl Heartbeat {
 }
 
 impl Wire for Heartbeat {
+    const WHAT: &'static str = "heartbeat";
     /// Decodes a heartbeat, also in the layout of agents that count only backup, check and
     /// prune (before restores and refreshes were kinds), so an agent not yet upgraded stays
     /// online.

@@ -147,6 +147,19 @@ fn unknown_variants_newer_schemas_and_trailing_bytes_are_errors() {
     trailing.push(0);
     assert!(matches!(decode(&trailing), Err(CodecError::Malformed(_))));
     assert!(matches!(decode(&[]), Err(CodecError::Malformed(_))));
+
+    // The problems in words, not postcard's names for its internals.
+    let words = |bytes: &[u8]| decode(bytes).expect_err("not an envelope").to_string();
+    assert_eq!(words(&[]), "it ends before the message does (truncated)");
+    assert_eq!(
+        words(&bytes[..bytes.len() / 2]),
+        "it ends before the message does (truncated)"
+    );
+    assert!(words(&unknown).starts_with("a field holds a value this build does not know"));
+    assert_eq!(
+        words(&trailing),
+        "1 bytes follow the end of the message (garbage, or another format)"
+    );
 }
 
 #[test]

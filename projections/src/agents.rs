@@ -251,15 +251,19 @@ impl Checkpointed<Agents> {
 
     /// Every agent of `tenant`, placeholders included, by name then id.
     pub fn list(&self, tenant: &TenantId) -> Result<Vec<AgentView>, ProjectionError> {
+        let mut out = self.all()?;
+        out.retain(|view| view.tenant == *tenant);
+        out.sort_by(|a, b| (&a.name, a.agent).cmp(&(&b.name, b.agent)));
+        Ok(out)
+    }
+
+    /// Every agent of every tenant, placeholders included, by id.
+    pub fn all(&self) -> Result<Vec<AgentView>, ProjectionError> {
         let mut out = Vec::new();
         for item in self.trees()[0].iter() {
             let (_, bytes) = item?;
-            let view = AgentView::decode(&bytes).map_err(|e| corrupt(BY_ID, e.to_string()))?;
-            if view.tenant == *tenant {
-                out.push(view);
-            }
+            out.push(AgentView::decode(&bytes).map_err(|e| corrupt(BY_ID, e.to_string()))?);
         }
-        out.sort_by(|a, b| (&a.name, a.agent).cmp(&(&b.name, b.agent)));
         Ok(out)
     }
 }

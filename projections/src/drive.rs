@@ -81,6 +81,9 @@ impl<P: Projection> Checkpointed<P> {
         store: &EventStore,
         shutdown: CancellationToken,
     ) -> Result<(), ProjectionError> {
+        crate::metrics_catalog::register(P::NAME);
+        metrics::gauge!("fleet_projection_checkpoint_sequence", "projection" => P::NAME)
+            .set(self.checkpoint()? as f64);
         let mut caught_up = false;
         while !shutdown.is_cancelled() {
             let result = if caught_up {

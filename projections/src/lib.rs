@@ -46,6 +46,7 @@ pub mod agents;
 pub mod checkpoint;
 pub mod drive;
 pub mod error;
+pub mod metrics_catalog;
 pub mod policies;
 pub mod projection;
 pub mod repos;

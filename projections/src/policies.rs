@@ -162,6 +162,19 @@ impl Checkpointed<Policies> {
             .map_err(|e| corrupt(BY_ID, format!("policy {id}: {e}")))
     }
 
+    /// Every policy of every tenant that is not deleted, by id.
+    pub fn all_live(&self) -> Result<Vec<PolicyView>, ProjectionError> {
+        let mut out = Vec::new();
+        for item in self.trees()[0].iter() {
+            let (_, bytes) = item?;
+            let view = PolicyView::decode(&bytes).map_err(|e| corrupt(BY_ID, e.to_string()))?;
+            if !view.deleted {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
     /// `tenant`'s policies sorted by name (then id), deleted ones only if
     /// `include_deleted`.
     pub fn list(

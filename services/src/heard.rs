@@ -136,7 +136,7 @@ async fn read(
             Ok(s) => (
                 "rejected",
                 format!(
-                    "heartbeat names agent {} but came from agent {}",
+                    "it names agent {} but came from agent {}",
                     heartbeat.agent, s.agent
                 ),
             ),
@@ -145,6 +145,7 @@ async fn read(
     };
     let parking = Parking {
         consumer: reader,
+        what: Heartbeat::WHAT,
         parked_subject,
         stream: HEARTBEATS,
         seq,

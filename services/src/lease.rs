@@ -161,6 +161,10 @@ pub struct Lease {
 impl Lease {
     /// Starts queueing for lease `name`.
     pub fn spawn(store: &EventStore, name: &str) -> Self {
+        // Registered at zero: a standby shows 0 held, and flapping alerts see the counters.
+        metrics::gauge!("fleet_lease_held", "lease" => name.to_owned()).set(0.0);
+        metrics::counter!("fleet_lease_acquired_total", "lease" => name.to_owned()).increment(0);
+        metrics::counter!("fleet_lease_lost_total", "lease" => name.to_owned()).increment(0);
         let (tx, held) = watch::channel(false);
         let stop = CancellationToken::new();
         let task = tokio::spawn(keep(store.clone(), name.to_owned(), tx, stop.clone()));

@@ -7,7 +7,8 @@
 //! - [`heard`]: agents' last heartbeats, kept by `FLEET_HEARTBEATS` across restarts.
 //! - [`lease`]: which instance of a leased service acts (compare-and-set, no expiry).
 //! - [`local_nats`]: the nats-server child process `fleet up` starts.
-//! - [`serve`]: running one service or all of them; the `/metrics` listener.
+//! - [`serve`]: running one service or all of them.
+//! - [`telemetry`]: the metric catalogue, the fleet gauges, the `/metrics` listener.
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
 //! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
@@ -39,6 +40,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod serve;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tenant;
 pub mod tls;
 pub mod up;

@@ -1,11 +1,11 @@
 //! Running services: one (`fleet serve <service>`) or all of them (`fleet up`), each on its
-//! own task, all stopped by one cancellation token; and the Prometheus `/metrics` listener.
+//! own task, all stopped by one cancellation token; each registers its counters at zero
+//! as it starts.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use fleet_events::store::EventStore;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use tokio_util::task::TaskTracker;
@@ -96,6 +96,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(service = service.name(), "service starting");
+    crate::telemetry::metrics_catalog::register(service);
     let name = service.name();
     let context = || format!("the {name} service stopped");
     match service {
@@ -228,49 +229,12 @@ pub async fn run_all(
     }
 }
 
-static METRICS: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-
-/// Installs this process's Prometheus recorder, once; `addr` also serves it on
-/// `http://<addr>/metrics` (the API serves it on its own `/metrics` too). A second call
-/// changes nothing. Must run inside the tokio runtime.
+/// Installs this process's Prometheus recorder, see [`crate::telemetry::install`].
 pub fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
-    if METRICS.get().is_some() {
-        if let Some(addr) = addr {
-            tracing::warn!(%addr, "metrics are installed already; not listening again");
-        }
-        return Ok(());
-    }
-    let builder = PrometheusBuilder::new();
-    let handle = match addr {
-        Some(addr) => {
-            let (recorder, exporter) = builder
-                .with_http_listener(addr)
-                .build()
-                .with_context(|| format!("serving metrics on {addr}"))?;
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
-            tokio::spawn(exporter);
-            handle
-        }
-        None => {
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
-            let upkeep = handle.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                    upkeep.run_upkeep();
-                }
-            });
-            handle
-        }
-    };
-    let _ = METRICS.set(handle);
-    Ok(())
+    crate::telemetry::install(addr)
 }
 
 /// The Prometheus text of this process's metrics, if [`install_metrics`] ran.
 pub fn metrics_text() -> Option<String> {
-    METRICS.get().map(PrometheusHandle::render)
+    crate::telemetry::text()
 }

@@ -34,16 +34,6 @@ const SECONDS_METRIC: &str = "fleet_agent_browse_seconds";
 
 /// Answers browse requests until `shutdown`.
 pub async fn serve(shared: Arc<Shared>, shutdown: CancellationToken) {
-    metrics::describe_counter!(
-        REQUESTS_METRIC,
-        "Browse requests by outcome: ok, failed (restic, secret, snapshot or path), \
-         invalid, refused (another tenant), malformed, busy, unanswerable (no reply subject)"
-    );
-    metrics::describe_histogram!(
-        SECONDS_METRIC,
-        metrics::Unit::Seconds,
-        "Time from a browse request to its answer"
-    );
     let subject = AgentSubject {
         agent: shared.config.agent,
         channel: Channel::Browse,

@@ -96,7 +96,13 @@ pub async fn consume(
                 },
                 Err(e) => {
                     metrics::counter!("fleet_agent_undecodable_commands_total").increment(1);
-                    tracing::error!(error = %e, "a command on the task subject is not readable; dropped after logging");
+                    fleet_events::repeat::warn_repeated(
+                        "undecodable commands on the task subject",
+                        "undecodable command",
+                        || {
+                            tracing::error!(reason = %format!("undecodable command: {e}"), "a command on the task subject is not readable; dropped after logging");
+                        },
+                    );
                     message.ack().await
                 }
             };

@@ -32,11 +32,6 @@ pub async fn publish(
     mut queue: mpsc::Receiver<Progress>,
     shutdown: CancellationToken,
 ) {
-    metrics::describe_counter!(
-        PUBLISHED_METRIC,
-        "Live progress messages by outcome: sent, failed (refused or too slow), \
-         disconnected (NATS away: not sent) and dropped (queue full or stale)"
-    );
     let subject = AgentSubject {
         agent,
         channel: Channel::Progress,

@@ -137,7 +137,7 @@ async fn run_task(
     };
     tracing::info!(task = %order.task, attempt = order.attempt, outcome = status.name(), "restic finished");
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).decrement(1.0);
-    metrics::histogram!("fleet_agent_restic_duration_seconds", "kind" => kind.as_str())
+    metrics::histogram!("fleet_agent_restic_duration_seconds", "kind" => kind.as_str(), "outcome" => status.name())
         .record(began.elapsed().as_secs_f64());
     metrics::counter!("fleet_agent_tasks_total", "kind" => kind.as_str(), "outcome" => status.name())
         .increment(1);

@@ -16,7 +16,8 @@ pub use crate::codec::Wire;
 use crate::ids::IdError;
 use crate::subject;
 
-/// Header on a parked message: why it was parked, in words.
+/// Header on a parked message: why it was parked, in words, naming what the message is
+/// ("undecodable report: it ends before the message does (truncated)").
 pub const HEADER_PARK_REASON: &str = "Fleet-Park-Reason";
 /// Header on a parked message: `undecodable`, `rejected` or `retries_exhausted`.
 pub const HEADER_PARK_KIND: &str = "Fleet-Park-Kind";
@@ -103,7 +104,13 @@ where
         let mut messages = match open(store, durable).await {
             Ok(messages) => messages,
             Err(e) => {
-                tracing::warn!(consumer = %durable.name, error = %e, "cannot open consumer; retrying");
+                crate::repeat::warn_repeated(
+                    &format!("cannot open consumer {}", durable.name),
+                    "retry",
+                    || {
+                        tracing::warn!(consumer = %durable.name, error = %e, "cannot open consumer; retrying");
+                    },
+                );
                 pause(&shutdown, Duration::from_secs(1)).await;
                 continue;
             }
@@ -118,7 +125,10 @@ where
                     handle(store, durable, &parked_subject, message, &mut handler).await;
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(consumer = %durable.name, error = %e, "consumer stream error");
+                    let key = format!("stream errors on consumer {}", durable.name);
+                    crate::repeat::warn_repeated(&key, "error", || {
+                        tracing::warn!(consumer = %durable.name, error = %e, "consumer stream error");
+                    });
                 }
                 None => break,
             }
@@ -203,6 +213,7 @@ async fn handle<T, F, Fut>(
         Err((kind, reason)) => {
             let parking = Parking {
                 consumer: &durable.name,
+                what: T::WHAT,
                 parked_subject,
                 stream: &durable.stream,
                 seq,
@@ -218,7 +229,13 @@ async fn handle<T, F, Fut>(
         }
     };
     if let Err(e) = acked {
-        tracing::warn!(consumer = %durable.name, seq, error = %e, "ack failed; the message will be redelivered");
+        crate::repeat::warn_repeated(
+            &format!("acks failed on consumer {}", durable.name),
+            "ack",
+            || {
+                tracing::warn!(consumer = %durable.name, seq, error = %e, "ack failed; the message will be redelivered");
+            },
+        );
     }
 }
 
@@ -226,6 +243,8 @@ async fn handle<T, F, Fut>(
 pub struct Parking<'a> {
     /// The reader that could not handle it.
     pub consumer: &'a str,
+    /// What the message is ([`Wire::WHAT`]): `report`, `heartbeat`, `event`, ...
+    pub what: &'static str,
     /// `fleet.parked.<consumer>`.
     pub parked_subject: &'a str,
     /// The stream and sequence it was read from.
@@ -236,9 +255,11 @@ pub struct Parking<'a> {
     pub payload: bytes::Bytes,
 }
 
-/// Parks a message with its reason (`kind`: `undecodable`, `rejected`, ...), counts and
-/// logs it. The msg id is its origin (`park:STREAM:SEQ`), so readers that each see the
-/// message (several instances following one stream) park it once.
+/// Parks a message with its reason (`kind`: `undecodable`, `rejected`, ...; the stored
+/// reason names what the message is), counts every one and logs them rate-limited: the
+/// first of a consumer in full, then one summary line a minute. The msg id is its origin
+/// (`park:STREAM:SEQ`), so readers that each see the message (several instances
+/// following one stream) park it once.
 pub async fn park(
     store: &EventStore,
     parking: Parking<'_>,
@@ -247,6 +268,7 @@ pub async fn park(
 ) -> Result<(), String> {
     let Parking {
         consumer,
+        what,
         parked_subject,
         stream,
         seq,
@@ -254,11 +276,13 @@ pub async fn park(
         payload,
     } = parking;
     let origin = format!("{stream}:{seq}");
+    let category = category(kind, what);
+    let reason = format!("{category}: {reason}");
     let park = PublishMessage::build()
         .payload(payload)
         .message_id(format!("park:{origin}"))
         .header(HEADER_PARK_KIND, kind)
-        .header(HEADER_PARK_REASON, header_safe(reason).as_str())
+        .header(HEADER_PARK_REASON, header_safe(&reason).as_str())
         .header(HEADER_ORIGIN_SUBJECT, subject)
         .header(HEADER_ORIGIN, origin.as_str());
     match store.js.send_publish(parked_subject.to_owned(), park).await {
@@ -267,8 +291,19 @@ pub async fn park(
     };
     metrics::counter!("fleet_parked_messages_total", "consumer" => consumer.to_owned(), "kind" => kind)
         .increment(1);
-    tracing::warn!(consumer, seq, subject, kind, reason, "message parked");
+    crate::repeat::warn_repeated(&format!("parked on {consumer}"), &category, || {
+        tracing::warn!(consumer, seq, subject, kind, reason, "message parked");
+    });
     Ok(())
+}
+
+/// A parking's category in words: `undecodable report`, `rejected heartbeat`, `event
+/// still failing`.
+fn category(kind: &str, what: &str) -> String {
+    match kind {
+        "retries_exhausted" => format!("{what} still failing"),
+        kind => format!("{kind} {what}"),
+    }
 }
 
 /// A header value: one line, at most 1 KiB.

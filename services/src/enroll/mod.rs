@@ -208,6 +208,18 @@ async fn record(
     Ok(())
 }
 
+/// Every value of `fleet_registrations_total{outcome}`.
+pub const OUTCOMES: [&str; 8] = [
+    "registered",
+    "already_registered",
+    "token_not_accepted",
+    "malformed",
+    "decommissioned",
+    "unavailable",
+    "key_mismatch",
+    "bad_reply_subject",
+];
+
 fn count(outcome: &RegisterOutcome) {
     let label = match outcome {
         RegisterOutcome::Registered { new: true, .. } => "registered",

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_events::envelope::Envelope;
-use fleet_events::event::{AssignmentEvent, Event};
 use fleet_events::store::{Append, AppendError, EventStore};
 use fleet_events::subject;
 use tokio::sync::{Semaphore, mpsc};
@@ -69,10 +68,7 @@ pub async fn run(
     let mut log = Follower::open(store.clone(), subject::all_events(), "notifier").await?;
     while !log.caught_up() {
         match log.next(&shutdown).await {
-            Some(stored) => {
-                core.apply(&stored);
-                overdue_gauge(&core, &stored.envelope);
-            }
+            Some(stored) => core.apply(&stored),
             None => return Ok(()),
         }
     }
@@ -118,10 +114,7 @@ pub async fn run(
         let wake = core.next_wake();
         tokio::select! {
             item = log.next(&shutdown) => match item {
-                Some(stored) => {
-                    core.apply(&stored);
-                    overdue_gauge(&core, &stored.envelope);
-                }
+                Some(stored) => core.apply(&stored),
                 None => return Ok(()),
             },
             Some(done) = done_rx.recv() => {
@@ -225,24 +218,4 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Keeps `fleet_policy_overdue{tenant,policy,agent}` true for the assignment `envelope`
-/// concerns (1 while overdue, 0 once caught up).
-fn overdue_gauge(core: &Notifier, envelope: &Envelope) {
-    let Event::Assignment { event, .. } = &envelope.event else {
-        return;
-    };
-    let (policy, agent, value) = match event {
-        AssignmentEvent::Overdue { policy, agent, .. } => (*policy, *agent, 1.0),
-        AssignmentEvent::CaughtUp { policy, agent, .. } => (*policy, *agent, 0.0),
-    };
-    let facts = core.facts();
-    metrics::gauge!(
-        "fleet_policy_overdue",
-        "tenant" => envelope.tenant.to_string(),
-        "policy" => facts.policy_name(policy),
-        "agent" => facts.agent_name(agent),
-    )
-    .set(value);
 }

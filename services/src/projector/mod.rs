@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod dto;
+pub mod gauges;
 pub mod models;
 pub mod query;
 
@@ -47,6 +48,7 @@ pub async fn run(
     );
     let tracker = TaskTracker::new();
     models.spawn(&tracker, &store, &shutdown);
+    tracker.spawn(gauges::run(models.clone(), shutdown.clone()));
     let served = serve(&store, &models, &clock, &shutdown).await;
     shutdown.cancel();
     tracker.close();

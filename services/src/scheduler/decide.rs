@@ -25,6 +25,26 @@ pub enum Outcome {
     SkippedMissed,
 }
 
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Scheduled,
+        Outcome::Replaced,
+        Outcome::SkippedOverlap,
+        Outcome::SkippedMissed,
+    ];
+
+    /// The snake_case name, the value of `fleet_scheduler_decisions_total{outcome}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Scheduled => "scheduled",
+            Outcome::Replaced => "replaced",
+            Outcome::SkippedOverlap => "skipped_overlap",
+            Outcome::SkippedMissed => "skipped_missed",
+        }
+    }
+}
+
 /// The decision for one fire time of one (policy, agent) pair: events to append.
 ///
 /// Append every [`Cancel`] first, then `envelope` with msg id `msg_id`, expecting the

@@ -10,7 +10,7 @@ use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
 use fleet_events::subject;
 use tokio_util::sync::CancellationToken;
 
-use super::{Decision, Outcome, Scheduler};
+use super::{Decision, Scheduler};
 use crate::clock::Clock;
 use crate::follow::{Follower, append_retrying};
 use crate::lease::{self, Held};
@@ -90,7 +90,7 @@ async fn write(store: &EventStore, decisions: Vec<Decision>, shutdown: &Cancella
         };
         match append_retrying(store, append, shutdown).await {
             Ok(appended) if !appended.duplicate => {
-                let outcome = outcome_name(decision.outcome);
+                let outcome = decision.outcome.name();
                 metrics::counter!("fleet_scheduler_decisions_total", "outcome" => outcome)
                     .increment(1);
                 tracing::info!(task = %decision.task, policy = %decision.policy, agent = %decision.agent, fire_at = %decision.fire_at, outcome, "task recorded");
@@ -102,14 +102,5 @@ async fn write(store: &EventStore, decisions: Vec<Decision>, shutdown: &Cancella
                 tracing::error!(task = %decision.task, error = %e, "decision could not be recorded")
             }
         }
-    }
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Scheduled => "scheduled",
-        Outcome::Replaced => "replaced",
-        Outcome::SkippedOverlap => "skipped_overlap",
-        Outcome::SkippedMissed => "skipped_missed",
     }
 }

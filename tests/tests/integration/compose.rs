@@ -592,3 +592,28 @@ fn collect_datasource_uids(value: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[test]
+fn prometheus_loads_the_alert_rules_mounted_next_to_its_config() {
+    let compose = compose();
+    let service = &services(&compose)["prometheus"];
+    let config = mounted_file(&compose, service, "/etc/prometheus/prometheus.yml")
+        .expect("prometheus.yml is mounted");
+    let rule_files: Vec<String> = yaml(&config)["rule_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        rule_files.iter().any(|f| f == "alerts.yml"),
+        "{rule_files:?}"
+    );
+    for file in rule_files {
+        // Relative rule files are read next to the configuration.
+        let inside = format!("/etc/prometheus/{file}");
+        let source = mounted_file(&compose, service, &inside)
+            .unwrap_or_else(|| panic!("{inside} is not mounted into prometheus"));
+        assert_eq!(source, root().join("deploy/prometheus").join(&file));
+    }
+}
