@@ -156,7 +156,10 @@ impl ApiClient {
     pub fn new(args: &ApiArgs) -> Result<Self, ApiError> {
         let base = base_url(&args.api)?;
         let token = token(args.token.as_deref(), args.token_file.as_deref())?;
+        let tls = fleet_services::tls::client_config(None)
+            .map_err(|e| ApiError::Usage(format!("cannot set up TLS: {e:#}")))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| ApiError::Usage(format!("cannot set up the HTTP client: {e}")))?;
