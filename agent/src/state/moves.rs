@@ -297,6 +297,7 @@ fn final_report(report: &AgentReport) -> Result<(), StateError> {
         | ReportStatus::Started
         | ReportStatus::UnlockRan { .. }
         | ReportStatus::RetentionApplied { .. }
+        | ReportStatus::HookRan(_)
         | ReportStatus::SnapshotsListed { .. } => Err(StateError::ReportMismatch(format!(
             "finish takes a final report, not {}",
             report.status.name()

@@ -3,12 +3,14 @@
 //! The wire format is postcard, which is not self-describing: variants and fields are only
 //! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
 
+mod hook;
 mod other;
 mod snapshot;
 mod task;
 
 use serde::{Deserialize, Serialize};
 
+pub use hook::{HookOutcome, HookRun, MAX_HOOK_OUTPUT};
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use snapshot::{
     MAX_RESTORE_INCLUDES, MAX_SNAPSHOT_LIST, Overwrite, RestoreRequest, SnapshotInfo, SnapshotKey,
@@ -64,6 +66,22 @@ impl Event {
             tenant: tenant.clone(),
             aggregate: self.aggregate(tenant),
         }
+    }
+
+    /// The oldest wire schema that holds this event: 1, or 2 for a policy spec with hooks.
+    pub fn schema(&self) -> u16 {
+        let spec = match self {
+            Event::Policy {
+                event: PolicyEvent::Created { spec } | PolicyEvent::Updated { spec },
+                ..
+            }
+            | Event::Task {
+                event: TaskEvent::Scheduled { spec, .. } | TaskEvent::Requested { spec, .. },
+                ..
+            } => spec,
+            _ => return crate::envelope::SCHEMA_VERSION,
+        };
+        spec.schema()
     }
 
     /// The event's type, as named in the `Fleet-Event-Type` header.
@@ -160,4 +178,5 @@ event_types! {
     TaskRetentionApplied => "task.retention_applied",
     TaskRequested => "task.requested",
     RepoSnapshotsChanged => "repo.snapshots_changed",
+    TaskHookRan => "task.hook_ran",
 }
