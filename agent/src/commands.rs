@@ -34,8 +34,9 @@ fn load(path: &Path) -> Result<ValidConfig, ExitCode> {
 /// `fleet-agent check-config --config FILE`.
 pub fn check_config(path: &Path) -> ExitCode {
     match load(path) {
-        Ok(_) => {
+        Ok(config) => {
             println!("configuration is valid");
+            print!("{}", config.hooks.listing());
             ExitCode::SUCCESS
         }
         Err(code) => code,

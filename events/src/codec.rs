@@ -1,9 +1,16 @@
 //! The wire format: postcard, size-bounded, refusing garbage with a typed error.
+//!
+//! Every message starts with its schema version, which also selects the layout of a
+//! policy spec inside it (schema 1 has no `hooks`): the codec sets that layout for the
+//! duration of one encode or decode ([`with_layout`]), and the spec's `hooks` field reads
+//! it (`policy::hooks::wire`). Nothing else depends on it.
+
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::envelope::{Envelope, SCHEMA_VERSION};
+use crate::envelope::{Envelope, NEWEST_SCHEMA};
 
 /// Largest encoded event. Larger events are refused when written; larger payloads are
 /// refused before decoding.
@@ -16,7 +23,7 @@ pub enum CodecError {
     #[error("event is {size} bytes, more than the {max} allowed")]
     TooLarge { size: usize, max: usize },
     /// Written by a newer build; the caller parks it until this build is upgraded.
-    #[error("written with schema version {found}; this build reads up to {SCHEMA_VERSION}")]
+    #[error("written with schema version {found}; this build reads up to {NEWEST_SCHEMA}")]
     UnsupportedSchema { found: u16 },
     /// Not a message: truncated, garbage, or an unknown variant; the problem in words.
     #[error("{0}")]
@@ -51,9 +58,50 @@ impl Wire for Envelope {
     }
 }
 
-/// Encodes an envelope, refusing one larger than [`MAX_EVENT_BYTES`].
+thread_local! {
+    /// The schema whose layout postcard reads and writes on this thread.
+    static LAYOUT: Cell<u16> = const { Cell::new(NEWEST_SCHEMA) };
+}
+
+/// Runs `f`, which encodes or decodes postcard, with policy specs in the layout of
+/// `schema` (1: without hooks). Outside it the layout is the newest. For stores that keep
+/// postcard written by older builds (the agent's task records); the codec does this itself
+/// for every message, by the schema the message carries.
+pub fn with_layout<R>(schema: u16, f: impl FnOnce() -> R) -> R {
+    struct Restore(u16);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LAYOUT.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LAYOUT.with(|l| l.replace(schema)));
+    f()
+}
+
+/// The layout in force on this thread (see [`with_layout`]).
+pub(crate) fn layout() -> u16 {
+    LAYOUT.with(Cell::get)
+}
+
+/// Encodes an envelope in the schema it names, refusing one larger than
+/// [`MAX_EVENT_BYTES`] and one whose event that schema cannot hold (hooks in schema 1).
 pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, CodecError> {
-    encode_versioned(envelope)
+    encode_in(envelope.schema, envelope.event.schema(), envelope)
+}
+
+/// Encodes `message`, which names `schema` first and needs at least `needed`.
+pub(crate) fn encode_in<T: Serialize>(
+    schema: u16,
+    needed: u16,
+    message: &T,
+) -> Result<Vec<u8>, CodecError> {
+    if schema < needed || schema > NEWEST_SCHEMA || schema == 0 {
+        return Err(CodecError::Malformed(format!(
+            "written as schema {schema}, but its content needs schema {needed} \
+             (up to {NEWEST_SCHEMA})"
+        )));
+    }
+    with_layout(schema, || encode_versioned(message))
 }
 
 /// Decodes an envelope. Never panics: anything that is not exactly one envelope of a known
@@ -63,7 +111,8 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
 }
 
 /// Encodes any of our wire messages (whose first field is the schema version), refusing
-/// one larger than [`MAX_EVENT_BYTES`].
+/// one larger than [`MAX_EVENT_BYTES`]. A policy spec inside is written in the layout in
+/// force ([`with_layout`]; the newest outside one).
 pub fn encode_versioned<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
     let bytes = postcard::to_stdvec(message).map_err(|e| CodecError::Malformed(in_words(&e)))?;
     if bytes.len() > MAX_EVENT_BYTES {
@@ -86,11 +135,11 @@ pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecErr
     }
     let (schema, _) =
         postcard::take_from_bytes::<u16>(bytes).map_err(|e| CodecError::Malformed(in_words(&e)))?;
-    if schema > SCHEMA_VERSION || schema == 0 {
+    if schema > NEWEST_SCHEMA || schema == 0 {
         return Err(CodecError::UnsupportedSchema { found: schema });
     }
-    let (message, rest) =
-        postcard::take_from_bytes::<T>(bytes).map_err(|e| CodecError::Malformed(in_words(&e)))?;
+    let (message, rest) = with_layout(schema, || postcard::take_from_bytes::<T>(bytes))
+        .map_err(|e| CodecError::Malformed(in_words(&e)))?;
     if !rest.is_empty() {
         return Err(CodecError::Malformed(format!(
             "{} bytes follow the end of the message (garbage, or another format)",

@@ -8,9 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::ids::{CorrelationId, EventId, TenantId};
 
-/// The schema version this build writes. Decoders refuse newer versions with a clear error
-/// rather than misreading them.
+/// Schema 1, the first: what this build writes for every message that holds no policy
+/// spec with hooks, so builds that read only schema 1 keep reading those.
 pub const SCHEMA_VERSION: u16 = 1;
+/// Schema 2: a policy spec ends with its `hooks`. Written only for messages holding a spec
+/// with hooks (a policy event, a task's scheduled or requested event, a run command).
+pub const SCHEMA_HOOKS: u16 = 2;
+/// The newest schema this build reads. Decoders refuse newer versions with a clear error
+/// rather than misreading them.
+pub const NEWEST_SCHEMA: u16 = SCHEMA_HOOKS;
 
 /// Header naming the event type (`task.scheduled`), so NATS tooling can filter the log
 /// without decoding it.
@@ -21,7 +27,8 @@ pub const HEADER_SCHEMA: &str = "Fleet-Schema";
 /// One event with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// Schema version the event was written with; always first on the wire.
+    /// Schema version the event was written with; always first on the wire. The
+    /// constructors pick the oldest that holds the event ([`Event::schema`]).
     pub schema: u16,
     pub id: EventId,
     /// When it happened.
@@ -40,7 +47,7 @@ impl Envelope {
     pub fn new(tenant: TenantId, at: DateTime<Utc>, event: Event) -> Self {
         let id = EventId::generate();
         Self {
-            schema: SCHEMA_VERSION,
+            schema: event.schema(),
             id,
             at,
             tenant,
@@ -53,7 +60,7 @@ impl Envelope {
     /// A new event at `at` caused by `cause`: same tenant and correlation.
     pub fn caused_by(cause: &Envelope, at: DateTime<Utc>, event: Event) -> Self {
         Self {
-            schema: SCHEMA_VERSION,
+            schema: event.schema(),
             id: EventId::generate(),
             at,
             tenant: cause.tenant.clone(),

@@ -3,8 +3,13 @@
 //! A [`PolicySpec`] is validated with [`PolicySpec::validate`], which reports every problem
 //! at once. Only valid specs enter the log.
 
+pub mod hooks;
+
 use serde::{Deserialize, Serialize};
 
+pub use hooks::{HookStage, MAX_HOOKS_PER_STAGE, PolicyHooks};
+
+use crate::envelope::{SCHEMA_HOOKS, SCHEMA_VERSION};
 use crate::ids::check_slug;
 use crate::schedule::Schedule;
 use crate::validation::{Invalid, Problems};
@@ -219,6 +224,10 @@ pub struct PolicySpec {
     /// deterministically so a fleet does not start all at once.
     #[serde(default)]
     pub jitter_secs: u32,
+    /// Commands the agent runs around the task, named as its own configuration names them;
+    /// none by default. Only schema 2 carries this field ([`hooks::wire`]).
+    #[serde(default, with = "hooks::wire")]
+    pub hooks: PolicyHooks,
 }
 
 fn default_priority() -> u8 {
@@ -265,7 +274,17 @@ impl PolicySpec {
         p.check(self.jitter_secs <= 3600, "jitterSecs", || {
             "must be at most 3600 (one hour)".into()
         });
+        self.hooks.check(&mut p, self.kind);
         p.finish()
+    }
+
+    /// The oldest wire schema that holds this spec: 1 without hooks, 2 with them.
+    pub fn schema(&self) -> u16 {
+        if self.hooks.is_empty() {
+            SCHEMA_VERSION
+        } else {
+            SCHEMA_HOOKS
+        }
     }
 
     fn check_paths(&self, p: &mut Problems) {

@@ -2,16 +2,18 @@
 //! and what an agent sends back on `.reports` and `.heartbeat`.
 //!
 //! Like events, every message is postcard with the schema version first, at most
-//! [`crate::codec::MAX_EVENT_BYTES`]; variants and fields are only ever appended.
+//! [`crate::codec::MAX_EVENT_BYTES`]; variants and fields are only ever appended. A run
+//! command is written in schema 1 unless its policy has hooks (schema 2), so agents that
+//! read only schema 1 keep running every task without hooks and park the others.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{CodecError, Wire, decode_versioned};
+use crate::codec::{CodecError, Wire, decode_versioned, encode_in};
 use crate::envelope::SCHEMA_VERSION;
 use crate::event::{
-    InterruptedAttempt, RetentionOutcome, RunSummary, SnapshotListing, TaskError, TaskRequest,
-    UnlockOutcome,
+    HookRun, InterruptedAttempt, RetentionOutcome, RunSummary, SnapshotListing, TaskError,
+    TaskRequest, UnlockOutcome,
 };
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use crate::policy::{PolicySpec, TaskKind};
@@ -66,13 +68,29 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The oldest schema that holds the command: 2 for a run whose policy has hooks, else 1.
+    pub fn schema(&self) -> u16 {
+        match self {
+            Command::Run(order) | Command::RunRequested { order, .. } => order.spec.schema(),
+            Command::Cancel { .. } => SCHEMA_VERSION,
+        }
+    }
+}
+
 impl AgentCommand {
-    /// A command in the current schema.
+    /// A command in the oldest schema that holds it ([`Command::schema`]).
     pub fn new(command: Command) -> Self {
         Self {
-            schema: SCHEMA_VERSION,
+            schema: command.schema(),
             command,
         }
+    }
+
+    /// Encodes the command for the wire, in the schema it names; one naming a schema too
+    /// old for its content (hooks in schema 1) is refused.
+    pub fn to_wire(&self) -> Result<Vec<u8>, CodecError> {
+        encode_in(self.schema, self.command.schema(), self)
     }
 
     /// The msg id that makes re-publishing this command idempotent.
@@ -132,6 +150,8 @@ pub enum ReportStatus {
         repo: RepoId,
         listing: SnapshotListing,
     },
+    /// The agent ran one of the policy's hooks; sent before the attempt's final report.
+    HookRan(HookRun),
 }
 
 impl ReportStatus {
@@ -158,6 +178,7 @@ impl ReportStatus {
             ReportStatus::UnlockRan { .. } => "unlock_ran",
             ReportStatus::RetentionApplied { .. } => "retention_applied",
             ReportStatus::SnapshotsListed { .. } => "snapshots_listed",
+            ReportStatus::HookRan(_) => "hook_ran",
         }
     }
 }
@@ -169,6 +190,13 @@ impl AgentReport {
         match &self.status {
             ReportStatus::SnapshotsListed { listing, .. } => {
                 format!("{task}:{attempt}:{name}:{}", listing.part)
+            }
+            ReportStatus::HookRan(hook) => {
+                format!(
+                    "{task}:{attempt}:{name}:{}:{}",
+                    hook.stage.as_str(),
+                    hook.name
+                )
             }
             _ => format!("{task}:{attempt}:{name}"),
         }
@@ -264,7 +292,14 @@ impl Progress {
     }
 }
 
-crate::codec::impl_wire!(AgentCommand => "command", AgentReport => "report", Progress => "progress");
+crate::codec::impl_wire!(AgentReport => "report", Progress => "progress");
+
+impl Wire for AgentCommand {
+    const WHAT: &'static str = "command";
+    fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_versioned(bytes)
+    }
+}
 
 impl Heartbeat {
     /// Encodes the message for the wire.

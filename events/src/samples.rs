@@ -10,14 +10,16 @@ use uuid::Uuid;
 
 use crate::envelope::{Envelope, SCHEMA_VERSION};
 use crate::event::{
-    AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, InterruptedAttempt,
-    LostReason, Overwrite, PolicyEvent, PruneSummary, RefreshSummary, RepoEvent, RestoreRequest,
-    RestoreSummary, RetentionOutcome, Role, RunDetail, RunSummary, SkipReason, SnapshotInfo,
-    SnapshotListing, TaskError, TaskEvent, TaskRequest, TenantEvent, UnlockOutcome,
+    AgentEvent, BackupSummary, ErrorClass, Event, EventType, ExhaustedReason, HookOutcome, HookRun,
+    InterruptedAttempt, LostReason, Overwrite, PolicyEvent, PruneSummary, RefreshSummary,
+    RepoEvent, RestoreRequest, RestoreSummary, RetentionOutcome, Role, RunDetail, RunSummary,
+    SkipReason, SnapshotInfo, SnapshotListing, TaskError, TaskEvent, TaskRequest, TenantEvent,
+    UnlockOutcome,
 };
 use crate::ids::{AgentId, CorrelationId, EventId, PolicyId, RepoId, TaskId, TenantId, TokenId};
 use crate::policy::{
-    Execution, MissedRun, Overlap, PolicySpec, RepositoryRef, Retention, RetryBudget, TaskKind,
+    Execution, HookStage, MissedRun, Overlap, PolicyHooks, PolicySpec, RepositoryRef, Retention,
+    RetryBudget, TaskKind,
 };
 use crate::protocol::ReportStatus;
 use crate::schedule::Schedule;
@@ -79,6 +81,33 @@ pub fn policy_spec() -> PolicySpec {
         },
         priority: 7,
         jitter_secs: 600,
+        hooks: PolicyHooks::default(),
+    }
+}
+
+/// [`policy_spec`] with hooks in every stage (schema 2 on the wire).
+pub fn hooked_spec() -> PolicySpec {
+    PolicySpec {
+        hooks: PolicyHooks {
+            before: vec!["dump-db".into(), "snapshot-lvm".into()],
+            after: vec!["drop-lvm".into()],
+            on_success: vec!["ping-monitor".into()],
+            on_failure: vec!["page-oncall".into()],
+            retry_on_failure: true,
+        },
+        ..policy_spec()
+    }
+}
+
+/// A hook run of stage `stage` ending with `outcome`.
+pub fn hook_run(stage: HookStage, outcome: HookOutcome) -> HookRun {
+    HookRun {
+        name: "dump-db".into(),
+        stage,
+        outcome,
+        duration_ms: 1250,
+        output: "pg_dump: dumping contents of table \"public.orders\"\n".into(),
+        output_cut: true,
     }
 }
 
@@ -238,6 +267,10 @@ pub fn event(t: EventType) -> Event {
             outcome: UnlockOutcome::Unlocked,
         }),
         T::TaskRetentionApplied => task(retention_event(2, RetentionOutcome::Applied)),
+        T::TaskHookRan => task(TaskEvent::HookRan {
+            attempt: 1,
+            hook: hook_run(HookStage::Before, HookOutcome::Exited(0)),
+        }),
         T::RepoCircuitOpened => Event::Repo {
             repo: RepoId::for_url("sftp:backup@nas:/srv/restic"),
             event: RepoEvent::CircuitOpened {
@@ -398,14 +431,15 @@ pub fn retention_failed() -> RetentionOutcome {
 
 /// The sample event of type `t` in a fixed envelope.
 pub fn envelope(t: EventType) -> Envelope {
+    let event = event(t);
     Envelope {
-        schema: SCHEMA_VERSION,
+        schema: event.schema(),
         id: EventId::from_uuid(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_e001)),
         at: at(1),
         tenant: tenant(),
         correlation: CorrelationId::from_uuid(Uuid::from_u128(0xf001)),
         causation: Some(EventId::from_uuid(Uuid::from_u128(0xe000))),
-        event: event(t),
+        event,
     }
 }
 
@@ -418,6 +452,7 @@ pub fn all() -> Vec<(String, Envelope)> {
         .collect();
     for (name, event) in variants() {
         let mut e = envelope(EventType::TenantCreated);
+        e.schema = event.schema();
         e.event = event;
         out.push((name, e));
     }
@@ -571,6 +606,42 @@ fn variants() -> Vec<(String, Event)> {
             spec: Box::new(replace_prune),
         }),
     ));
+    out.push((
+        "policy.created+hooks".into(),
+        policy(PolicyEvent::Created {
+            spec: Box::new(hooked_spec()),
+        }),
+    ));
+    out.push((
+        "task.scheduled+hooks".into(),
+        task(TaskEvent::Scheduled {
+            policy: POLICY,
+            agent: AGENT,
+            fire_at: at(0),
+            run_at: at(137),
+            spec: Box::new(hooked_spec()),
+        }),
+    ));
+    for (name, stage, outcome) in [
+        ("exited", HookStage::After, HookOutcome::Exited(2)),
+        ("killed", HookStage::OnSuccess, HookOutcome::Killed(9)),
+        ("timed_out", HookStage::Before, HookOutcome::TimedOut),
+        ("not_found", HookStage::OnFailure, HookOutcome::NotFound),
+        (
+            "not_started",
+            HookStage::Before,
+            HookOutcome::NotStarted("permission denied".into()),
+        ),
+        ("cancelled", HookStage::Before, HookOutcome::Cancelled),
+    ] {
+        out.push((
+            format!("task.hook_ran+{name}"),
+            task(TaskEvent::HookRan {
+                attempt: 2,
+                hook: hook_run(stage, outcome),
+            }),
+        ));
+    }
     let idle = AgentSettings {
         io_class: IoClass::Idle,
         ..AgentSettings::default()
@@ -609,6 +680,15 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         dispatched_at: at(2),
     }));
     add("command.run", run.to_wire());
+    let hooked = AgentCommand::new(Command::Run(TaskOrder {
+        tenant: tenant(),
+        task: TASK,
+        attempt: 1,
+        policy: POLICY,
+        spec: Box::new(hooked_spec()),
+        dispatched_at: at(2),
+    }));
+    add("command.run+hooks", hooked.to_wire());
     let restore = AgentCommand::new(Command::RunRequested {
         order: TaskOrder {
             tenant: tenant(),
@@ -671,6 +751,10 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         (
             "retention_applied+failed",
             retention_report(retention_failed()),
+        ),
+        (
+            "hook_ran",
+            ReportStatus::HookRan(hook_run(HookStage::Before, HookOutcome::TimedOut)),
         ),
         (
             "snapshots_listed",

@@ -121,6 +121,17 @@ pub fn next_status(from: Option<TaskStatus>, event: &TaskEvent) -> Option<TaskSt
         (Some(s), E::Cancelled { .. }) if !s.is_terminal() => S::Cancelled,
         (Some(s @ (S::Acknowledged | S::Running)), E::UnlockRan { .. }) => s,
         (Some(s @ (S::Running | S::Succeeded)), E::RetentionApplied { .. }) => s,
+        (
+            Some(
+                s @ (S::Running
+                | S::Succeeded
+                | S::Failed
+                | S::RetryScheduled
+                | S::RetryDue
+                | S::Exhausted),
+            ),
+            E::HookRan { .. },
+        ) => s,
         _ => return None,
     };
     Some(to)
@@ -251,7 +262,8 @@ impl Task {
             | TaskEvent::Succeeded { attempt, .. }
             | TaskEvent::Lost { attempt, .. }
             | TaskEvent::UnlockRan { attempt, .. }
-            | TaskEvent::RetentionApplied { attempt, .. } => same_attempt(*attempt)?,
+            | TaskEvent::RetentionApplied { attempt, .. }
+            | TaskEvent::HookRan { attempt, .. } => same_attempt(*attempt)?,
             TaskEvent::Failed { attempt, error } => {
                 same_attempt(*attempt)?;
                 next.last_error = Some(error.class);

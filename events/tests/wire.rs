@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use fleet_events::codec::{CodecError, MAX_EVENT_BYTES, decode, encode};
-use fleet_events::envelope::SCHEMA_VERSION;
-use fleet_events::event::{Event, EventType, TenantEvent};
+use fleet_events::envelope::{NEWEST_SCHEMA, SCHEMA_HOOKS, SCHEMA_VERSION};
+use fleet_events::event::{Event, EventType, PolicyEvent, TaskEvent, TenantEvent};
 use fleet_events::samples;
 use proptest::prelude::*;
 
@@ -135,11 +135,11 @@ fn unknown_variants_newer_schemas_and_trailing_bytes_are_errors() {
     assert!(matches!(decode(&unknown), Err(CodecError::Malformed(_))));
 
     let mut newer = bytes.clone();
-    newer[0] = u8::try_from(SCHEMA_VERSION + 1).expect("small");
+    newer[0] = u8::try_from(NEWEST_SCHEMA + 1).expect("small");
     assert_eq!(
         decode(&newer),
         Err(CodecError::UnsupportedSchema {
-            found: SCHEMA_VERSION + 1
+            found: NEWEST_SCHEMA + 1
         })
     );
 
@@ -240,4 +240,103 @@ fn heartbeats_of_agents_that_count_three_kinds_still_decode() {
     let mut garbage = current.clone();
     garbage.truncate(current.len() - 3);
     assert!(Heartbeat::from_wire(&garbage).is_err());
+}
+
+/// The files in `legacy/*.v1.bin` were written before policies had hooks (schema 1): every
+/// event and command holding a policy spec that an operator's log or an agent's queue may
+/// hold from then.
+fn legacy(name: &str) -> Vec<u8> {
+    let path = golden_dir().join(format!("legacy/{name}.v1.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn events_written_before_hooks_still_decode_with_no_hooks() {
+    for t in [
+        EventType::PolicyCreated,
+        EventType::PolicyUpdated,
+        EventType::TaskScheduled,
+        EventType::TaskRequested,
+    ] {
+        let old = legacy(t.name());
+        let envelope = decode(&old).unwrap_or_else(|e| panic!("{}: {e}", t.name()));
+        assert_eq!(envelope.schema, SCHEMA_VERSION, "{}", t.name());
+        assert_eq!(envelope, samples::envelope(t), "{}", t.name());
+        let spec = match &envelope.event {
+            Event::Policy {
+                event: PolicyEvent::Created { spec } | PolicyEvent::Updated { spec },
+                ..
+            }
+            | Event::Task {
+                event: TaskEvent::Scheduled { spec, .. } | TaskEvent::Requested { spec, .. },
+                ..
+            } => spec,
+            other => panic!("{}: {other:?}", t.name()),
+        };
+        assert!(spec.hooks.is_empty(), "{}", t.name());
+        assert_eq!(encode(&envelope).as_deref(), Ok(&old[..]), "{}", t.name());
+    }
+}
+
+#[test]
+fn events_with_hooks_are_schema_2_and_others_stay_schema_1() {
+    for (name, envelope) in samples::all() {
+        let bytes = encode(&envelope).expect("encodes");
+        let hooked = name.ends_with("+hooks");
+        let expected = if hooked { SCHEMA_HOOKS } else { SCHEMA_VERSION };
+        assert_eq!(u16::from(bytes[0]), expected, "{name}");
+        assert_eq!(envelope.event.schema(), expected, "{name}");
+    }
+    let mut downgraded = samples::all()
+        .into_iter()
+        .find(|(name, _)| name == "policy.created+hooks")
+        .expect("sample")
+        .1;
+    downgraded.schema = SCHEMA_VERSION;
+    assert!(
+        matches!(encode(&downgraded), Err(CodecError::Malformed(_))),
+        "schema 1 cannot carry hooks: refused, not dropped"
+    );
+}
+
+#[test]
+fn run_commands_without_hooks_stay_schema_1_so_older_agents_run_them() {
+    use fleet_events::codec::Wire;
+    use fleet_events::protocol::{AgentCommand, Command};
+    for name in ["command.run", "command.run_requested"] {
+        let old = legacy(name);
+        let command = AgentCommand::from_wire(&old).expect("a schema-1 command decodes");
+        assert_eq!(command.schema, SCHEMA_VERSION, "{name}");
+        let (Command::Run(order) | Command::RunRequested { order, .. }) = &command.command else {
+            panic!("{name}: {command:?}")
+        };
+        assert!(order.spec.hooks.is_empty(), "{name}");
+        assert_eq!(
+            AgentCommand::new(command.command.clone())
+                .to_wire()
+                .as_deref(),
+            Ok(&old[..]),
+            "{name}: written today exactly as before"
+        );
+    }
+    let hooked = samples::protocol()
+        .into_iter()
+        .find(|(name, _)| name == "command.run+hooks")
+        .expect("sample")
+        .1;
+    assert_eq!(
+        u16::from(hooked[0]),
+        SCHEMA_HOOKS,
+        "an agent reading only schema 1 refuses (parks) a run with hooks"
+    );
+    let command = AgentCommand::from_wire(&hooked).expect("decodes");
+    let Command::Run(order) = &command.command else {
+        panic!("{command:?}")
+    };
+    assert_eq!(order.spec.hooks, samples::hooked_spec().hooks);
+    let downgraded = AgentCommand {
+        schema: SCHEMA_VERSION,
+        command: command.command.clone(),
+    };
+    assert!(downgraded.to_wire().is_err(), "hooks are never dropped");
 }

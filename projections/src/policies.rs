@@ -37,7 +37,8 @@ pub struct Policies;
 impl Projection for Policies {
     const NAME: &'static str = "policies";
     /// 2: views record their `version`, and a deleted policy may be created again.
-    const VERSION: u32 = 2;
+    /// 3: a view's spec ends with its `hooks` (a view stored without them is rebuilt).
+    const VERSION: u32 = 3;
     const TREES: &'static [&'static str] = &[BY_ID, BY_TENANT];
 
     fn filter(&self) -> String {

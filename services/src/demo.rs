@@ -111,6 +111,7 @@ pub fn spec(dir: &Path, every_secs: u64) -> PolicySpec {
         missed: Default::default(),
         priority: 5,
         jitter_secs: 0,
+        hooks: Default::default(),
     }
 }
 

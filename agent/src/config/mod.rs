@@ -5,6 +5,7 @@
 //! Secret values never appear here: password files are referenced, not read, and error
 //! messages name fields, never the values of secrets or URLs.
 
+mod hooks;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -20,11 +21,12 @@ use fleet_events::store::NatsServers;
 use fleet_events::validation::FieldError;
 
 use crate::enroll::Identity;
-use crate::executor::SecretSource;
+use crate::executor::{HookBook, SecretSource};
 use crate::restic::output::ResticVersion;
 use crate::runtime::AgentConfig;
 
-pub use raw::{Env, OVERRIDES, RawConfig, RawSecret, Source};
+pub use hooks::parse_timeout;
+pub use raw::{Env, OVERRIDES, RawConfig, RawHook, RawSecret, Source};
 
 /// NATS server when none is configured.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -64,6 +66,8 @@ pub struct ValidConfig {
     pub settings: AgentSettings,
     /// Secret name → where its password is.
     pub secrets: HashMap<String, SecretSource>,
+    /// The hooks policies may name; `config` is set by [`load`] to the file's path.
+    pub hooks: HookBook,
 }
 
 impl ValidConfig {
@@ -81,6 +85,7 @@ impl ValidConfig {
             heartbeat_every: self.heartbeat_every,
             stop_grace: self.stop_grace,
             status_dir: Some(self.state_dir.clone()),
+            hooks: self.hooks.clone(),
         }
     }
 }
@@ -113,7 +118,9 @@ pub fn load(path: &Path, source: &dyn Source) -> Result<ValidConfig, Vec<FieldEr
         }]
     })?;
     let raw = RawConfig::parse(&text).map_err(|e| vec![e])?;
-    validate(raw.overlay(source))
+    let mut config = validate(raw.overlay(source))?;
+    config.hooks.config = Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned()));
+    Ok(config)
 }
 
 /// Checks every field of `raw`; returns every problem found.
@@ -212,6 +219,15 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
         }
     }
 
+    let secret_vars: Vec<&str> = secrets
+        .values()
+        .filter_map(|source| match source {
+            SecretSource::Env(var) => Some(var.as_str()),
+            _ => None,
+        })
+        .collect();
+    let hooks = hooks::validate(raw.hooks, &secret_vars, &mut fail);
+
     if let Some(name) = &raw.name
         && (name.trim().is_empty() || name.len() > 253)
     {
@@ -238,6 +254,10 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
                 metrics_addr,
                 settings,
                 secrets,
+                hooks: HookBook {
+                    hooks,
+                    config: None,
+                },
             })
         }
         _ => Err(errors),

@@ -52,6 +52,24 @@ pub struct RawConfig {
     /// Secret name → where its repository password is.
     #[serde(default)]
     pub secrets: BTreeMap<String, RawSecret>,
+    /// Hook name → the command policies run by that name.
+    #[serde(default)]
+    pub hooks: BTreeMap<String, RawHook>,
+}
+
+/// One hook as written: `command` is required, the rest optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawHook {
+    /// The program and its arguments, run without a shell.
+    pub command: Option<Vec<String>>,
+    /// `30s`, `10m`, `1h` (default 5 minutes, at most 24 hours).
+    pub timeout: Option<String>,
+    /// An absolute working directory.
+    pub cwd: Option<PathBuf>,
+    /// Fixed variables of its environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Where one secret's password is; exactly one of the three must be set.

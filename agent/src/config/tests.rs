@@ -239,3 +239,69 @@ fn config_enrollment_problems_are_reported_without_the_token() {
     let half = "hostname: h\ntenant: acme\n";
     assert_eq!(fields(&check(half, &env(&[])).unwrap_err()), ["agentId"]);
 }
+
+#[test]
+fn hooks_are_read_with_their_timeouts_and_defaults() {
+    let yaml = format!(
+        "agentId: {AGENT}\ntenant: acme\nhostname: db-1\n\
+         hooks:\n\
+         \x20 dump-db: {{ command: [\"/usr/local/bin/dump-db\", \"--out\", \"/var/backups/db.sql\"], timeout: 10m }}\n\
+         \x20 ping:\n    command: [curl, -fsS, https://hc.example/ping]\n    cwd: /tmp\n    env: {{ HC_RETRY: \"3\" }}\n"
+    );
+    let config = check(&yaml, &env(&[])).unwrap();
+    let dump = &config.hooks.hooks["dump-db"];
+    assert_eq!(
+        dump.command,
+        ["/usr/local/bin/dump-db", "--out", "/var/backups/db.sql"]
+    );
+    assert_eq!(dump.timeout, Duration::from_secs(600));
+    let ping = &config.hooks.hooks["ping"];
+    assert_eq!(ping.timeout, crate::executor::hooks::DEFAULT_TIMEOUT);
+    assert_eq!(ping.cwd, Some(PathBuf::from("/tmp")));
+    assert_eq!(ping.env["HC_RETRY"], "3");
+}
+
+#[test]
+fn every_hook_problem_is_reported_at_once() {
+    let yaml = format!(
+        "agentId: {AGENT}\ntenant: acme\nhostname: db-1\n\
+         secrets:\n  repo:\n    passwordEnv: REPO_PASS\n\
+         hooks:\n\
+         \x20 Dump DB: {{ command: [/bin/true] }}\n\
+         \x20 no-command: {{ timeout: 10s }}\n\
+         \x20 empty: {{ command: [\"\"] }}\n\
+         \x20 slow: {{ command: [/bin/true], timeout: 2d }}\n\
+         \x20 forever: {{ command: [/bin/true], timeout: 25h }}\n\
+         \x20 relative: {{ command: [/bin/true], cwd: var/tmp }}\n\
+         \x20 leaky: {{ command: [/bin/true], env: {{ RESTIC_PASSWORD: x, REPO_PASS: y, FLEET_TASK: z }} }}\n"
+    );
+    let errors = check(&yaml, &env(&[])).unwrap_err();
+    let found = fields(&errors);
+    assert_eq!(
+        found,
+        [
+            "hooks.Dump DB",
+            "hooks.empty.command",
+            "hooks.forever.timeout",
+            "hooks.leaky.env.FLEET_TASK",
+            "hooks.leaky.env.REPO_PASS",
+            "hooks.leaky.env.RESTIC_PASSWORD",
+            "hooks.no-command.command",
+            "hooks.relative.cwd",
+            "hooks.slow.timeout",
+        ],
+        "{errors:?}"
+    );
+    let unknown = RawConfig::parse("hooks:\n  x: { command: [a], shell: true }\n").unwrap_err();
+    assert!(unknown.message.contains("shell"), "{unknown:?}");
+}
+
+#[test]
+fn timeouts_read_as_people_write_them() {
+    assert_eq!(parse_timeout("90"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_timeout("1h30m"), Ok(Duration::from_secs(5400)));
+    for bad in ["", "m", "10x", "1.5h", "-1s", "10m5"] {
+        assert!(parse_timeout(bad).is_err(), "{bad}");
+    }
+}

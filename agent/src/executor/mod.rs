@@ -19,6 +19,8 @@
 //!   as `Progress` messages, at most one a second, handed to the runtime without waiting.
 //! - [`browse`]: one directory of a snapshot, a page at a time (`restic ls`), for an
 //!   operator's browse request; nothing is stored.
+//! - [`hooks`]: the policy's hooks, the agent's own commands by name, before restic and
+//!   after the run ([`Executed::before_hooks`], [`Executed::after_hooks`]).
 //!
 //! Invariants: secrets reach restic only through its environment, never argv; neither logs
 //! nor errors carry a secret value ([`Invocation`]'s `Debug` leaves the environment out); a
@@ -28,6 +30,7 @@ pub mod browse;
 pub mod cgroup;
 pub mod collect;
 pub mod command;
+pub mod hooks;
 pub mod inventory;
 mod listing;
 pub mod priority;
@@ -44,8 +47,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use fleet_events::event::{ErrorClass, TaskError, TaskRequest};
-use fleet_events::policy::TaskKind;
+use fleet_events::event::{ErrorClass, RunDetail, TaskError, TaskRequest};
+use fleet_events::policy::{PolicyHooks, TaskKind};
 use fleet_events::protocol::{ReportStatus, TaskOrder};
 use fleet_events::settings::AgentSettings;
 use tokio::time::Instant;
@@ -59,6 +62,7 @@ pub use command::{
     Invocation, init_invocation, invocation, ls_invocation, restore_invocation,
     retention_invocation, snapshots_invocation, unlock_invocation,
 };
+pub use hooks::{HookBook, HookDef};
 pub use priority::Wrappers;
 pub use progress::ProgressSink;
 pub use restore::staging_name;
@@ -82,6 +86,8 @@ pub struct Context<'a> {
     pub cpu: Option<&'a CpuLimiter>,
     /// Where a run's live progress goes; `None` reports none.
     pub progress: Option<&'a ProgressSink>,
+    /// The hooks this agent defines, which policies name.
+    pub hooks: &'a HookBook,
 }
 
 /// What [`execute`] did.
@@ -97,6 +103,24 @@ pub struct Executed {
     /// sent before the final report: a refresh's, and the one after a successful backup
     /// (after its retention) or prune. Empty otherwise, and when that listing failed.
     pub listing: Vec<ReportStatus>,
+    /// The `HookRan` reports of the before-hooks, in order, to be sent first.
+    pub before_hooks: Vec<ReportStatus>,
+    /// The `HookRan` reports of the hooks run after the run (`onSuccess` or `onFailure`,
+    /// then `after`), to be sent last before the final report.
+    pub after_hooks: Vec<ReportStatus>,
+}
+
+impl Executed {
+    /// An outcome with nothing else to report.
+    fn only(outcome: RunOutcome) -> Self {
+        Self {
+            outcome,
+            retention: None,
+            listing: Vec::new(),
+            before_hooks: Vec::new(),
+            after_hooks: Vec::new(),
+        }
+    }
 }
 
 /// Runs `order` (with `request`, for a task an operator asked for) to its end. The
@@ -107,18 +131,81 @@ pub struct Executed {
 /// listing. restic runs in the attempt's CPU-quota cgroup, if any, removed when the
 /// attempt ended. A cancel while forget or the listing runs ends the attempt as
 /// cancelled, like a cancel during the backup.
+///
+/// The policy's hooks (none for a restore or a refresh) are resolved in the agent's
+/// [`HookBook`] first: a name it does not define fails the task before anything runs.
+/// Before-hooks run within the run timeout too; a failed one fails the task (class
+/// `hook`) without running restic. Once the run has an outcome (not after a cancel), the
+/// `onSuccess` or `onFailure` hooks and then the `after` hooks run, each within its own
+/// timeout, changing nothing.
 pub async fn execute(
     order: &TaskOrder,
     request: Option<&TaskRequest>,
     ctx: &Context<'_>,
     cancel: CancellationToken,
 ) -> Executed {
-    let leaf = ctx.cpu.and_then(|cpu| cpu.leaf(order.task, order.attempt));
-    let executed = execute_in(order, request, ctx, cancel, leaf.as_ref()).await;
-    if let Some(leaf) = leaf {
-        leaf.remove().await;
+    let none = PolicyHooks::default();
+    let named = if request.is_none() {
+        &order.spec.hooks
+    } else {
+        &none
+    };
+    let plan = match ctx.hooks.plan(named) {
+        Ok(plan) => plan,
+        Err(error) => return Executed::only(RunOutcome::Finished(ReportStatus::Failed(error))),
+    };
+    let info = hooks::TaskInfo {
+        task: order.task,
+        policy: order.policy,
+        policy_name: &order.spec.name,
+        kind: order.spec.kind,
+        attempt: order.attempt,
+    };
+    let deadline = Instant::now() + Duration::from_secs(order.spec.execution.run_timeout_secs);
+    let before = hooks::run_before(&plan, &info, deadline, &cancel).await;
+    let mut executed = if before.cancelled {
+        Executed::only(RunOutcome::Cancelled)
+    } else if let Some(error) = before.failure {
+        Executed::only(RunOutcome::Finished(ReportStatus::Failed(error)))
+    } else {
+        let leaf = ctx.cpu.and_then(|cpu| cpu.leaf(order.task, order.attempt));
+        let executed =
+            execute_in(order, request, ctx, cancel.clone(), leaf.as_ref(), deadline).await;
+        if let Some(leaf) = leaf {
+            leaf.remove().await;
+        }
+        executed
+    };
+    executed.before_hooks = before.reports;
+    if let RunOutcome::Finished(status) = &executed.outcome {
+        let end = run_end(status);
+        executed.after_hooks = hooks::run_after(&plan, &info, &end, &cancel).await;
     }
     executed
+}
+
+/// How a run that ended with `status` ended, for the hooks after it.
+fn run_end(status: &ReportStatus) -> hooks::RunEnd {
+    match status {
+        ReportStatus::Succeeded(summary) => hooks::RunEnd {
+            succeeded: true,
+            snapshot: match &summary.detail {
+                RunDetail::Backup(backup) => backup.snapshot_id.clone(),
+                _ => None,
+            },
+            error: None,
+        },
+        ReportStatus::Failed(error) => hooks::RunEnd {
+            succeeded: false,
+            snapshot: None,
+            error: Some(error.class),
+        },
+        _ => hooks::RunEnd {
+            succeeded: false,
+            snapshot: None,
+            error: None,
+        },
+    }
 }
 
 /// Runs `restic unlock` on the repository of `order` with its secret, within `timeout`:
@@ -147,19 +234,15 @@ async fn execute_in(
     ctx: &Context<'_>,
     cancel: CancellationToken,
     leaf: Option<&cgroup::Leaf>,
+    deadline: Instant,
 ) -> Executed {
-    let only = |outcome| Executed {
-        outcome,
-        retention: None,
-        listing: Vec::new(),
-    };
+    let only = Executed::only;
     let failed = |error| only(RunOutcome::Finished(ReportStatus::Failed(error)));
     let password = match secrets::resolve(&order.spec.repository.secret, ctx.secrets) {
         Ok(password) => password,
         Err(error) => return failed(error),
     };
     let kind = order.spec.kind;
-    let deadline = Instant::now() + Duration::from_secs(order.spec.execution.run_timeout_secs);
     let left = || deadline.saturating_duration_since(Instant::now());
     match (kind, request) {
         (TaskKind::Restore, Some(TaskRequest::Restore(request))) => {
@@ -178,9 +261,8 @@ async fn execute_in(
             let (outcome, listing) =
                 listing::refresh(order, ctx, &password, left(), cancel, leaf).await;
             return Executed {
-                outcome,
-                retention: None,
                 listing,
+                ..only(outcome)
             };
         }
         (TaskKind::Backup | TaskKind::Check | TaskKind::Prune, None) => {}
@@ -247,14 +329,13 @@ async fn execute_in(
     };
     match listing::after_run(order, ctx, &password, left(), cancel, leaf).await {
         Some(listing) => Executed {
-            outcome,
             retention,
             listing,
+            ..only(outcome)
         },
         None => Executed {
-            outcome: RunOutcome::Cancelled,
             retention,
-            listing: Vec::new(),
+            ..only(RunOutcome::Cancelled)
         },
     }
 }

@@ -312,7 +312,7 @@ fn command(program: &Path, args: &[OsString], inv: &Invocation, leaf: Option<&Le
 /// after 10 s idle) would kill restic mid-run. The agent spawns restic from its runtime's
 /// worker threads, which live as long as the agent; keep it that way.
 #[cfg(target_os = "linux")]
-fn die_with_agent(command: &mut Command) {
+pub(crate) fn die_with_agent(command: &mut Command) {
     let agent = std::process::id();
     // SAFETY: the hook runs in the forked child before exec and calls only prctl(2) and
     // getppid(2), which are async-signal-safe; it allocates nothing (an OS error is a code).
@@ -338,7 +338,7 @@ fn die_with_agent(command: &mut Command) {
 /// Elsewhere than Linux there is no parent-death signal: a killed agent's restic runs on
 /// until a write to its closed output fails.
 #[cfg(not(target_os = "linux"))]
-fn die_with_agent(_: &mut Command) {}
+pub(crate) fn die_with_agent(_: &mut Command) {}
 
 /// Sends SIGINT to restic (the wrappers exec it, so `pid` is restic once it started).
 fn interrupt(pid: Option<u32>) {

@@ -166,6 +166,7 @@ impl Handler {
             grace: config.stop_grace,
             cpu: None,
             progress: None,
+            hooks: &config.hooks,
         };
         let result = list(request, &ctx, BROWSE_TIMEOUT, self.shutdown.child_token()).await;
         (if result.is_ok() { "ok" } else { "failed" }, result)

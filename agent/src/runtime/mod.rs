@@ -44,7 +44,7 @@ use fleet_events::settings::AgentSettings;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{CpuLimiter, ProgressSink, SecretSource};
+use crate::executor::{CpuLimiter, HookBook, ProgressSink, SecretSource};
 use crate::restic::output::ResticVersion;
 use crate::state::{AgentState, StateError};
 
@@ -66,6 +66,8 @@ pub struct AgentConfig {
     /// Where each heartbeat also writes `status.json` for `fleet-agent status` (the state
     /// directory); `None` writes no status file.
     pub status_dir: Option<PathBuf>,
+    /// The hooks policies may name (the configuration's `hooks:`).
+    pub hooks: HookBook,
 }
 
 /// Why the agent stopped.

@@ -105,6 +105,7 @@ async fn run_task(
         grace: config.stop_grace,
         cpu: Some(&shared.cpu),
         progress: Some(&shared.progress),
+        hooks: &config.hooks,
     };
     // Before the start, so that the task's history tells the unlock before the run.
     if unlock::before_run(shared, order, &ctx, cancel.clone())
@@ -124,12 +125,14 @@ async fn run_task(
     metrics::gauge!("fleet_agent_tasks_running", "kind" => kind.as_str()).increment(1.0);
     let began = std::time::Instant::now();
     let executed = execute(order, request, &ctx, cancel.clone()).await;
+    record_hooks(shared, order, executed.before_hooks).await;
     if let Some(retention) = executed.retention {
         record_retention(shared, order, retention).await;
     }
     if !executed.listing.is_empty() {
         record_listing(shared, order, executed.listing).await;
     }
+    record_hooks(shared, order, executed.after_hooks).await;
     let status = match executed.outcome {
         RunOutcome::Finished(status) => status,
         // Stopped by the control plane or by the agent's shutdown: the outcome is unknown.
@@ -198,6 +201,25 @@ async fn record_listing(shared: &Shared, order: &TaskOrder, listing: Vec<ReportS
         Ok(()) => shared.reports.notify_one(),
         Err(e) => {
             tracing::error!(task_id = %order.task, error = %e, "cannot record the snapshot listing");
+        }
+    }
+}
+
+/// Puts in the outbox (before the final report, in order, in one transaction) what the
+/// hooks of one stage did. Reports that cannot be recorded are logged; the outcome still
+/// is.
+async fn record_hooks(shared: &Shared, order: &TaskOrder, hooks: Vec<ReportStatus>) {
+    if hooks.is_empty() {
+        return;
+    }
+    let reports: Vec<_> = hooks
+        .into_iter()
+        .map(|status| shared.report(order, status))
+        .collect();
+    match shared.state.record_hooks(&reports).await {
+        Ok(()) => shared.reports.notify_one(),
+        Err(e) => {
+            tracing::error!(task_id = %order.task, error = %e, "cannot record the hooks' runs")
         }
     }
 }

@@ -128,6 +128,24 @@ impl AgentState {
         self.record_running(reports).await
     }
 
+    /// Appends the `HookRan` reports of a running attempt (the hooks of one stage, in the
+    /// order they ran) to the outbox in one transaction, durably, without moving the
+    /// attempt: call it before [`AgentState::finish`], so that they go out before the
+    /// outcome. Reports of another kind, of several attempts, or of an attempt that is not
+    /// running here are refused.
+    pub async fn record_hooks(&self, reports: &[AgentReport]) -> Result<(), StateError> {
+        if let Some(other) = reports
+            .iter()
+            .find(|r| !matches!(r.status, ReportStatus::HookRan(_)))
+        {
+            return Err(StateError::ReportMismatch(format!(
+                "record_hooks takes hook_ran reports, not {}",
+                other.status.name()
+            )));
+        }
+        self.record_running(reports).await
+    }
+
     /// Appends `reports`, all about one running attempt, to the outbox in one transaction
     /// and flushes.
     async fn record_running(&self, reports: &[AgentReport]) -> Result<(), StateError> {
@@ -297,6 +315,7 @@ fn final_report(report: &AgentReport) -> Result<(), StateError> {
         | ReportStatus::Started
         | ReportStatus::UnlockRan { .. }
         | ReportStatus::RetentionApplied { .. }
+        | ReportStatus::HookRan(_)
         | ReportStatus::SnapshotsListed { .. } => Err(StateError::ReportMismatch(format!(
             "finish takes a final report, not {}",
             report.status.name()

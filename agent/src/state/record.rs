@@ -2,11 +2,14 @@
 //! big-endian; value = postcard of [`Header`], then the [`TaskOrder`], then (format 2) the
 //! `Option<TaskRequest>` of a task an operator asked for, so scans that need only the
 //! stage, kind and times decode the header alone. Records of format 1 (no request) are
-//! still read, with no request.
+//! still read, with no request; records of formats 1 and 2 hold the order's policy spec
+//! in the layout of wire schema 1 (no hooks) and are read with no hooks.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use fleet_events::codec::with_layout;
+use fleet_events::envelope::SCHEMA_VERSION;
 use fleet_events::event::TaskRequest;
 use fleet_events::ids::TaskId;
 use fleet_events::policy::TaskKind;
@@ -22,10 +25,13 @@ pub(crate) const TASKS: &str = "tasks";
 const UUID_LEN: usize = 16;
 
 /// The layout version written first in every record; a build that changes the layout
-/// reads older versions by this number. 1: header and order; 2: header, order, request.
-const FORMAT: u16 = 2;
+/// reads older versions by this number. 1: header and order; 2: header, order, request;
+/// 3: the order's spec has hooks.
+const FORMAT: u16 = 3;
 /// The first layout: a header and an order, no request.
 const FORMAT_1: u16 = 1;
+/// The last layout whose policy specs have no hooks (wire schema 1).
+const FORMAT_2: u16 = 2;
 
 /// Where one attempt stands on this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +114,10 @@ impl TaskRecord {
         let corrupt = |e| StateError::corrupt(TASKS, e);
         let (record, rest) = match check_format(bytes)? {
             FORMAT_1 => {
-                let (v1, rest) = postcard::take_from_bytes::<RecordV1>(bytes).map_err(corrupt)?;
+                let (v1, rest) = with_layout(SCHEMA_VERSION, || {
+                    postcard::take_from_bytes::<RecordV1>(bytes)
+                })
+                .map_err(corrupt)?;
                 let record = Self {
                     header: v1.header,
                     order: v1.order,
@@ -116,6 +125,8 @@ impl TaskRecord {
                 };
                 (record, rest)
             }
+            FORMAT_2 => with_layout(SCHEMA_VERSION, || postcard::take_from_bytes::<Self>(bytes))
+                .map_err(corrupt)?,
             _ => postcard::take_from_bytes::<Self>(bytes).map_err(corrupt)?,
         };
         if !rest.is_empty() {
@@ -189,9 +200,11 @@ mod tests {
         let mut header = TaskRecord::accepted(&order(), None, samples::at(1)).header;
         header.format = FORMAT_1;
         header.stage = Stage::Running;
-        let bytes = postcard::to_stdvec(&WrittenV1 {
-            header: &header,
-            order: &order(),
+        let bytes = with_layout(SCHEMA_VERSION, || {
+            postcard::to_stdvec(&WrittenV1 {
+                header: &header,
+                order: &order(),
+            })
         })
         .expect("encodes");
         let record = TaskRecord::decode(&bytes).expect("format 1 is read");
@@ -201,7 +214,44 @@ mod tests {
         );
         let (read, rest) = Header::decode(&bytes).expect("its header");
         assert_eq!(read, header);
-        assert_eq!(postcard::from_bytes::<TaskOrder>(rest), Ok(order()));
+        assert_eq!(
+            with_layout(SCHEMA_VERSION, || postcard::from_bytes::<TaskOrder>(rest)),
+            Ok(order())
+        );
+    }
+
+    /// What a build of format 2 wrote: header, order (its spec without hooks), request.
+    #[derive(Serialize)]
+    struct WrittenV2<'a> {
+        header: &'a Header,
+        order: &'a TaskOrder,
+        request: Option<&'a TaskRequest>,
+    }
+
+    #[test]
+    fn a_format_2_record_is_read_with_no_hooks_and_format_3_keeps_them() {
+        let mut header = TaskRecord::accepted(&order(), None, samples::at(1)).header;
+        header.format = FORMAT_2;
+        let request = TaskRequest::Refresh;
+        let bytes = with_layout(SCHEMA_VERSION, || {
+            postcard::to_stdvec(&WrittenV2 {
+                header: &header,
+                order: &order(),
+                request: Some(&request),
+            })
+        })
+        .expect("encodes");
+        let record = TaskRecord::decode(&bytes).expect("format 2 is read");
+        assert_eq!(record.order, order());
+        assert_eq!(record.request, Some(request));
+
+        let hooked = TaskOrder {
+            spec: Box::new(samples::hooked_spec()),
+            ..order()
+        };
+        let record = TaskRecord::accepted(&hooked, None, samples::at(1));
+        let read = TaskRecord::decode(&record.encode().expect("encodes")).expect("decodes");
+        assert_eq!(read.order.spec.hooks, samples::hooked_spec().hooks);
     }
 
     #[test]
@@ -221,6 +271,6 @@ mod tests {
         record.header.format = FORMAT + 1;
         let bytes = record.encode().expect("encodes");
         let error = TaskRecord::decode(&bytes).expect_err("a newer format");
-        assert!(error.to_string().contains("record format 3"), "{error}");
+        assert!(error.to_string().contains("record format 4"), "{error}");
     }
 }

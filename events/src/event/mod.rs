@@ -4,6 +4,7 @@
 //! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
 
 mod notify;
+mod hook;
 mod other;
 mod snapshot;
 mod task;
@@ -11,6 +12,7 @@ mod task;
 use serde::{Deserialize, Serialize};
 
 pub use notify::{AssignmentEvent, Message, Named, NotificationEvent, RuleEvent};
+pub use hook::{HookOutcome, HookRun, MAX_HOOK_OUTPUT};
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use snapshot::{
     MAX_RESTORE_INCLUDES, MAX_SNAPSHOT_LIST, Overwrite, RestoreRequest, SnapshotInfo, SnapshotKey,
@@ -86,6 +88,22 @@ impl Event {
             tenant: tenant.clone(),
             aggregate: self.aggregate(tenant),
         }
+    }
+
+    /// The oldest wire schema that holds this event: 1, or 2 for a policy spec with hooks.
+    pub fn schema(&self) -> u16 {
+        let spec = match self {
+            Event::Policy {
+                event: PolicyEvent::Created { spec } | PolicyEvent::Updated { spec },
+                ..
+            }
+            | Event::Task {
+                event: TaskEvent::Scheduled { spec, .. } | TaskEvent::Requested { spec, .. },
+                ..
+            } => spec,
+            _ => return crate::envelope::SCHEMA_VERSION,
+        };
+        spec.schema()
     }
 
     /// The event's type, as named in the `Fleet-Event-Type` header.
@@ -208,4 +226,5 @@ event_types! {
     NotificationDeadLettered => "notification.dead_lettered",
     AssignmentOverdue => "assignment.overdue",
     AssignmentCaughtUp => "assignment.caught_up",
+    TaskHookRan => "task.hook_ran",
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
+use crate::event::hook::HookRun;
 use crate::event::snapshot::TaskRequest;
 use crate::ids::{AgentId, PolicyId, RepoId, TaskId};
 use crate::policy::{PolicySpec, TaskKind};
@@ -99,6 +100,12 @@ pub enum TaskEvent {
         /// Who asked (the token's name), for the task's history.
         by: String,
     },
+    /// The agent ran one of the policy's hooks for `attempt` (its configuration's command
+    /// of that name). A before-hook that failed is followed by the attempt's failure
+    /// (class `hook`); other stages never change the outcome. Legal while the attempt
+    /// runs and after it ended (reports may overtake each other in intake); the task's
+    /// status does not change.
+    HookRan { attempt: u32, hook: HookRun },
 }
 
 impl TaskEvent {
@@ -120,6 +127,7 @@ impl TaskEvent {
             Self::UnlockRan { .. } => EventType::TaskUnlockRan,
             Self::RetentionApplied { .. } => EventType::TaskRetentionApplied,
             Self::Requested { .. } => EventType::TaskRequested,
+            Self::HookRan { .. } => EventType::TaskHookRan,
         }
     }
 }
@@ -154,11 +162,14 @@ pub enum ErrorClass {
     Timeout,
     /// The agent holding the task was lost.
     Lost,
+    /// A before-hook failed, timed out or is not defined on the agent: restic did not
+    /// run. Retried only when the policy's hooks say `retryOnFailure`.
+    Hook,
 }
 
 impl ErrorClass {
     /// Every class, in a fixed order.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Network,
         ErrorClass::Resource,
         ErrorClass::Lock,
@@ -167,6 +178,7 @@ impl ErrorClass {
         ErrorClass::Permanent,
         ErrorClass::Timeout,
         ErrorClass::Lost,
+        ErrorClass::Hook,
     ];
 
     /// The lowercase name used in metrics and logs.
@@ -180,6 +192,7 @@ impl ErrorClass {
             ErrorClass::Permanent => "permanent",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Lost => "lost",
+            ErrorClass::Hook => "hook",
         }
     }
 }

@@ -27,6 +27,7 @@ pub(crate) fn nightly_backup() -> PolicySpec {
         missed: MissedRun::default(),
         priority: 5,
         jitter_secs: 600,
+        hooks: Default::default(),
     }
 }
 
@@ -145,4 +146,68 @@ fn windows_and_unix_paths_are_absolute() {
     assert!(is_absolute("C:\\Users"));
     assert!(!is_absolute("srv"));
     assert!(!is_absolute("C:"));
+}
+
+#[test]
+fn every_hook_problem_is_reported_at_once() {
+    let spec = PolicySpec {
+        hooks: PolicyHooks {
+            before: vec!["dump-db".into(), "Dump DB".into(), "dump-db".into()],
+            after: (0..=MAX_HOOKS_PER_STAGE).map(|i| format!("h{i}")).collect(),
+            on_success: vec!["".into()],
+            on_failure: vec!["page".into()],
+            retry_on_failure: false,
+        },
+        ..nightly_backup()
+    };
+    let invalid = spec.validate().unwrap_err();
+    for field in [
+        "hooks.before[1]",
+        "hooks.before[2]",
+        "hooks.after",
+        "hooks.onSuccess[0]",
+    ] {
+        assert!(invalid.mentions(field), "{field}: {invalid}");
+    }
+    assert_eq!(invalid.0.len(), 4, "{invalid}");
+
+    let retry_alone = PolicySpec {
+        hooks: PolicyHooks {
+            after: vec!["ping".into()],
+            retry_on_failure: true,
+            ..PolicyHooks::default()
+        },
+        ..nightly_backup()
+    };
+    assert!(
+        retry_alone
+            .validate()
+            .unwrap_err()
+            .mentions("hooks.retryOnFailure")
+    );
+    let hooked = crate::samples::hooked_spec();
+    assert_eq!(hooked.validate(), Ok(()));
+    let restore = PolicySpec {
+        kind: TaskKind::Restore,
+        include: vec![],
+        ..hooked
+    };
+    assert!(restore.validate().unwrap_err().mentions("hooks"));
+}
+
+#[test]
+fn hooks_are_optional_in_documents_and_kept_in_json() {
+    let mut json = serde_json::to_value(nightly_backup()).expect("json");
+    json.as_object_mut().expect("object").remove("hooks");
+    let spec: PolicySpec = serde_json::from_value(json).expect("no hooks is fine");
+    assert!(spec.hooks.is_empty());
+    assert_eq!(spec.schema(), crate::envelope::SCHEMA_VERSION);
+
+    let hooked = crate::samples::hooked_spec();
+    let json = serde_json::to_value(&hooked).expect("json");
+    assert_eq!(json["hooks"]["onSuccess"][0], "ping-monitor");
+    assert_eq!(json["hooks"]["retryOnFailure"], true);
+    let back: PolicySpec = serde_json::from_value(json).expect("round trip");
+    assert_eq!(back, hooked);
+    assert_eq!(back.schema(), crate::envelope::SCHEMA_HOOKS);
 }

@@ -55,6 +55,12 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
         (Some(S::Running), E::TaskUnlockRan, S::Running),
         (Some(S::Running), E::TaskRetentionApplied, S::Running),
         (Some(S::Succeeded), E::TaskRetentionApplied, S::Succeeded),
+        (Some(S::Running), E::TaskHookRan, S::Running),
+        (Some(S::Succeeded), E::TaskHookRan, S::Succeeded),
+        (Some(S::Failed), E::TaskHookRan, S::Failed),
+        (Some(S::RetryScheduled), E::TaskHookRan, S::RetryScheduled),
+        (Some(S::RetryDue), E::TaskHookRan, S::RetryDue),
+        (Some(S::Exhausted), E::TaskHookRan, S::Exhausted),
     ];
     TABLE
         .iter()
@@ -65,7 +71,7 @@ fn expected(from: Option<TaskStatus>, event: EventType) -> Option<TaskStatus> {
 #[test]
 fn every_status_event_pair_follows_the_table() {
     let events = task_events();
-    assert_eq!(events.len(), 15, "one sample per task event type");
+    assert_eq!(events.len(), 16, "one sample per task event type");
     let froms = std::iter::once(None).chain(TaskStatus::ALL.into_iter().map(Some));
     let mut pairs = 0;
     let mut legal = 0;
@@ -82,20 +88,22 @@ fn every_status_event_pair_follows_the_table() {
             legal += usize::from(got.is_some());
         }
     }
-    assert_eq!(pairs, 13 * 15);
-    assert_eq!(legal, 32);
+    assert_eq!(pairs, 13 * 16);
+    assert_eq!(legal, 38);
 }
 
-/// Nothing moves a task out of a terminal status. The one event a terminal status takes is
-/// the retention after a success (its report may reach the log after the success's), and
-/// it leaves the status as it is.
+/// Nothing moves a task out of a terminal status. The events a terminal status takes are
+/// the retention after a success and a hook's record after the attempt ended (their
+/// reports may reach the log after the outcome's), and they leave the status as it is.
 #[test]
-fn terminal_statuses_accept_nothing_but_a_late_retention() {
+fn terminal_statuses_accept_nothing_but_a_late_retention_or_hook() {
     for status in TaskStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
         for event in task_events() {
             let late_retention = status == TaskStatus::Succeeded
                 && matches!(event, TaskEvent::RetentionApplied { .. });
-            let expected = late_retention.then_some(TaskStatus::Succeeded);
+            let late_hook = matches!(status, TaskStatus::Succeeded | TaskStatus::Exhausted)
+                && matches!(event, TaskEvent::HookRan { .. });
+            let expected = (late_retention || late_hook).then_some(status);
             assert_eq!(next_status(Some(status), &event), expected, "{status}");
         }
     }

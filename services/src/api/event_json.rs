@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use crate::projector::dto;
 use crate::words::bytes;
 
+mod hook;
+
 /// One event of the log, as answered by `/v1/events` and `/v1/tasks/{id}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,6 +206,7 @@ fn task_data(event: &TaskEvent) -> Value {
                 "attempt": attempt, "interrupted": interrupted, "outcome": outcome, "error": error,
             })
         }
+        TaskEvent::HookRan { attempt, hook } => hook::data(*attempt, hook),
         TaskEvent::RetentionApplied {
             attempt,
             kept,
@@ -438,6 +441,7 @@ fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
         }
+        TaskEvent::HookRan { attempt, hook } => hook::summary(*attempt, hook),
         TaskEvent::Requested {
             agent,
             run_at,

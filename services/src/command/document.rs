@@ -31,6 +31,7 @@ const SPEC_FIELDS: &[&str] = &[
     "missed",
     "priority",
     "jitterSecs",
+    "hooks",
 ];
 const DOCUMENT_FIELDS: &[&str] = &["agents", "paused"];
 const REQUIRED: &[&str] = &["name", "schedule", "kind", "repository"];
@@ -54,6 +55,16 @@ const NESTED: &[(&str, &[&str])] = &[
         &["runTimeoutSecs", "tags", "host", "initIfMissing"],
     ),
     ("retry", &["maxRetries", "baseDelaySecs", "maxDelaySecs"]),
+    (
+        "hooks",
+        &[
+            "before",
+            "after",
+            "onSuccess",
+            "onFailure",
+            "retryOnFailure",
+        ],
+    ),
 ];
 /// Whole-number fields and their largest value.
 const NUMBERS: &[(&[&str], u64)] = &[

@@ -61,8 +61,11 @@ pub fn decide(
             CommandError::NotFound(reason)
         });
     }
+    // A policy's hooks go with its own scheduled kind: none runs around a restore or a
+    // refresh (and without hooks, agents that read only schema 1 take the task).
     let spec = PolicySpec {
         kind: kind_of(&ask.request),
+        hooks: Default::default(),
         ..spec.clone()
     };
     Ok(TaskEvent::Requested {
@@ -192,6 +195,30 @@ mod tests {
         assert_eq!(spec.kind, TaskKind::Restore);
         assert_eq!(spec.repository, samples::policy_spec().repository);
         assert_eq!((*run_at, by.as_str()), (samples::at(9), "token ops"));
+    }
+
+    #[test]
+    fn a_restore_from_a_policy_with_hooks_runs_none_of_them() {
+        let mut created = samples::event(EventType::PolicyCreated);
+        if let Event::Policy {
+            event: fleet_events::event::PolicyEvent::Created { spec },
+            ..
+        } = &mut created
+        {
+            **spec = samples::hooked_spec();
+        }
+        let policy = PolicyState::fold(&[stored(created)]);
+        let event = decide(
+            &restore("/var/restore"),
+            &policy,
+            &registered_agent(),
+            samples::at(9),
+        );
+        let Ok(TaskEvent::Requested { spec, .. }) = event else {
+            panic!("requested: {event:?}");
+        };
+        assert!(spec.hooks.is_empty(), "{:?}", spec.hooks);
+        assert_eq!(spec.schema(), fleet_events::envelope::SCHEMA_VERSION);
     }
 
     #[test]

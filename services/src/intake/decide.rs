@@ -67,6 +67,10 @@ pub fn event_of(report: &AgentReport) -> Option<TaskEvent> {
             removed_ids: removed_ids.clone(),
             outcome: outcome.clone(),
         },
+        ReportStatus::HookRan(hook) => TaskEvent::HookRan {
+            attempt,
+            hook: hook.clone(),
+        },
         ReportStatus::SnapshotsListed { .. } => return None,
     })
 }
@@ -140,7 +144,8 @@ fn on_agent(task: &Task, report: &AgentReport) -> bool {
 /// How far into an attempt a report goes: acknowledged 1, started 2, ended 3. An unlock
 /// comes after the acknowledgement, before or after the start: 2, so that one arriving
 /// while the log shows the attempt only dispatched is early. A retention comes after the
-/// start: 3, so that one arriving before the start is in the log is early.
+/// start: 3, so that one arriving before the start is in the log is early; so does a
+/// hook's run (before-hooks run once the attempt has started).
 fn step_of(report: &AgentReport) -> u8 {
     match report.status {
         ReportStatus::Acknowledged => 1,
@@ -149,6 +154,7 @@ fn step_of(report: &AgentReport) -> u8 {
         | ReportStatus::Failed(_)
         | ReportStatus::Interrupted
         | ReportStatus::RetentionApplied { .. }
+        | ReportStatus::HookRan(_)
         | ReportStatus::SnapshotsListed { .. } => 3,
     }
 }
@@ -176,6 +182,16 @@ fn same_transition(a: &TaskEvent, b: &TaskEvent) -> bool {
         | (E::RetentionApplied { attempt: x, .. }, E::RetentionApplied { attempt: y, .. }) => {
             x == y
         }
+        (
+            E::HookRan {
+                attempt: x,
+                hook: h,
+            },
+            E::HookRan {
+                attempt: y,
+                hook: k,
+            },
+        ) => x == y && h.stage == k.stage && h.name == k.name,
         _ => false,
     }
 }

@@ -13,6 +13,7 @@
 //! | `Auth`               | no      | wrong credentials fail the same way until an operator fixes them |
 //! | `Permanent`          | no      | bad configuration or unreadable paths fail the same way again |
 //! | `MissingRepository`  | no      | nothing to back up into until someone creates it |
+//! | `Hook`               | no, unless the policy's `hooks.retryOnFailure` | a before-hook failed, timed out or is not defined on the agent; only its policy knows whether trying again helps |
 //!
 //! A class that is not retried ends the task at once as
 //! [`ExhaustedReason::NotRetryable`]. A retryable one is retried while the budget lasts:
@@ -43,7 +44,8 @@ pub enum RetryDecision {
     GiveUp(ExhaustedReason),
 }
 
-/// True if a failure of this class is worth retrying (see the table in the module docs).
+/// True if a failure of this class is worth retrying by default (see the table in the
+/// module docs): never a hook's.
 pub fn retryable(class: ErrorClass) -> bool {
     match class {
         ErrorClass::Network
@@ -51,19 +53,30 @@ pub fn retryable(class: ErrorClass) -> bool {
         | ErrorClass::Lock
         | ErrorClass::Timeout
         | ErrorClass::Lost => true,
-        ErrorClass::Auth | ErrorClass::Permanent | ErrorClass::MissingRepository => false,
+        ErrorClass::Auth
+        | ErrorClass::Permanent
+        | ErrorClass::MissingRepository
+        | ErrorClass::Hook => false,
     }
 }
 
+/// True if a failure of this class is retried under a policy whose hooks set
+/// `retryOnFailure` to `retry_hooks`.
+pub fn retryable_under(class: ErrorClass, retry_hooks: bool) -> bool {
+    retryable(class) || (class == ErrorClass::Hook && retry_hooks)
+}
+
 /// The decision after attempt `failed_attempt` (1 for the first) failed with `class`, given
-/// the policy's `budget` and a `jitter` in `[0, 1)` (see [`jitter_for`]).
+/// the policy's `budget`, its `hooks.retryOnFailure` (`retry_hooks`) and a `jitter` in
+/// `[0, 1)` (see [`jitter_for`]).
 pub fn decide(
     class: ErrorClass,
     failed_attempt: u32,
     budget: &RetryBudget,
+    retry_hooks: bool,
     jitter: f64,
 ) -> RetryDecision {
-    if !retryable(class) {
+    if !retryable_under(class, retry_hooks) {
         return RetryDecision::GiveUp(ExhaustedReason::NotRetryable(class));
     }
     if failed_attempt > budget.max_retries {

@@ -168,9 +168,13 @@ impl Enforcer {
 
     fn fold_task(&mut self, stored: &Stored, id: TaskId, event: &TaskEvent) -> Option<RepoKey> {
         let env = &stored.envelope;
-        if matches!(event, TaskEvent::RetentionApplied { .. }) && self.task(id).is_none() {
-            // Recorded after the attempt's success (its report was overtaken): the task
-            // ended and was forgotten, and a retention decides nothing here.
+        let late = matches!(
+            event,
+            TaskEvent::RetentionApplied { .. } | TaskEvent::HookRan { .. }
+        );
+        if late && self.task(id).is_none() {
+            // Recorded after the attempt ended (its report was overtaken): the task ended
+            // and was forgotten, and a retention or a hook's run decides nothing here.
             return None;
         }
         let next = match Task::fold(self.task(id), event) {

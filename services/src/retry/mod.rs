@@ -18,7 +18,7 @@ pub mod circuit;
 pub mod enforcer;
 mod service;
 
-pub use backoff::{RetryDecision, decide, jitter_for, retryable};
+pub use backoff::{RetryDecision, decide, jitter_for, retryable, retryable_under};
 pub use circuit::{Breaker, CircuitConfig, CircuitState, Outcome};
 pub use enforcer::{Decision, Enforcer, RESEND_AFTER};
 pub use service::run;

@@ -17,7 +17,8 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{
-    Context, CpuLimiter, Executed, ProgressSink, RunOutcome, SecretSource, execute, unlock,
+    Context, CpuLimiter, Executed, HookBook, ProgressSink, RunOutcome, SecretSource, execute,
+    unlock,
 };
 use crate::probe::find_in_path;
 use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
@@ -35,6 +36,8 @@ pub struct Lab {
     pub cpu: Option<CpuLimiter>,
     /// Where runs report progress; none unless a test sets one.
     pub progress: Option<ProgressSink>,
+    /// The hooks policies may name; none unless a test defines some.
+    pub hooks: HookBook,
 }
 
 impl Lab {
@@ -74,6 +77,7 @@ impl Lab {
             ..AgentSettings::default()
         };
         Some(Self {
+            hooks: HookBook::default(),
             restic,
             version,
             dir,
@@ -143,6 +147,7 @@ impl Lab {
             grace: Duration::from_secs(2),
             cpu: self.cpu.as_ref(),
             progress: self.progress.as_ref(),
+            hooks: &self.hooks,
         }
     }
 

@@ -55,6 +55,7 @@ async fn a_refresh_lists_the_fleets_snapshots_and_those_made_by_hand() {
         outcome,
         retention,
         listing,
+        ..
     } = lab.execute_request(&order, &TaskRequest::Refresh).await;
     assert_eq!(retention, None);
     let RunOutcome::Finished(ReportStatus::Succeeded(summary)) = outcome else {
@@ -102,6 +103,7 @@ async fn backups_list_after_their_retention_and_prunes_after_pruning() {
             outcome,
             retention,
             listing,
+            ..
         } = lab.execute_all(&order, CancellationToken::new()).await;
         assert!(
             matches!(outcome, RunOutcome::Finished(ReportStatus::Succeeded(_))),
@@ -163,6 +165,7 @@ async fn a_failed_listing_fails_no_backup() {
         outcome,
         retention,
         listing,
+        ..
     } = lab.execute_all(&order, CancellationToken::new()).await;
     assert!(
         matches!(outcome, RunOutcome::Finished(ReportStatus::Succeeded(_))),

@@ -2,6 +2,7 @@
 //! test skips, saying so, when restic is not installed.
 
 mod browse;
+mod hooks;
 mod lab;
 mod listing;
 mod progress;

@@ -79,6 +79,7 @@ async fn restored(lab: &Lab, order: &TaskOrder, request: RestoreRequest) -> Rest
         outcome,
         retention,
         listing,
+        ..
     } = lab
         .execute_request(order, &TaskRequest::Restore(request))
         .await;

@@ -409,10 +409,11 @@ async fn a_format_1_record_moves_like_any_other() {
             order: &o,
         };
         let key = crate::state::record::task_key(o.task, 1);
-        state
-            .tasks
-            .insert(key, postcard::to_stdvec(&old).unwrap())
-            .unwrap();
+        // Format 1 was written before policies had hooks: the spec in schema 1's layout.
+        let schema_1 = fleet_events::envelope::SCHEMA_VERSION;
+        let bytes =
+            fleet_events::codec::with_layout(schema_1, || postcard::to_stdvec(&old)).unwrap();
+        state.tasks.insert(key, bytes).unwrap();
     }
     let state = AgentState::open(dir.path()).unwrap();
     let pending = state.pending().unwrap();

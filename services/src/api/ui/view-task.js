@@ -139,5 +139,7 @@ function tone({ type, data }) {
   if (type === "task.retry_scheduled") return "warn";
   const failedStep = ["task.unlock_ran", "task.retention_applied"].includes(type);
   if (failedStep && data && data.outcome === "failed") return "warn";
+  const hookFailed = data && !(data.outcome === "exited" && data.exitCode === 0);
+  if (type === "task.hook_ran" && hookFailed) return "warn";
   return "";
 }

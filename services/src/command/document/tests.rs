@@ -98,3 +98,34 @@ fn missing_required_fields_and_wrong_types_are_named() {
     assert!(invalid.0[0].message.contains("backup"), "{invalid}");
     assert!(read(&json!(["not", "an", "object"])).is_err());
 }
+
+#[test]
+fn hooks_are_read_and_their_problems_reported_with_the_others() {
+    let mut hooked = good();
+    hooked["hooks"] = json!({"before": ["dump-db"], "onFailure": ["page"], "retryOnFailure": true});
+    let document = read(&hooked).expect("valid");
+    assert_eq!(document.spec.hooks.before, ["dump-db"]);
+    assert_eq!(document.spec.hooks.on_failure, ["page"]);
+    assert!(document.spec.hooks.retry_on_failure);
+
+    let mut bad = good();
+    bad["priority"] = json!(300);
+    bad["hooks"] = json!({
+        "before": ["Dump DB", "x", "x"],
+        "after": ["/usr/bin/curl https://example"],
+        "command": ["rm", "-rf", "/"],
+    });
+    let invalid = read(&bad).unwrap_err();
+    let found = fields(&invalid);
+    for field in ["priority", "hooks.command"] {
+        assert!(found.contains(&field), "{field} missing from {found:?}");
+    }
+    bad["priority"] = json!(3);
+    bad["hooks"].as_object_mut().unwrap().remove("command");
+    let invalid = read(&bad).unwrap_err();
+    assert_eq!(
+        fields(&invalid),
+        ["hooks.before[0]", "hooks.before[2]", "hooks.after[0]"],
+        "{invalid}"
+    );
+}

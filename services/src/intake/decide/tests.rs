@@ -444,3 +444,79 @@ fn a_forged_or_stray_retention_report_is_rejected() {
         Verdict::Reject(_)
     ));
 }
+
+#[test]
+fn a_hook_report_becomes_its_event_each_hook_once_even_after_the_failure() {
+    use fleet_events::event::HookOutcome;
+    use fleet_events::policy::HookStage;
+    let hook = samples::hook_run(HookStage::Before, HookOutcome::Exited(3));
+    let ran = report(
+        samples::AGENT,
+        samples::TASK,
+        ReportStatus::HookRan(hook.clone()),
+    );
+    let event = TaskEvent::HookRan {
+        attempt: 1,
+        hook: hook.clone(),
+    };
+    let started = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &ran, &started),
+        Verdict::Append(event.clone())
+    );
+    // Ahead of the start: judged again once that is in the log.
+    let acknowledged = dispatched_then(vec![TaskEvent::Acknowledged { attempt: 1 }]);
+    assert_eq!(judge(samples::AGENT, &ran, &acknowledged), Verdict::Early);
+    // The failure it caused overtook it, and the enforcer gave up: still recorded.
+    let failed = dispatched_then(vec![
+        TaskEvent::Acknowledged { attempt: 1 },
+        TaskEvent::Started { attempt: 1 },
+        TaskEvent::Failed {
+            attempt: 1,
+            error: TaskError::new(ErrorClass::Hook, "before-hook dump-db exited 3", None),
+        },
+        TaskEvent::Exhausted {
+            attempts: 1,
+            reason: fleet_events::event::ExhaustedReason::NotRetryable(ErrorClass::Hook),
+        },
+    ]);
+    assert_eq!(
+        judge(samples::AGENT, &ran, &failed),
+        Verdict::Append(event.clone())
+    );
+    // Resent after it was recorded; another hook of the same attempt is news.
+    let mut recorded = started.clone();
+    recorded.extend(history(vec![event]).into_iter().map(|mut s| {
+        s.seq = 5;
+        s
+    }));
+    assert_eq!(
+        judge(samples::AGENT, &ran, &recorded),
+        Verdict::AlreadyRecorded
+    );
+    let after = report(
+        samples::AGENT,
+        samples::TASK,
+        ReportStatus::HookRan(fleet_events::event::HookRun {
+            stage: HookStage::After,
+            ..hook
+        }),
+    );
+    assert!(matches!(
+        judge(samples::AGENT, &after, &recorded),
+        Verdict::Append(TaskEvent::HookRan { .. })
+    ));
+    // Another agent's word about it is parked.
+    let forged = report(
+        AgentId::from_uuid(uuid::Uuid::from_u128(0xbad)),
+        samples::TASK,
+        ReportStatus::HookRan(samples::hook_run(HookStage::Before, HookOutcome::Exited(0))),
+    );
+    assert!(matches!(
+        judge(forged.agent, &forged, &started),
+        Verdict::Reject(_)
+    ));
+}

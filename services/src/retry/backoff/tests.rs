@@ -42,9 +42,10 @@ fn given_a_class_never_retried_when_the_first_attempt_fails_then_the_task_gives_
         ErrorClass::Permanent,
         ErrorClass::Auth,
         ErrorClass::MissingRepository,
+        ErrorClass::Hook,
     ] {
         assert_eq!(
-            decide(class, 1, &RetryBudget::default(), 0.5),
+            decide(class, 1, &RetryBudget::default(), false, 0.5),
             RetryDecision::GiveUp(ExhaustedReason::NotRetryable(class)),
         );
     }
@@ -54,19 +55,19 @@ fn given_a_class_never_retried_when_the_first_attempt_fails_then_the_task_gives_
 fn given_a_budget_of_two_then_attempts_one_and_two_retry_and_three_gives_up() {
     let budget = budget(2);
     assert!(matches!(
-        decide(ErrorClass::Network, 1, &budget, 0.5),
+        decide(ErrorClass::Network, 1, &budget, false, 0.5),
         RetryDecision::Retry { .. }
     ));
     assert!(matches!(
-        decide(ErrorClass::Lock, 2, &budget, 0.5),
+        decide(ErrorClass::Lock, 2, &budget, false, 0.5),
         RetryDecision::Retry { .. }
     ));
     assert_eq!(
-        decide(ErrorClass::Network, 3, &budget, 0.5),
+        decide(ErrorClass::Network, 3, &budget, false, 0.5),
         RetryDecision::GiveUp(ExhaustedReason::BudgetSpent)
     );
     assert_eq!(
-        decide(ErrorClass::Lost, 1, &self::budget(0), 0.5),
+        decide(ErrorClass::Lost, 1, &self::budget(0), false, 0.5),
         RetryDecision::GiveUp(ExhaustedReason::BudgetSpent)
     );
 }
@@ -79,7 +80,7 @@ fn given_base_30s_and_cap_1h_then_delays_grow_and_are_capped() {
         max_delay_secs: 3600,
     };
     let near = |attempt, bound: u64| {
-        let d = retry_delay(decide(ErrorClass::Network, attempt, &budget, 0.999));
+        let d = retry_delay(decide(ErrorClass::Network, attempt, &budget, false, 0.999));
         assert!(d <= Duration::from_secs(bound), "attempt {attempt}: {d:?}");
         assert!(
             d >= Duration::from_secs(bound).mul_f64(0.99),
@@ -137,5 +138,26 @@ fn jitter_spreads_over_the_unit_interval() {
     assert!(
         buckets.iter().all(|n| (120..=280).contains(n)),
         "{buckets:?}"
+    );
+}
+
+#[test]
+fn a_hook_failure_is_retried_only_when_the_policy_says_so() {
+    let budget = budget(2);
+    assert_eq!(
+        decide(ErrorClass::Hook, 1, &budget, false, 0.5),
+        RetryDecision::GiveUp(ExhaustedReason::NotRetryable(ErrorClass::Hook))
+    );
+    assert!(matches!(
+        decide(ErrorClass::Hook, 1, &budget, true, 0.5),
+        RetryDecision::Retry { .. }
+    ));
+    assert_eq!(
+        decide(ErrorClass::Hook, 3, &budget, true, 0.5),
+        RetryDecision::GiveUp(ExhaustedReason::BudgetSpent)
+    );
+    assert!(
+        !retryable_under(ErrorClass::Auth, true),
+        "retryOnFailure concerns hooks alone"
     );
 }

@@ -108,14 +108,14 @@ impl Enforcer {
         }
         let cause = t.cause.as_ref()?;
         let attempt = t.task.attempt;
-        let budget = t
+        let (budget, retry_hooks) = t
             .task
             .spec
             .as_ref()
-            .map(|spec| spec.retry.clone())
+            .map(|spec| (spec.retry.clone(), spec.hooks.retry_on_failure))
             .unwrap_or_default();
         let jitter = backoff::jitter_for(task, attempt);
-        let event = match backoff::decide(class, attempt, &budget, jitter) {
+        let event = match backoff::decide(class, attempt, &budget, retry_hooks, jitter) {
             RetryDecision::Retry { delay } => TaskEvent::RetryScheduled {
                 attempt,
                 due_at: later(now, delay),
