@@ -353,6 +353,16 @@ impl Checkpointed<Notifications> {
         Ok(out)
     }
 
+    /// Every policy overdue on an agent of `tenant`, by policy then agent.
+    pub fn overdue(&self, tenant: &TenantId) -> Result<Vec<Overdue>, ProjectionError> {
+        let mut out = Vec::new();
+        for item in self.trees()[3].scan_prefix(tenant_prefix(tenant)) {
+            let (_, bytes) = item?;
+            out.push(decode::<Overdue>(&bytes).map_err(|e| corrupt(OVERDUE, e))?);
+        }
+        Ok(out)
+    }
+
     /// The agents `policy` is overdue on, by agent.
     pub fn overdue_of_policy(
         &self,

@@ -329,6 +329,8 @@ fn overdue_assignments_are_kept_until_they_catch_up() {
     assert_eq!(of_agent.len(), 1);
     assert_eq!(of_agent[0].policy, second);
     assert_eq!(model.overdue_of_policy(&other, policy).unwrap().len(), 1);
+    assert_eq!(model.overdue(&acme).unwrap().len(), 2);
+    assert_eq!(model.overdue(&other).unwrap().len(), 1);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Notification rule commands: define (create, or replace the rule of that name), delete,
 //! and ask for a test notification, decided from the rule's history.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use fleet_events::event::{Event, RuleEvent};
@@ -104,10 +104,11 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Result<RuleWritten, CommandError> {
     let subject = subject(tenant, rule);
-    let was_new = Cell::new(false);
+    // Set by each decision; the last one is the one written.
+    let was_new = AtomicBool::new(false);
     let written = execute(store, &subject, None, now, |history| {
         let state = RuleState::fold(history);
-        was_new.set(state.spec.is_none());
+        was_new.store(state.spec.is_none(), Ordering::Relaxed);
         let events = decide(rule, &state, &command)?;
         Ok(events
             .into_iter()
@@ -117,7 +118,7 @@ pub async fn run(
     .await?;
     Ok(RuleWritten {
         written,
-        was_new: was_new.get(),
+        was_new: was_new.into_inner(),
     })
 }
 
