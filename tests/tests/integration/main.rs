@@ -21,6 +21,7 @@ mod isolation;
 mod lease;
 mod limits;
 mod liveness;
+mod notify_api;
 mod outage;
 mod projector;
 mod replicated;
