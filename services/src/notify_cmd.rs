@@ -184,7 +184,8 @@ fn rules_table(rules: &Value) -> String {
         let spec = &rule["spec"];
         table.row(vec![
             text(&spec["name"]),
-            names(&rule["triggers"], "-"),
+            // Left out in the rule: the default triggers (README lists them).
+            names(&spec["on"], "default"),
             target(&spec["target"]),
             names(&spec["policies"], "all"),
             names(&spec["agents"], "all"),
@@ -340,7 +341,8 @@ mod tests {
         let rules = json!([{
             "id": "r", "version": 3, "updatedAt": "2025-01-02T03:04:05Z",
             "triggers": ["taskExhausted", "agentOffline"],
-            "spec": {"name": "ops", "on": [], "policies": [], "agents": ["db-1"],
+            "spec": {"name": "ops", "on": ["taskExhausted", "agentOffline"], "policies": [],
+                "agents": ["db-1"],
                 "target": {"kind": "webhook", "url": null, "urlSecret": "ops-hook",
                     "hmacSecret": "ops-key"}},
         }]);
@@ -350,6 +352,16 @@ mod tests {
             line,
             "ops   taskExhausted, agentOffline  webhook (secret ops-hook), signed (secret \
              ops-key)  all       db-1    2025-01-02T03:04:05Z"
+        );
+        let mut default = rules.clone();
+        default[0]["spec"]["on"] = json!([]);
+        let table = rules_table(&default);
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("ops   default  webhook")
         );
     }
 
