@@ -22,7 +22,7 @@ pub struct NotifyArgs {
 pub enum NotifyCommand {
     /// Add notification rules from YAML documents (-f, separated by `---`), or one rule
     /// from options; a rule of the same name is replaced.
-    Add(NotifyAddArgs),
+    Add(Box<NotifyAddArgs>),
     /// List the notification rules: triggers, target, filters.
     Ls,
     /// Delete a notification rule (its notifications stay in the log).

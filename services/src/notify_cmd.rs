@@ -254,7 +254,7 @@ mod tests {
             Command::Notify(NotifyArgs {
                 command: NotifyCommand::Add(add),
                 ..
-            }) => add,
+            }) => *add,
             other => panic!("notify add: {other:?}"),
         }
     }
