@@ -24,6 +24,8 @@
 //! - [`policies`]: the policy read model: spec, pause, deletion, assigned agents,
 //!   revision; listed per tenant by name; next fire times.
 //! - [`repos`]: the repository read model: each repository's circuit breaker.
+//! - [`notifications`]: the notification read model: live notification rules,
+//!   notifications newest first with their delivery state, overdue policies per agent.
 //! - [`snapshots`]: the snapshot read model: each repository's snapshots (the inventory
 //!   agents' listings build), its URL and policies, the newest listing that changed it;
 //!   pages newest first per repository or across a tenant's repositories.
@@ -47,6 +49,7 @@ pub mod checkpoint;
 pub mod drive;
 pub mod error;
 pub mod metrics_catalog;
+pub mod notifications;
 pub mod policies;
 pub mod projection;
 pub mod repos;
@@ -61,6 +64,9 @@ pub use agents::{AgentView, Agents};
 pub use checkpoint::{RejectedEvent, Status};
 pub use drive::{Progress, rebuild};
 pub use error::{ApplyError, ProjectionError};
+pub use notifications::{
+    NotificationFilter, NotificationState, NotificationView, Notifications, Overdue, RuleView,
+};
 pub use policies::{Policies, PolicyView};
 pub use projection::Projection;
 pub use repos::{Circuit, RepoView, Repos};

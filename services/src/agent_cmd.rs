@@ -25,10 +25,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         AgentCommand::Show(target) => {
             let id = lookup::agent_id(&client, &target.agent).await?;
             let agent = client.get(&["v1", "agents", &id], &[]).await?;
-            match json {
-                true => print_json(&agent),
-                false => print(&agent_details(&agent, Utc::now())),
+            if json {
+                return print_json(&agent);
             }
+            // Policy names only when there is an overdue one to name.
+            let names = match agent["overdue"].as_array().is_some_and(|o| !o.is_empty()) {
+                true => lookup::Names::fetch(&client).await?,
+                false => lookup::Names::default(),
+            };
+            print(&agent_details(&agent, &names, Utc::now()))
         }
         AgentCommand::Settings(change) => {
             let id = lookup::agent_id(&client, &change.agent).await?;
@@ -186,7 +191,7 @@ fn io_class(value: &Value) -> String {
     }
 }
 
-fn agent_details(agent: &Value, now: DateTime<Utc>) -> String {
+fn agent_details(agent: &Value, names: &lookup::Names, now: DateTime<Utc>) -> String {
     let settings = &agent["settings"];
     let kinds = |counts: &Value, missing: &str| {
         ["backup", "check", "prune"]
@@ -255,6 +260,16 @@ fn agent_details(agent: &Value, now: DateTime<Utc>) -> String {
         ("nice", text(&settings["nice"])),
         ("io class", io_class(&settings["ioClass"])),
     ]);
+    let overdue: Vec<String> = agent["overdue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let policy = names.policy(&entry["policy"]);
+            format!("{policy} {}", crate::policy_cmd::overdue_since(entry))
+        })
+        .collect();
+    crate::policy_cmd::push_list(&mut rows, "overdue", overdue);
     fields(&rows)
 }
 
@@ -350,7 +365,7 @@ mod tests {
 
     #[test]
     fn an_agents_details_include_load_saturation_backoff_and_settings() {
-        let text = agent_details(&agent(), now());
+        let text = agent_details(&agent(), &lookup::Names::default(), now());
         for line in [
             "state:           online",
             "registered at:   2025-01-02T03:04:05Z",
@@ -369,13 +384,27 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
         assert!(!text.contains("queue depth"), "not answered, not shown");
+        assert!(text.lines().any(|l| l == "overdue:         -"), "{text}");
+        let mut late = agent();
+        late["overdue"] = json!([{"policy": "01900000-0000-5000-8000-00000000000b",
+            "since": "2025-01-02T01:00:00Z", "lastSuccess": "2025-01-01T01:00:00Z"}]);
+        let names = lookup::Names::from_lists(
+            &json!([]),
+            &json!([{"id": "01900000-0000-5000-8000-00000000000b", "spec": {"name": "nightly"}}]),
+        );
+        let text = agent_details(&late, &names, now());
+        let line = "overdue:         nightly since 2025-01-02T01:00:00Z, last success \
+                    2025-01-01T01:00:00Z";
+        assert!(text.lines().any(|l| l == line), "{text}");
         let mut queued = agent();
         queued["queueDepth"] = json!(3);
-        assert!(agent_details(&queued, now()).contains("queue depth:     3"));
+        assert!(
+            agent_details(&queued, &lookup::Names::default(), now()).contains("queue depth:     3")
+        );
         let mut offline = agent();
         offline["online"] = json!(false);
         offline["offlineSince"] = json!("2025-01-02T04:00:00Z");
-        let text = agent_details(&offline, now());
+        let text = agent_details(&offline, &lookup::Names::default(), now());
         assert!(
             text.lines()
                 .any(|l| l == "state:           offline since 2025-01-02T04:00:00Z (30s ago)"),

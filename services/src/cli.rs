@@ -53,6 +53,9 @@ pub enum Command {
     /// Policies (over the HTTP API): apply YAML, list, inspect, pause and resume, assign,
     /// run now, delete.
     Policy(PolicyArgs),
+    /// Notification rules and the notification log (over the HTTP API): add from YAML or
+    /// options, list, test, remove; what was sent and how its delivery went.
+    Notify(crate::notify_args::NotifyArgs),
     /// Tasks (over the HTTP API): list, inspect with their event history, cancel.
     Task(TaskArgs),
     /// Restore a snapshot (or some of its paths) into a directory on an agent (over the

@@ -5,6 +5,8 @@ mod api_client;
 mod cli;
 mod events_cmd;
 mod lookup;
+mod notify_args;
+mod notify_cmd;
 mod output;
 mod policy_cmd;
 mod projections_cmd;
@@ -158,6 +160,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Projections(command) => projections_cmd::run(command).await,
         Command::Agent(args) => agent_cmd::run(args).await,
         Command::Policy(args) => policy_cmd::run(args).await,
+        Command::Notify(args) => notify_cmd::run(args).await,
         Command::Task(args) => task_cmd::run(args).await,
         Command::Runs(args) => task_cmd::runs(args).await,
         Command::Snapshots(args) => snapshots_cmd::run(args).await,

@@ -144,7 +144,7 @@ async fn send_documents(
 }
 
 /// The text of `path`, or of stdin for `-`.
-fn read_input(path: &Path) -> Result<String, ApiError> {
+pub(crate) fn read_input(path: &Path) -> Result<String, ApiError> {
     let mut text = String::new();
     let read = match path == Path::new("-") {
         true => std::io::stdin().read_to_string(&mut text).map(|_| ()),
@@ -157,6 +157,12 @@ fn read_input(path: &Path) -> Result<String, ApiError> {
 /// The YAML documents of `text` (separated by `---`) as JSON objects; empty documents are
 /// skipped, anything but a mapping is refused.
 fn documents(text: &str) -> Result<Vec<Value>, ApiError> {
+    yaml_documents(text, "policy", "name, schedule, kind, repository")
+}
+
+/// The YAML documents of `text` as JSON objects, each a `what` (a mapping of fields such
+/// as `fields`); empty documents are skipped, anything but a mapping is refused.
+pub(crate) fn yaml_documents(text: &str, what: &str, fields: &str) -> Result<Vec<Value>, ApiError> {
     let mut docs = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let n = i + 1;
@@ -167,14 +173,13 @@ fn documents(text: &str) -> Result<Vec<Value>, ApiError> {
             Value::Object(_) => docs.push(value),
             _ => {
                 return Err(ApiError::Invalid(format!(
-                    "YAML document {n} is not a policy (a mapping of fields such as name, \
-                     schedule, kind, repository)"
+                    "YAML document {n} is not a {what} (a mapping of fields such as {fields})"
                 )));
             }
         }
     }
     if docs.is_empty() {
-        return Err(ApiError::Invalid("no policy in it".to_owned()));
+        return Err(ApiError::Invalid(format!("no {what} in it")));
     }
     Ok(docs)
 }
@@ -253,6 +258,7 @@ fn policies_table(policies: &Value) -> String {
         "AGENTS",
         "STATE",
         "NEXT FIRE",
+        "OVERDUE",
         "ID",
     ])
     .right(3);
@@ -265,10 +271,30 @@ fn policies_table(policies: &Value) -> String {
             policy["agents"].as_array().map_or(0, Vec::len).to_string(),
             state(policy).to_owned(),
             time(&policy["nextFires"][0]),
+            overdue_count(policy),
             text(&policy["id"]),
         ]);
     }
     table.render()
+}
+
+/// `-`, or on how many of its agents the policy is overdue: `1 of 3 agents`.
+fn overdue_count(policy: &Value) -> String {
+    let overdue = policy["overdue"].as_array().map_or(0, Vec::len);
+    let agents = policy["agents"].as_array().map_or(0, Vec::len);
+    match overdue {
+        0 => "-".to_owned(),
+        n => format!("{n} of {agents} agents"),
+    }
+}
+
+/// `since T, last success T` (or `never succeeded`), of one overdue entry.
+pub(crate) fn overdue_since(entry: &Value) -> String {
+    let last = match &entry["lastSuccess"] {
+        Value::Null => "never succeeded".to_owned(),
+        at => format!("last success {}", time(at)),
+    };
+    format!("since {}, {last}", time(&entry["since"]))
 }
 
 fn policy_details(policy: &Value, names: &Names) -> String {
@@ -325,6 +351,13 @@ fn policy_details(policy: &Value, names: &Names) -> String {
         })
         .collect();
     push_list(&mut rows, "agents", agents);
+    let overdue: Vec<String> = policy["overdue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| format!("{} {}", names.agent(&entry["agent"]), overdue_since(entry)))
+        .collect();
+    push_list(&mut rows, "overdue", overdue);
     let fires: Vec<String> = policy["nextFires"]
         .as_array()
         .into_iter()
@@ -336,7 +369,7 @@ fn policy_details(policy: &Value, names: &Names) -> String {
 }
 
 /// `label: first`, then one continuation line per further item; `-` when there is none.
-fn push_list(rows: &mut Vec<(&str, String)>, label: &'static str, items: Vec<String>) {
+pub(crate) fn push_list(rows: &mut Vec<(&str, String)>, label: &'static str, items: Vec<String>) {
     if items.is_empty() {
         rows.push((label, "-".to_owned()));
     }
@@ -443,7 +476,9 @@ jitterSecs: 300
                        "01900000-0000-7000-8000-00000000000c"],
             "createdAt": "2025-01-02T03:04:05Z", "updatedAt": "2025-01-02T03:04:05Z",
             "revision": 1, "version": 4,
-            "nextFires": ["2025-01-03T01:00:00Z", "2025-01-04T01:00:00Z"]
+            "nextFires": ["2025-01-03T01:00:00Z", "2025-01-04T01:00:00Z"],
+            "overdue": [{"agent": "01900000-0000-7000-8000-00000000000a",
+                         "since": "2025-01-02T02:00:00Z", "lastSuccess": null}]
         })
     }
 
@@ -466,6 +501,10 @@ jitterSecs: 300
         );
         assert!(lines[2].contains("every 1h"), "{text}");
         assert!(lines[2].contains("paused  -"), "{text}");
+        assert!(lines[1].contains("Z  1 of 2 agents  0190"), "{text}");
+        paused["overdue"] = json!([]);
+        let text = policies_table(&json!([paused]));
+        assert!(text.contains("paused  -          -        0190"), "{text}");
     }
 
     #[test]
@@ -490,6 +529,7 @@ jitterSecs: 300
             "             01900000-0000-7000-8000-00000000000c",
             "next fires:  2025-01-03T01:00:00Z",
             "             2025-01-04T01:00:00Z",
+            "overdue:     web-1 since 2025-01-02T02:00:00Z, never succeeded",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }

@@ -3,16 +3,16 @@
 //! The wire format is postcard, which is not self-describing: variants and fields are only
 //! ever appended, never reordered or removed (golden files in `tests/golden` pin them).
 
-mod notify;
 mod hook;
+mod notify;
 mod other;
 mod snapshot;
 mod task;
 
 use serde::{Deserialize, Serialize};
 
-pub use notify::{AssignmentEvent, Message, Named, NotificationEvent, RuleEvent};
 pub use hook::{HookOutcome, HookRun, MAX_HOOK_OUTPUT};
+pub use notify::{AssignmentEvent, Message, Named, NotificationEvent, RuleEvent};
 pub use other::{AgentEvent, PolicyEvent, RepoEvent, Role, TenantEvent};
 pub use snapshot::{
     MAX_RESTORE_INCLUDES, MAX_SNAPSHOT_LIST, Overwrite, RestoreRequest, SnapshotInfo, SnapshotKey,

@@ -29,6 +29,8 @@ pub struct Caller {
     pub role: Role,
     /// The token's id, which the log may name (never its secret).
     pub token: TokenId,
+    /// The label it was issued with (may be empty).
+    pub label: String,
 }
 
 impl Caller {
@@ -37,6 +39,14 @@ impl Caller {
         match self.role {
             Role::Admin => Ok(()),
             _ => Err(ApiError::forbidden("this token may only read")),
+        }
+    }
+
+    /// Who is calling, for the log: the token's label and id (`ops (token …)`).
+    pub fn name(&self) -> String {
+        match self.label.trim() {
+            "" => format!("token {}", self.token),
+            label => format!("{label} (token {})", self.token),
         }
     }
 }
@@ -75,10 +85,17 @@ async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
         .check(&token, &READERS)
         .filter(|_| book.exists)
         .ok_or_else(|| ApiError::unauthorized("token not accepted"))?;
+    let label = book
+        .tokens()
+        .iter()
+        .find(|(id, ..)| *id == issued.id)
+        .map(|(_, _, label, _)| label.clone())
+        .unwrap_or_default();
     Ok(Caller {
         tenant: token.tenant().clone(),
         role: issued.role,
         token: issued.id,
+        label,
     })
 }
 

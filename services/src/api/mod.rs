@@ -2,7 +2,9 @@
 //! projector as NATS queries (the API never opens sled); every request is authenticated
 //! with a tenant bearer token and sees only that tenant.
 //!
-//! Writes run commands of [`crate::command`] against the event log (admin tokens only);
+//! Writes run commands of [`crate::command`] against the event log (admin tokens only;
+//! notification rules in `write_rule`, their reads and the notification log in
+//! `read_notify`);
 //! `/metrics` shows this process's Prometheus metrics, requests counted per route;
 //! `/v1/openapi.json` is the API's OpenAPI document (no token needed); `/` and `/ui/` serve
 //! the operator dashboard's embedded files (no token needed: the page reads `/v1` with one).
@@ -18,11 +20,13 @@ pub(crate) mod notify_json;
 mod openapi;
 mod progress;
 mod read;
+mod read_notify;
 mod throttle;
 mod ui;
 mod write;
 mod write_policy;
 mod write_request;
+mod write_rule;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -95,6 +99,16 @@ pub fn router(api: Api) -> Router {
         .route("/v1/repositories/{id}/snapshots", get(read::repo_snapshots))
         .route("/v1/snapshots", get(read::snapshots))
         .route("/v1/summary", get(read::summary))
+        .route(
+            "/v1/rules",
+            get(read_notify::rules).post(write_rule::define),
+        )
+        .route(
+            "/v1/rules/{id}",
+            get(read_notify::rule).delete(write_rule::delete),
+        )
+        .route("/v1/rules/{id}/test", post(write_rule::test))
+        .route("/v1/notifications", get(read_notify::notifications))
         .merge(events::routes())
         .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })

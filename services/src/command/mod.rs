@@ -7,6 +7,8 @@ pub mod agent;
 pub mod document;
 pub mod policy;
 pub mod request;
+pub mod rule;
+pub mod rule_document;
 pub mod task;
 
 use chrono::{DateTime, Utc};

@@ -11,6 +11,7 @@ use super::dto;
 use super::models::ReadModels;
 use super::query::{Answer, DEFAULT_AGENT_LIMIT, DEFAULT_LIMIT, ErrorCode, MAX_LIMIT, Query};
 
+mod notify;
 mod snapshots;
 
 /// The answer to `query` about `tenant` at `now`.
@@ -122,14 +123,12 @@ fn reply(
                 .filter(|view| named(view))
                 .skip(offset.unwrap_or(0))
                 .take(limit)
-                .map(|view| dto::Agent::new(view, models.heard.get(view.agent)))
-                .collect();
+                .map(|view| agent(models, tenant, view))
+                .collect::<Result<_, Refusal>>()?;
             to_json(agents)
         }
         Query::Agent { id } => match models.agents.agent(id)? {
-            Some(view) if view.tenant == *tenant => {
-                to_json(dto::Agent::new(&view, models.heard.get(id)))
-            }
+            Some(view) if view.tenant == *tenant => to_json(agent(models, tenant, &view)?),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
         },
         Query::AgentBackoff { id } => match models.agents.agent(id)? {
@@ -166,16 +165,26 @@ fn reply(
             to_json(runs)
         }
         Query::Policies { include_deleted } => {
+            let overdue = models.notifications.overdue(tenant)?;
             let policies: Vec<dto::Policy> = models
                 .policies
                 .list(tenant, include_deleted)?
                 .iter()
-                .map(|view| dto::Policy::new(view, now))
+                .map(|view| {
+                    let mine: Vec<_> = (overdue.iter())
+                        .filter(|o| o.policy == view.id)
+                        .cloned()
+                        .collect();
+                    dto::Policy::new(view, now, &mine)
+                })
                 .collect();
             to_json(policies)
         }
         Query::Policy { id } => match models.policies.policy(id)? {
-            Some(view) if view.tenant == *tenant => to_json(dto::Policy::new(&view, now)),
+            Some(view) if view.tenant == *tenant => {
+                let overdue = models.notifications.overdue_of_policy(tenant, id)?;
+                to_json(dto::Policy::new(&view, now, &overdue))
+            }
             _ => Err(Refusal(ErrorCode::NotFound, format!("no policy {id}"))),
         },
         Query::Repos => {
@@ -209,7 +218,26 @@ fn reply(
             snapshots::snapshots(models, tenant, wanted, asked, cursor.as_deref())
         }
         Query::Summary => to_json(summary(models, tenant, now)?),
+        Query::Rules => notify::rules(models, tenant),
+        Query::Rule { id } => notify::rule(models, tenant, id),
+        Query::Notifications {
+            rule,
+            state,
+            limit: asked,
+        } => notify::notifications(models, tenant, rule, state.as_deref(), asked),
     }
+}
+
+/// An agent as operators see it: last heard from its heartbeats, with its overdue
+/// policies.
+fn agent(
+    models: &ReadModels,
+    tenant: &TenantId,
+    view: &fleet_projections::AgentView,
+) -> Result<dto::Agent, Refusal> {
+    let mut agent = dto::Agent::new(view, models.heard.get(view.agent));
+    agent.overdue = notify::overdue_on_agent(models, tenant, view.agent)?;
+    Ok(agent)
 }
 
 fn task_counts(
@@ -240,7 +268,8 @@ fn summary(
     }
     let policies = models.policies.list(tenant, false)?;
     let successes = models.runs.last_successes(tenant)?;
-    let freshness = dto::freshness(&policies, &successes, now);
+    let overdue = models.notifications.overdue(tenant)?;
+    let freshness = dto::freshness(&policies, &successes, &overdue, now);
     let open_circuits = models
         .repos
         .list(tenant)?

@@ -7,11 +7,15 @@ use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::protocol::KindCounts;
 use fleet_events::settings::AgentSettings;
-use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView, RunView, TaskView};
+use fleet_projections::{
+    AgentView, Circuit, LastSuccess, Overdue, PolicyView, RepoView, RunView, TaskView,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+mod notify;
 mod snapshots;
+pub use notify::{Notification, OverdueAgent, OverduePolicy, Rule, overdue_agents};
 pub use snapshots::{AddedBy, ListedBy, NamedPolicy, Snapshot, SnapshotPage, SnapshotRepository};
 
 /// One task as operators see it.
@@ -83,6 +87,9 @@ pub struct Agent {
     /// When its earliest retry is due: until then the dispatcher holds its new work.
     pub backoff_until: Option<DateTime<Utc>>,
     pub pending_retries: usize,
+    /// The live policies assigned to it that are overdue here (the notifier's
+    /// `assignment.overdue`, until `assignment.caught_up`).
+    pub overdue: Vec<OverduePolicy>,
 }
 
 impl Agent {
@@ -119,6 +126,7 @@ impl From<&AgentView> for Agent {
             saturation: saturation.map(|s| s.to_string()),
             backoff_until: view.earliest_retry(),
             pending_retries: view.pending_retries(),
+            overdue: Vec::new(),
         }
     }
 }
@@ -234,10 +242,15 @@ pub struct Policy {
     pub version: u64,
     /// The next fire times (before jitter); none while paused.
     pub next_fires: Vec<DateTime<Utc>>,
+    /// Its agents on which it is overdue (the notifier's `assignment.overdue`, until
+    /// `assignment.caught_up`), by agent.
+    pub overdue: Vec<OverdueAgent>,
 }
 
 impl Policy {
-    pub fn new(view: &PolicyView, now: DateTime<Utc>) -> Self {
+    /// The policy `view` shows at `now`; `overdue` holds its overdue assignments (those
+    /// of agents it is no longer assigned to are left out).
+    pub fn new(view: &PolicyView, now: DateTime<Utc>, overdue: &[Overdue]) -> Self {
         Policy {
             id: view.id,
             spec: view.spec.clone(),
@@ -249,6 +262,7 @@ impl Policy {
             revision: view.revision,
             version: view.version,
             next_fires: view.next_fires(now, NEXT_FIRES),
+            overdue: overdue_agents(overdue, &view.agents),
         }
     }
 }
@@ -304,6 +318,9 @@ pub struct Freshness {
     /// No success within two schedule periods (counted from the policy's creation when it
     /// never succeeded).
     pub stale: bool,
+    /// Since when the notifier has found it overdue (`assignment.overdue`), until it
+    /// caught up.
+    pub overdue_since: Option<DateTime<Utc>>,
 }
 
 /// The fleet at a glance.
@@ -319,10 +336,12 @@ pub struct Summary {
     pub stale: usize,
 }
 
-/// The freshness of every assigned (policy, agent) pair of active policies at `now`.
+/// The freshness of every assigned (policy, agent) pair of active policies at `now`, with
+/// the pairs `overdue` holds marked.
 pub fn freshness(
     policies: &[PolicyView],
     successes: &[LastSuccess],
+    overdue: &[Overdue],
     now: DateTime<Utc>,
 ) -> Vec<Freshness> {
     let mut out = Vec::new();
@@ -345,6 +364,10 @@ pub fn freshness(
                 last_success_at: last.map(|s| s.at),
                 snapshot_id: last.and_then(|s| s.snapshot_id.clone()),
                 stale,
+                overdue_since: overdue
+                    .iter()
+                    .find(|o| o.policy == policy.id && o.agent == *agent)
+                    .map(|o| o.since),
             });
         }
     }

@@ -50,6 +50,9 @@ fn view(models: &ReadModels) -> Result<FleetView, ProjectionError> {
             view.last_successes.push((tenant.clone(), success));
         }
         view.repos.extend(models.repos.list(tenant)?);
+        for late in models.notifications.overdue(tenant)? {
+            view.overdue.push((tenant.clone(), late.policy, late.agent));
+        }
     }
     for agent in view.agents.iter().filter(|a| !a.decommissioned) {
         for waiting in &agent.backoff {

@@ -9,8 +9,8 @@ use fleet_events::store::EventStore;
 use crate::heard::LastHeard;
 use fleet_projections::drive::rebuild_together;
 use fleet_projections::{
-    Agents, Checkpointed, Policies, Projection, ProjectionError, Repos, Runs, Snapshots, Status,
-    Tasks,
+    Agents, Checkpointed, Notifications, Policies, Projection, ProjectionError, Repos, Runs,
+    Snapshots, Status, Tasks,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ pub struct ReadModels {
     pub policies: Checkpointed<Policies>,
     pub repos: Checkpointed<Repos>,
     pub snapshots: Checkpointed<Snapshots>,
+    pub notifications: Checkpointed<Notifications>,
     /// Agents' last heartbeats, live from `FLEET_HEARTBEATS`: what "last seen" shows.
     /// Not a read model of the log, and not stored.
     pub heard: LastHeard,
@@ -59,7 +60,8 @@ impl ReadModels {
             runs: Checkpointed::with_db(db.clone(), Runs)?,
             policies: Checkpointed::with_db(db.clone(), Policies)?,
             repos: Checkpointed::with_db(db.clone(), Repos)?,
-            snapshots: Checkpointed::with_db(db, Snapshots)?,
+            snapshots: Checkpointed::with_db(db.clone(), Snapshots)?,
+            notifications: Checkpointed::with_db(db, Notifications)?,
             heard: LastHeard::default(),
         })
     }
@@ -90,6 +92,7 @@ impl ReadModels {
         feed!(policies, Policies);
         feed!(repos, Repos);
         feed!(snapshots, Snapshots);
+        feed!(notifications, Notifications);
         let (heard, store, stop) = (self.heard.clone(), store.clone(), shutdown.clone());
         tracker.spawn(async move { heard.follow(store, HEARTBEAT_READER, stop).await });
     }
@@ -104,6 +107,7 @@ impl ReadModels {
             one(&self.policies, store).await?,
             one(&self.repos, store).await?,
             one(&self.snapshots, store).await?,
+            one(&self.notifications, store).await?,
         ])
     }
 
@@ -118,6 +122,7 @@ impl ReadModels {
                 &mut self.policies.in_memory(),
                 &mut self.repos.in_memory(),
                 &mut self.snapshots.in_memory(),
+                &mut self.notifications.in_memory(),
             ],
             store,
         )

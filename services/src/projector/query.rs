@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, RuleId, TaskId, TenantId};
 use fleet_events::subject;
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,22 @@ pub enum Query {
     /// The fleet at a glance: agents, tasks, circuits, and each policy's last success
     /// per agent with stale ones marked.
     Summary,
+    /// The live notification rules, by name.
+    Rules,
+    /// One live notification rule; `not_found` for one that is not (deleted, never
+    /// defined, another tenant's).
+    Rule { id: RuleId },
+    /// Notifications, newest first: of one rule, in one state (pending, sending,
+    /// delivered, failed, deadLettered); `limit` default [`DEFAULT_LIMIT`], at most
+    /// [`MAX_LIMIT`].
+    Notifications {
+        #[serde(default)]
+        rule: Option<RuleId>,
+        #[serde(default)]
+        state: Option<String>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 impl Query {
@@ -132,6 +148,9 @@ impl Query {
             Query::RepoSnapshots { .. } => "repo_snapshots",
             Query::Snapshots { .. } => "snapshots",
             Query::Summary => "summary",
+            Query::Rules => "rules",
+            Query::Rule { .. } => "rule",
+            Query::Notifications { .. } => "notifications",
         }
     }
 }

@@ -6,12 +6,13 @@
 //! agent's or policy's series disappear with it. Labels are tenant slugs, policy names
 //! (unique in a tenant), agent and repository ids: never task ids.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
 use fleet_events::event::repo_of;
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TenantId};
 use fleet_events::metrics_catalog::{Kind, Metric};
+use fleet_events::policy::TaskKind;
 use fleet_projections::{AgentView, Circuit, LastSuccess, PolicyView, RepoView};
 
 /// The gauges of this module.
@@ -35,6 +36,13 @@ pub const CATALOG: &[Metric] = &[
         labels: &["tenant", "policy", "agent"],
         help: "When a policy's task of its own kind last succeeded on an agent it is \
                assigned to (Unix time); absent until the first success",
+    },
+    Metric {
+        name: "fleet_policy_overdue",
+        kind: Kind::Gauge,
+        labels: &["tenant", "policy", "agent"],
+        help: "1 while a policy is overdue on an agent it is assigned to (no success by its \
+               second scheduled fire after the last one, judged by the notifier), else 0",
     },
     Metric {
         name: "fleet_policy_tasks_in_backoff",
@@ -62,6 +70,8 @@ pub struct FleetView {
     pub backoff: Vec<(TenantId, PolicyId)>,
     /// The repositories whose circuit ever changed.
     pub repos: Vec<RepoView>,
+    /// The (policy, agent) pairs the notifier found overdue and not yet caught up.
+    pub overdue: Vec<(TenantId, PolicyId, AgentId)>,
 }
 
 /// One sample: a metric of [`CATALOG`], its labels in the catalogue's order, its value.
@@ -96,6 +106,17 @@ pub fn samples(view: &FleetView) -> Vec<Sample> {
     for (tenant, policy) in &view.backoff {
         *backoff.entry((tenant, *policy)).or_default() += 1;
     }
+    // A policy's last success of its own kind (a restore through it is not a backup).
+    let kinds: HashMap<PolicyId, TaskKind> =
+        view.policies.iter().map(|p| (p.id, p.spec.kind)).collect();
+    let last_successes: HashMap<(&TenantId, PolicyId, AgentId), &LastSuccess> = view
+        .last_successes
+        .iter()
+        .filter(|(_, s)| kinds.get(&s.policy) == Some(&s.kind))
+        .map(|(t, s)| ((t, s.policy, s.agent), s))
+        .collect();
+    let overdue: HashSet<(&TenantId, PolicyId, AgentId)> =
+        view.overdue.iter().map(|(t, p, a)| (t, *p, *a)).collect();
     let mut repos: BTreeSet<(&TenantId, RepoId)> = BTreeSet::new();
     for policy in &view.policies {
         let (tenant, name) = (policy.tenant.as_str(), policy.spec.name.as_str());
@@ -111,13 +132,8 @@ pub fn samples(view: &FleetView) -> Vec<Sample> {
         repos.insert((&policy.tenant, repo_of(&policy.spec)));
         for agent in policy.agents.iter().filter(|a| live.contains(a)) {
             let id = agent.to_string();
-            let last = view.last_successes.iter().find(|(t, s)| {
-                *t == policy.tenant
-                    && s.policy == policy.id
-                    && s.agent == *agent
-                    && s.kind == policy.spec.kind
-            });
-            if let Some((_, success)) = last {
+            let key = (&policy.tenant, policy.id, *agent);
+            if let Some(success) = last_successes.get(&key) {
                 let at = success.at.timestamp_micros() as f64 / 1e6;
                 out.push(sample(
                     "fleet_policy_last_success_timestamp_seconds",
@@ -125,9 +141,8 @@ pub fn samples(view: &FleetView) -> Vec<Sample> {
                     at,
                 ));
             }
-            // fleet_policy_overdue{tenant,policy,agent} (1/0) belongs here, per assigned
-            // pair, once the notifier's overdue events are folded into a read model: the
-            // notifier work provides it; the alert rules already use it.
+            let late = if overdue.contains(&key) { 1.0 } else { 0.0 };
+            out.push(sample("fleet_policy_overdue", &[tenant, name, &id], late));
         }
     }
     for (tenant, repo) in repos {

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::{
-    BackupSummary, ErrorClass, Event, RepoEvent, Role, RunDetail, RunSummary, SnapshotInfo,
-    TaskError, TaskEvent,
+    AssignmentEvent, BackupSummary, ErrorClass, Event, Message, NotificationEvent, RepoEvent, Role,
+    RunDetail, RunSummary, SnapshotInfo, TaskError, TaskEvent,
 };
-use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
+use fleet_events::ids::{
+    AgentId, AssignmentId, EventId, NotificationId, PolicyId, RepoId, RuleId, TaskId, TenantId,
+};
 use fleet_events::policy::TaskKind;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
@@ -465,6 +467,10 @@ const ACME_POLICY: &str = "db nightly";
 const ACME_REPO: &str = "/srv/restic/acme-db";
 /// A policy name no tenant has.
 const NO_POLICY: &str = "no such policy";
+/// Acme's notification rule in the sweep.
+const ACME_RULE: &str = "db-pager";
+/// A rule name no tenant has.
+const NO_RULE: &str = "no-such-rule";
 
 /// A policy document of acme's policy assigned to `agent`.
 fn policy_document(agent: &str) -> Value {
@@ -492,6 +498,9 @@ struct Names {
     snapshot: String,
     /// The policy's `version`, for `If-Match`.
     version: String,
+    /// A notification rule.
+    rule: String,
+    rule_name: String,
 }
 
 impl Names {
@@ -505,6 +514,8 @@ impl Names {
             repo: RepoId::for_url("/srv/restic/nowhere").to_string(),
             snapshot: "f0".repeat(32),
             version: acme.version.clone(),
+            rule: RuleId::generate().to_string(),
+            rule_name: NO_RULE.to_owned(),
         }
     }
 
@@ -516,6 +527,7 @@ impl Names {
             Some("RepoId") => vec![self.repo.clone()],
             Some("SnapshotId") => vec![self.snapshot.clone()],
             Some("PolicyRef") => vec![self.policy.clone(), self.policy_name.clone()],
+            Some("RuleRef") => vec![self.rule.clone(), self.rule_name.clone()],
             _ => panic!("{template}: which of acme's objects does {reference:?} name? Say so here"),
         }
     }
@@ -672,6 +684,7 @@ fn refusal(
             Some("agents[0]"),
         ),
         ("POST", "/v1/agents") => (&[400], "`{}` names no machine, whoever sends it", None),
+        ("POST", "/v1/rules") => (&[400], "`{}` is no rule, whoever sends it", None),
         ("POST", "/v1/restores") => (
             &[400],
             "the restore is valid but names acme's agent, which `other` does not have",
@@ -721,7 +734,9 @@ fn uuids(text: &str) -> BTreeSet<String> {
 fn masked(text: &str) -> String {
     let text = text
         .replace(ACME_POLICY, "<name>")
-        .replace(NO_POLICY, "<name>");
+        .replace(NO_POLICY, "<name>")
+        .replace(ACME_RULE, "<name>")
+        .replace(NO_RULE, "<name>");
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(c) = rest.chars().next() {
@@ -864,6 +879,49 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         },
     )
     .await;
+    // A notification rule, a notification it triggered and the policy overdue on its agent.
+    let rule_document = json!({
+        "name": ACME_RULE,
+        "target": {"kind": "ntfy", "url": "https://ntfy.example/acme-db"},
+    });
+    let defined = call(addr, "POST", "/v1/rules", mine, Some(&rule_document)).await;
+    assert_eq!(defined.status, 201, "{}", defined.text);
+    let rule = RuleId::for_name(&crate::support::tenant(), ACME_RULE);
+    let source = EventId::generate();
+    let message = Message {
+        trigger: None,
+        event_type: "rule.test_requested".into(),
+        at: Utc::now(),
+        title: "a test of db-pager".into(),
+        text: "acme-primary".into(),
+        policy: None,
+        agent: None,
+        task: Some(task),
+        repo: Some(repo),
+    };
+    let notification = NotificationId::for_event(rule, source);
+    let event = NotificationEvent::Triggered {
+        rule,
+        source,
+        message: Box::new(message),
+    };
+    append(
+        store,
+        Event::Notification {
+            notification,
+            event,
+        },
+    )
+    .await;
+    let policy_id = PolicyId::for_name(&crate::support::tenant(), ACME_POLICY);
+    let event = AssignmentEvent::Overdue {
+        policy: policy_id,
+        agent,
+        due: Utc::now(),
+        last_success: None,
+    };
+    let assignment = AssignmentId::for_pair(policy_id, agent);
+    append(store, Event::Assignment { assignment, event }).await;
     // Acme's read models hold all of it, so that a leak would have something to show.
     let count = |path: &'static str| async move {
         let response = get(addr, path, mine).await;
@@ -876,9 +934,11 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
             count("/v1/tasks?state=succeeded").await,
             count("/v1/runs").await,
             count("/v1/repositories").await,
+            count("/v1/rules").await,
+            count("/v1/notifications").await,
         ];
         match seen {
-            [1, 1, 1, 1, 1] => ControlFlow::Break(()),
+            [1, 1, 1, 1, 1, 1, 1] => ControlFlow::Break(()),
             _ => ControlFlow::Continue(seen),
         }
     })
@@ -901,6 +961,8 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         repo: repo.to_string(),
         snapshot: acme_snapshot.clone(),
         version: policy.body["version"].to_string(),
+        rule: rule.to_string(),
+        rule_name: ACME_RULE.to_owned(),
     };
     let fresh = Names::fresh(&acme);
 
@@ -928,6 +990,8 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         ("acme's snapshot".into(), snapshot.into()),
         ("acme's listed snapshot".into(), acme_snapshot.clone()),
         ("acme's token".into(), api.token.clone()),
+        ("acme's rule's name".into(), ACME_RULE.into()),
+        ("acme's rule's URL".into(), "ntfy.example/acme-db".into()),
     ];
     for stored in &acme_log {
         let envelope = serde_json::to_string(&stored.envelope).expect("JSON");
@@ -944,6 +1008,8 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         "/v1/repositories",
         "/v1/snapshots",
         "/v1/events",
+        "/v1/rules",
+        "/v1/notifications",
     ] {
         let answer = get(addr, path, mine).await;
         let found = needles

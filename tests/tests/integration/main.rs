@@ -22,6 +22,7 @@ mod lease;
 mod limits;
 mod liveness;
 mod notifier;
+mod notify_api;
 mod outage;
 mod projector;
 mod replicated;

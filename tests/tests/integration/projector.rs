@@ -246,8 +246,8 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
     .await;
     assert_eq!(
         status.len(),
-        6,
-        "tasks, agents, runs, policies, repos, snapshots"
+        7,
+        "tasks, agents, runs, policies, repos, snapshots, notifications"
     );
     stop(&shutdown, [projector]).await;
 
@@ -270,5 +270,6 @@ fn dumps(models: &ReadModels) -> Vec<Vec<fleet_projections::Entry>> {
         models.policies.dump().expect("dump"),
         models.repos.dump().expect("dump"),
         models.snapshots.dump().expect("dump"),
+        models.notifications.dump().expect("dump"),
     ]
 }

@@ -98,6 +98,11 @@ fn agents_policies_and_repositories_of_the_live_fleet_only() {
             },
             changed_at: samples::at(40),
         }],
+        // Overdue on the offline agent; a retired agent's pair is gone with it.
+        overdue: vec![
+            (tenant.clone(), backup.id, offline.agent),
+            (tenant.clone(), backup.id, retired.agent),
+        ],
     };
     let t = tenant.as_str();
     let (on, off) = (online.agent, offline.agent);
@@ -113,6 +118,8 @@ fn agents_policies_and_repositories_of_the_live_fleet_only() {
             format!(
                 "fleet_policy_last_success_timestamp_seconds{{tenant=\"{t}\",policy=\"nightly\",agent=\"{on}\"}} {at}"
             ),
+            format!("fleet_policy_overdue{{tenant=\"{t}\",policy=\"nightly\",agent=\"{on}\"}} 0"),
+            format!("fleet_policy_overdue{{tenant=\"{t}\",policy=\"nightly\",agent=\"{off}\"}} 1"),
             format!("fleet_policy_tasks_in_backoff{{tenant=\"{t}\",policy=\"nightly\"}} 2"),
             format!("fleet_repo_circuit_open{{tenant=\"{t}\",repo=\"{repo}\"}} 1"),
         ]

@@ -33,16 +33,41 @@ pub async fn call_with(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Response {
+    let payload = body.map(|b| (b.to_string(), "application/json"));
+    let payload = payload.as_ref().map(|(text, kind)| (text.as_str(), *kind));
+    send(addr, method, path, token, headers, payload).await
+}
+
+/// Sends `method path` with a body of `content_type` as it is (YAML, say).
+pub async fn call_text(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> Response {
+    send(addr, method, path, token, &[], Some((body, content_type))).await
+}
+
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Response {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the API");
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let payload = body.map(|(text, _)| text).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    if body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
+    if let Some((_, content_type)) = body {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
