@@ -13,9 +13,10 @@ use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use fleet_events::event::{
-    AgentEvent, BackupSummary, ErrorClass, Event, Role, RunDetail, RunSummary, TaskError, TaskEvent,
+    AgentEvent, AssignmentEvent, BackupSummary, ErrorClass, Event, Role, RunDetail, RunSummary,
+    TaskError, TaskEvent,
 };
-use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::ids::{AgentId, AssignmentId, PolicyId, TaskId};
 use fleet_events::policy::TaskKind;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
@@ -312,6 +313,81 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     .await;
     assert_eq!(schedule, "every day at 02:00 (Europe/Berlin)");
     screenshot(&browser, &shots, "dashboard-policies.png").await;
+
+    // The notifier finds the policy overdue on db-1: the policies page says so live, the
+    // agent's page names the policy, and catching up clears both.
+    let assignment = AssignmentId::for_pair(policy, agent);
+    let due = Utc::now() - minutes(20);
+    let overdue = AssignmentEvent::Overdue {
+        policy,
+        agent,
+        due,
+        last_success: Some(now - hours(1)),
+    };
+    append(
+        store,
+        Event::Assignment {
+            assignment,
+            event: overdue,
+        },
+    )
+    .await;
+    let state = "const b = document.querySelector('table .badge.bad'); return b && b.textContent;";
+    let shown = poll(&browser, "the overdue policy", state, |text| {
+        text.is_string()
+    })
+    .await;
+    assert_eq!(shown, "overdue on 1 of 1 agent");
+    let agents_cell = format!(
+        "const a = document.querySelector('a[href=\"#/agents/{agent}\"]'); \
+         return a && a.closest('td').textContent;"
+    );
+    let cell = poll(&browser, "the policy's agents", &agents_cell, |t| {
+        t.is_string()
+    })
+    .await;
+    assert_eq!(
+        cell, "db-1",
+        "the agents cell shows the agents' names as links"
+    );
+    screenshot(&browser, &shots, "dashboard-overdue.png").await;
+    click(&browser, &format!("a[href=\"#/agents/{agent}\"]")).await;
+    let panel = poll(
+        &browser,
+        "the agent's overdue policies",
+        "const t = [...document.querySelectorAll('table')].find((t) => \
+           t.caption && t.caption.textContent === 'Policies overdue on this agent'); \
+         return t ? t.tBodies[0].textContent : null;",
+        |text| text.is_string(),
+    )
+    .await;
+    let panel = panel.as_str().unwrap_or_default();
+    assert!(
+        panel.contains("db-nightly") && panel.contains("overdue since"),
+        "{panel}"
+    );
+    let caught_up = AssignmentEvent::CaughtUp {
+        policy,
+        agent,
+        task: TaskId::generate(),
+        succeeded_at: Utc::now(),
+    };
+    append(
+        store,
+        Event::Assignment {
+            assignment,
+            event: caught_up,
+        },
+    )
+    .await;
+    click(&browser, "#nav a[href=\"#/policies\"]").await;
+    poll(
+        &browser,
+        "the policy caught up",
+        "const b = document.querySelector('table .badge.good'); return b && b.textContent;",
+        |text| text.as_str() == Some("active"),
+    )
+    .await;
 
     browser.close().await.expect("close the browser");
     drop(driver);

@@ -2,7 +2,8 @@
 
 /**
  * An element: `h("a", {href: "#/"}, "Overview")`. Attributes named `class`, `data-*`,
- * `aria-*` and the like are set as attributes; children are nodes or text (null skipped).
+ * `aria-*` and the like are set as attributes; children are nodes or text, in arrays nested
+ * to any depth (null skipped).
  */
 export function h(tag, attrs = {}, ...children) {
   const element = document.createElement(tag);
@@ -15,7 +16,7 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 function append(element, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     element.append(child instanceof Node ? child : String(child));
   }

@@ -12,7 +12,7 @@ const OPEN = ["scheduled", "dispatched", "acknowledged", "running", "failed", "r
 
 export function affects(event, id) {
   if (event.aggregate.kind === "agent") return event.aggregate.id === id;
-  return event.aggregate.kind === "task" || event.aggregate.kind === "policy";
+  return ["task", "policy", "assignment"].includes(event.aggregate.kind);
 }
 
 export async function render(id) {
@@ -35,6 +35,7 @@ export async function render(id) {
       section("State", facts(agent)),
       section("Settings", settings(agent.settings)),
     ),
+    section("Overdue policies", overduePanel(agent, policyName)),
     section("Backoff", backoffPanel(agent, backoff)),
     section("Current tasks", taskTable(tasks.filter((t) => OPEN.includes(t.status)), policyName)),
     section("Recent runs", runTable(newestFirst(runs), policyName)),
@@ -71,6 +72,12 @@ function settings(s) {
     ["Nice", s.nice],
     ["I/O class", io],
   ]);
+}
+
+function overduePanel(agent, policyName) {
+  if (agent.overdue.length === 0) return h("p", { class: "empty" }, "None: every policy assigned here succeeded within its period.");
+  const rows = agent.overdue.map((o) => [policyName.get(o.policy) || short(o.policy), badge(`overdue since ${when(o.since)}`, "bad"), time(o.lastSuccess)]);
+  return table("Policies overdue on this agent", ["Policy", "Overdue", "Last success"], rows);
 }
 
 function backoffPanel(agent, backoff) {

@@ -9,7 +9,7 @@ export const title = "Overview";
 export const showsHeartbeats = true;
 
 export function affects(event) {
-  return ["agent", "task", "policy", "repo"].includes(event.aggregate.kind);
+  return ["agent", "task", "policy", "repo", "assignment"].includes(event.aggregate.kind);
 }
 
 export async function render() {
@@ -101,16 +101,22 @@ function agentTable(agents) {
   return table("Agents and their load", ["Agent", "State", "Running / limit", "Backoff", "Last seen"], rows, "No agents yet.");
 }
 
+/** Overdue (the notifier found no success by its second fire), stale, or current. */
+function freshnessBadge(pair) {
+  if (pair.overdueSince) return badge(`overdue since ${when(pair.overdueSince)}`, "bad");
+  return pair.stale ? badge("stale", "bad") : badge("current", "good");
+}
+
 function freshness(pairs, names) {
   const rows = pairs.map((pair) =>
     h(
       "tr",
-      { class: pair.stale ? "stale" : "" },
+      { class: pair.stale || pair.overdueSince ? "stale" : "" },
       h("td", {}, pair.policyName),
       h("td", {}, link(`#/agents/${pair.agent}`, names.get(pair.agent) || pair.agent)),
       h("td", {}, time(pair.lastSuccessAt)),
       h("td", {}, pair.snapshotId ? h("code", {}, pair.snapshotId.slice(0, 8)) : "—"),
-      h("td", {}, pair.stale ? badge("stale", "bad") : badge("current", "good")),
+      h("td", {}, freshnessBadge(pair)),
     ),
   );
   return table("Last success of each policy on each agent", ["Policy", "Agent", "Last success", "Snapshot", ""], rows, "No assigned policies.");

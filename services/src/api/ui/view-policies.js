@@ -6,7 +6,7 @@ import { badge, h, link, section, table, when } from "./dom.js";
 export const title = "Policies";
 
 export function affects(event) {
-  return event.aggregate.kind === "policy" || event.aggregate.kind === "agent";
+  return ["policy", "agent", "assignment"].includes(event.aggregate.kind);
 }
 
 export async function render() {
@@ -18,7 +18,7 @@ export async function render() {
     h("span", { class: "schedule" }, scheduleWords(p.spec.schedule)),
     h("code", {}, p.spec.repository.url),
     p.agents.length === 0 ? "none" : h("span", {}, p.agents.map((a, i) => [i ? ", " : "", link(`#/agents/${a}`, names.get(a) || a.slice(0, 8))])),
-    p.paused ? badge("paused", "warn") : badge("active", "good"),
+    state(p),
     p.nextFires.length === 0 ? "—" : h("ul", { class: "fires" }, p.nextFires.map((t) => h("li", {}, h("time", { datetime: t }, when(t))))),
   ]);
   return h(
@@ -30,6 +30,14 @@ export async function render() {
       table("Policies with their schedules", ["Name", "Kind", "Schedule", "Repository", "Agents", "State", "Next fires (before jitter)"], rows, "No policies yet."),
     ),
   );
+}
+
+/** Paused, overdue on some agents (the notifier's finding, until they catch up), or active. */
+function state(p) {
+  if (p.paused) return badge("paused", "warn");
+  const n = p.overdue.length;
+  if (n > 0) return badge(`overdue on ${n} of ${p.agents.length} ${p.agents.length === 1 ? "agent" : "agents"}`, "bad");
+  return badge("active", "good");
 }
 
 const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
