@@ -418,8 +418,16 @@ impl<P: Projection> Checkpointed<P> {
     }
 
     /// Writes everything applied so far to disk.
+    ///
+    /// On a blocking thread of tokio, not with sled's `flush_async`: that runs the flush on
+    /// sled's own pool, whose 7 standing threads also write the log buffers a flush waits
+    /// for, and which adds a thread only when more than 7 tasks queue. Seven read models
+    /// flushing one database at once took every thread and waited for ever.
     pub async fn flush(&self) -> Result<(), ProjectionError> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::Io(std::io::Error::other(e)))??;
         Ok(())
     }
 }

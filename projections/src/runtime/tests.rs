@@ -498,3 +498,46 @@ fn a_batch_counts_each_applied_and_rejected_event_once() {
 }
 
 mod bulk;
+
+/// Many models of one database flushing at once (the projector's loops after a burst)
+/// all finish: sled's `flush_async` ran each flush on sled's own pool, whose 7 standing
+/// threads then all waited for a log write queued behind them, for ever. The flushes run
+/// on a thread of their own, so that a deadlock fails this test instead of hanging it.
+#[test]
+fn many_models_flushing_one_database_at_once_all_finish() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let result = runtime.block_on(async {
+            let (dir, model) = open();
+            let model = std::sync::Arc::new(model);
+            let mut loops = Vec::new();
+            for writer in 0..12u64 {
+                let model = model.clone();
+                loops.push(tokio::spawn(async move {
+                    for round in 0..200u64 {
+                        let name = format!("w{writer}-{round}-{}", "x".repeat(4096));
+                        let _ = model.apply(Ok(event(writer * 1000 + round + 1, &name)));
+                        model.flush().await?;
+                    }
+                    Ok::<(), ProjectionError>(())
+                }));
+            }
+            let mut result = Ok(());
+            for flushed in futures::future::join_all(loops).await {
+                result = result.and(flushed.expect("joined"));
+            }
+            drop(dir);
+            result
+        });
+        let _ = done_tx.send(result);
+    });
+    let outcome = done_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("every flush finished within two minutes (not deadlocked)");
+    outcome.expect("flushed");
+}
