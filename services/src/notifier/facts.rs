@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use fleet_events::event::{AgentEvent, PolicyEvent, TaskError, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
+use fleet_events::event::{AgentEvent, PolicyEvent, TaskError, TaskEvent, repo_of};
+use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
 use fleet_events::schedule::Compiled;
 
@@ -39,6 +39,7 @@ pub struct TaskFacts {
     pub policy: PolicyId,
     pub agent: AgentId,
     pub kind: TaskKind,
+    pub repo: RepoId,
     pub last_error: Option<TaskError>,
     pub attempts: u32,
 }
@@ -158,6 +159,7 @@ impl Facts {
                         policy: *policy,
                         agent: *agent,
                         kind: spec.kind,
+                        repo: repo_of(spec),
                         last_error: None,
                         attempts: 0,
                     },

@@ -74,6 +74,7 @@ pub fn message(envelope: &Envelope, facts: &Facts, task: Option<&TaskFacts>) -> 
                 policy: Some(named_policy(t.policy)),
                 agent: Some(named_agent(t.agent)),
                 task: Some(*id),
+                repo: Some(t.repo),
                 ..base(trigger, title, text)
             })
         }
