@@ -56,6 +56,7 @@ pub mod repos;
 pub mod runs;
 pub mod runtime;
 pub mod snapshots;
+mod stored;
 pub mod tasks;
 #[cfg(test)]
 mod testing;

@@ -24,10 +24,9 @@ use fleet_events::ids::{AgentId, AssignmentId, NotificationId, PolicyId, RuleId,
 use fleet_events::store::Stored;
 
 pub use view::{NotificationState, NotificationView, Overdue, RuleView};
-use view::{
-    agent_overdue_key, decode, encode, notification_key, overdue_key, overdue_prefix, rule_key,
-    tenant_prefix, time_key,
-};
+use view::{agent_overdue_key, notification_key, overdue_key, overdue_prefix, rule_key, time_key};
+
+use crate::stored::{decode, load, store, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection, check_subject};
@@ -75,29 +74,6 @@ impl Projection for Notifications {
             _ => Ok(()),
         }
     }
-}
-
-fn load<T: serde::de::DeserializeOwned>(
-    tree: &dyn ModelTree,
-    name: &'static str,
-    key: &[u8],
-) -> Result<Option<T>, ApplyError> {
-    match tree.get(key)? {
-        Some(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|e| ApplyError::corrupt(name, e)),
-        None => Ok(None),
-    }
-}
-
-fn store<T: serde::Serialize>(
-    tree: &dyn ModelTree,
-    name: &'static str,
-    key: &[u8],
-    value: &T,
-) -> Result<(), ApplyError> {
-    let bytes = encode(value).map_err(|e| ApplyError::corrupt(name, e))?;
-    tree.insert(key, &bytes)
 }
 
 fn rule_changed(

@@ -37,7 +37,9 @@ use fleet_events::store::Stored;
 pub use view::{
     BadCursor, Cursor, Listing, Page, PolicyRef, RepoInventory, SnapshotFilter, SnapshotView,
 };
-use view::{decode, encode, policy_key, repo_key, snapshot_key, tenant_prefix, time_key};
+use view::{policy_key, repo_key, snapshot_key, time_key};
+
+use crate::stored::{decode, encode, load, store, tenant_prefix};
 
 use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection, check_subject};
@@ -152,7 +154,7 @@ fn changed(
             agent: change.agent,
         });
     }
-    save(repos, REPOS, &repo_key(tenant, repo), &inventory)
+    store(repos, REPOS, &repo_key(tenant, repo), &inventory)
 }
 
 fn policy_changed(
@@ -176,7 +178,7 @@ fn policy_changed(
                     deleted: true,
                     ..old.clone()
                 };
-                save(policies, POLICIES, &key, &deleted)?;
+                store(policies, POLICIES, &key, &deleted)?;
             }
             return Ok(());
         }
@@ -195,14 +197,14 @@ fn policy_changed(
     if !inventory.policies.contains(&policy) {
         inventory.policies.push(policy);
     }
-    save(repos, REPOS, &inventory_key, &inventory)?;
+    store(repos, REPOS, &inventory_key, &inventory)?;
     let named = PolicyRef {
         id: policy,
         name: spec.name.clone(),
         repo,
         deleted: false,
     };
-    save(policies, POLICIES, &key, &named)
+    store(policies, POLICIES, &key, &named)
 }
 
 /// Takes `policy` off the policies naming `repo`.
@@ -215,32 +217,9 @@ fn unname(
     let key = repo_key(tenant, repo);
     if let Some(mut inventory) = load::<RepoInventory>(repos, REPOS, &key)? {
         inventory.policies.retain(|p| *p != policy);
-        save(repos, REPOS, &key, &inventory)?;
+        store(repos, REPOS, &key, &inventory)?;
     }
     Ok(())
-}
-
-fn load<T: serde::de::DeserializeOwned>(
-    tree: &dyn ModelTree,
-    name: &'static str,
-    key: &[u8],
-) -> Result<Option<T>, ApplyError> {
-    match tree.get(key)? {
-        Some(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|e| ApplyError::corrupt(name, e)),
-        None => Ok(None),
-    }
-}
-
-fn save<T: serde::Serialize>(
-    tree: &dyn ModelTree,
-    name: &'static str,
-    key: &[u8],
-    value: &T,
-) -> Result<(), ApplyError> {
-    let bytes = encode(value).map_err(|e| ApplyError::corrupt(name, e))?;
-    tree.insert(key, &bytes)
 }
 
 impl Checkpointed<Snapshots> {

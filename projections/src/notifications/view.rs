@@ -12,6 +12,8 @@ use fleet_events::ids::{AgentId, EventId, NotificationId, PolicyId, RuleId, Tena
 use fleet_events::notify::{RuleSpec, Trigger};
 use serde::{Deserialize, Serialize};
 
+use crate::stored::tenant_prefix;
+
 /// One live rule (postcard); a deleted rule is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleView {
@@ -125,24 +127,6 @@ pub struct Overdue {
     pub since: DateTime<Utc>,
     #[serde(with = "ts_microseconds_option")]
     pub last_success: Option<DateTime<Utc>>,
-}
-
-/// Postcard encoding of the stored structs.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(value)
-}
-
-/// Postcard decoding of the stored structs.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
-}
-
-/// The prefix of a tenant's keys in every tree of the model: the tenant, a zero byte
-/// (tenant slugs have none).
-pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
-    let mut key = tenant.as_str().as_bytes().to_vec();
-    key.push(0);
-    key
 }
 
 /// The tenant's prefix followed by `parts`.

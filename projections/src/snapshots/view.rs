@@ -16,6 +16,8 @@ use fleet_events::event::SnapshotInfo;
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId, TenantId};
 use serde::{Deserialize, Serialize};
 
+use crate::stored::tenant_prefix;
+
 /// One snapshot of one of a tenant's repositories (postcard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotView {
@@ -183,24 +185,6 @@ impl FromStr for Cursor {
             id: id.to_owned(),
         })
     }
-}
-
-/// Postcard encoding of the stored structs.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(value)
-}
-
-/// Postcard decoding of the stored structs.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
-}
-
-/// The prefix of a tenant's keys in every snapshot tree: the tenant, a zero byte (tenant
-/// slugs have none).
-pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
-    let mut key = tenant.as_str().as_bytes().to_vec();
-    key.push(0);
-    key
 }
 
 /// Microseconds since the epoch, big-endian, offset by 2^63 so that keys sort by time
