@@ -256,6 +256,17 @@ pub fn problems(emitted: &[Emitted], catalog: &[Metric]) -> Vec<String> {
     out
 }
 
+/// The histograms of `catalog` without buckets in `buckets`: each would be exported as a
+/// summary, whose quantiles cannot be aggregated.
+pub fn bucket_problems(catalog: &[Metric], buckets: &[(&str, &[f64])]) -> Vec<String> {
+    catalog
+        .iter()
+        .filter(|m| m.kind == Kind::Histogram)
+        .filter(|m| !buckets.iter().any(|(name, _)| *name == m.name))
+        .map(|m| format!("{} has no buckets: it would be a summary", m.name))
+        .collect()
+}
+
 /// One metric registered while [`recorded`] ran: its kind, name and label names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
