@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::{Received, Receiver};
-use crate::support::{append_at, eventually, fleet, manual, spawn_service, tenant};
+use crate::support::{append_at, eventually, fleet, log, manual, spawn_service, tenant};
 
 const KEY: &str = "hmac-key-of-the-test";
 
@@ -293,4 +293,16 @@ async fn webhooks_arrive_once_per_event_across_instances_restarts_and_failures()
     );
     c.stop().await;
     d.stop().await;
+
+    // The signing key never entered the log, whatever the notifier recorded.
+    let events = log(&f.store, &fleet_events::subject::all_events()).await;
+    assert!(
+        events
+            .iter()
+            .any(|s| matches!(s.envelope.event, Event::Notification { .. }))
+    );
+    for stored in &events {
+        let text = format!("{:?}", stored.envelope);
+        assert!(!text.contains(KEY), "the HMAC key is in {text}");
+    }
 }
