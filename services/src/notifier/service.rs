@@ -208,14 +208,50 @@ async fn deliver(client: &reqwest::Client, secrets: &Secrets, job: &Job) -> Resu
         .to_owned())
 }
 
-/// An HTTP error with its causes (`connection refused`, `timed out`), without the URL.
+/// An HTTP error in words an operator reads: what failed and its root cause (`error
+/// sending request: Connection refused (os error 111)`), without the URL.
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut root = None;
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        root = Some(cause);
         source = cause.source();
     }
-    text
+    match root {
+        Some(root) => format!("{error}: {root}"),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_http_error_is_told_by_what_failed_and_its_root_cause() {
+        let refused = Layer("Connection refused (os error 111)", None);
+        let tcp = Layer("tcp connect error", Some(Box::new(refused)));
+        let client = Layer("client error (Connect)", Some(Box::new(tcp)));
+        let error = Layer("error sending request", Some(Box::new(client)));
+        assert_eq!(
+            describe(&error),
+            "error sending request: Connection refused (os error 111)"
+        );
+        assert_eq!(describe(&Layer("builder error", None)), "builder error");
+    }
 }
