@@ -537,7 +537,9 @@ impl Notifier {
         let Some(p) = self.facts.policies.get(&policy) else {
             return;
         };
-        let assigned: Vec<AgentId> = p.agents.keys().copied().collect();
+        // A decommissioned agent is never judged, even while still assigned.
+        let retired = |a: &AgentId| self.facts.agents.get(a).is_some_and(|a| a.decommissioned);
+        let assigned: Vec<AgentId> = p.agents.keys().filter(|a| !retired(a)).copied().collect();
         let tenant = p.tenant.clone();
         let stale: Vec<AssignmentId> = self
             .watches

@@ -571,3 +571,30 @@ fn a_test_request_sends_a_test_notification() {
     let mut n = Instance::new();
     assert_eq!(n.settle(&mut log, t(0, 6), Ok(200)), 1);
 }
+
+#[test]
+fn a_decommissioned_agent_is_never_overdue_even_after_its_policy_changes() {
+    let mut log = Log::default();
+    fleet(&mut log, DeliveryRetry::default());
+    log.event(
+        t(0, 10),
+        Event::Agent {
+            agent: AGENT,
+            event: AgentEvent::Decommissioned,
+        },
+    );
+    // The policy is paused and resumed (still assigned to the retired agent).
+    for event in [PolicyEvent::Paused, PolicyEvent::Resumed] {
+        log.event(
+            t(0, 20),
+            Event::Policy {
+                policy: POLICY,
+                event,
+            },
+        );
+    }
+    let mut n = Instance::new();
+    n.settle(&mut log, t(6, 0), Ok(200));
+    assert!(log.of("assignment.").is_empty(), "{:?}", log.types());
+    assert_eq!(n.core.overdue().count(), 0);
+}
