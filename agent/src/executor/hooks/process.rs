@@ -1,5 +1,6 @@
 //! One hook's process: spawned without a shell in a process group of its own, with only
-//! the environment it is given, its output kept bounded; killed with its whole group at
+//! the environment it is given, its stdout and stderr on one pipe (so they are kept in the
+//! order written, as a terminal shows them) and bounded; killed with its whole group at
 //! its timeout or when the attempt is cancelled, and its leftovers killed when it exits.
 
 use std::ffi::OsString;
@@ -8,7 +9,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use fleet_events::event::{HookOutcome, MAX_HOOK_OUTPUT};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +20,7 @@ use super::tail::Tail;
 use crate::executor::run::die_with_agent;
 
 /// How long output is still read after the hook exited (a descendant in another process
-/// group may hold its pipes open).
+/// group may hold its pipe open).
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// What one hook did.
@@ -47,14 +49,29 @@ pub async fn run(
     let Some((program, args)) = def.command.split_first() else {
         return not_started(HookOutcome::NotStarted("no command".into()));
     };
+    // One pipe for both streams: two pipes read side by side lose the order between them
+    // (a last line on stderr could be read before the stdout written ahead of it).
+    let pipe = std::io::pipe().and_then(|(reader, stdout)| {
+        let stderr = stdout.try_clone()?;
+        Ok((
+            pipe::Receiver::from_owned_fd(reader.into())?,
+            stdout,
+            stderr,
+        ))
+    });
+    let (reader, stdout, stderr) = match pipe {
+        Ok(pipe) => pipe,
+        Err(e) => return not_started(HookOutcome::NotStarted(format!("no pipe: {e}"))),
+    };
+    let mut output = Some(reader);
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
         .envs(env)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &def.cwd {
@@ -65,7 +82,10 @@ pub async fn run(
         command.current_dir(cwd);
     }
     die_with_agent(&mut command);
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    // Our copies of the write ends go, so the pipe ends when the hook and its children close it.
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return not_started(HookOutcome::NotFound);
@@ -74,9 +94,7 @@ pub async fn run(
     };
     let group = child.id();
     let mut tail = Tail::new(MAX_HOOK_OUTPUT);
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let (mut out_buf, mut err_buf) = ([0u8; 4096], [0u8; 4096]);
+    let mut buf = [0u8; 4096];
     let mut exited: Option<ExitStatus> = None;
     let deadline = sleep_until(began + timeout);
     tokio::pin!(deadline);
@@ -85,19 +103,14 @@ pub async fn run(
     tokio::pin!(drain);
     let outcome = loop {
         if let Some(status) = exited
-            && out.is_none()
-            && err.is_none()
+            && output.is_none()
         {
             break outcome_of(status);
         }
         tokio::select! {
-            read = read_some(&mut out, &mut out_buf) => match read {
-                Some(n) => tail.push(&out_buf[..n]),
-                None => out = None,
-            },
-            read = read_some(&mut err, &mut err_buf) => match read {
-                Some(n) => tail.push(&err_buf[..n]),
-                None => err = None,
+            read = read_some(&mut output, &mut buf) => match read {
+                Some(n) => tail.push(&buf[..n]),
+                None => output = None,
             },
             status = child.wait(), if exited.is_none() => {
                 let Ok(status) = status else {
@@ -133,9 +146,9 @@ pub async fn run(
     }
 }
 
-/// The next bytes of `pipe` (`None` at its end, on an error, or when it is gone already;
-/// a gone pipe never resolves, so `select!` waits on the other branches).
-async fn read_some<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+/// The next bytes of `pipe` (`None` at its end or on an error; a gone pipe never resolves,
+/// so `select!` waits on the other branches).
+async fn read_some(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
     match pipe {
         Some(pipe) => match pipe.read(buf).await {
             Ok(0) | Err(_) => None,

@@ -1,5 +1,5 @@
-//! A hook's output, bounded: the last bytes of stdout and stderr as they came, and whether
-//! earlier ones were cut off. Pure.
+//! A hook's output, bounded: the last bytes it wrote to stdout and stderr (one pipe, in
+//! the order written), and whether earlier ones were cut off. Pure.
 
 use std::collections::VecDeque;
 
