@@ -291,6 +291,24 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
         seqs.windows(2).all(|w| w[0] < w[1]),
         "not in log order: {seqs:?}"
     );
+    // The task's agent and policy by the names a person knows them by, the agent linked.
+    let named = browser
+        .execute(
+            "const text = (s) => document.querySelector(s)?.textContent ?? null;
+             return {
+               agent: text('.task dd.agent'),
+               agentHref: document.querySelector('.task dd.agent a')?.getAttribute('href'),
+               policy: text('.task dd.policy'),
+               crumb: text('.task .crumbs'),
+             };",
+            vec![],
+        )
+        .await
+        .expect("the task's names");
+    assert_eq!(named["agent"], "db-1", "{named}");
+    assert_eq!(named["agentHref"], format!("#/agents/{agent}"), "{named}");
+    assert_eq!(named["policy"], "db-nightly", "{named}");
+    assert_eq!(named["crumb"], "Overview › db-1 › task", "{named}");
     screenshot(&browser, &shots, "dashboard-task.png").await;
 
     // Runs with their charts, and the policies with their schedules.

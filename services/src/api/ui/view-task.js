@@ -1,6 +1,6 @@
 // One task: its state and its event timeline from the log, oldest first.
 
-import { frames, get } from "./api.js";
+import { ApiError, frames, get } from "./api.js";
 import { badge, bytes, h, link, section, short, span, when } from "./dom.js";
 
 /** The task whose progress stream is open, its controller, and the latest update. */
@@ -15,13 +15,19 @@ export function affects(event, id) {
 
 export async function render(id) {
   const task = await get(`/tasks/${id}`);
+  // Names, as a person knows them; an agent or policy gone since is said to be gone.
+  const [agent, policy] = await Promise.all([
+    get(`/agents/${task.agent}`).catch(gone),
+    get(`/policies/${task.policy}`).catch(gone),
+  ]);
+  const agentName = agent?.name || short(task.agent);
   const events = [...task.events].sort((a, b) => a.seq - b.seq);
   const onAgent = ["dispatched", "acknowledged", "running"].includes(task.status);
   if (onAgent) watch(task.id);
   return h(
     "div",
     { class: "task", "data-task": task.id },
-    h("p", { class: "crumbs" }, link("#/", "Overview"), " › ", link(`#/agents/${task.agent}`, "agent"), " › task"),
+    h("p", { class: "crumbs" }, link("#/", "Overview"), " › ", link(`#/agents/${task.agent}`, agentName), " › task"),
     h("h1", {}, "Task ", h("code", {}, task.id)),
     section(
       "State",
@@ -34,8 +40,10 @@ export async function render(id) {
         h("dd", {}, task.kind ?? "—"),
         h("dt", {}, "Attempt"),
         h("dd", {}, task.attempt),
+        h("dt", {}, "Policy"),
+        h("dd", { class: "policy" }, policyCell(task, policy)),
         h("dt", {}, "Agent"),
-        h("dd", {}, link(`#/agents/${task.agent}`, short(task.agent))),
+        h("dd", { class: "agent" }, link(`#/agents/${task.agent}`, agentName), agent ? null : h("span", { class: "muted" }, " (not known: decommissioned and forgotten?)")),
         h("dt", {}, "Fires at"),
         h("dd", {}, when(task.fireAt)),
         h("dt", {}, "Retry due"),
@@ -63,6 +71,18 @@ export async function render(id) {
       ),
     ),
   );
+}
+
+/** `null` for a 404 (it is gone); any other error is shown as the page's error. */
+function gone(error) {
+  if (error instanceof ApiError && error.status === 404) return null;
+  throw error;
+}
+
+/** The policy by name, linked to the policies page; a deleted one by its id, said so. */
+function policyCell(task, policy) {
+  if (!policy) return [short(task.policy), h("span", { class: "muted" }, " (deleted)")];
+  return link(`#/policies`, policy.spec.name);
 }
 
 /** The progress panel: restic's latest status for the running attempt. */
