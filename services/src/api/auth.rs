@@ -2,14 +2,16 @@
 //! checked against the tenant's token events on every request, so a revoked token stops
 //! working at once. The tenant comes from the token alone, never from a header.
 //!
-//! A refusal (no token, or one not accepted) is answered only after the delay the API's
-//! [`Throttle`](super::Throttle) sets for the client's IP; an accepted token never waits.
+//! A token not accepted (a guess, a revoked token) is answered only after the delay the
+//! API's [`Throttle`](super::Throttle) sets for the client's IP; an accepted token never
+//! waits. A request with no token guesses nothing: it is answered 401 at once and not
+//! counted. A live token whose role may not read (an enrollment token) is 403, at once and
+//! not counted: its holder is known, only not allowed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::Role;
@@ -21,6 +23,8 @@ use crate::tenant;
 
 /// Roles whose tokens may read through the API.
 const READERS: [Role; 2] = [Role::Admin, Role::ReadOnly];
+/// Every role: a live token of any of them is known, whatever it may do.
+const ALL_ROLES: [Role; 3] = [Role::Admin, Role::ReadOnly, Role::Enroll];
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -56,8 +60,9 @@ impl FromRequestParts<Api> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
         let refused = match authenticate(parts, api).await {
-            Err(refused) if refused.status == StatusCode::UNAUTHORIZED => refused,
-            answer => return answer,
+            Ok(caller) => return Ok(caller),
+            Err(Refused::Counted(refused)) => refused,
+            Err(Refused::AtOnce(refused)) => return Err(refused),
         };
         let delay = record_failure(api, client_ip(parts));
         if !delay.is_zero() {
@@ -67,24 +72,44 @@ impl FromRequestParts<Api> for Caller {
     }
 }
 
+/// Why a request has no caller, and whether that counts as a failed guess.
+enum Refused {
+    /// A token that is not accepted: counted and slowed.
+    Counted(ApiError),
+    /// No token at all, a known token not allowed to read, or the tokens unreadable.
+    AtOnce(ApiError),
+}
+
 /// The caller the request's token names, or why there is none.
-async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
+async fn authenticate(parts: &Parts, api: &Api) -> Result<Caller, Refused> {
+    let not_accepted = || Refused::Counted(ApiError::unauthorized("token not accepted"));
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    let text = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    let token = TokenText::parse(text).map_err(|_| ApiError::unauthorized("token not accepted"))?;
+        .ok_or_else(|| {
+            Refused::AtOnce(ApiError::unauthorized("send Authorization: Bearer <token>"))
+        })?;
+    let text = header.strip_prefix("Bearer ").ok_or_else(|| {
+        Refused::Counted(ApiError::unauthorized("send Authorization: Bearer <token>"))
+    })?;
+    let token = TokenText::parse(text).map_err(|_| not_accepted())?;
     let (book, _) = tenant::book(&api.store, token.tenant())
         .await
-        .map_err(|e| ApiError::unavailable(format!("cannot read the tenant's tokens: {e}")))?;
+        .map_err(|e| {
+            Refused::AtOnce(ApiError::unavailable(format!(
+                "cannot read the tenant's tokens: {e}"
+            )))
+        })?;
     let issued = book
-        .check(&token, &READERS)
+        .check(&token, &ALL_ROLES)
         .filter(|_| book.exists)
-        .ok_or_else(|| ApiError::unauthorized("token not accepted"))?;
+        .ok_or_else(not_accepted)?;
+    if !READERS.contains(&issued.role) {
+        return Err(Refused::AtOnce(ApiError::forbidden(
+            "an enrollment token only registers agents: it may not use the API (use an admin or read-only token)",
+        )));
+    }
     let label = book
         .tokens()
         .iter()

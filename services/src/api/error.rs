@@ -105,3 +105,94 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// The error code for a status that a layer below the handlers answered (axum's body limit,
+/// extractors): the same words a handler would use.
+pub fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    }
+}
+
+/// What to say when a layer below answered with no words of its own.
+fn message_for(status: StatusCode, said: &str) -> String {
+    match (status, said.trim()) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is larger than the API takes ({MAX_BODY_BYTES} bytes)")
+        }
+        (_, "") => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase(),
+        (_, said) => said.to_owned(),
+    }
+}
+
+/// The largest request body the API reads (axum's default limit).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A middleware: any error answered in another shape than JSON (axum's body limit and
+/// extractor rejections are plain text) is answered again as `{"error": {code, message}}`.
+/// Streams (SSE) and successes pass untouched.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    // Such bodies are a line of text; more than a page is not read.
+    let said = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    ApiError::new(status, code_for(status), message_for(status, &said)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_too_large_says_the_limit_and_an_empty_answer_gets_its_reason() {
+        assert_eq!(code_for(StatusCode::PAYLOAD_TOO_LARGE), "too_large");
+        assert!(
+            message_for(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Failed to buffer the request body"
+            )
+            .contains("2097152 bytes")
+        );
+        assert_eq!(
+            message_for(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ""),
+            "request header fields too large"
+        );
+        assert_eq!(
+            message_for(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`\n"
+            ),
+            "Expected request with `Content-Type: application/json`"
+        );
+        assert_eq!(code_for(StatusCode::IM_A_TEAPOT), "bad_request");
+        assert_eq!(code_for(StatusCode::BAD_GATEWAY), "internal");
+    }
+}

@@ -119,6 +119,8 @@ pub fn router(api: Api) -> Router {
                 "this endpoint does not take that method (see /v1/openapi.json)",
             )
         })
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(count_request))
         .with_state(api)
 }

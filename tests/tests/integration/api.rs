@@ -83,12 +83,23 @@ async fn tokens_scope_every_read_to_their_tenant() {
     let foreign_list = get(addr, "/v1/agents", Some(stranger.text.expose())).await;
     assert_eq!(foreign_list.body, serde_json::json!([]));
 
-    // No token, a garbled one, an enrollment token: 401 with a reason.
-    for token in [None, Some("rft1.acme.nope"), Some(enroll.text.expose())] {
+    // No token, a garbled one: 401 with a reason.
+    for token in [None, Some("rft1.acme.nope")] {
         let refused = get(addr, "/v1/agents", token).await;
         assert_eq!(refused.status, 401, "{token:?}: {:?}", refused.body);
         assert_eq!(refused.body["error"]["code"], "unauthorized");
     }
+    // An enrollment token is known, only not allowed: 403, saying what it is for.
+    let enrolling = get(addr, "/v1/agents", Some(enroll.text.expose())).await;
+    assert_eq!(enrolling.status, 403, "{:?}", enrolling.body);
+    assert_eq!(enrolling.body["error"]["code"], "forbidden");
+    assert!(
+        enrolling.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("enrollment token only registers agents")),
+        "{:?}",
+        enrolling.body
+    );
 
     // Bad input is 400 with the problem named; an unknown endpoint is 404.
     let bad_id = get(addr, "/v1/agents/not-a-uuid", Some(admin.text.expose())).await;
@@ -159,16 +170,96 @@ async fn repeated_bad_tokens_are_answered_late_but_a_valid_token_is_not_held_bac
         let refused = get(addr, "/v1/agents", guess).await;
         assert_eq!(refused.status, 401, "attempt {attempt}: {:?}", refused.body);
     }
-    // Then each waits at least twice as long as the one before; no token counts too.
+    // Then each waits at least twice as long as the one before.
     refused_after(addr, guess, Duration::from_millis(250)).await;
     refused_after(addr, guess, Duration::from_millis(500)).await;
-    refused_after(addr, None, Duration::from_millis(1000)).await;
+    // A request with no token guesses nothing: answered at once, and not counted; nor is
+    // a live enrollment token, refused 403 at once.
+    // (A counted failure here would wait 1 s or more.)
+    for (token, status) in [(None, 401), (Some(api.enroll.as_str()), 403)].repeat(3) {
+        let started = Instant::now();
+        assert_eq!(get(addr, "/v1/agents", token).await.status, status);
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{status} held back {:?}",
+            started.elapsed()
+        );
+    }
+    refused_after(addr, guess, Duration::from_millis(1000)).await;
 
     // The same client with a valid token is answered, and does not launder its count:
     // the next failure waits longer still.
     let answered = get(addr, "/v1/agents", token).await;
     assert_eq!(answered.status, 200, "{:?}", answered.body);
     refused_after(addr, guess, Duration::from_millis(2000)).await;
+    stop(&api.shutdown, api.services).await;
+}
+
+#[tokio::test]
+async fn refusals_below_the_handlers_are_json_too() {
+    let fleet = fleet().await;
+    let api = start(&fleet.store, unthrottled()).await;
+    // A body larger than the API reads: refused once the limit is passed, in the API's JSON
+    // error shape (the rest of the declared body is never sent).
+    let mut stream = tokio::net::TcpStream::connect(api.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/policies HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 3000000\r\n\r\n{{\"name\": ",
+        api.token
+    );
+    let mut request = head.into_bytes();
+    request.resize(request.len() + 2_200_000, b' ');
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &request)
+        .await
+        .expect("send");
+    // The server answers without the rest of the body, and may wait for it before it
+    // closes: read the answer by its Content-Length.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (status, body) = loop {
+        let n = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut chunk),
+        )
+        .await
+        .expect("an answer within 20 s")
+        .expect("read");
+        raw.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if n == 0 || length.is_some_and(|length| body.len() >= length) {
+                break (head.to_owned(), body.to_owned());
+            }
+        }
+        assert!(n > 0, "closed before an answer: {text}");
+    };
+    let raw = format!("{status}\n\n{body}");
+    assert!(status.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(
+        status
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{raw}"
+    );
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2097152 bytes")),
+        "{body}"
+    );
     stop(&api.shutdown, api.services).await;
 }
 
@@ -185,10 +276,12 @@ async fn refused_after(addr: SocketAddr, token: Option<&str>, at_least: Duration
     );
 }
 
-/// The projector and the API on a free port, with an admin token of the scenario's tenant.
+/// The projector and the API on a free port, with an admin token and an enrollment token
+/// of the scenario's tenant.
 struct Running {
     addr: SocketAddr,
     token: String,
+    enroll: String,
     shutdown: CancellationToken,
     services: Vec<JoinHandle<()>>,
     _projections: tempfile::TempDir,
@@ -207,6 +300,12 @@ async fn start(store: &EventStore, throttle: ThrottlePolicy) -> Running {
         .await
         .expect("token");
     let token = admin.text.expose().to_owned();
+    let enroll = tenant::issue(store, &acme, Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("token")
+        .text
+        .expose()
+        .to_owned();
     eventually("the API listening", Duration::from_secs(20), || async {
         match tokio::net::TcpStream::connect(addr).await {
             Ok(_) => ControlFlow::Break(()),
@@ -226,6 +325,7 @@ async fn start(store: &EventStore, throttle: ThrottlePolicy) -> Running {
     Running {
         addr,
         token,
+        enroll,
         shutdown,
         services,
         _projections: served.projections,
