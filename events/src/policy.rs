@@ -247,7 +247,9 @@ impl PolicySpec {
     /// Checks every field; returns every problem found.
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut p = Problems::default();
-        check_text(&mut p, "name", &self.name, MAX_NAME);
+        if check_text(&mut p, "name", &self.name, MAX_NAME) {
+            check_name_chars(&mut p, &self.name);
+        }
         p.check(self.kind.is_scheduled(), "kind", || {
             format!(
                 "a policy schedules backup, check or prune; {} runs only when asked \
@@ -405,6 +407,27 @@ fn check_text(p: &mut Problems, field: &str, value: &str, max: usize) -> bool {
         p.add(field, message);
     }
     ok
+}
+
+/// A policy's name appears in URLs (`/v1/policies/{name}`), command lines (`fleet policy
+/// show NAME`), hook environments and restic tags: letters, digits, `.`, `_` and `-`,
+/// starting with a letter or digit, so it never needs quoting or escaping.
+fn check_name_chars(p: &mut Problems, name: &str) {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let bad: Vec<char> = name.chars().filter(|c| !allowed(*c)).collect();
+    if !bad.is_empty() {
+        let mut shown: Vec<String> = bad.iter().map(|c| format!("{c:?}")).collect();
+        shown.dedup();
+        p.add(
+            "name",
+            format!(
+                "may hold only letters, digits, '.', '_' and '-' (found {}): for example \"db-nightly\"",
+                shown.join(", ")
+            ),
+        );
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        p.add("name", "must start with a letter or a digit".to_owned());
+    }
 }
 
 fn check_tag(p: &mut Problems, field: &str, tag: &str) {

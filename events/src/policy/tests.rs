@@ -4,7 +4,7 @@ use super::*;
 
 pub(crate) fn nightly_backup() -> PolicySpec {
     PolicySpec {
-        name: "nightly home".into(),
+        name: "nightly-home".into(),
         schedule: Schedule::Cron {
             expr: "0 2 * * *".into(),
             timezone: "Europe/Berlin".into(),
@@ -185,7 +185,10 @@ fn every_hook_problem_is_reported_at_once() {
             .unwrap_err()
             .mentions("hooks.retryOnFailure")
     );
-    let hooked = crate::samples::hooked_spec();
+    let hooked = PolicySpec {
+        name: "nightly-home".into(),
+        ..crate::samples::hooked_spec()
+    };
     assert_eq!(hooked.validate(), Ok(()));
     let restore = PolicySpec {
         kind: TaskKind::Restore,
@@ -210,4 +213,30 @@ fn hooks_are_optional_in_documents_and_kept_in_json() {
     let back: PolicySpec = serde_json::from_value(json).expect("round trip");
     assert_eq!(back, hooked);
     assert_eq!(back.schema(), crate::envelope::SCHEMA_HOOKS);
+}
+
+#[test]
+fn names_are_safe_in_urls_and_shells() {
+    for good in ["db-nightly", "web_1.daily", "Nightly2", "7am"] {
+        let spec = PolicySpec {
+            name: good.into(),
+            ..nightly_backup()
+        };
+        assert_eq!(spec.validate(), Ok(()), "{good}");
+    }
+    for (bad, says) in [
+        ("evil.>", "found '>'"),
+        ("../../etc/passwd", "found '/'"),
+        ("db nightly", "found ' '"),
+        ("a;b$(c)", "found ';', '$', '(', ')'"),
+        ("-rf", "must start with a letter or a digit"),
+        (".hidden", "must start with a letter or a digit"),
+    ] {
+        let spec = PolicySpec {
+            name: bad.into(),
+            ..nightly_backup()
+        };
+        let problems = spec.validate().unwrap_err().to_string();
+        assert!(problems.contains(says), "{bad}: {problems}");
+    }
 }

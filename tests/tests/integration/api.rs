@@ -426,7 +426,7 @@ async fn answers_have_the_documented_shapes() {
         .expect("agent id");
     let url = "/srv/restic/db";
     let policy = json!({
-        "name": "db nightly",
+        "name": "db-nightly",
         "schedule": {"interval": {"everySecs": 3600}},
         "kind": "backup",
         "repository": {"url": url, "secret": "db-repo"},
@@ -440,7 +440,7 @@ async fn answers_have_the_documented_shapes() {
     assert_documented(&doc, "/v1/policies", "post", &created, 201);
     let applied = call(addr, "POST", "/v1/policies/apply", token, Some(&policy)).await;
     assert_documented(&doc, "/v1/policies/apply", "post", &applied, 200);
-    let run = call(addr, "POST", "/v1/policies/db%20nightly/run", token, None).await;
+    let run = call(addr, "POST", "/v1/policies/db-nightly/run", token, None).await;
     assert_documented(&doc, "/v1/policies/{id}/run", "post", &run, 202);
     let task: TaskId = run.body["tasks"][0]
         .as_str()
@@ -525,7 +525,7 @@ async fn answers_have_the_documented_shapes() {
         ("/v1/tasks/{id}", format!("/v1/tasks/{task}")),
         ("/v1/runs", "/v1/runs".to_owned()),
         ("/v1/policies", "/v1/policies".to_owned()),
-        ("/v1/policies/{id}", "/v1/policies/db%20nightly".to_owned()),
+        ("/v1/policies/{id}", "/v1/policies/db-nightly".to_owned()),
         ("/v1/repositories", "/v1/repositories".to_owned()),
         ("/v1/summary", "/v1/summary".to_owned()),
         ("/v1/events", format!("/v1/events?task={task}")),
@@ -551,7 +551,7 @@ async fn answers_have_the_documented_shapes() {
     let stale = call_with(
         addr,
         "DELETE",
-        "/v1/policies/db%20nightly",
+        "/v1/policies/db-nightly",
         token,
         &[("If-Match", "1")],
         None,
@@ -562,7 +562,7 @@ async fn answers_have_the_documented_shapes() {
 }
 
 /// Acme's policy in the cross-tenant sweep.
-const ACME_POLICY: &str = "db nightly";
+const ACME_POLICY: &str = "db-nightly";
 /// Its repository.
 const ACME_REPO: &str = "/srv/restic/acme-db";
 /// A policy name no tenant has.

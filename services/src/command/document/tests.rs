@@ -7,7 +7,7 @@ use super::*;
 
 fn good() -> Value {
     json!({
-        "name": "db nightly",
+        "name": "db-nightly",
         "schedule": {"cron": {"expr": "0 2 * * *", "timezone": "Europe/Berlin"}},
         "kind": "backup",
         "repository": {"url": "/srv/restic/db", "secret": "db-repo"},
@@ -25,7 +25,7 @@ fn fields(invalid: &Invalid) -> Vec<&str> {
 #[test]
 fn a_good_document_reads_with_its_agents_and_pause() {
     let document = read(&good()).expect("valid");
-    assert_eq!(document.spec.name, "db nightly");
+    assert_eq!(document.spec.name, "db-nightly");
     assert_eq!(document.spec.kind, TaskKind::Backup);
     assert_eq!(document.spec.retention.keep_daily, Some(7));
     assert_eq!(
@@ -48,7 +48,7 @@ fn a_good_document_reads_with_its_agents_and_pause() {
 #[test]
 fn every_problem_is_listed_with_its_field() {
     let bad = json!({
-        "name": "db nightly",
+        "name": "db-nightly",
         "schedule": {"cron": {"expr": "every night", "timezone": "Mars/Olympus"}},
         "kind": "backup",
         "repository": {"url": "/srv/restic/db", "secret": "db-repo"},
