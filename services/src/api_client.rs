@@ -1,8 +1,8 @@
 //! The `fleet` CLI's client of the operator HTTP API: base URL, bearer token, JSON
 //! requests, and the API's error answers as an [`ApiError`] that carries the exit code.
 //!
-//! Plain HTTP only: no TLS backend is compiled into reqwest, so an `https://` URL is
-//! refused up front with a message saying so.
+//! `http://` or `https://`: rustls with the system's roots plus `--api-ca-file`; a
+//! certificate the client does not trust is reported with the flag that fixes it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -156,7 +156,7 @@ impl ApiClient {
     pub fn new(args: &ApiArgs) -> Result<Self, ApiError> {
         let base = base_url(&args.api)?;
         let token = token(args.token.as_deref(), args.token_file.as_deref())?;
-        let tls = fleet_services::tls::client_config(None)
+        let tls = fleet_services::tls::client_config(args.api_ca_file.as_deref())
             .map_err(|e| ApiError::Usage(format!("cannot set up TLS: {e:#}")))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -250,7 +250,7 @@ impl ApiClient {
         let reason = if error.is_timeout() {
             "no answer in time".to_owned()
         } else {
-            innermost(error)
+            untrusted_hint(&innermost(error))
         };
         ApiError::Unreachable {
             url: self.shown.clone(),
@@ -268,18 +268,28 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// Checks the `--api` URL: http only (no TLS is compiled in), usable as a base.
+/// `reason` with the flag that fixes it when it says the server's certificate is not
+/// trusted.
+fn untrusted_hint(reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("invalid peer certificate") || lower.contains("unknownissuer") {
+        format!(
+            "{reason}: the API's certificate is not trusted; give its CA with --api-ca-file \
+             (or FLEET_API_CA_FILE)"
+        )
+    } else {
+        reason.to_owned()
+    }
+}
+
+/// Checks the `--api` URL: http or https, usable as a base.
 fn base_url(text: &str) -> Result<Url, ApiError> {
     let url = Url::parse(text)
         .map_err(|e| ApiError::Usage(format!("--api {text:?} is not a URL: {e}")))?;
     match url.scheme() {
-        "http" if !url.cannot_be_a_base() && url.host().is_some() => Ok(url),
-        "https" => Err(ApiError::Usage(format!(
-            "--api {text}: this fleet is built without TLS, so the API must be reached over \
-             http:// (put a TLS proxy or an SSH tunnel in between)"
-        ))),
+        "http" | "https" if !url.cannot_be_a_base() && url.host().is_some() => Ok(url),
         _ => Err(ApiError::Usage(format!(
-            "--api {text:?} must be an http:// URL such as http://127.0.0.1:8080"
+            "--api {text:?} must be an http:// or https:// URL such as http://127.0.0.1:8080"
         ))),
     }
 }
@@ -490,12 +500,13 @@ mod tests {
     }
 
     #[test]
-    fn the_base_url_must_be_plain_http() {
+    fn the_base_url_is_http_or_https_and_an_untrusted_certificate_names_the_flag() {
         assert!(base_url("http://127.0.0.1:8080").is_ok());
         assert!(base_url("http://fleet.example/prefix/").is_ok());
-        let https = base_url("https://fleet.example").expect_err("https");
-        assert!(https.to_string().contains("without TLS"), "{https}");
-        assert_eq!(https.exit_code(), 64);
+        base_url("https://fleet.example").expect("https");
+        let hint = untrusted_hint("invalid peer certificate: UnknownIssuer");
+        assert!(hint.contains("--api-ca-file"), "{hint}");
+        assert_eq!(untrusted_hint("Connection refused"), "Connection refused");
         assert_eq!(
             base_url("127.0.0.1:8080")
                 .expect_err("no scheme")
