@@ -392,6 +392,73 @@ mod tests {
     use anyhow::Context;
     use serde_json::json;
 
+    /// A TLS listener with a certificate from a CA made here; the handshake is all it does.
+    async fn tls_listener() -> (String, tempfile::TempDir) {
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(
+            ca_params,
+            rcgen::KeyPair::generate().expect("ca key"),
+        )
+        .expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let cert = params.signed_by(&key, &ca).expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = acceptor.accept(stream).await;
+            }
+        });
+        (format!("https://localhost:{port}"), dir)
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_refused_naming_the_flag_and_the_ca_file_trusts_it() {
+        let (api, dir) = tls_listener().await;
+        let args = ApiArgs {
+            api,
+            token: Some("t".to_owned()),
+            token_file: None,
+            api_ca_file: None,
+            output: crate::cli::OutputArg::Json,
+        };
+        let client = ApiClient::new(&args).expect("client");
+        let error = client
+            .get(&["v1", "agents"], &[])
+            .await
+            .expect_err("untrusted");
+        assert_eq!(error.exit_code(), 69, "{error}");
+        assert!(error.to_string().contains("--api-ca-file"), "{error}");
+        // With the CA the handshake succeeds; this listener then closes without answering.
+        let trusting = ApiArgs {
+            api_ca_file: Some(dir.path().join("ca.pem")),
+            ..args
+        };
+        let client = ApiClient::new(&trusting).expect("client");
+        let error = client
+            .get(&["v1", "agents"], &[])
+            .await
+            .expect_err("no answer");
+        assert!(!error.to_string().contains("certificate"), "{error}");
+    }
+
     fn url() -> Url {
         Url::parse("http://127.0.0.1:8080/v1/policies").expect("url")
     }
