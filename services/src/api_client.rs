@@ -1,8 +1,8 @@
 //! The `fleet` CLI's client of the operator HTTP API: base URL, bearer token, JSON
 //! requests, and the API's error answers as an [`ApiError`] that carries the exit code.
 //!
-//! Plain HTTP only: no TLS backend is compiled into reqwest, so an `https://` URL is
-//! refused up front with a message saying so.
+//! `http://` or `https://`: rustls with the system's roots plus `--api-ca-file`; a
+//! certificate the client does not trust is reported with the flag that fixes it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -156,7 +156,7 @@ impl ApiClient {
     pub fn new(args: &ApiArgs) -> Result<Self, ApiError> {
         let base = base_url(&args.api)?;
         let token = token(args.token.as_deref(), args.token_file.as_deref())?;
-        let tls = fleet_services::tls::client_config(None)
+        let tls = fleet_services::tls::client_config(args.api_ca_file.as_deref())
             .map_err(|e| ApiError::Usage(format!("cannot set up TLS: {e:#}")))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -250,7 +250,7 @@ impl ApiClient {
         let reason = if error.is_timeout() {
             "no answer in time".to_owned()
         } else {
-            innermost(error)
+            untrusted_hint(&innermost(error))
         };
         ApiError::Unreachable {
             url: self.shown.clone(),
@@ -268,18 +268,28 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// Checks the `--api` URL: http only (no TLS is compiled in), usable as a base.
+/// `reason` with the flag that fixes it when it says the server's certificate is not
+/// trusted.
+fn untrusted_hint(reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("invalid peer certificate") || lower.contains("unknownissuer") {
+        format!(
+            "{reason}: the API's certificate is not trusted; give its CA with --api-ca-file \
+             (or FLEET_API_CA_FILE)"
+        )
+    } else {
+        reason.to_owned()
+    }
+}
+
+/// Checks the `--api` URL: http or https, usable as a base.
 fn base_url(text: &str) -> Result<Url, ApiError> {
     let url = Url::parse(text)
         .map_err(|e| ApiError::Usage(format!("--api {text:?} is not a URL: {e}")))?;
     match url.scheme() {
-        "http" if !url.cannot_be_a_base() && url.host().is_some() => Ok(url),
-        "https" => Err(ApiError::Usage(format!(
-            "--api {text}: this fleet is built without TLS, so the API must be reached over \
-             http:// (put a TLS proxy or an SSH tunnel in between)"
-        ))),
+        "http" | "https" if !url.cannot_be_a_base() && url.host().is_some() => Ok(url),
         _ => Err(ApiError::Usage(format!(
-            "--api {text:?} must be an http:// URL such as http://127.0.0.1:8080"
+            "--api {text:?} must be an http:// or https:// URL such as http://127.0.0.1:8080"
         ))),
     }
 }
@@ -381,6 +391,73 @@ mod tests {
     use super::*;
     use anyhow::Context;
     use serde_json::json;
+
+    /// A TLS listener with a certificate from a CA made here; the handshake is all it does.
+    async fn tls_listener() -> (String, tempfile::TempDir) {
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(
+            ca_params,
+            rcgen::KeyPair::generate().expect("ca key"),
+        )
+        .expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let cert = params.signed_by(&key, &ca).expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = acceptor.accept(stream).await;
+            }
+        });
+        (format!("https://localhost:{port}"), dir)
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_refused_naming_the_flag_and_the_ca_file_trusts_it() {
+        let (api, dir) = tls_listener().await;
+        let args = ApiArgs {
+            api,
+            token: Some("t".to_owned()),
+            token_file: None,
+            api_ca_file: None,
+            output: crate::cli::OutputArg::Json,
+        };
+        let client = ApiClient::new(&args).expect("client");
+        let error = client
+            .get(&["v1", "agents"], &[])
+            .await
+            .expect_err("untrusted");
+        assert_eq!(error.exit_code(), 69, "{error}");
+        assert!(error.to_string().contains("--api-ca-file"), "{error}");
+        // With the CA the handshake succeeds; this listener then closes without answering.
+        let trusting = ApiArgs {
+            api_ca_file: Some(dir.path().join("ca.pem")),
+            ..args
+        };
+        let client = ApiClient::new(&trusting).expect("client");
+        let error = client
+            .get(&["v1", "agents"], &[])
+            .await
+            .expect_err("no answer");
+        assert!(!error.to_string().contains("certificate"), "{error}");
+    }
 
     fn url() -> Url {
         Url::parse("http://127.0.0.1:8080/v1/policies").expect("url")
@@ -490,12 +567,13 @@ mod tests {
     }
 
     #[test]
-    fn the_base_url_must_be_plain_http() {
+    fn the_base_url_is_http_or_https_and_an_untrusted_certificate_names_the_flag() {
         assert!(base_url("http://127.0.0.1:8080").is_ok());
         assert!(base_url("http://fleet.example/prefix/").is_ok());
-        let https = base_url("https://fleet.example").expect_err("https");
-        assert!(https.to_string().contains("without TLS"), "{https}");
-        assert_eq!(https.exit_code(), 64);
+        base_url("https://fleet.example").expect("https");
+        let hint = untrusted_hint("invalid peer certificate: UnknownIssuer");
+        assert!(hint.contains("--api-ca-file"), "{hint}");
+        assert_eq!(untrusted_hint("Connection refused"), "Connection refused");
         assert_eq!(
             base_url("127.0.0.1:8080")
                 .expect_err("no scheme")

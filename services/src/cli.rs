@@ -505,7 +505,7 @@ pub struct UpArgs {
 /// How the API verbs reach the API, and what they print.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// The fleet's HTTP API (plain http://; this build has no TLS).
+    /// The fleet's HTTP API (http:// or https://).
     #[arg(
         long,
         env = "FLEET_API_URL",
@@ -526,6 +526,9 @@ pub struct ApiArgs {
     /// Read the token from this file (used when no --token is given).
     #[arg(long, env = "FLEET_TOKEN_FILE", global = true, help_heading = "API")]
     pub token_file: Option<PathBuf>,
+    /// Also trust this CA (PEM) for an https:// API, besides the system's roots.
+    #[arg(long, env = "FLEET_API_CA_FILE", global = true, help_heading = "API")]
+    pub api_ca_file: Option<PathBuf>,
     /// Output: tables for people, or the API's JSON for scripts.
     #[arg(
         short,
