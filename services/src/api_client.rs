@@ -67,6 +67,12 @@ pub enum ApiError {
     /// The API could not be reached (refused, timed out): start it, or check `--api`.
     #[error("cannot reach the API at {url}: {reason}; is it running? (start it with `fleet up`)")]
     Unreachable { url: String, reason: String },
+    /// The API answered TLS with a certificate the CLI does not trust: give its CA.
+    #[error(
+        "the API at {url} presents a certificate this CLI does not trust ({reason}); give its CA \
+         with --api-ca-file (or FLEET_API_CA_FILE)"
+    )]
+    Untrusted { url: String, reason: String },
     /// The API answered with an error status and says why.
     #[error("{message}")]
     Refused {
@@ -88,7 +94,7 @@ impl ApiError {
             ApiError::NoToken => exit::NOT_ALLOWED,
             ApiError::Invalid(_) => exit::INVALID,
             ApiError::NotFound(_) => exit::NOT_FOUND,
-            ApiError::Unreachable { .. } => exit::UNAVAILABLE,
+            ApiError::Unreachable { .. } | ApiError::Untrusted { .. } => exit::UNAVAILABLE,
             ApiError::Refused { status, .. } => status_exit_code(*status),
             ApiError::BadAnswer { .. } => exit::FAILURE,
         }
@@ -247,14 +253,16 @@ impl ApiClient {
 
     /// The error for a request that got no answer.
     pub fn unreachable(&self, error: &reqwest::Error) -> ApiError {
-        let reason = if error.is_timeout() {
-            "no answer in time".to_owned()
+        let url = self.shown.clone();
+        if error.is_timeout() {
+            let reason = "no answer in time".to_owned();
+            return ApiError::Unreachable { url, reason };
+        }
+        let reason = innermost(error);
+        if is_untrusted(&reason) {
+            ApiError::Untrusted { url, reason }
         } else {
-            untrusted_hint(&innermost(error))
-        };
-        ApiError::Unreachable {
-            url: self.shown.clone(),
-            reason,
+            ApiError::Unreachable { url, reason }
         }
     }
 }
@@ -268,18 +276,10 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// `reason` with the flag that fixes it when it says the server's certificate is not
-/// trusted.
-fn untrusted_hint(reason: &str) -> String {
+/// Whether `reason` (rustls's words) says the server's certificate is not trusted.
+fn is_untrusted(reason: &str) -> bool {
     let lower = reason.to_ascii_lowercase();
-    if lower.contains("invalid peer certificate") || lower.contains("unknownissuer") {
-        format!(
-            "{reason}: the API's certificate is not trusted; give its CA with --api-ca-file \
-             (or FLEET_API_CA_FILE)"
-        )
-    } else {
-        reason.to_owned()
-    }
+    lower.contains("invalid peer certificate") || lower.contains("unknownissuer")
 }
 
 /// Checks the `--api` URL: http or https, usable as a base.
@@ -571,9 +571,18 @@ mod tests {
         assert!(base_url("http://127.0.0.1:8080").is_ok());
         assert!(base_url("http://fleet.example/prefix/").is_ok());
         base_url("https://fleet.example").expect("https");
-        let hint = untrusted_hint("invalid peer certificate: UnknownIssuer");
-        assert!(hint.contains("--api-ca-file"), "{hint}");
-        assert_eq!(untrusted_hint("Connection refused"), "Connection refused");
+        assert!(is_untrusted("invalid peer certificate: UnknownIssuer"));
+        assert!(!is_untrusted("Connection refused"));
+        let untrusted = ApiError::Untrusted {
+            url: "https://fleet.example".into(),
+            reason: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        let said = untrusted.to_string();
+        assert!(
+            said.contains("--api-ca-file") && !said.contains("is it running"),
+            "{said}"
+        );
+        assert_eq!(untrusted.exit_code(), 69);
         assert_eq!(
             base_url("127.0.0.1:8080")
                 .expect_err("no scheme")
