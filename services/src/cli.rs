@@ -364,6 +364,12 @@ pub struct ServiceArgs {
     /// Where the HTTP API listens (`fleet up`: 127.0.0.1:8080).
     #[arg(long, env = "FLEET_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// The API's certificate chain (PEM): the API serves HTTPS only (with --api-tls-key).
+    #[arg(long, env = "FLEET_API_TLS_CERT", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-tls-cert.
+    #[arg(long, env = "FLEET_API_TLS_KEY", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
     /// The notifier's secrets: a YAML map of tenant → name → secret (target URLs that
     /// carry tokens, HMAC keys) that notification rules name with urlSecret/hmacSecret.
     #[arg(long, env = "FLEET_NOTIFY_SECRETS")]
@@ -401,6 +407,11 @@ impl ServiceArgs {
             projections_dir: self.projections_dir.clone(),
             api_addr: self.api_addr,
             api_throttle: Default::default(),
+            api_tls: self
+                .api_tls_cert
+                .clone()
+                .zip(self.api_tls_key.clone())
+                .map(|(cert, key)| fleet_services::api::https::TlsFiles { cert, key }),
             access: None,
             notifier: NotifierSettings {
                 core: NotifierConfig {

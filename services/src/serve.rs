@@ -81,6 +81,8 @@ pub struct ServiceConfig {
     pub api_addr: Option<SocketAddr>,
     /// How the API slows failed authentications.
     pub api_throttle: crate::api::ThrottlePolicy,
+    /// The API's certificate and key: HTTPS only when given.
+    pub api_tls: Option<crate::api::https::TlsFiles>,
     /// What the access service renders and whom it tells; `None`: it only creates the
     /// agents' task consumers.
     pub access: Option<crate::access::AccessConfig>,
@@ -151,9 +153,15 @@ pub async fn run(
             let addr = config
                 .api_addr
                 .context("the API needs an address to listen on (--api-addr)")?;
-            crate::api::run(store, addr, config.api_throttle, shutdown)
-                .await
-                .with_context(context)?
+            crate::api::run(
+                store,
+                addr,
+                config.api_throttle,
+                config.api_tls.as_ref(),
+                shutdown,
+            )
+            .await
+            .with_context(context)?
         }
         Service::Notifier => crate::notifier::run(store, config.clock, config.notifier, shutdown)
             .await

@@ -237,6 +237,7 @@ fn main() -> ExitCode {
             projections_dir: Some(dir.path().to_owned()),
             api_addr: Some(addr),
             api_throttle: Default::default(),
+            api_tls: None,
             access: None,
             notifier: Default::default(),
         };

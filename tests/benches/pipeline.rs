@@ -140,6 +140,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             projections_dir: None,
             api_addr: None,
             api_throttle: Default::default(),
+            api_tls: None,
             access: None,
             notifier: Default::default(),
         };

@@ -52,6 +52,7 @@ async fn dispatcher(url: &str, shutdown: &CancellationToken) -> JoinHandle<()> {
         projections_dir: None,
         api_addr: None,
         api_throttle: Default::default(),
+        api_tls: None,
         access: None,
         notifier: Default::default(),
     };

@@ -96,6 +96,7 @@ pub fn control_plane(
                 projections_dir: None,
                 api_addr: None,
                 api_throttle: Default::default(),
+                api_tls: None,
                 access: None,
                 notifier: Default::default(),
             };

@@ -16,6 +16,7 @@ mod browse;
 mod error;
 mod event_json;
 mod events;
+pub mod https;
 pub(crate) mod notify_json;
 mod openapi;
 mod progress;
@@ -29,6 +30,8 @@ mod write_request;
 mod write_rule;
 
 use std::net::SocketAddr;
+
+use axum::serve::ListenerExt;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -164,17 +167,22 @@ async fn ready(axum::extract::State(api): axum::extract::State<Api>) -> (StatusC
     }
 }
 
-/// Serves the API on `addr` until `shutdown`, slowing failed authentications by `throttle`.
+/// Serves the API on `addr` until `shutdown`, slowing failed authentications by
+/// `throttle`; over HTTPS only when `tls` is given.
 pub async fn run(
     store: EventStore,
     addr: SocketAddr,
     throttle: ThrottlePolicy,
+    tls: Option<&https::TlsFiles>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Read before binding: a bad certificate is told at once, with its file.
+    let tls = tls.map(https::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "API listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), scheme, "API listening");
     if let Err(error) = crate::serve::install_metrics(None) {
         tracing::warn!(%error, "no metrics on /metrics");
     }
@@ -184,8 +192,20 @@ pub async fn run(
         throttle: Arc::new(Mutex::new(Throttle::new(throttle))),
     };
     let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving the API")
+    let stop = shutdown.clone();
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("serving the API"),
+        Some(config) => {
+            // `tap_io` gives axum the peers' addresses for this listener too.
+            let listener =
+                https::TlsListener::new(listener, config, shutdown.clone())?.tap_io(|_| ());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .context("serving the API over HTTPS")
+        }
+    }
 }

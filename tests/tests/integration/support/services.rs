@@ -19,6 +19,7 @@ pub fn system() -> ServiceConfig {
         projections_dir: None,
         api_addr: None,
         api_throttle: ThrottlePolicy::default(),
+        api_tls: None,
         access: None,
         notifier: Default::default(),
     }
@@ -94,6 +95,7 @@ pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi
         projections_dir: Some(projections.path().to_owned()),
         api_addr: Some(addr),
         api_throttle: throttle,
+        api_tls: None,
         access: None,
         notifier: Default::default(),
         ..system()

@@ -1,0 +1,102 @@
+//! The API over HTTPS end to end: `fleet up --api-tls-cert/--api-tls-key` with a
+//! certificate from a CA made in the test (rcgen), and the real `fleet` CLI: with
+//! `--api-ca-file` it lists the agents; without it the server's certificate is refused
+//! with the flag named (69); plain HTTP to the HTTPS port gets no answer.
+//!
+//! Needs nats-server installed.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleet_tests::NatsServer;
+
+mod support;
+use support::{Fleet, free_port, token_after};
+
+/// A CA, and a certificate for localhost it signed, written as PEM files into `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &ca).expect("cert");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca.pem");
+    std::fs::write(dir.join("api.pem"), cert.pem()).expect("api.pem");
+    std::fs::write(dir.join("api.key"), key.serialize_pem()).expect("api.key");
+}
+
+#[test]
+fn the_cli_reaches_the_api_over_https_with_its_ca_and_refuses_it_without() {
+    let nats = NatsServer::start().expect("nats-server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certificates(certs.path());
+    let port = free_port();
+    let up = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["up", "--nats-url", &nats.url(), "--data-dir"])
+        .arg(data.path())
+        .arg("--api-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--api-tls-cert")
+        .arg(certs.path().join("api.pem"))
+        .arg("--api-tls-key")
+        .arg(certs.path().join("api.key"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fleet up");
+    let _up = Stop(up);
+
+    let anonymous = Fleet {
+        api: format!("https://localhost:{port}"),
+        token: None,
+    };
+    let ca = certs.path().join("ca.pem");
+    let ca = ca.to_str().expect("utf-8 path");
+    // Once the API answers over HTTPS (a token of no tenant: refused, 77)...
+    let stranger = anonymous.with_token(&format!("rft1.nobody.{}", "0".repeat(64)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ran = stranger.run(&["agent", "ls", "--api-ca-file", ca]);
+        if ran.code == 77 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never answered over HTTPS: {ran:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...a tenant's admin, trusting the CA, lists the agents (none yet).
+    let created = anonymous.ok(&["tenant", "create", "acme", "--nats-url", &nats.url()]);
+    let fleet = anonymous.with_token(&token_after(&created, "admin token"));
+    let listed = fleet.ok(&["agent", "ls", "-o", "json", "--api-ca-file", ca]);
+    assert_eq!(listed.trim(), "[]", "{listed}");
+
+    // Without it: the certificate is refused, and the flag that fixes it is named.
+    let refused = fleet.fails(&["agent", "ls"], 69);
+    assert!(refused.contains("--api-ca-file"), "{refused}");
+    assert!(!refused.contains("is it running"), "{refused}");
+
+    // Plain HTTP to the HTTPS port gets no API answer.
+    let plain = Fleet {
+        api: format!("http://127.0.0.1:{port}"),
+        token: fleet.token.clone(),
+    };
+    let ran = plain.run(&["agent", "ls"]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+}
+
+/// `fleet up`, stopped with SIGTERM when dropped (also when the test fails).
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
