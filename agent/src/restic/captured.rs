@@ -163,3 +163,25 @@ pub const RESTORE_ERRORS_0_18_STDERR: &str = "ignoring error for /tmp/ry/data/bi
 ignoring error for /tmp/ry/data/big: lchown /tmp/ry/o18/tmp/ry/data/big: no such file or directory
 Fatal: There were 2 errors
 ";
+
+/// restic 0.18.0 (Debian trixie) `version`.
+pub const VERSION_0_18: &str = "restic 0.18.0 compiled with go1.24.4 on linux/amd64\n";
+
+/// stderr of restic 0.18.0 `-r /tmp/x/none snapshots` (exit code 10): no repository.
+pub const MISSING_REPO_0_18_STDERR: &str = "Fatal: repository does not exist: unable to open config file: stat /tmp/tmp.g3K6crHJpK/none/config: no such file or directory
+Is there a repository at the following location?
+/tmp/tmp.g3K6crHJpK/none
+";
+
+/// stderr of restic 0.18.0 `snapshots` with a wrong password (exit code 12).
+pub const WRONG_PASSWORD_0_18_STDERR: &str = "Fatal: wrong password or no key found\n";
+
+/// stderr of restic 0.18.0 `prune` while `sleep 1000 | restic backup --stdin` holds a
+/// lock (exit code 11); with `--retry-lock 2s` the first line says "up to 2s" and the
+/// exit code is the same.
+pub const LOCKED_0_18_STDERR: &str = "repo already locked, waiting up to 0s for the lock
+unable to create lock in backend: repository is already locked by PID 16805 on vm by root (UID 0, GID 0)
+lock was created at 2026-12-04 12:36:01 (2.004521165s ago)
+storage ID 72c970d5
+the `unlock` command can be used to remove stale locks
+";

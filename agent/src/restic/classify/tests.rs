@@ -27,6 +27,35 @@ fn captured_0_14_failures() {
     }
 }
 
+/// Exit codes and stderr observed from restic 0.18.0 (Debian trixie): the exit code
+/// decides, and the text alone (as a 0.14-era reading would see it) agrees.
+#[test]
+fn captured_0_18_failures() {
+    let v0_18 = ResticVersion::parse(captured::VERSION_0_18).unwrap();
+    let cases = [
+        (
+            10,
+            captured::MISSING_REPO_0_18_STDERR,
+            ErrorClass::MissingRepository,
+        ),
+        (11, captured::LOCKED_0_18_STDERR, ErrorClass::Lock),
+        (12, captured::WRONG_PASSWORD_0_18_STDERR, ErrorClass::Auth),
+    ];
+    for (code, stderr, expected) in cases {
+        assert_eq!(
+            classify(&v0_18, Some(code), stderr, false),
+            expected,
+            "{stderr}"
+        );
+        assert_eq!(
+            classify(&v0_18, Some(code), "", false),
+            expected,
+            "exit {code}"
+        );
+        assert_eq!(class(stderr), expected, "{stderr}");
+    }
+}
+
 #[test]
 fn typed_exit_codes_are_trusted_only_from_their_release() {
     let cases = [
