@@ -11,6 +11,7 @@ use fleet_events::settings::{AgentSettings, IoClass};
 
 use super::progress::{FPS, FPS_VAR};
 use super::secrets::PasswordEnv;
+use crate::restic::output::ResticVersion;
 
 /// One restic run, ready to spawn: restic's arguments and the environment it needs (the
 /// repository and the password variable, never on the command line; for runs whose
@@ -194,6 +195,29 @@ pub fn literal_pattern(path: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// How long a task's restic waits for a lock held by another restic (`--retry-lock`)
+/// before it fails with "lock failed": long enough to ride out a neighbour's short run
+/// (a `snapshots` or a quick backup), short against a task's timeout.
+pub const RETRY_LOCK: &str = "2m";
+
+/// The global arguments that make restic wait for a lock: `--retry-lock` where the
+/// version has it (0.16+), none before (0.14 would refuse the unknown flag).
+pub fn retry_lock_args(version: &ResticVersion) -> Vec<OsString> {
+    if version.has_retry_lock() {
+        vec!["--retry-lock".into(), RETRY_LOCK.into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// `inv` with [`retry_lock_args`] for `version` before its command.
+pub fn with_retry_lock(mut inv: Invocation, version: &ResticVersion) -> Invocation {
+    let mut args = retry_lock_args(version);
+    args.append(&mut inv.args);
+    inv.args = args;
+    inv
 }
 
 fn build(

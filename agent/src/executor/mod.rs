@@ -269,7 +269,7 @@ async fn execute_in(
         (kind, request) => return failed(mismatch(kind, request)),
     }
     let inv = match invocation(order, ctx.settings, &password, ctx.restic, ctx.hostname) {
-        Ok(inv) => inv,
+        Ok(inv) => command::with_retry_lock(inv, ctx.version),
         Err(error) => return failed(error),
     };
     let run_once = |inv: Invocation, kind: TaskKind| {

@@ -320,3 +320,33 @@ fn a_literal_pattern_escapes_only_what_restic_would_match() {
     );
     assert_eq!(literal_pattern(r"/a\b?c"), r"/a\\b\?c");
 }
+
+#[test]
+fn retry_lock_is_passed_only_to_a_restic_that_has_it() {
+    let none: Vec<OsString> = Vec::new();
+    for (version, expected) in [
+        (
+            "restic 0.14.0 compiled with go1.19.8 on linux/amd64",
+            none.clone(),
+        ),
+        ("restic 0.15.2 compiled with go1.20 on linux/amd64", none),
+        (
+            "restic 0.16.0 compiled with go1.21 on linux/amd64",
+            vec!["--retry-lock".into(), RETRY_LOCK.into()],
+        ),
+        (
+            "restic 0.18.0 compiled with go1.24.4 on linux/amd64",
+            vec!["--retry-lock".into(), RETRY_LOCK.into()],
+        ),
+    ] {
+        let version = ResticVersion::parse(version).unwrap();
+        assert_eq!(retry_lock_args(&version), expected, "{version}");
+    }
+    let v0_18 =
+        ResticVersion::parse("restic 0.18.0 compiled with go1.24.4 on linux/amd64").unwrap();
+    let inv = with_retry_lock(build_for(TaskKind::Backup), &v0_18);
+    assert_eq!(
+        inv.args[..3],
+        ["--retry-lock", RETRY_LOCK, "--limit-upload"].map(OsString::from)[..]
+    );
+}
