@@ -43,7 +43,7 @@ export async function render(id) {
         h("dt", {}, "Policy"),
         h("dd", { class: "policy" }, policyCell(task, policy)),
         h("dt", {}, "Agent"),
-        h("dd", { class: "agent" }, link(`#/agents/${task.agent}`, agentName), agent ? null : h("span", { class: "muted" }, " (not known: decommissioned and forgotten?)")),
+        h("dd", { class: "agent" }, link(`#/agents/${task.agent}`, agentName), agentNote(agent)),
         h("dt", {}, "Fires at"),
         h("dd", {}, when(task.fireAt)),
         h("dt", {}, "Retry due"),
@@ -79,10 +79,17 @@ function gone(error) {
   throw error;
 }
 
-/** The policy by name, linked to the policies page; a deleted one by its id, said so. */
+/** The policy by name, linked to the policies page; a deleted one said so. */
 function policyCell(task, policy) {
-  if (!policy) return [short(task.policy), h("span", { class: "muted" }, " (deleted)")];
+  if (!policy) return [short(task.policy), h("span", { class: "muted" }, " (not known)")];
+  if (policy.deleted) return [policy.spec.name, h("span", { class: "muted" }, " (deleted)")];
   return link(`#/policies`, policy.spec.name);
+}
+
+/** What the agent's name alone does not say: decommissioned, or not known at all. */
+function agentNote(agent) {
+  if (!agent) return h("span", { class: "muted" }, " (not known)");
+  return agent.decommissioned ? h("span", { class: "muted" }, " (decommissioned)") : null;
 }
 
 /** The progress panel: restic's latest status for the running attempt. */
