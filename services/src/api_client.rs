@@ -392,31 +392,16 @@ mod tests {
     use anyhow::Context;
     use serde_json::json;
 
-    /// A TLS listener with a certificate from a CA made here; the handshake is all it does.
-    async fn tls_listener() -> (String, tempfile::TempDir) {
-        let mut ca_params = rcgen::CertificateParams::default();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = rcgen::CertifiedIssuer::self_signed(
-            ca_params,
-            rcgen::KeyPair::generate().expect("ca key"),
-        )
-        .expect("ca");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        let cert = params.signed_by(&key, &ca).expect("cert");
-        let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    /// A TLS listener with the API's server configuration and a certificate from a CA made
+    /// here; the handshake is all it does.
+    async fn tls_listener() -> (String, fleet_tests::pki::Pki) {
+        let pki = fleet_tests::pki::Pki::generate();
+        let files = fleet_services::api::https::TlsFiles {
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+        };
+        let config = fleet_services::api::https::server_config(&files).expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -426,12 +411,12 @@ mod tests {
                 let _ = acceptor.accept(stream).await;
             }
         });
-        (format!("https://localhost:{port}"), dir)
+        (format!("https://localhost:{port}"), pki)
     }
 
     #[tokio::test]
     async fn an_untrusted_certificate_is_refused_naming_the_flag_and_the_ca_file_trusts_it() {
-        let (api, dir) = tls_listener().await;
+        let (api, pki) = tls_listener().await;
         let args = ApiArgs {
             api,
             token: Some("t".to_owned()),
@@ -448,7 +433,7 @@ mod tests {
         assert!(error.to_string().contains("--api-ca-file"), "{error}");
         // With the CA the handshake succeeds; this listener then closes without answering.
         let trusting = ApiArgs {
-            api_ca_file: Some(dir.path().join("ca.pem")),
+            api_ca_file: Some(pki.ca.clone()),
             ..args
         };
         let client = ApiClient::new(&trusting).expect("client");

@@ -1,5 +1,5 @@
 //! The API over HTTPS end to end: `fleet up --api-tls-cert/--api-tls-key` with a
-//! certificate from a CA made in the test (rcgen), and the real `fleet` CLI: with
+//! certificate from a CA made in the test ([`Pki`]), and the real `fleet` CLI: with
 //! `--api-ca-file` it lists the agents; without it the server's certificate is refused
 //! with the flag named (69); plain HTTP to the HTTPS port gets no answer.
 //!
@@ -9,31 +9,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleet_tests::NatsServer;
+use fleet_tests::pki::Pki;
 
 mod support;
 use support::{Fleet, free_port, token_after};
-
-/// A CA, and a certificate for localhost it signed, written as PEM files into `dir`.
-fn make_certificates(dir: &std::path::Path) {
-    let mut ca_params = rcgen::CertificateParams::default();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
-            .expect("ca");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    let cert = params.signed_by(&key, &ca).expect("cert");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca.pem");
-    std::fs::write(dir.join("api.pem"), cert.pem()).expect("api.pem");
-    std::fs::write(dir.join("api.key"), key.serialize_pem()).expect("api.key");
-}
 
 #[test]
 fn the_cli_reaches_the_api_over_https_with_its_ca_and_refuses_it_without() {
     let nats = NatsServer::start().expect("nats-server");
     let data = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
-    make_certificates(certs.path());
+    let pki = Pki::generate();
     let port = free_port();
     let up = Command::new(env!("CARGO_BIN_EXE_fleet"))
         .args(["up", "--nats-url", &nats.url(), "--data-dir"])
@@ -41,9 +26,9 @@ fn the_cli_reaches_the_api_over_https_with_its_ca_and_refuses_it_without() {
         .arg("--api-addr")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--api-tls-cert")
-        .arg(certs.path().join("api.pem"))
+        .arg(&pki.cert)
         .arg("--api-tls-key")
-        .arg(certs.path().join("api.key"))
+        .arg(&pki.key)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -54,8 +39,7 @@ fn the_cli_reaches_the_api_over_https_with_its_ca_and_refuses_it_without() {
         api: format!("https://localhost:{port}"),
         token: None,
     };
-    let ca = certs.path().join("ca.pem");
-    let ca = ca.to_str().expect("utf-8 path");
+    let ca = pki.ca.to_str().expect("utf-8 path");
     // Once the API answers over HTTPS (a token of no tenant: refused, 77)...
     let stranger = anonymous.with_token(&format!("rft1.nobody.{}", "0".repeat(64)));
     let deadline = Instant::now() + Duration::from_secs(60);

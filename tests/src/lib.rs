@@ -9,6 +9,7 @@
 //!   it could not start, including how to install `nats-server` when it is missing.
 //! - [`cluster`]: [`NatsCluster`], several such servers joined by routes into one
 //!   JetStream cluster, each node with its own store; nodes can be killed and restarted.
+//! - [`pki`]: a CA and a `localhost` certificate it signed, as PEM files, for TLS tests.
 //! - [`restic`]: a temporary restic repository ([`restic::Repo`]), restic run against
 //!   it, and incompressible data to back up.
 //! - `tests/integration/`: the end-to-end tests, which use this library.
@@ -18,6 +19,7 @@
 
 pub mod cluster;
 pub mod nats;
+pub mod pki;
 pub mod restic;
 
 pub use cluster::NatsCluster;

@@ -30,14 +30,13 @@ mod write_request;
 mod write_rule;
 
 use std::net::SocketAddr;
-
-use axum::serve::ListenerExt;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use fleet_events::store::EventStore;
 use tokio_util::sync::CancellationToken;
 

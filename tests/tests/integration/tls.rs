@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::rustls::{CertificateError, Error as RustlsError};
@@ -20,73 +19,20 @@ use fleet_events::streams::StreamOptions;
 use fleet_services::serve::Service;
 use fleet_services::tenant;
 use fleet_tests::NatsServer;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use tempfile::TempDir;
+use fleet_tests::pki::Pki;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, agent_event, spawn_service, stop, system};
 
-/// PEM files in a temporary directory: the CA and the server's certificate it signed,
-/// and a second, unrelated CA.
-struct Pki {
-    dir: TempDir,
-    ca: PathBuf,
-    other_ca: PathBuf,
-}
-
-impl Pki {
-    /// A CA, a certificate for `localhost` and `127.0.0.1` signed by it (with its key),
-    /// and another CA.
-    fn generate() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let write = |name: &str, pem: String| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, pem).expect("write PEM");
-            path
-        };
-        let ca = authority("restic-fleet test CA");
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("names");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &ca).expect("signed");
-        write("server-cert.pem", cert.pem());
-        write("server-key.pem", key.serialize_pem());
-        let other = authority("some other CA");
-        Pki {
-            ca: write("ca.pem", ca.pem()),
-            other_ca: write("other-ca.pem", other.pem()),
-            dir,
-        }
-    }
-
-    /// Starts nats-server requiring TLS with the generated certificate; the handshake
-    /// timeout is raised from its short default so a busy machine does not fail the test.
-    fn server(&self) -> NatsServer {
-        let path = |name: &str| self.dir.path().join(name).display().to_string();
-        let config = format!(
-            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 10\n}}\n",
-            path("server-cert.pem"),
-            path("server-key.pem"),
-        );
-        NatsServer::start_configured_with(&config, &[]).expect("start nats-server with TLS")
-    }
-}
-
-/// A self-signed certificate authority named `name`.
-fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+/// Starts nats-server requiring TLS with `pki`'s certificate; the handshake timeout is
+/// raised from its short default so a busy machine does not fail the test.
+fn tls_server(pki: &Pki) -> NatsServer {
+    let config = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 10\n}}\n",
+        pki.cert.display(),
+        pki.key.display(),
+    );
+    NatsServer::start_configured_with(&config, &[]).expect("start nats-server with TLS")
 }
 
 /// The rustls error that ended the TLS handshake, if that is why connecting failed.
@@ -113,7 +59,7 @@ fn unknown_issuer(error: &ConnectError) -> bool {
 #[tokio::test]
 async fn a_client_trusting_the_ca_uses_the_event_store_over_tls() {
     let pki = Pki::generate();
-    let server = pki.server();
+    let server = tls_server(&pki);
 
     // The server's INFO requires TLS, and a client speaking plain text gets no PONG: the
     // server ends the connection (its handshake fails).
@@ -158,7 +104,7 @@ async fn a_client_trusting_the_ca_uses_the_event_store_over_tls() {
 #[tokio::test]
 async fn clients_not_trusting_the_ca_are_refused() {
     let pki = Pki::generate();
-    let server = pki.server();
+    let server = tls_server(&pki);
     // Without a CA the client still upgrades (the server's INFO requires TLS), trusting
     // only the system's roots (or failing to set TLS up where they cannot be read); with
     // the other CA it trusts that one only. Neither signed the server's certificate.
@@ -179,7 +125,7 @@ async fn clients_not_trusting_the_ca_are_refused() {
 #[tokio::test]
 async fn an_agent_with_nats_ca_file_registers_and_connects_as_itself_over_tls() {
     let pki = Pki::generate();
-    let server = pki.server();
+    let server = tls_server(&pki);
     let access = NatsAccess::tls(Some(pki.ca.clone()));
     let store = EventStore::new(
         access
