@@ -8,13 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::validation::Problems;
 
+mod classic;
+
 /// A policy's schedule as written by the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Schedule {
-    /// A cron expression: five fields (minute hour day-of-month month day-of-week), or six
-    /// or seven with seconds first and years last; evaluated in `timezone` (IANA name such
-    /// as `Europe/Berlin`), so daylight-saving changes are followed.
+    /// A cron expression: five fields (minute hour day-of-month month day-of-week) read as
+    /// crontab(5) reads them (0 or 7 = Sunday; when both day fields are restricted, either
+    /// matching fires), or the `cron` crate's six or seven with seconds first and years last
+    /// (there 1 = Sunday); evaluated in `timezone` (IANA name such as `Europe/Berlin`), so
+    /// daylight-saving changes are followed.
     #[serde(rename_all = "camelCase")]
     Cron { expr: String, timezone: String },
     /// Every `every_secs` seconds, aligned to the Unix epoch (every 6 h fires at 00, 06,
@@ -40,7 +44,9 @@ pub enum ScheduleError {
 /// A schedule ready to compute fire times.
 #[derive(Debug, Clone)]
 pub enum Compiled {
-    Cron(Box<cron::Schedule>, Tz),
+    /// Fires when any of the schedules fires (two for a classic expression whose day of
+    /// month and day of week are both restricted, else one).
+    Cron(Vec<cron::Schedule>, Tz),
     Interval(u64),
 }
 
@@ -51,18 +57,20 @@ impl Schedule {
             Schedule::Cron { expr, timezone } => {
                 let tz = Tz::from_str(timezone)
                     .map_err(|_| ScheduleError::BadTimeZone(timezone.clone()))?;
-                let fields = expr.split_whitespace().count();
-                let full = if fields == 5 {
-                    format!("0 {expr}")
-                } else {
-                    expr.clone()
+                let bad = |reason: String| ScheduleError::BadCron {
+                    expr: expr.clone(),
+                    reason,
                 };
-                let parsed =
-                    cron::Schedule::from_str(&full).map_err(|e| ScheduleError::BadCron {
-                        expr: expr.clone(),
-                        reason: e.to_string(),
-                    })?;
-                Ok(Compiled::Cron(Box::new(parsed), tz))
+                let crate_exprs = if expr.split_whitespace().count() == 5 {
+                    classic::translate(expr).map_err(|problems| bad(problems.join("; ")))?
+                } else {
+                    vec![expr.clone()]
+                };
+                let parsed = crate_exprs
+                    .iter()
+                    .map(|e| cron::Schedule::from_str(e).map_err(|e| bad(e.to_string())))
+                    .collect::<Result<_, _>>()?;
+                Ok(Compiled::Cron(parsed, tz))
             }
             Schedule::Interval { every_secs } => Ok(Compiled::Interval(*every_secs)),
         }
@@ -128,11 +136,21 @@ impl Compiled {
         after: DateTime<Utc>,
     ) -> Box<dyn Iterator<Item = DateTime<Utc>> + '_> {
         match self {
-            Compiled::Cron(schedule, tz) => Box::new(
-                schedule
-                    .after(&after.with_timezone(tz))
-                    .map(|t| t.with_timezone(&Utc)),
-            ),
+            Compiled::Cron(schedules, tz) => {
+                let mut each: Vec<_> = schedules
+                    .iter()
+                    .map(|s| s.after(&after.with_timezone(tz)).peekable())
+                    .collect();
+                // The earliest next fire of any schedule; those firing at the same instant
+                // are advanced together, so each instant comes once.
+                Box::new(std::iter::from_fn(move || {
+                    let next = each.iter_mut().filter_map(|i| i.peek().copied()).min()?;
+                    for i in &mut each {
+                        i.next_if_eq(&next);
+                    }
+                    Some(next.with_timezone(&Utc))
+                }))
+            }
             Compiled::Interval(every) => {
                 let every = (*every).max(1) as i64;
                 let first = (after.timestamp().div_euclid(every) + 1) * every;
@@ -176,6 +194,58 @@ mod tests {
         assert_eq!(
             c.next_after(summer),
             Some(Utc.with_ymd_and_hms(2026, 7, 11, 0, 30, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn weekdays_are_numbered_as_in_crontab() {
+        use chrono::{Datelike, Weekday};
+        // Friday 4 December 2026, noon UTC.
+        let friday = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+        let c = cron("0 2 * * 1-5", "Europe/Berlin").compile().unwrap();
+        let fires: Vec<_> = c.fires_after(friday).take(10).collect();
+        assert_eq!(
+            fires[0],
+            Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap()
+        );
+        let days: Vec<_> = fires.iter().map(|t| t.weekday()).collect();
+        use Weekday::*;
+        assert_eq!(days, [Mon, Tue, Wed, Thu, Fri, Mon, Tue, Wed, Thu, Fri]);
+
+        let sundays = cron("0 3 * * 0", "UTC").compile().unwrap();
+        let sevens = cron("0 3 * * 7", "UTC").compile().unwrap();
+        assert_eq!(sundays.next_after(friday), sevens.next_after(friday));
+        assert_eq!(
+            sundays.next_after(friday),
+            Some(Utc.with_ymd_and_hms(2026, 12, 6, 3, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn both_day_fields_restricted_fire_on_either() {
+        let c = cron("0 0 1,15 * FRI", "UTC").compile().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let days: Vec<_> = c
+            .fires_after(start)
+            .take(7)
+            .map(|t| t.format("%m-%d").to_string())
+            .collect();
+        // 1 January 2027 is a Friday and the 1st: it fires once.
+        assert_eq!(
+            days,
+            [
+                "12-04", "12-11", "12-15", "12-18", "12-25", "01-01", "01-08"
+            ]
+        );
+    }
+
+    #[test]
+    fn cron_problems_are_told_in_the_expression_as_written() {
+        let err = cron("61 * * * 8", "UTC").compile().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"61 * * * 8\" is not a cron expression: minute: 61 is out of range 0-59; \
+             day of week: 8 is out of range 0-7 (0 and 7 are Sunday)"
         );
     }
 
