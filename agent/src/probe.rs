@@ -196,11 +196,6 @@ impl fmt::Display for Report {
             "--retry-lock:       {} (restic >= 0.16)",
             yes_no(v.has_retry_lock())
         )?;
-        writeln!(
-            f,
-            "check --json:       {} (restic >= 0.18)",
-            yes_no(v.has_check_json())
-        )?;
         writeln!(f, "cpu quotas:         {}", self.cpu_quota)?;
         if !matches!(self.cpu_quota, CpuQuota::Available { .. }) {
             writeln!(f, "cgroup v1 fallback: {}", self.cpu_quota_v1)?;

@@ -40,6 +40,8 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
 pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
 /// Seconds between SIGINT and SIGKILL for restic when none is configured.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
+/// Allowed seconds restic may retry to reach a repository.
+pub const UNREACHABLE_AFTER_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
 
 /// A checked configuration: everything the agent needs before it probes restic.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct ValidConfig {
     pub hostname: String,
     pub heartbeat_every: Duration,
     pub stop_grace: Duration,
+    /// How long restic may retry to reach a repository before the run fails.
+    pub unreachable_after: Duration,
     pub restic: PathBuf,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -84,6 +88,7 @@ impl ValidConfig {
             hostname: self.hostname.clone(),
             heartbeat_every: self.heartbeat_every,
             stop_grace: self.stop_grace,
+            unreachable_after: self.unreachable_after,
             status_dir: Some(self.state_dir.clone()),
             hooks: self.hooks.clone(),
         }
@@ -176,6 +181,16 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
         fail("heartbeatSecs", format!("must be between {low} and {high}"));
     }
     let stop_grace = raw.stop_grace_secs.unwrap_or(DEFAULT_STOP_GRACE_SECS);
+    let unreachable_after = raw
+        .unreachable_after_secs
+        .unwrap_or(crate::executor::UNREACHABLE_AFTER.as_secs());
+    if !UNREACHABLE_AFTER_SECS.contains(&unreachable_after) {
+        let (low, high) = UNREACHABLE_AFTER_SECS.into_inner();
+        fail(
+            "unreachableAfterSecs",
+            format!("must be between {low} and {high}"),
+        );
+    }
 
     let restic = raw.restic.unwrap_or_else(|| "restic".into());
     if restic.trim().is_empty() {
@@ -250,6 +265,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
                 hostname,
                 heartbeat_every: Duration::from_secs(heartbeat),
                 stop_grace: Duration::from_secs(stop_grace),
+                unreachable_after: Duration::from_secs(unreachable_after),
                 restic: restic.into(),
                 metrics_addr,
                 settings,

@@ -43,6 +43,10 @@ pub struct RawConfig {
     pub heartbeat_secs: Option<u64>,
     /// Seconds between SIGINT and SIGKILL when restic is stopped (default 10).
     pub stop_grace_secs: Option<u64>,
+    /// Seconds restic may keep retrying to reach a repository while opening it before the
+    /// run is stopped and fails as `network`, 1 to 3600 (default 120; restic 0.17 and
+    /// later retry for 15 minutes by themselves).
+    pub unreachable_after_secs: Option<u64>,
     /// The restic program (default `restic` on PATH).
     pub restic: Option<String>,
     /// Serve Prometheus metrics on `http://<metricsAddr>/metrics` (default: off).

@@ -50,12 +50,7 @@ pub async fn list(
         &request.snapshot,
         &dir,
     );
-    let limits = Limits {
-        timeout,
-        grace: ctx.grace,
-        version: ctx.version,
-        leaf: None,
-    };
+    let limits = Limits::of(ctx, timeout);
     let mut listing = Listing::new(&dir, request.after.clone(), request.limit);
     let ended = {
         let mut observe = |stream: Stream, line: &str| {

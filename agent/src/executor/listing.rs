@@ -23,7 +23,7 @@ use super::Context;
 use super::cgroup::Leaf;
 use super::command::snapshots_invocation;
 use super::inventory::{inventory, parts};
-use super::run::{Ended, RunOutcome, run_to_end};
+use super::run::{Ended, Limits, RunOutcome, run_to_end};
 use super::secrets::PasswordEnv;
 use crate::restic::{failure, parse_snapshots};
 
@@ -76,17 +76,8 @@ async fn list_uncounted(
     let inv = snapshots_invocation(order, ctx.settings, password, ctx.restic);
     let listed_at = Utc::now();
     let began = Instant::now();
-    let (version, grace) = (ctx.version, ctx.grace);
-    let ended = run_to_end(
-        &inv,
-        TaskKind::Refresh,
-        timeout,
-        grace,
-        cancel,
-        version,
-        leaf,
-    )
-    .await;
+    let limits = Limits::of(ctx, timeout).in_leaf(leaf);
+    let ended = run_to_end(&inv, TaskKind::Refresh, limits, cancel).await;
     let duration_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
     match ended {
         Ended::Outcome(RunOutcome::Cancelled) => Listed::Cancelled,
@@ -128,7 +119,7 @@ async fn list_uncounted(
             code,
             mut collected,
             ..
-        } => Listed::Failed(failure(version, code, collected.stderr(), false)),
+        } => Listed::Failed(failure(ctx.version, code, collected.stderr(), false)),
     }
 }
 

@@ -66,7 +66,7 @@ pub use hooks::{HookBook, HookDef};
 pub use priority::Wrappers;
 pub use progress::ProgressSink;
 pub use restore::staging_name;
-pub use run::{RunOutcome, STOP_GRACE, run, run_with_grace};
+pub use run::{Limits, RunOutcome, STOP_GRACE, UNREACHABLE_AFTER, run_limited};
 pub use secrets::{PasswordEnv, SecretSource};
 
 /// What the executor needs from the agent besides the order.
@@ -80,8 +80,10 @@ pub struct Context<'a> {
     /// The `--host` of backups whose policy sets none.
     pub hostname: &'a str,
     pub version: &'a ResticVersion,
-    /// Between SIGINT and SIGKILL when a run is stopped ([`STOP_GRACE`] in production).
+    /// Between SIGINT and SIGKILL when a run is stopped ([`STOP_GRACE`] by default).
     pub grace: Duration,
+    /// How long restic may retry to reach a repository ([`UNREACHABLE_AFTER`] by default).
+    pub unreachable_after: Duration,
     /// The CPU quota restic runs under; `None` for none.
     pub cpu: Option<&'a CpuLimiter>,
     /// Where a run's live progress goes; `None` reports none.
@@ -224,8 +226,7 @@ pub async fn unlock(
         Err(error) => return RunOutcome::Finished(ReportStatus::Failed(error)),
     };
     let inv = unlock_invocation(order, ctx.settings, &password, ctx.restic);
-    let (version, grace) = (ctx.version, ctx.grace);
-    run_with_grace(&inv, TaskKind::Check, timeout, grace, cancel, version, None).await
+    run_limited(&inv, TaskKind::Check, Limits::of(ctx, timeout), cancel).await
 }
 
 async fn execute_in(
@@ -274,18 +275,13 @@ async fn execute_in(
     };
     let run_once = |inv: Invocation, kind: TaskKind| {
         let cancel = cancel.clone();
-        async move { run_with_grace(&inv, kind, left(), ctx.grace, cancel, ctx.version, leaf).await }
+        async move { run_limited(&inv, kind, Limits::of(ctx, left()).in_leaf(leaf), cancel).await }
     };
     // The task's own run, whose status lines (a backup's) are its live progress.
     let run_main = |inv: Invocation| {
         let cancel = cancel.clone();
         async move {
-            let limits = run::Limits {
-                timeout: left(),
-                grace: ctx.grace,
-                version: ctx.version,
-                leaf,
-            };
+            let limits = Limits::of(ctx, left()).in_leaf(leaf);
             let mut reporter = ctx
                 .progress
                 .map(|sink| progress::Reporter::new(sink, order));

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use super::cgroup::Leaf;
 use super::command::Invocation;
-use super::run::{Ended, RunOutcome, run_to_end};
+use super::run::{Ended, Limits, RunOutcome, run_to_end};
 use crate::restic::{failure, parse_forget, removed_ids};
 
 /// Runs `forget` (a [`retention_invocation`](super::command::retention_invocation)) within `timeout` and returns its report;
@@ -41,18 +41,9 @@ pub(super) async fn apply(
             None,
         )));
     }
-    let (version, grace) = (ctx.version, ctx.grace);
     // Judged as a prune: its stdout (forget's JSON) is kept for reading.
-    let ended = run_to_end(
-        forget,
-        TaskKind::Prune,
-        timeout,
-        grace,
-        cancel,
-        version,
-        leaf,
-    )
-    .await;
+    let limits = Limits::of(ctx, timeout).in_leaf(leaf);
+    let ended = run_to_end(forget, TaskKind::Prune, limits, cancel).await;
     Some(match ended {
         Ended::Outcome(RunOutcome::Cancelled) => return None,
         Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(error))) => failed(error),
@@ -73,7 +64,7 @@ pub(super) async fn apply(
             code,
             mut collected,
             ..
-        } => failed(failure(version, code, collected.stderr(), false)),
+        } => failed(failure(ctx.version, code, collected.stderr(), false)),
     })
 }
 

@@ -1,6 +1,6 @@
-//! Runs one restic invocation to its end: output collected, run timeout and cancellation
-//! enforced (SIGINT, so restic removes its lock, then SIGKILL after a grace period), in
-//! its CPU-quota cgroup when it has one. On Linux restic dies with the agent: the kernel
+//! Runs one restic invocation to its end: output collected, run timeout, cancellation and
+//! an unreachable repository ([`ReachWatch`]) enforced (SIGINT, so restic removes its lock,
+//! then SIGKILL after a grace period), in its CPU-quota cgroup when it has one. On Linux restic dies with the agent: the kernel
 //! kills it when the agent's process ends, however it ends (`die_with_agent`).
 
 use std::ffi::OsString;
@@ -24,10 +24,12 @@ use super::collect::{Collected, Stream};
 use super::command::Invocation;
 use super::priority::{Wrappers, command_line};
 use super::secrets::RESTIC_SECRET_VARS;
-use crate::restic::{ResticVersion, failure};
+use crate::restic::{ReachWatch, ResticVersion, failure};
 
 /// How long restic may clean up (remove its lock) after SIGINT before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long restic may retry to reach a repository before the run fails as `network`.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(120);
 /// How long output is still read after restic exited, in case a child of restic (ssh, a
 /// password command) holds the pipes open.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -46,37 +48,18 @@ pub enum RunOutcome {
 enum Stop {
     Timeout,
     Cancel,
+    Unreachable,
 }
 
-/// Runs `inv` (a `kind` task) at its priority, with [`STOP_GRACE`] after SIGINT.
-pub async fn run(
+/// Runs `inv` (a `kind` task) at its priority, within `limits`, in the cgroup
+/// `limits.leaf` when given (restic joins it before it execs). If restic cannot start in
+/// the leaf, it starts without it, after a warning: a quota never fails a task.
+pub async fn run_limited(
     inv: &Invocation,
     kind: TaskKind,
-    timeout: Duration,
+    limits: Limits<'_>,
     cancel: CancellationToken,
-    version: &ResticVersion,
 ) -> RunOutcome {
-    run_with_grace(inv, kind, timeout, STOP_GRACE, cancel, version, None).await
-}
-
-/// [`run`] with another grace period between SIGINT and SIGKILL, and in the cgroup
-/// `leaf` when given (restic joins it before it execs). If restic cannot start in the
-/// leaf, it starts without it, after a warning: a quota never fails a task.
-pub async fn run_with_grace(
-    inv: &Invocation,
-    kind: TaskKind,
-    timeout: Duration,
-    grace: Duration,
-    cancel: CancellationToken,
-    version: &ResticVersion,
-    leaf: Option<&Leaf>,
-) -> RunOutcome {
-    let limits = Limits {
-        timeout,
-        grace,
-        version,
-        leaf,
-    };
     run_judged(inv, kind, limits, cancel, &mut |_, _| {}).await
 }
 
@@ -113,34 +96,45 @@ pub(super) enum Ended {
     Outcome(RunOutcome),
 }
 
-/// [`run_with_grace`] without judging restic's exit: the caller reads what it printed.
+/// [`run_limited`] without judging restic's exit: the caller reads what it printed.
 pub(super) async fn run_to_end(
     inv: &Invocation,
     kind: TaskKind,
-    timeout: Duration,
-    grace: Duration,
+    limits: Limits<'_>,
     cancel: CancellationToken,
-    version: &ResticVersion,
-    leaf: Option<&Leaf>,
 ) -> Ended {
-    let limits = Limits {
-        timeout,
-        grace,
-        version,
-        leaf,
-    };
     run_observed(inv, kind, limits, cancel, &mut |_, _| {}).await
 }
 
 /// How long a run may take, how it is stopped, and where it runs.
 #[derive(Clone, Copy)]
-pub(super) struct Limits<'a> {
+pub struct Limits<'a> {
     pub timeout: Duration,
     /// Between SIGINT and SIGKILL.
     pub grace: Duration,
+    /// How long restic may retry to reach the repository ([`ReachWatch`]).
+    pub unreachable_after: Duration,
     pub version: &'a ResticVersion,
     /// The attempt's CPU-quota cgroup, if any.
     pub leaf: Option<&'a Leaf>,
+}
+
+impl<'a> Limits<'a> {
+    /// The agent's limits from `ctx`, `timeout` for this run, outside any cgroup.
+    pub fn of(ctx: &super::Context<'a>, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            grace: ctx.grace,
+            unreachable_after: ctx.unreachable_after,
+            version: ctx.version,
+            leaf: None,
+        }
+    }
+
+    /// In the CPU-quota cgroup `leaf`, if any.
+    pub fn in_leaf(self, leaf: Option<&'a Leaf>) -> Self {
+        Self { leaf, ..self }
+    }
 }
 
 /// Sees every line restic prints, as it comes, before it is collected: for output too
@@ -160,6 +154,7 @@ pub(super) async fn run_observed(
     let Limits {
         timeout,
         grace,
+        unreachable_after,
         version,
         leaf,
     } = limits;
@@ -203,6 +198,7 @@ pub(super) async fn run_observed(
     drop(tx);
 
     let mut collected = Collected::new(kind);
+    let mut reach = ReachWatch::new(unreachable_after);
     let deadline = started + timeout;
     let far = started + Duration::from_secs(86_400 * 365);
     let mut stop: Option<(Stop, Instant)> = None;
@@ -212,11 +208,13 @@ pub(super) async fn run_observed(
     let mut lines_open = true;
     while lines_open || status.is_none() {
         let kill_at = stop.map_or(far, |(_, at)| at);
+        let give_up_at = reach.give_up_at();
         let running = status.is_none();
         tokio::select! {
             line = rx.recv(), if lines_open => match line {
                 Some((stream, line)) => {
                     observe(stream, &line);
+                    reach.line(stream == Stream::Err, &line, Instant::now().into_std());
                     collected.push(stream, line);
                 }
                 None => lines_open = false,
@@ -229,6 +227,14 @@ pub(super) async fn run_observed(
                 warn!(pid, kind = kind.as_str(), ?timeout, "restic passed the run timeout; interrupting it");
                 interrupt(pid);
                 stop = Some((Stop::Timeout, Instant::now() + grace));
+            }
+            () = sleep_until(give_up_at.map_or(far, Instant::from_std)),
+                if running && stop.is_none() && give_up_at.is_some() =>
+            {
+                warn!(pid, kind = kind.as_str(), ?unreachable_after,
+                    "restic keeps retrying to reach the repository; interrupting it");
+                interrupt(pid);
+                stop = Some((Stop::Unreachable, Instant::now() + grace));
             }
             () = cancel.cancelled(), if running && stop.is_none() => {
                 debug!(pid, kind = kind.as_str(), "run cancelled; interrupting restic");
@@ -265,6 +271,9 @@ pub(super) async fn run_observed(
         Some((Stop::Timeout, _)) => Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(
             failure(version, code, collected.stderr(), true),
         ))),
+        Some((Stop::Unreachable, _)) => {
+            Ended::Outcome(RunOutcome::Finished(ReportStatus::Failed(reach.error())))
+        }
         None => Ended::Exited {
             code,
             collected: Box::new(collected),

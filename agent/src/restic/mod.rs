@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod output;
+pub mod reach;
 
 #[cfg(test)]
 pub(crate) mod captured;
@@ -13,3 +14,4 @@ pub use output::{
     BackupOutput, ErrorLine, Line, OutputError, Progress, ResticVersion, Snapshot, SnapshotSummary,
     parse_forget, parse_line, parse_snapshots, removed_ids,
 };
+pub use reach::ReachWatch;

@@ -245,18 +245,54 @@ fn missing_repository_is_missing_repository() {
     assert_eq!(class, ErrorClass::MissingRepository, "{}", run.stderr);
 }
 
+/// Nothing listens where the repository should be. restic before 0.17 gives up at once
+/// and its text is classified `network`; 0.17 and later retry for 15 minutes, printing a
+/// line per retry, which [`ReachWatch`] must recognise (the agent then stops restic).
 #[test]
 fn unreachable_rest_server_is_network() {
+    use std::io::{BufRead, BufReader};
     let Some(lab) = Lab::new() else { return };
     let port = {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         listener.local_addr().expect("its address").port()
     };
     let url = PathBuf::from(format!("rest:http://127.0.0.1:{port}/"));
-    let run = lab.run_on(&url, PASSWORD, &["snapshots", "--json"]);
-    assert_eq!(run.code, Some(1));
-    let class = classify(&lab.version, run.code, &run.stderr, false);
-    assert_eq!(class, ErrorClass::Network, "{}", run.stderr);
+    let mut child = lab
+        .command(&url, PASSWORD)
+        .args(["snapshots", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("restic starts");
+    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut child = KillOnDrop(child);
+    let mut watch = ReachWatch::new(Duration::from_secs(120));
+    let mut text = String::new();
+    for line in stderr.lines() {
+        let line = line.expect("stderr is read");
+        eprintln!("{line}");
+        watch.line(true, &line, Instant::now());
+        text.push_str(&line);
+        text.push('\n');
+        if watch.give_up_at().is_some() {
+            break;
+        }
+    }
+    if lab.version >= ResticVersion::new(0, 17, 0) {
+        assert!(watch.give_up_at().is_some(), "no retry seen:\n{text}");
+        let error = watch.error();
+        assert_eq!(error.class, ErrorClass::Network);
+        assert!(
+            error.message.contains("connection refused"),
+            "{}",
+            error.message
+        );
+    } else {
+        let code = child.0.wait().expect("restic exits").code();
+        assert_eq!(code, Some(1));
+        let class = classify(&lab.version, code, &text, false);
+        assert_eq!(class, ErrorClass::Network, "{text}");
+    }
 }
 
 #[test]

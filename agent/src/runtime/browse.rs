@@ -164,6 +164,7 @@ impl Handler {
             hostname: &config.hostname,
             version: &config.restic_version,
             grace: config.stop_grace,
+            unreachable_after: config.unreachable_after,
             cpu: None,
             progress: None,
             hooks: &config.hooks,

@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub heartbeat_every: Duration,
     /// Between SIGINT and SIGKILL when restic is stopped.
     pub stop_grace: Duration,
+    /// How long restic may retry to reach a repository before the run fails.
+    pub unreachable_after: Duration,
     /// Where each heartbeat also writes `status.json` for `fleet-agent status` (the state
     /// directory); `None` writes no status file.
     pub status_dir: Option<PathBuf>,

@@ -103,6 +103,7 @@ async fn run_task(
         hostname: &config.hostname,
         version: &config.restic_version,
         grace: config.stop_grace,
+        unreachable_after: config.unreachable_after,
         cpu: Some(&shared.cpu),
         progress: Some(&shared.progress),
         hooks: &config.hooks,

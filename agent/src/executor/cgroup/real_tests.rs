@@ -10,7 +10,7 @@ use fleet_events::settings::IoClass;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::executor::{Invocation, RunOutcome, run_with_grace};
+use crate::executor::{Invocation, Limits, RunOutcome, UNREACHABLE_AFTER, run_limited};
 use crate::restic::ResticVersion;
 
 /// The value of `field` in a `cpu.stat` file.
@@ -43,14 +43,17 @@ async fn a_cpu_burner_is_throttled_in_its_leaf_and_the_leaf_removed() {
     };
     let cancel = CancellationToken::new();
     let version = ResticVersion::new(0, 17, 0);
-    let run = run_with_grace(
+    let run = run_limited(
         &inv,
         TaskKind::Check,
-        Duration::from_secs(60),
-        Duration::from_secs(2),
+        Limits {
+            timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(2),
+            unreachable_after: UNREACHABLE_AFTER,
+            version: &version,
+            leaf: Some(&leaf),
+        },
         cancel.clone(),
-        &version,
-        Some(&leaf),
     );
     let observe = async {
         // About a second of burning; longer only if the child was slow to be throttled.

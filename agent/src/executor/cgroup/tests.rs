@@ -11,7 +11,7 @@ use fleet_events::settings::IoClass;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::executor::{Invocation, RunOutcome, run_with_grace};
+use crate::executor::{Invocation, Limits, RunOutcome, UNREACHABLE_AFTER, run_limited};
 use crate::restic::ResticVersion;
 
 /// This machine's kind of host: cgroup v1 hierarchies plus an empty v2 one.
@@ -428,14 +428,17 @@ async fn a_run_whose_leaf_cannot_be_joined_runs_without_it() {
         nice: 0,
         io_class: IoClass::BestEffort { level: 4 },
     };
-    let outcome = run_with_grace(
+    let outcome = run_limited(
         &inv,
         TaskKind::Check,
-        Duration::from_secs(30),
-        Duration::from_secs(1),
+        Limits {
+            timeout: Duration::from_secs(30),
+            grace: Duration::from_secs(1),
+            unreachable_after: UNREACHABLE_AFTER,
+            version: &ResticVersion::new(0, 17, 0),
+            leaf: Some(&leaf),
+        },
         CancellationToken::new(),
-        &ResticVersion::new(0, 17, 0),
-        Some(&leaf),
     )
     .await;
     assert!(

@@ -65,12 +65,8 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     fn limits(&self) -> Limits<'_> {
-        Limits {
-            timeout: self.deadline.saturating_duration_since(Instant::now()),
-            grace: self.ctx.grace,
-            version: self.ctx.version,
-            leaf: self.leaf,
-        }
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        Limits::of(self.ctx, timeout).in_leaf(self.leaf)
     }
 
     /// The summary of a restore that ran to its end.

@@ -25,6 +25,8 @@ use crate::restic::{ResticVersion, Snapshot, parse_snapshots};
 
 pub const PASSWORD: &str = "executor-test-password";
 pub const HOST: &str = "fleet-test-host";
+/// How long the lab's runs may retry to reach a repository.
+pub const UNREACHABLE_IN_TESTS: Duration = Duration::from_secs(4);
 
 pub struct Lab {
     pub restic: PathBuf,
@@ -137,7 +139,7 @@ impl Lab {
         }
     }
 
-    fn ctx(&self) -> Context<'_> {
+    pub fn ctx(&self) -> Context<'_> {
         Context {
             settings: &self.settings,
             secrets: &self.secrets,
@@ -145,6 +147,8 @@ impl Lab {
             hostname: HOST,
             version: &self.version,
             grace: Duration::from_secs(2),
+            // Short, for the test of an unreachable repository.
+            unreachable_after: UNREACHABLE_IN_TESTS,
             cpu: self.cpu.as_ref(),
             progress: self.progress.as_ref(),
             hooks: &self.hooks,

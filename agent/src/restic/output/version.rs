@@ -59,11 +59,6 @@ impl ResticVersion {
     pub fn has_restore_json(&self) -> bool {
         *self >= Self::new(0, 16, 0)
     }
-
-    /// `check --json` exists from 0.18.0.
-    pub fn has_check_json(&self) -> bool {
-        *self >= Self::new(0, 18, 0)
-    }
 }
 
 impl fmt::Display for ResticVersion {
@@ -152,11 +147,10 @@ mod tests {
     fn capabilities_follow_the_release_notes() {
         let v = ResticVersion::new;
         let old = v(0, 14, 0);
-        assert!(!old.has_typed_exit_codes() && !old.has_retry_lock() && !old.has_check_json());
+        assert!(!old.has_typed_exit_codes() && !old.has_retry_lock());
         assert!(v(0, 16, 0).has_retry_lock() && !v(0, 16, 4).has_typed_exit_codes());
         assert!(!v(0, 15, 2).has_restore_json() && v(0, 16, 0).has_restore_json());
         assert!(v(0, 17, 0).has_typed_exit_codes() && !v(0, 17, 0).has_wrong_password_exit_code());
-        assert!(v(0, 17, 1).has_wrong_password_exit_code() && !v(0, 17, 3).has_check_json());
-        assert!(v(0, 18, 0).has_check_json());
+        assert!(v(0, 17, 1).has_wrong_password_exit_code());
     }
 }
