@@ -1,11 +1,17 @@
 //! Reading a policy document (JSON, as the API receives it; YAML is turned into it by the
-//! CLI) so that every problem is reported at once: unknown fields, numbers out of range and
-//! required fields are checked on the raw document before typed decoding (which stops at
-//! the first error), then the typed spec is validated.
+//! CLI) so that every problem of the whole document is reported at once: unknown fields,
+//! numbers out of range and required fields are checked on the raw document; typed
+//! decoding stops at its first error, so each field it cannot decode (an unknown kind, a
+//! wrong type) is reported and *stood in* for by a sample's value, and decoding goes on;
+//! then the typed spec is validated, and its problems are reported except those of stood-in
+//! fields (and, when the kind was stood in, those that depend on the kind), which would
+//! be about the sample, not the operator's document.
 
 use fleet_events::policy::PolicySpec;
 use fleet_events::validation::{FieldError, Invalid, Problems};
 use serde_json::{Map, Value};
+
+mod stand_in;
 
 /// A policy document: a spec, plus optionally the agents (ids or names) it should run on
 /// and whether it is paused.
@@ -139,22 +145,35 @@ pub fn read(document: &Value) -> Result<PolicyDocument, Invalid> {
             *slot = Value::from(1);
         }
     }
-    if reported_any(&reported, REQUIRED) {
-        return Err(finish(p));
+    let mut stood_in = stand_in::StoodIn::default();
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|f| !spec_fields.contains_key(*f))
+        .collect();
+    for field in missing {
+        stood_in.insert(&mut spec_fields, &[stand_in::Step::Key(field.into())]);
     }
-    let spec: PolicySpec = match serde_path_to_error::deserialize(Value::Object(spec_fields)) {
-        Ok(spec) => spec,
-        Err(error) => {
-            let field = error.path().to_string();
-            if !reported.contains(&field) {
-                p.add(field, error.into_inner().to_string());
+    let spec = loop {
+        match serde_path_to_error::deserialize::<_, PolicySpec>(Value::Object(spec_fields.clone()))
+        {
+            Ok(spec) => break spec,
+            Err(error) => {
+                let field = error.path().to_string();
+                let steps = stand_in::steps(error.path());
+                if !reported.contains(&field) && !stood_in.holds(&field) {
+                    p.add(field.clone(), error.into_inner().to_string());
+                }
+                // Each round stands in one more field, or gives up: the loop ends.
+                if !stood_in.insert(&mut spec_fields, &steps) {
+                    return Err(finish(p));
+                }
             }
-            return Err(finish(p));
         }
     };
     if let Err(invalid) = spec.validate() {
         for problem in invalid.0 {
-            if !reported.contains(&problem.field) {
+            if !reported.contains(&problem.field) && !stood_in.covers(&problem.field) {
                 p.add(problem.field, problem.message);
             }
         }
@@ -212,10 +231,6 @@ fn is_whole_up_to(value: &Value, max: u64) -> bool {
         Value::Number(n) => n.as_u64().is_some_and(|n| n <= max),
         _ => false,
     }
-}
-
-fn reported_any(reported: &[String], fields: &[&str]) -> bool {
-    fields.iter().any(|f| reported.iter().any(|r| r == f))
 }
 
 fn finish(p: Problems) -> Invalid {

@@ -129,3 +129,61 @@ fn hooks_are_read_and_their_problems_reported_with_the_others() {
         "{invalid}"
     );
 }
+
+/// The whole document's problems at once: structural ones (an unknown kind, a wrong type,
+/// a missing field, an unknown field) no longer hide the semantic ones (a bad cron, a bad
+/// name, a number out of range), and nothing is said about the values stood in for the
+/// fields that could not be decoded.
+#[test]
+fn structural_problems_do_not_hide_the_others() {
+    let mut bad = good();
+    bad["kind"] = json!("bakup");
+    bad["schedule"] = json!({"cron": {"expr": "61 * * * *", "timezone": "UTC"}});
+    bad["include"] = json!("/var/lib/postgresql");
+    bad["name"] = json!("evil.>");
+    bad["retry"] = json!({"maxRetries": 500});
+    bad["execution"] = json!({"tags": "nightly"});
+    bad["colour"] = json!("blue");
+    bad.as_object_mut().unwrap().remove("repository");
+    let invalid = read(&bad).unwrap_err();
+    let mut found = fields(&invalid);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "colour",
+            "execution.tags",
+            "include",
+            "kind",
+            "name",
+            "repository",
+            "retry.maxRetries",
+            "schedule.cron.expr",
+        ],
+        "{invalid}"
+    );
+    let message = |field: &str| {
+        let e = invalid.0.iter().find(|e| e.field == field).unwrap();
+        e.message.clone()
+    };
+    assert!(message("kind").contains("bakup"), "{invalid}");
+    assert!(message("include").contains("a sequence"), "{invalid}");
+    assert!(
+        message("schedule.cron.expr").contains("minute: 61 is out of range 0-59"),
+        "{invalid}"
+    );
+    assert!(message("repository").contains("required"), "{invalid}");
+
+    // A wrong type inside a list is named by its place, and the rest still checked.
+    let mut bad = good();
+    bad["include"] = json!(["/srv", 7, "relative"]);
+    bad["schedule"] = json!({"interval": {"everySecs": 5}});
+    let invalid = read(&bad).unwrap_err();
+    let mut found = fields(&invalid);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        ["include[1]", "include[2]", "schedule.interval.everySecs"],
+        "{invalid}"
+    );
+}
