@@ -13,6 +13,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::ConnectErrorKind;
@@ -233,6 +234,36 @@ pub async fn resolve(
     Ok((identity, Source::Registered { new }))
 }
 
+/// Set while [`connect_as`] waits for the server to admit the agent's key.
+static AWAITING_ADMISSION: AtomicBool = AtomicBool::new(false);
+
+/// Whether the log line of `metadata` is shown. async-nats logs each refused connection at
+/// ERROR (`authorization violation`); while the agent waits for its new key to be admitted
+/// that refusal is a normal step of enrolling, which the agent's own WARN line explains,
+/// so async-nats's ERROR lines are left out then (the agent logs every failure of those
+/// attempts itself). Once connected, they show.
+pub fn log_filter(metadata: &tracing::Metadata<'_>) -> bool {
+    !(*metadata.level() == tracing::Level::ERROR
+        && metadata.target().starts_with("async_nats")
+        && AWAITING_ADMISSION.load(Ordering::Relaxed))
+}
+
+/// Clears [`AWAITING_ADMISSION`] when [`connect_as`] returns, however it returns.
+struct Awaiting;
+
+impl Awaiting {
+    fn start() -> Self {
+        AWAITING_ADMISSION.store(true, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        AWAITING_ADMISSION.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Connects as agent `identity` with its key and its own inbox prefix. A server that does
 /// not admit the key yet (the control plane renders and reloads its authorization a
 /// moment after a registration; an external server waits for its operator) is asked
@@ -246,6 +277,8 @@ pub async fn connect_as(
     let mut access = connection.access.clone().with_key(connection.key);
     access.inbox_prefix = Some(agent_inbox_prefix(identity.agent));
     let mut wait = Duration::from_secs(1);
+    // The first connection after a registration is usually refused: quiet from the start.
+    let _awaiting = Awaiting::start();
     loop {
         let attempt = access.connect(&connection.config.nats);
         let error = tokio::select! {

@@ -7,11 +7,15 @@ use std::process::ExitCode;
 
 use fleet_agent::cli::{self, Command};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter_fn(fleet_agent::enroll::log_filter))
         .init();
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {

@@ -26,7 +26,7 @@ use fleet_events::subject::{AgentSubject, Channel, query};
 use fleet_services::access::book::AccessBook;
 use fleet_services::access::render::{RenderConfig, render};
 use fleet_services::access::{AccessConfig, Reload};
-use fleet_services::serve::Service;
+use fleet_services::serve::{Service, ServiceConfig};
 use fleet_services::tenant;
 use fleet_tests::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,10 @@ struct Agent {
     js: jetstream::Context,
 }
 
-async fn secured() -> Secured {
+/// A nats-server running the rendered config (nothing admitted but the control plane and
+/// anonymous enrollment), registrar and intake on it, tenant acme; the configuration that
+/// runs the access service (not started: the caller starts it).
+async fn secured_server() -> (NatsServer, EventStore, ServiceConfig, CancellationToken) {
     crate::support::log_from_env();
     let control = nkeys::KeyPair::new_user();
     let render_config = RenderConfig {
@@ -89,12 +92,18 @@ async fn secured() -> Secured {
         render: render_config,
         reload: Reload::Pid(server.pid().expect("running")),
     });
-    for service in [Service::Registrar, Service::Intake, Service::Access] {
+    for service in [Service::Registrar, Service::Intake] {
         spawn_service(&store, service, config.clone(), &shutdown);
     }
     tenant::create(&store, &tenant(), "Acme", Utc::now())
         .await
         .expect("tenant");
+    (server, store, config, shutdown)
+}
+
+async fn secured() -> Secured {
+    let (server, store, config, shutdown) = secured_server().await;
+    spawn_service(&store, Service::Access, config, &shutdown);
     let token = tenant::issue(&store, &tenant(), Role::Enroll, "agents", Utc::now())
         .await
         .expect("token");
@@ -663,4 +672,55 @@ async fn forged_reports_are_parked_and_a_decommissioned_agent_is_shut_out() {
     assert!(still.is_ok(), "A is still admitted");
     drop(b.client.clone());
     s.shutdown.cancel();
+}
+
+/// The real `fleet-agent run`, enrolling: its first connections as itself are refused
+/// until the access service has reloaded the server with its key (here it starts only once
+/// the agent has been refused, as when it lags or restarts). That is a normal step of a
+/// first start, told by the agent's own WARN line; async-nats's ERROR line
+/// (`authorization violation`) for each refusal is not shown then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolling_agent_logs_no_error_while_its_key_is_authorized() {
+    let (server, store, config, shutdown) = secured_server().await;
+    let token = tenant::issue(&store, &tenant(), Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("token");
+    let dir = tempdir();
+    let agent_config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "natsUrl: {}\nstateDir: {}\nenrollmentToken: {}\nmachineId: machine-c\n\
+             hostname: machine-c\n",
+            server.url(),
+            dir.path().join("state").display(),
+            token.text.expose()
+        ),
+    )
+    .expect("agent config");
+    let agent = crate::support::agent::AgentProcess::start(&agent_config, "enrolling");
+    let log_has = |what: &'static str| {
+        let log = agent.log();
+        async move {
+            if log.contains(what) {
+                std::ops::ControlFlow::Break(log)
+            } else {
+                std::ops::ControlFlow::Continue(log)
+            }
+        }
+    };
+    let within = Duration::from_secs(60);
+    eventually("the agent is refused", within, || {
+        log_has("does not admit this agent's key yet")
+    })
+    .await;
+    spawn_service(&store, Service::Access, config, &shutdown);
+    let log = eventually("the agent starts as itself", within, || {
+        log_has("agent starting")
+    })
+    .await;
+    assert!(log.contains("Registered { new: true }"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{log}");
+    shutdown.cancel();
 }

@@ -55,6 +55,7 @@ pub fn agent_config(agent: AgentId, repo: &Repo, settings: AgentSettings) -> Age
         hostname: "scenario-host".into(),
         heartbeat_every: Duration::from_millis(500),
         stop_grace: Duration::from_secs(2),
+        unreachable_after: fleet_agent::executor::UNREACHABLE_AFTER,
         status_dir: None,
         hooks: Default::default(),
     }
