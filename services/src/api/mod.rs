@@ -9,10 +9,12 @@
 //! `/v1/openapi.json` is the API's OpenAPI document (no token needed); `/` and `/ui/` serve
 //! the operator dashboard's embedded files (no token needed: the page reads `/v1` with one).
 //! Failed authentications are answered late once a client IP has failed too often
-//! ([`Throttle`]); the API is served with each connection's peer address for that.
+//! ([`Throttle`]); the API is served with each connection's peer address for that, by
+//! its own connection loop ([`conn`]), which also answers oversized headers in JSON.
 
 mod auth;
 mod browse;
+mod conn;
 mod error;
 mod event_json;
 mod events;
@@ -36,7 +38,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use fleet_events::store::EventStore;
 use tokio_util::sync::CancellationToken;
 
@@ -123,6 +124,7 @@ pub fn router(api: Api) -> Router {
         })
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(conn::limit_headers))
         .layer(axum::middleware::from_fn(count_request))
         .with_state(api)
 }
@@ -190,21 +192,13 @@ pub async fn run(
         shutdown: shutdown.clone(),
         throttle: Arc::new(Mutex::new(Throttle::new(throttle))),
     };
-    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
+    let app = router(api);
     match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("serving the API"),
+        None => conn::serve(listener, app, shutdown).await,
         Some(config) => {
-            // `tap_io` gives axum the peers' addresses for this listener too.
-            let listener =
-                https::TlsListener::new(listener, config, shutdown.clone())?.tap_io(|_| ());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .context("serving the API over HTTPS")
+            let listener = https::TlsListener::new(listener, config, shutdown.clone())?;
+            conn::serve(listener, app, shutdown).await;
         }
     }
+    Ok(())
 }

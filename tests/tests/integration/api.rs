@@ -260,6 +260,47 @@ async fn refusals_below_the_handlers_are_json_too() {
             .is_some_and(|m| m.contains("2097152 bytes")),
         "{body}"
     );
+
+    // Headers past the API's limits (a cookie jar, a runaway proxy): 431 in the same shape,
+    // saying the limits, whether by bytes or by fields.
+    let padding = "x".repeat(40 * 1024);
+    let big = call_with(
+        api.addr,
+        "GET",
+        "/v1/agents",
+        Some(&api.token),
+        &[("X-Padding", &padding)],
+        None,
+    )
+    .await;
+    assert_eq!(big.status, 431, "{}", big.text);
+    assert_eq!(
+        big.body["error"]["code"], "headers_too_large",
+        "{}",
+        big.text
+    );
+    let said = big.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("at most 32768 bytes in 100 fields"), "{said}");
+    let names: Vec<String> = (0..150).map(|i| format!("X-Field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let many = call_with(api.addr, "GET", "/v1/agents", Some(&api.token), &many, None).await;
+    assert_eq!(many.status, 431, "{}", many.text);
+    assert_eq!(
+        many.body["error"]["code"], "headers_too_large",
+        "{}",
+        many.text
+    );
+    // Within the limits, the same request is answered.
+    let fine = call_with(
+        api.addr,
+        "GET",
+        "/v1/agents",
+        Some(&api.token),
+        &[("X-Padding", "short")],
+        None,
+    )
+    .await;
+    assert_eq!(fine.status, 200, "{}", fine.text);
     stop(&api.shutdown, api.services).await;
 }
 
