@@ -496,6 +496,19 @@ pub struct UpArgs {
     /// The local nats-server's TLS key (PEM).
     #[arg(long, env = "FLEET_NATS_TLS_KEY", requires = "nats_tls_cert")]
     pub nats_tls_key: Option<PathBuf>,
+    /// Serve the API over HTTPS with a certificate made for it: a private CA and a
+    /// certificate it signed for localhost, 127.0.0.1, ::1, this machine's hostname, the
+    /// --api-addr IP and every --api-tls-name, kept in DATA_DIR/api-tls/ and reused;
+    /// clients trust DATA_DIR/api-tls/ca.pem (`fleet --api-ca-file`).
+    #[arg(long, conflicts_with = "api_tls_cert")]
+    pub api_tls_self_signed: bool,
+    /// Another DNS name or IP address the made certificate is valid for (repeatable).
+    #[arg(
+        long = "api-tls-name",
+        value_name = "NAME",
+        requires = "api_tls_self_signed"
+    )]
+    pub api_tls_names: Vec<String>,
     /// Also start a local agent (fleet-agent, a child process) enrolled in the tenant
     /// `demo`, with a policy backing a sample directory up into a local repository, all
     /// under DATA_DIR/demo.

@@ -89,8 +89,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if services.projections_dir.is_none() {
                 services.projections_dir = Some(args.data_dir.join("projections"));
             }
-            if services.api_addr.is_none() {
-                services.api_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+            let api_addr = *services
+                .api_addr
+                .get_or_insert(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+            if args.api_tls_self_signed {
+                let names = up::self_signed_names(api_addr, &args.api_tls_names);
+                let dir = args.data_dir.join(up::API_TLS_DIR);
+                let made =
+                    fleet_services::api::self_signed::ensure(&dir, &names, chrono::Utc::now())?;
+                tracing::info!(names = %made.names.join(","), expires = %made.expires.to_rfc3339(),
+                    made = made.made, ca = %made.ca.display(),
+                    "the API serves HTTPS with a self-signed certificate; clients trust its CA: \
+                     fleet --api https://{api_addr} --api-ca-file {}", made.ca.display());
+                if made.replaced {
+                    tracing::warn!(ca = %made.ca.display(),
+                        "a new CA was made: clients that trusted an earlier one must be given this one");
+                }
+                services.api_tls = Some(made.files);
             }
             let config = up::UpConfig {
                 demo,

@@ -47,6 +47,23 @@ pub struct UpConfig {
 
 /// The control plane's key in the data directory.
 pub const CONTROL_KEY_FILE: &str = "control.nk";
+/// Where `--api-tls-self-signed` keeps its CA and certificate, in the data directory.
+pub const API_TLS_DIR: &str = "api-tls";
+
+/// The names a self-signed API certificate is made for: the loopback names, this
+/// machine's hostname, the API's own IP when it listens on one, then `extra`, each once.
+pub fn self_signed_names(api_addr: std::net::SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    names.push(hostname.trim().to_owned());
+    if !api_addr.ip().is_unspecified() {
+        names.push(api_addr.ip().to_string());
+    }
+    names.extend(extra.iter().map(|n| n.trim().to_owned()));
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
+}
 
 /// Runs until `shutdown` is cancelled, then stops what it started.
 pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ mod openapi;
 mod progress;
 mod read;
 mod read_notify;
+pub mod self_signed;
 mod throttle;
 mod ui;
 mod write;
