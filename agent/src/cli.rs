@@ -1,74 +1,86 @@
-//! The `fleet-agent` command line, parsed by hand.
+//! The `fleet-agent` command line (clap): one subcommand, its options after it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand, ValueEnum};
+
 /// Exit code for a command line that cannot be understood (`EX_USAGE`, sysexits.h).
 pub const EX_USAGE: u8 = 64;
 
-/// `fleet-agent --help`.
-pub const USAGE: &str = "\
-usage: fleet-agent <command> [options]
-
-commands:
-  run              run the agent until SIGINT or SIGTERM (needs --config); registers
-                   first if the config has an enrollment token and the state
-                   directory no identity
-  register         register with the config's enrollment token, store the identity
-                   in the state directory and print it (needs --config); exit 77 if
-                   the token is refused
-  check-config     check a configuration file and list every problem in it
-  probe            show what this host can do: the restic version and what it
-                   supports, CPU quotas (cgroup v2 cpu.max), nice and ionice
-  install          write the service that runs the agent at boot (needs --config):
-                   a systemd unit, fleet-agent.service in /etc/systemd/system (on
-                   macOS a launchd plist in /Library/LaunchDaemons); the config is
-                   checked first; prints how to enable it
-  status           show what the running agent last wrote in its state directory
-                   (needs --config); exit 3 if the agent is not running
-
-options:
-  --config FILE    the agent's YAML configuration (run, register, check-config,
-                   install, status); see fleet-agent.example.yaml
-  --restic PATH    the restic program (probe; default: $RESTIC, else restic on PATH)
-  --unit-dir DIR   where install writes the service (default: see install)
-  --binary PATH    the fleet-agent program the service runs (install; default:
-                   this program)
-  --force          let install replace a different existing service file
-  -o, --output FORMAT
-                   status as a table (default) or json (the status file as is)
-  -h, --help       show this help
-";
+/// The restic-fleet agent: runs restic for the fleet control plane.
+#[derive(Debug, Parser)]
+#[command(name = "fleet-agent", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
 
 /// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Print [`USAGE`].
-    Help,
-    /// Probe the host; `restic` is the `--restic` value, if given.
-    Probe { restic: Option<OsString> },
-    /// Run the agent with the configuration file `config`.
-    Run { config: PathBuf },
-    /// Register with the configuration's enrollment token.
-    Register { config: PathBuf },
-    /// Check the configuration file `config`.
-    CheckConfig { config: PathBuf },
-    /// Write the service definition running the agent with `config`.
-    Install {
+    /// Run the agent until SIGINT or SIGTERM; registers first if the configuration has an
+    /// enrollment token and the state directory no identity.
+    Run {
+        /// The agent's YAML configuration (see fleet-agent.example.yaml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// `--unit-dir`; the platform's default if `None`.
-        unit_dir: Option<PathBuf>,
-        /// `--binary`; this program if `None`.
-        binary: Option<PathBuf>,
-        /// `--force`: replace a different existing file.
-        force: bool,
     },
-    /// Show the running agent's status file.
-    Status { config: PathBuf, output: Output },
+    /// Register with the configuration's enrollment token, store the identity in the state
+    /// directory and print it; exit 77 if the token is refused.
+    Register {
+        /// The agent's YAML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and list every problem in it (exit 64 if any).
+    CheckConfig {
+        /// The agent's YAML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show what this host can do: the restic version and what it supports, CPU quotas
+    /// (cgroup v2 cpu.max), nice and ionice.
+    Probe {
+        /// The restic program (default: $RESTIC, else restic on PATH).
+        #[arg(long, value_name = "PATH")]
+        restic: Option<OsString>,
+    },
+    /// Write the service that runs the agent at boot: a systemd unit, fleet-agent.service
+    /// in /etc/systemd/system (on macOS a launchd plist in /Library/LaunchDaemons); the
+    /// configuration is checked first; prints how to enable it.
+    Install {
+        /// The agent's YAML configuration the service runs with.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where the service file goes (default: see above).
+        #[arg(long, value_name = "DIR")]
+        unit_dir: Option<PathBuf>,
+        /// The fleet-agent program the service runs (default: this program).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Replace a different existing service file.
+        #[arg(long)]
+        force: bool,
+        /// Print the service file instead of writing it; the configuration is not read
+        /// (packaging uses this).
+        #[arg(long, conflicts_with_all = ["force", "unit_dir"])]
+        print: bool,
+    },
+    /// Show what the running agent last wrote in its state directory; exit 3 if the agent
+    /// is not running.
+    Status {
+        /// The agent's YAML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A table, or the status file as it is.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 /// How `status` prints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     #[default]
     Table,
@@ -76,150 +88,42 @@ pub enum Output {
     Json,
 }
 
-/// A command line that cannot be understood; print it with [`USAGE`] and exit
-/// [`EX_USAGE`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UsageError {
-    #[error("no command given")]
-    MissingCommand,
-    #[error("unknown command {0:?}")]
-    UnknownCommand(String),
-    #[error("unknown option {0:?}")]
-    UnknownOption(String),
-    #[error("{0} needs a value")]
-    MissingValue(&'static str),
-    #[error("{option} must be {expected}, not {value:?}")]
-    InvalidValue {
-        option: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error("{command} needs {option}")]
-    MissingOption {
-        command: &'static str,
-        option: &'static str,
-    },
-    #[error("{option} does not apply to {command}")]
-    NotApplicable {
-        command: &'static str,
-        option: &'static str,
-    },
-    #[error("unexpected argument {0:?}")]
-    UnexpectedArgument(String),
+/// Parses a whole command line (the program name first).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, clap::Error> {
+    Cli::try_parse_from(args).map(|cli| cli.command)
 }
 
-/// The options that take a value (`--name VALUE` or `--name=VALUE`; `-o` is `--output`).
-const VALUE_OPTIONS: [&str; 5] = ["--restic", "--config", "--unit-dir", "--binary", "--output"];
+/// What a command line that did not parse ends with: help and version are printed on
+/// stdout (exit 0); an error with its usage on stderr (exit [`EX_USAGE`]).
+pub fn refused(error: &clap::Error) -> u8 {
+    let _ = error.print();
+    exit_code(error.kind())
+}
 
-/// Parses the arguments after the program name. Options may come before or after the
-/// command; `--help` anywhere wins.
-pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, UsageError> {
-    let mut args = args.into_iter();
-    let mut command: Option<String> = None;
-    // Indexed like VALUE_OPTIONS.
-    let mut values: [Option<OsString>; 5] = Default::default();
-    let mut force = false;
-    let mut help = false;
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        let name = match text.as_ref() {
-            "-o" => "--output",
-            other => other.split_once('=').map_or(other, |(name, _)| name),
-        };
-        if let Some(index) = VALUE_OPTIONS.iter().position(|option| *option == name) {
-            let option = VALUE_OPTIONS[index];
-            values[index] = Some(match text.split_once('=') {
-                Some((_, value)) if text.starts_with("--") => value.into(),
-                _ => args.next().ok_or(UsageError::MissingValue(option))?,
-            });
-            continue;
-        }
-        match text.as_ref() {
-            "-h" | "--help" => help = true,
-            "--force" => force = true,
-            _ if text.starts_with('-') => return Err(UsageError::UnknownOption(text.into())),
-            _ if command.is_none() => command = Some(text.into_owned()),
-            _ => return Err(UsageError::UnexpectedArgument(text.into())),
-        }
+/// 0 for help and version, [`EX_USAGE`] for every error.
+fn exit_code(kind: clap::error::ErrorKind) -> u8 {
+    use clap::error::ErrorKind;
+    match kind {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        // No command at all: the help, as an error.
+        _ => EX_USAGE,
     }
-    if help {
-        return Ok(Command::Help);
-    }
-    let [restic, config, unit_dir, binary, output] = values;
-    let command: &'static str = match command.as_deref() {
-        Some("help") => return Ok(Command::Help),
-        Some("probe") => "probe",
-        Some("run") => "run",
-        Some("register") => "register",
-        Some("check-config") => "check-config",
-        Some("install") => "install",
-        Some("status") => "status",
-        Some(other) => return Err(UsageError::UnknownCommand(other.to_owned())),
-        None => return Err(UsageError::MissingCommand),
-    };
-    let allowed: &[&str] = match command {
-        "probe" => &["--restic"],
-        "install" => &["--config", "--unit-dir", "--binary", "--force"],
-        "status" => &["--config", "--output"],
-        _ => &["--config"],
-    };
-    let given = [
-        ("--restic", restic.is_some()),
-        ("--config", config.is_some()),
-        ("--unit-dir", unit_dir.is_some()),
-        ("--binary", binary.is_some()),
-        ("--output", output.is_some()),
-        ("--force", force),
-    ];
-    if let Some((option, _)) = given
-        .iter()
-        .find(|(option, given)| *given && !allowed.contains(option))
-    {
-        return Err(UsageError::NotApplicable { command, option });
-    }
-    let config = || {
-        config
-            .clone()
-            .map(PathBuf::from)
-            .ok_or(UsageError::MissingOption {
-                command,
-                option: "--config",
-            })
-    };
-    Ok(match command {
-        "probe" => Command::Probe { restic },
-        "run" => Command::Run { config: config()? },
-        "register" => Command::Register { config: config()? },
-        "check-config" => Command::CheckConfig { config: config()? },
-        "install" => Command::Install {
-            config: config()?,
-            unit_dir: unit_dir.map(PathBuf::from),
-            binary: binary.map(PathBuf::from),
-            force,
-        },
-        _ => Command::Status {
-            config: config()?,
-            output: match output.as_ref().map(|o| o.to_string_lossy()).as_deref() {
-                None | Some("table") => Output::Table,
-                Some("json") => Output::Json,
-                Some(other) => {
-                    return Err(UsageError::InvalidValue {
-                        option: "--output",
-                        value: other.to_owned(),
-                        expected: "table or json",
-                    });
-                }
-            },
-        },
-    })
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<Command, UsageError> {
-        parse(args.iter().map(OsString::from))
+    fn parse_strs(args: &[&str]) -> Result<Command, ErrorKind> {
+        parse(
+            std::iter::once("fleet-agent")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+        .map_err(|e| e.kind())
     }
 
     #[test]
@@ -232,7 +136,7 @@ mod tests {
             parse_strs(&["probe", "--restic", "/r"]),
             Ok(probe(Some("/r")))
         );
-        assert_eq!(parse_strs(&["--restic=/r", "probe"]), Ok(probe(Some("/r"))));
+        assert_eq!(parse_strs(&["probe", "--restic=/r"]), Ok(probe(Some("/r"))));
     }
 
     #[test]
@@ -244,7 +148,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_strs(&["--config=a.yaml", "check-config"]),
+            parse_strs(&["check-config", "--config=a.yaml"]),
             Ok(Command::CheckConfig {
                 config: "a.yaml".into()
             })
@@ -260,12 +164,13 @@ mod tests {
                 unit_dir: None,
                 binary: None,
                 force: false,
+                print: false,
             })
         );
         assert_eq!(
             parse_strs(&[
-                "--force",
                 "install",
+                "--force",
                 "--config=a.yaml",
                 "--unit-dir",
                 "/tmp/units",
@@ -276,7 +181,12 @@ mod tests {
                 unit_dir: Some("/tmp/units".into()),
                 binary: Some("/usr/bin/fleet-agent".into()),
                 force: true,
+                print: false,
             })
+        );
+        assert_eq!(
+            parse_strs(&["install", "--config", "c", "--print", "--force"]),
+            Err(ErrorKind::ArgumentConflict)
         );
     }
 
@@ -294,139 +204,79 @@ mod tests {
             parse_strs(&["status", "--config", "a.yaml", "-o", "json"]),
             Ok(status(Output::Json))
         );
-        assert_eq!(
-            parse_strs(&["--output=table", "status", "--config", "a.yaml"]),
-            Ok(status(Output::Table))
-        );
     }
 
     #[test]
-    fn usage_names_every_command_and_option() {
+    fn help_names_every_command_and_version_is_the_crates() {
+        let help = Cli::command().render_long_help().to_string();
         for word in [
             "run",
+            "register",
             "check-config",
             "probe",
             "install",
             "status",
+        ] {
+            assert!(help.contains(word), "{word}: {help}");
+        }
+        let install = Cli::command()
+            .find_subcommand_mut("install")
+            .expect("install")
+            .render_long_help()
+            .to_string();
+        for word in [
             "--config",
-            "--restic",
             "--unit-dir",
             "--binary",
             "--force",
-            "-o, --output",
+            "--print",
             "/etc/systemd/system",
-            "/Library/LaunchDaemons",
         ] {
-            assert!(USAGE.contains(word), "{word}");
+            assert!(install.contains(word), "{word}: {install}");
         }
+        for args in [&["--help"][..], &["-h"], &["help"], &["probe", "--help"]] {
+            assert_eq!(parse_strs(args), Err(ErrorKind::DisplayHelp), "{args:?}");
+        }
+        assert_eq!(parse_strs(&["--version"]), Err(ErrorKind::DisplayVersion));
+        assert_eq!(
+            Cli::command().get_version(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]
-    fn help_wins() {
-        for args in [
-            &["--help"][..],
-            &["-h"],
-            &["help"],
-            &["probe", "--help"],
-            &["x", "-h"],
-        ] {
-            assert_eq!(parse_strs(args), Ok(Command::Help), "{args:?}");
-        }
-    }
-
-    #[test]
-    fn errors() {
-        let cases = [
-            (&[][..], UsageError::MissingCommand),
-            (&["serve"], UsageError::UnknownCommand("serve".into())),
-            (
-                &["run"],
-                UsageError::MissingOption {
-                    command: "run",
-                    option: "--config",
-                },
-            ),
+    fn errors_are_usage_errors() {
+        let cases: [(&[&str], ErrorKind); 8] = [
+            (&["serve"], ErrorKind::InvalidSubcommand),
+            (&["run"], ErrorKind::MissingRequiredArgument),
             (
                 &["run", "--config", "c", "--restic", "r"],
-                UsageError::NotApplicable {
-                    command: "run",
-                    option: "--restic",
-                },
+                ErrorKind::UnknownArgument,
             ),
-            (
-                &["probe", "--config=c"],
-                UsageError::NotApplicable {
-                    command: "probe",
-                    option: "--config",
-                },
-            ),
-            (
-                &["install"],
-                UsageError::MissingOption {
-                    command: "install",
-                    option: "--config",
-                },
-            ),
-            (
-                &["status", "-o", "json"],
-                UsageError::MissingOption {
-                    command: "status",
-                    option: "--config",
-                },
-            ),
+            (&["probe", "--config=c"], ErrorKind::UnknownArgument),
             (
                 &["status", "--config", "c", "-o", "yaml"],
-                UsageError::InvalidValue {
-                    option: "--output",
-                    value: "yaml".into(),
-                    expected: "table or json",
-                },
-            ),
-            (
-                &["status", "--config", "c", "-o"],
-                UsageError::MissingValue("--output"),
+                ErrorKind::InvalidValue,
             ),
             (
                 &["status", "--config", "c", "--force"],
-                UsageError::NotApplicable {
-                    command: "status",
-                    option: "--force",
-                },
+                ErrorKind::UnknownArgument,
             ),
-            (
-                &["run", "--config", "c", "--unit-dir", "d"],
-                UsageError::NotApplicable {
-                    command: "run",
-                    option: "--unit-dir",
-                },
-            ),
-            (
-                &["install", "--config", "c", "-o", "json"],
-                UsageError::NotApplicable {
-                    command: "install",
-                    option: "--output",
-                },
-            ),
-            (
-                &["probe", "--binary", "b"],
-                UsageError::NotApplicable {
-                    command: "probe",
-                    option: "--binary",
-                },
-            ),
-            (
-                &["install", "--force=yes"],
-                UsageError::UnknownOption("--force=yes".into()),
-            ),
-            (&["probe", "-v"], UsageError::UnknownOption("-v".into())),
-            (&["probe", "--restic"], UsageError::MissingValue("--restic")),
-            (
-                &["probe", "extra"],
-                UsageError::UnexpectedArgument("extra".into()),
-            ),
+            (&["probe", "--restic"], ErrorKind::InvalidValue),
+            (&["probe", "extra"], ErrorKind::UnknownArgument),
         ];
         for (args, expected) in cases {
             assert_eq!(parse_strs(args), Err(expected), "{args:?}");
         }
+        for (args, _) in cases {
+            assert_eq!(
+                parse_strs(args).map_err(exit_code),
+                Err(EX_USAGE),
+                "{args:?}"
+            );
+        }
+        assert_eq!(parse_strs(&["--help"]).map_err(exit_code), Err(0));
+        assert_eq!(parse_strs(&["--version"]).map_err(exit_code), Err(0));
+        assert_eq!(parse_strs(&[]).map_err(exit_code), Err(EX_USAGE));
     }
 }

@@ -2,7 +2,7 @@
 //! `status` (the binary's glue over the library; `probe` lives in [`fleet_agent::probe`]).
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -43,6 +43,32 @@ pub fn check_config(path: &Path) -> ExitCode {
     }
 }
 
+/// The absolute paths a service definition names: `binary` (default: this program) and
+/// `config`.
+fn service_paths(binary: Option<&Path>, config: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let binary = match binary {
+        Some(path) => std::path::absolute(path)?,
+        None => std::env::current_exe()?,
+    };
+    Ok((binary, std::path::absolute(config)?))
+}
+
+/// `fleet-agent install --print`: the service definition running `binary` (default: this
+/// program) with `config`, on stdout; the configuration is not read (a package builds its
+/// unit this way, before any configuration exists).
+pub fn print_unit(config: &Path, binary: Option<&Path>) -> ExitCode {
+    match service_paths(binary, config) {
+        Ok((binary, config)) => {
+            print!("{}", Manager::native().render(&binary, &config));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("fleet-agent: cannot make the paths absolute: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `fleet-agent install --config FILE [--unit-dir DIR] [--binary PATH] [--force]`.
 pub fn install(
     config_path: &Path,
@@ -54,12 +80,7 @@ pub fn install(
         Ok(config) => config,
         Err(code) => return code,
     };
-    let binary = match binary {
-        Some(path) => std::path::absolute(path),
-        None => std::env::current_exe(),
-    };
-    let paths = binary.and_then(|binary| Ok((binary, std::path::absolute(config_path)?)));
-    let (binary, config_path) = match paths {
+    let (binary, config_path) = match service_paths(binary, config_path) {
         Ok(paths) => paths,
         Err(error) => {
             eprintln!("fleet-agent: cannot make the paths absolute: {error}");

@@ -74,8 +74,8 @@ impl Manager {
 pub fn render_systemd(binary: &Path, config: &Path) -> String {
     format!(
         "\
-# Written by `fleet-agent install`. Run it again to change it, or add a drop-in with
-# `systemctl edit fleet-agent`.
+# The restic-fleet agent, from `fleet-agent install` or the fleet-agent package.
+# Change it with a drop-in: `systemctl edit fleet-agent`.
 [Unit]
 Description=restic-fleet agent (runs restic for the fleet control plane)
 Wants=network-online.target

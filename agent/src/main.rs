@@ -17,25 +17,28 @@ fn main() -> ExitCode {
         .finish()
         .with(filter_fn(fleet_agent::enroll::log_filter))
         .init();
-    match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Probe { restic }) => commands::probe(restic),
-        Ok(Command::Run { config }) => commands::run(&config),
-        Ok(Command::Register { config }) => commands::register(&config),
-        Ok(Command::CheckConfig { config }) => commands::check_config(&config),
-        Ok(Command::Install {
+    let command = match cli::parse(std::env::args_os()) {
+        Ok(command) => command,
+        Err(error) => return ExitCode::from(cli::refused(&error)),
+    };
+    match command {
+        Command::Probe { restic } => commands::probe(restic),
+        Command::Run { config } => commands::run(&config),
+        Command::Register { config } => commands::register(&config),
+        Command::CheckConfig { config } => commands::check_config(&config),
+        Command::Install {
+            config,
+            binary,
+            print: true,
+            ..
+        } => commands::print_unit(&config, binary.as_deref()),
+        Command::Install {
             config,
             unit_dir,
             binary,
             force,
-        }) => commands::install(&config, unit_dir.as_deref(), binary.as_deref(), force),
-        Ok(Command::Status { config, output }) => commands::status(&config, output),
-        Err(error) => {
-            eprint!("fleet-agent: {error}\n\n{}", cli::USAGE);
-            ExitCode::from(cli::EX_USAGE)
-        }
+            print: false,
+        } => commands::install(&config, unit_dir.as_deref(), binary.as_deref(), force),
+        Command::Status { config, output } => commands::status(&config, output),
     }
 }
