@@ -94,6 +94,8 @@ KillMode=control-group
 # restic in another with cpu.max (cpuQuotaPercent); without delegation, no cgroup v2 quota.
 Delegate=cpu
 StateDirectory=fleet-agent
+# It holds the agent's NATS key and identity: for the agent's user only.
+StateDirectoryMode=0700
 NoNewPrivileges=true
 # The agent itself at normal priority; restic's niceness and IO class come from the
 # agent's settings (nice, ioClass).
@@ -251,6 +253,7 @@ mod tests {
             "KillMode=control-group",
             "Delegate=cpu",
             "StateDirectory=fleet-agent",
+            "StateDirectoryMode=0700",
             "NoNewPrivileges=true",
             "Nice=0",
             "[Install]",

@@ -24,6 +24,7 @@ mod liveness;
 mod notifier;
 mod notify_api;
 mod outage;
+mod packages;
 mod projector;
 mod replicated;
 mod retention;
