@@ -330,6 +330,31 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     )
     .await;
     assert_eq!(schedule, "every day at 02:00 (Europe/Berlin)");
+    // Days in words as the scheduler reads them: five fields as crontab(5) (0 and 7 are
+    // Sunday), the cron crate's six fields with 1 = Sunday; what cannot be said plainly
+    // is shown as written.
+    let words = browser
+        .execute(
+            "return import('/ui/view-policies.js').then((m) => [
+               '0 2 * * 1-5', '0 2 * * 0', '0 2 * * 7', '30 4 * * 1,3', '0 2 * * MON-FRI',
+               '0 0 2 * * 1', '0 0 2 * * 1-5',
+             ].map(m.cronWords));",
+            vec![],
+        )
+        .await
+        .expect("the schedule words");
+    assert_eq!(
+        words,
+        json!([
+            "every weekday at 02:00",
+            "every Sunday at 02:00",
+            "every Sunday at 02:00",
+            "every Monday and Wednesday at 04:30",
+            "every weekday at 02:00",
+            "every Sunday at 02:00",
+            "cron 0 0 2 * * 1-5",
+        ])
+    );
     screenshot(&browser, &shots, "dashboard-policies.png").await;
 
     // The notifier finds the policy overdue on db-1: the policies page says so live, the

@@ -65,13 +65,20 @@ function every(secs) {
   return `${secs} seconds`;
 }
 
-/** The common five-field forms in words; anything else as the expression itself. */
+/**
+ * The common five-field forms in words; anything else as the expression itself. Five fields
+ * are read as crontab(5) reads them (0 or 7 = Sunday), as the scheduler does; in six or
+ * seven fields (the cron crate's syntax) days are numbered 1 = Sunday to 7 = Saturday.
+ */
 export function cronWords(expr) {
   let fields = expr.trim().split(/\s+/);
-  if (fields.length >= 6) {
-    if (fields[0] !== "0") return `cron ${expr}`;
+  const classic = fields.length === 5;
+  if (!classic) {
+    const seconds = fields[0] === "0" && (fields.length === 6 || (fields.length === 7 && fields[6] === "*"));
+    if (!seconds || !/^(\*|[1-7](,[1-7])*)$/.test(fields[5])) return `cron ${expr}`;
     fields = fields.slice(1, 6);
   }
+  const dayName = (d) => (classic ? DAYS[d % 7] : DAYS[(d + 6) % 7]);
   const [minute, hour, dom, month, dow] = fields;
   const number = (f) => /^\d+$/.test(f);
   const step = (f) => f.match(/^\*\/(\d+)$/);
@@ -80,10 +87,10 @@ export function cronWords(expr) {
     const at = `at ${pad(hour)}:${pad(minute)}`;
     if (dom === "*" && dow === "*") return `every day ${at}`;
     if (dom === "*" && /^[0-7](,[0-7])*$/.test(dow)) {
-      const days = dow.split(",").map((d) => DAYS[Number(d) % 7]);
+      const days = dow.split(",").map((d) => dayName(Number(d)));
       return `every ${days.join(" and ")} ${at}`;
     }
-    if (dom === "*" && dow === "1-5") return `every weekday ${at}`;
+    if (dom === "*" && ((classic && dow === "1-5") || /^mon-fri$/i.test(dow))) return `every weekday ${at}`;
     if (number(dom) && dow === "*") return `on day ${dom} of every month ${at}`;
   }
   if (dom === "*" && dow === "*") {
