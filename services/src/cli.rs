@@ -42,6 +42,9 @@ pub enum Command {
     /// Write the NATS server's authorization config (one user per agent key, limited to
     /// its own subjects) from the event log, for a server `fleet up` does not run.
     NatsConfig(NatsConfigArgs),
+    /// Make a private CA and a certificate it signed (for nats-server or the API), kept in
+    /// a directory and reused until the names change or 30 days are left.
+    TlsCert(TlsCertArgs),
     /// Manage tenants and their tokens.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -286,10 +289,29 @@ pub struct NatsConfigArgs {
     /// The file to write (include it in each nats-server's configuration).
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Write the first config, before any server runs: the control plane and anonymous
+    /// enrollment only, without reading the log (the access service adds the agents once
+    /// the servers run). An existing file is kept.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Create --nats-key-file (a new control-plane key, 0600) if it does not exist.
+    #[arg(long, requires = "nats_key_file")]
+    pub create_key: bool,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
     pub access: AccessArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TlsCertArgs {
+    /// Where the CA (ca.pem), the certificate with its chain (cert.pem) and its key
+    /// (key.pem, 0600) are kept.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// A DNS name or IP address the certificate is valid for (repeat it).
+    #[arg(long = "name", value_name = "NAME", required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -150,7 +150,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::NatsConfig(args) => {
+            if args.create_key
+                && let Some(file) = &args.nats.nats_key_file
+            {
+                fleet_events::store::connect::load_or_create_key(file)
+                    .with_context(|| format!("the control-plane key {}", file.display()))?;
+            }
             let render = args.access.render_config(&args.nats)?;
+            if args.bootstrap {
+                if args.out.exists() {
+                    println!(
+                        "kept {} (it exists; the access service keeps it current)",
+                        args.out.display()
+                    );
+                } else {
+                    access::render_bootstrap(&render, &args.out)?;
+                    println!(
+                        "wrote {} (the control plane{}; no agents yet)",
+                        args.out.display(),
+                        if render.anonymous_enroll {
+                            " and anonymous registration"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                return Ok(());
+            }
             let store = args.nats.store().await?;
             let agents = access::render_once(&store, &render, &args.out).await?;
             println!(
@@ -168,6 +194,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     ""
                 },
                 args.out.display()
+            );
+            Ok(())
+        }
+        Command::TlsCert(args) => {
+            let made = fleet_services::api::self_signed::ensure(
+                &args.dir,
+                &args.names,
+                chrono::Utc::now(),
+            )?;
+            println!(
+                "{} {} for {} until {}; clients trust {}",
+                if made.made { "made" } else { "kept" },
+                made.files.cert.display(),
+                made.names.join(", "),
+                made.expires.to_rfc3339(),
+                made.ca.display()
             );
             Ok(())
         }

@@ -14,10 +14,9 @@ use fleet_events::store::{EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
 use tokio_util::sync::CancellationToken;
 
-use fleet_events::store::connect::{NatsAccess, load_or_create_key, write_private};
+use fleet_events::store::connect::{NatsAccess, load_or_create_key};
 
-use crate::access::book::AccessBook;
-use crate::access::render::{RenderConfig, render as render_config};
+use crate::access::render::RenderConfig;
 use crate::access::{AccessConfig, Reload};
 use crate::demo::{self, DemoConfig};
 use crate::local_nats::{AUTH_FILE, LocalNats, LocalNatsConfig};
@@ -87,7 +86,7 @@ pub async fn run(mut config: UpConfig, shutdown: CancellationToken) -> anyhow::R
     // then (a first start, or a new control key) the control plane must get in.
     let current = std::fs::read_to_string(&auth_file).unwrap_or_default();
     if !current.contains(&control.public_key()) {
-        write_private(&auth_file, &render_config(&AccessBook::default(), &render))?;
+        crate::access::render_bootstrap(&render, &auth_file)?;
     }
     let local = LocalNats::start(&LocalNatsConfig {
         data_dir: config.data_dir.clone(),

@@ -12,4 +12,4 @@ pub mod book;
 pub mod render;
 mod service;
 
-pub use service::{AccessConfig, Reload, render_once, run};
+pub use service::{AccessConfig, Reload, render_bootstrap, render_once, run};

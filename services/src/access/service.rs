@@ -173,6 +173,13 @@ fn read_pid(path: &Path) -> anyhow::Result<u32> {
 
 /// `fleet nats-config`: reads every agent event once, writes the config to `out` and
 /// returns how many agents it admits.
+/// Writes the config before any agent is known (no log read): the control plane and, if
+/// so configured, anonymous registration; the access service adds agents later.
+pub fn render_bootstrap(render_config: &RenderConfig, out: &Path) -> anyhow::Result<()> {
+    write_private(out, &render(&AccessBook::default(), render_config))
+        .with_context(|| format!("writing {}", out.display()))
+}
+
 pub async fn render_once(
     store: &EventStore,
     render_config: &RenderConfig,

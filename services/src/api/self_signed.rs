@@ -130,7 +130,12 @@ fn make(
         DnType::CommonName,
         names.first().map_or("fleet", String::as_str),
     );
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Client authentication too: nats-server nodes present it to each other on their
+    // routes (cluster TLS with `verify`).
+    server.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     server.not_before = day(now - TimeDelta::days(1));
     server.not_after = day(expires);
     let key = KeyPair::generate()?;

@@ -262,13 +262,10 @@ fn every_file_the_deployment_mounts_exists() {
 #[test]
 fn each_nats_node_routes_to_the_other_two_and_keeps_jetstream_on_a_volume() {
     let compose = compose();
+    let node_names = nats_nodes(&compose);
     let nodes: Vec<_> = services(&compose)
         .iter()
-        .filter(|(_, service)| {
-            service["image"]
-                .as_str()
-                .is_some_and(|image| image.starts_with("nats:"))
-        })
+        .filter(|(name, _)| node_names.contains(*name))
         .collect();
     assert_eq!(nodes.len(), 3, "a cluster of three NATS nodes");
     let names: BTreeSet<&str> = nodes.iter().map(|(name, _)| name.as_str()).collect();
@@ -315,17 +312,187 @@ fn each_nats_node_routes_to_the_other_two_and_keeps_jetstream_on_a_volume() {
     assert_none("the NATS cluster", &problems);
 }
 
-/// The NATS nodes of the compose file, by service name.
+/// The NATS nodes of the compose file (the services given a nats-server configuration),
+/// by service name.
 fn nats_nodes(compose: &Value) -> BTreeSet<String> {
     services(compose)
         .iter()
-        .filter(|(_, service)| {
-            service["image"]
-                .as_str()
-                .is_some_and(|image| image.starts_with("nats:"))
-        })
+        .filter(|(_, service)| mounted_file(compose, service, NATS_CONF).is_some())
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// Where a node's nats-server configuration is mounted.
+const NATS_CONF: &str = "/etc/nats/nats.conf";
+
+/// The value of `key` in a nats-server configuration's `block` (`tls`, `cluster.tls`), or
+/// at the top level with `block` empty; quotes removed.
+fn nats_value(conf: &str, block: &[&str], key: &str) -> Option<String> {
+    let mut path: Vec<String> = Vec::new();
+    for line in conf.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(name) = line.strip_suffix('{') {
+            path.push(name.trim().to_owned());
+            continue;
+        }
+        if line == "}" {
+            path.pop();
+            continue;
+        }
+        if path.iter().map(String::as_str).eq(block.iter().copied())
+            && let Some((k, v)) = line.split_once(':')
+            && k.trim() == key
+        {
+            return Some(v.trim().trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// The named volume mounted at the directory holding `file` in `service`, if any, and
+/// whether it is read-only.
+fn volume_of(service: &Value, file: &str) -> Option<(String, bool)> {
+    let dir = Path::new(file).parent()?.to_str()?.to_owned();
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|short| {
+            let parts: Vec<&str> = short.split(':').collect();
+            (parts.len() >= 2 && parts[1] == dir && !parts[0].starts_with('.'))
+                .then(|| (parts[0].to_owned(), parts.get(2) == Some(&"ro")))
+        })
+}
+
+/// The compose deployment is secured as a production one: every NATS node requires TLS of
+/// clients (certificate and key on the volume nats-bootstrap writes, read-only), routes
+/// over TLS verified both ways, includes the rendered authorization from its own volume
+/// (first written by nats-bootstrap, then by the access service beside it, which reloads
+/// the node through the pid file it names); every client trusts the CA and only the
+/// control plane holds its key; the node's key is on no client.
+#[test]
+fn nats_runs_tls_and_the_rendered_authorization_kept_by_the_access_service() {
+    let compose = compose();
+    let all = services(&compose);
+    let nodes = nats_nodes(&compose);
+    let mut problems = Vec::new();
+    let bootstrap = &all["nats-bootstrap"];
+    let script = read(
+        &mounted_file(&compose, bootstrap, "/etc/fleet/nats-bootstrap.sh")
+            .expect("the bootstrap script"),
+    );
+    let node_sh = read(&root().join("deploy/nats/node.sh"));
+    let written_by_bootstrap = |volume: &str| {
+        named_volumes(bootstrap)
+            .into_iter()
+            .find(|(v, _)| v == volume)
+            .map(|(_, at)| at)
+    };
+    for name in &nodes {
+        let service = &all[name];
+        let conf = read(&mounted_file(&compose, service, NATS_CONF).expect("its config"));
+        for block in [&["tls"][..], &["cluster", "tls"]] {
+            for key in ["cert_file", "key_file", "ca_file"] {
+                let Some(file) = nats_value(&conf, block, key) else {
+                    problems.push(format!("{name}: no {key} in {}", block.join(".")));
+                    continue;
+                };
+                match volume_of(service, &file) {
+                    Some((volume, true)) => match written_by_bootstrap(&volume) {
+                        Some(at) if script.contains(&at) => {}
+                        _ => problems.push(format!(
+                            "{name}: {file} is on {volume}, which nats-bootstrap does not write"
+                        )),
+                    },
+                    Some((volume, false)) => {
+                        problems.push(format!("{name}: {volume} (TLS files) is writable"))
+                    }
+                    None => problems.push(format!("{name}: {file} is on no named volume")),
+                }
+            }
+        }
+        if nats_value(&conf, &["cluster", "tls"], "verify").as_deref() != Some("true") {
+            problems.push(format!(
+                "{name}: routes do not verify their peers (cluster.tls.verify)"
+            ));
+        }
+        // The authorization: included from the node's own volume, which nats-bootstrap
+        // writes first, and the access service's files match the node's.
+        if !conf.contains("include \"auth/auth.conf\"") {
+            problems.push(format!("{name}: does not include auth/auth.conf"));
+        }
+        let auth_volume = volume_of(service, "/etc/nats/auth/auth.conf");
+        match &auth_volume {
+            Some((volume, false)) if volume == &format!("{name}-auth") => {
+                let at = written_by_bootstrap(volume);
+                if !at
+                    .is_some_and(|at| script.contains(&at.replace(&name["nats-".len()..], "$node")))
+                {
+                    problems.push(format!(
+                        "{name}: nats-bootstrap writes no first config on {volume}"
+                    ));
+                }
+            }
+            other => problems.push(format!(
+                "{name}: /etc/nats/auth is {other:?}, not its own writable volume"
+            )),
+        }
+        let pid_file = nats_value(&conf, &[], "pid_file");
+        if !pid_file
+            .as_deref()
+            .is_some_and(|f| node_sh.contains(&format!("--nats-pid-file {f}")))
+        {
+            problems.push(format!(
+                "{name}: pid_file {pid_file:?} is not the one the access service signals"
+            ));
+        }
+        if !node_sh.contains("--nats-auth-file /etc/nats/auth/auth.conf") {
+            problems.push(format!("{name}: the access service writes elsewhere"));
+        }
+    }
+    // Clients: the CA for everyone, the control key for the control plane only.
+    for (name, service) in all {
+        let env = &service["environment"];
+        if env["FLEET_NATS_URL"].is_null() {
+            continue;
+        }
+        for (var, volume, ro) in [
+            ("FLEET_NATS_CA_FILE", "fleet-ca", true),
+            ("FLEET_NATS_KEY_FILE", "control", true),
+        ] {
+            match env[var].as_str().map(|f| volume_of(service, f)) {
+                Some(Some((v, r))) if v == volume && r == ro => {}
+                other => problems.push(format!(
+                    "{name}: {var} is {other:?}, not on {volume} (read-only)"
+                )),
+            }
+        }
+    }
+    let agent = &all["agent"];
+    let agent_config = yaml(&root().join("deploy/agent/fleet-agent.yaml"));
+    match agent_config["natsCaFile"]
+        .as_str()
+        .map(|f| volume_of(agent, f))
+    {
+        Some(Some((v, true))) if v == "fleet-ca" => {}
+        other => problems.push(format!(
+            "the agent's natsCaFile is {other:?}, not on fleet-ca"
+        )),
+    }
+    for (name, service) in all {
+        let volumes: Vec<String> = named_volumes(service).into_iter().map(|(v, _)| v).collect();
+        if volumes.iter().any(|v| v == "nats-tls")
+            && !nodes.contains(name)
+            && name != "nats-bootstrap"
+        {
+            problems.push(format!("{name}: mounts the nodes' key (nats-tls)"));
+        }
+        if volumes.iter().any(|v| v == "control") && (name == "agent" || name == "policy") {
+            problems.push(format!("{name}: mounts the control plane's key"));
+        }
+    }
+    assert_none("the secured NATS", &problems);
 }
 
 /// The hosts of a server list, or why it is not one.
