@@ -9,6 +9,7 @@ mod api_writes;
 mod circuit;
 mod cluster;
 mod compose;
+mod compose_nats;
 mod dashboard;
 mod dashboard_live;
 mod dispatcher;
