@@ -41,21 +41,8 @@ fn the_cli_reaches_the_api_over_https_with_its_ca_and_refuses_it_without() {
         token: None,
     };
     let ca = pki.ca.to_str().expect("utf-8 path");
-    // Once the API answers over HTTPS (a token of no tenant: refused, 77)...
-    let stranger = anonymous.with_token(&format!("rft1.nobody.{}", "0".repeat(64)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ran = stranger.run(&["agent", "ls", "--api-ca-file", ca]);
-        if ran.code == 77 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never answered over HTTPS: {ran:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // ...a tenant's admin, trusting the CA, lists the agents (none yet).
+    wait_for_https(&anonymous, ca);
+    // Once it answers, a tenant's admin, trusting the CA, lists the agents (none yet).
     let created = anonymous.ok(&["tenant", "create", "acme", "--nats-url", &nats.url()]);
     let fleet = anonymous.with_token(&token_after(&created, "admin token"));
     let listed = fleet.ok(&["agent", "ls", "-o", "json", "--api-ca-file", ca]);

@@ -13,19 +13,9 @@ use std::time::Duration;
 use fleet_events::store::EventStore;
 use fleet_events::store::connect::{NatsAccess, read_key};
 
+use crate::compose::{read, root as repo};
 use crate::support::agent::{AgentProcess, agent_binary};
 use crate::support::eventually;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the repository")
-        .to_owned()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Processes stopped (SIGKILL) when dropped.
 struct Procs(Vec<Child>);
@@ -290,16 +280,20 @@ async fn the_compose_nats_admits_an_enrolled_agent_over_tls_and_nothing_else() {
     // Every node's access service admits it, each in its own node's file.
     for n in 1..=3 {
         let file = layout.dir.path().join(format!("node-{n}/auth/auth.conf"));
-        eventually("each node admits the agent", Duration::from_secs(30), || {
-            let auth = read(&file);
-            async move {
-                if auth.contains("# agent ") {
-                    std::ops::ControlFlow::Break(())
-                } else {
-                    std::ops::ControlFlow::Continue(auth)
+        eventually(
+            "each node admits the agent",
+            Duration::from_secs(30),
+            || {
+                let auth = read(&file);
+                async move {
+                    if auth.contains("# agent ") {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(auth)
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
     }
 
