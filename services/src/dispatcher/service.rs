@@ -406,7 +406,7 @@ async fn publish(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let payload = command.to_wire().map_err(|e| e.to_string())?;
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = crate::follow::Backoff::new();
     loop {
         let message = PublishMessage::build()
             .payload(payload.clone().into())
@@ -424,8 +424,7 @@ async fn publish(
             Err(e) if shutdown.is_cancelled() => return Err(e),
             Err(e) => {
                 tracing::warn!(%subject, error = %e, "publishing to the agent failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.pause(shutdown).await;
             }
         }
     }
