@@ -72,6 +72,10 @@ pub async fn create(
     }
 }
 
+/// How often a decision is taken again on a newer history after losing the race to
+/// append (another token issued or revoked meanwhile) before giving up.
+const DECIDE_ATTEMPTS: usize = 8;
+
 /// Issues a token of `role` to an existing tenant.
 pub async fn issue(
     store: &EventStore,
@@ -80,10 +84,6 @@ pub async fn issue(
     label: &str,
     now: DateTime<Utc>,
 ) -> Result<NewToken, TenantError> {
-    let (book, _) = book(store, tenant).await?;
-    if !book.exists {
-        return Err(TenantError::Missing(tenant.clone()));
-    }
     let mut secret = [0u8; TOKEN_SECRET_BYTES];
     ring::rand::SystemRandom::new()
         .fill(&mut secret)
@@ -96,9 +96,15 @@ pub async fn issue(
         label: label.into(),
         sha256: hash(&text),
     };
-    // A new token conflicts with nothing; the msg id makes a retry safe.
+    // The msg id makes a retry of the same append safe.
     let msg_id = format!("token-issued:{id}");
-    append(store, tenant, event, &msg_id, Expect::Any, now).await?;
+    decide_and_append(store, tenant, &msg_id, now, |book| {
+        if !book.exists {
+            return Err(TenantError::Missing(tenant.clone()));
+        }
+        Ok(Some(event.clone()))
+    })
+    .await?;
     Ok(NewToken { id, role, text })
 }
 
@@ -109,20 +115,43 @@ pub async fn revoke(
     id: TokenId,
     now: DateTime<Utc>,
 ) -> Result<(), TenantError> {
-    let (book, _) = book(store, tenant).await?;
-    if !book.was_issued(id) {
-        return Err(TenantError::NoSuchToken {
-            tenant: tenant.clone(),
-            token: id,
-        });
-    }
-    if !book.is_live(id) {
-        return Ok(());
-    }
-    let event = TenantEvent::TokenRevoked { token: id };
     let msg_id = format!("token-revoked:{id}");
-    append(store, tenant, event, &msg_id, Expect::Any, now).await?;
-    Ok(())
+    decide_and_append(store, tenant, &msg_id, now, |book| {
+        if !book.was_issued(id) {
+            return Err(TenantError::NoSuchToken {
+                tenant: tenant.clone(),
+                token: id,
+            });
+        }
+        Ok(book
+            .is_live(id)
+            .then_some(TenantEvent::TokenRevoked { token: id }))
+    })
+    .await
+}
+
+/// Folds the tenant's history, asks `decide` what to append (nothing, or one event), and
+/// appends it expecting that history's last sequence; when another append came first,
+/// decides again on the new history.
+async fn decide_and_append(
+    store: &EventStore,
+    tenant: &TenantId,
+    msg_id: &str,
+    now: DateTime<Utc>,
+    decide: impl Fn(&TokenBook) -> Result<Option<TenantEvent>, TenantError>,
+) -> Result<(), TenantError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (book, last_seq) = book(store, tenant).await?;
+        let Some(event) = decide(&book)? else {
+            return Ok(());
+        };
+        match append(store, tenant, event, msg_id, Expect::LastSeq(last_seq), now).await {
+            Err(AppendError::Conflict { .. }) if attempt < DECIDE_ATTEMPTS => continue,
+            result => return result.map_err(TenantError::from),
+        }
+    }
 }
 
 /// Appends one event of `tenant`'s own aggregate.

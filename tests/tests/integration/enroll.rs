@@ -290,3 +290,62 @@ async fn assert_no_stream_holds(client: &async_nats::Client, needle: &str) {
         }
     }
 }
+
+/// Tokens issued and revoked at the same time, by several operators: each decision is
+/// appended expecting the tenant's last sequence, so every one lands once, in order, and
+/// the book folded from the log has them all (the loser of a race decides again).
+#[tokio::test]
+async fn tokens_issued_and_revoked_at_once_all_land_in_order() {
+    let fleet = fleet().await;
+    let acme = support::tenant();
+    tenant::create(&fleet.store, &acme, "Acme", Utc::now())
+        .await
+        .expect("tenant");
+    let first = tenant::issue(&fleet.store, &acme, Role::Admin, "first", Utc::now())
+        .await
+        .expect("a token");
+    let issues = (0..6).map(|i| {
+        let (store, acme) = (fleet.store.clone(), acme.clone());
+        tokio::spawn(async move {
+            tenant::issue(&store, &acme, Role::Enroll, &format!("n{i}"), Utc::now()).await
+        })
+    });
+    let revokes = (0..3).map(|_| {
+        let (store, acme) = (fleet.store.clone(), acme.clone());
+        tokio::spawn(async move { tenant::revoke(&store, &acme, first.id, Utc::now()).await })
+    });
+    let revokes: Vec<_> = revokes.collect();
+    let mut ids = Vec::new();
+    for issue in issues.collect::<Vec<_>>() {
+        ids.push(issue.await.expect("joined").expect("issued").id);
+    }
+    for revoke in revokes {
+        revoke
+            .await
+            .expect("joined")
+            .expect("revoked, or already revoked");
+    }
+    let (book, _) = tenant::book(&fleet.store, &acme).await.expect("the book");
+    for id in &ids {
+        assert!(book.is_live(*id), "token {id} is in the log");
+    }
+    assert!(!book.is_live(first.id), "the first token is revoked");
+    let history = fleet
+        .store
+        .history(&tenant::subject(&acme))
+        .await
+        .expect("history");
+    let revoked = history
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.envelope.event,
+                Event::Tenant(fleet_events::event::TenantEvent::TokenRevoked { .. })
+            )
+        })
+        .count();
+    assert_eq!(revoked, 1, "revoked once, however often asked");
+    // 1 creation + 1 first token + 6 tokens + 1 revocation.
+    assert_eq!(history.events.len(), 9);
+}
