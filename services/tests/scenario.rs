@@ -43,7 +43,8 @@ const UPLOAD_KIB_S: u64 = 1000;
 const DATA_MIB: usize = 5;
 
 /// `fleet-agent run` with a configuration in `dir` that enrolls with `token`, heartbeats
-/// every second and limits restic's uploads to [`UPLOAD_KIB_S`].
+/// every second, waits 2 s for a held lock (restic 0.16+; 0.14 does not wait) and limits
+/// restic's uploads to [`UPLOAD_KIB_S`].
 fn start_agent(dir: &Path, nats_url: &str, token: &str, password_file: &Path) -> Guard {
     let token_file = dir.join("enrollment.token");
     write_private(&token_file, &format!("{token}\n"));
@@ -51,7 +52,7 @@ fn start_agent(dir: &Path, nats_url: &str, token: &str, password_file: &Path) ->
     let yaml = format!(
         "natsUrl: '{nats_url}'\nstateDir: {}\nenrollmentTokenFile: {}\n\
          machineId: scenario-machine-1\nname: {AGENT_NAME}\nheartbeatSecs: 1\n\
-         stopGraceSecs: 5\nsettings:\n  uploadKibS: {UPLOAD_KIB_S}\n\
+         stopGraceSecs: 5\nlockWaitSecs: 2\nsettings:\n  uploadKibS: {UPLOAD_KIB_S}\n\
          secrets:\n  {SECRET}:\n    passwordFile: {}\n",
         quoted(&dir.join("agent-state")),
         quoted(&token_file),

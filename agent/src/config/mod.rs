@@ -40,6 +40,8 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
 pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
 /// Seconds between SIGINT and SIGKILL for restic when none is configured.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
+/// Allowed seconds a task's restic waits for a held lock.
+pub const LOCK_WAIT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
 /// Allowed seconds restic may retry to reach a repository.
 pub const UNREACHABLE_AFTER_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
 
@@ -64,6 +66,8 @@ pub struct ValidConfig {
     pub stop_grace: Duration,
     /// How long restic may retry to reach a repository before the run fails.
     pub unreachable_after: Duration,
+    /// How long a task's restic waits for a lock another restic holds.
+    pub lock_wait: Duration,
     pub restic: PathBuf,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -89,6 +93,7 @@ impl ValidConfig {
             heartbeat_every: self.heartbeat_every,
             stop_grace: self.stop_grace,
             unreachable_after: self.unreachable_after,
+            lock_wait: self.lock_wait,
             status_dir: Some(self.state_dir.clone()),
             hooks: self.hooks.clone(),
         }
@@ -191,6 +196,13 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
             format!("must be between {low} and {high}"),
         );
     }
+    let lock_wait = raw
+        .lock_wait_secs
+        .unwrap_or(crate::executor::LOCK_WAIT.as_secs());
+    if !LOCK_WAIT_SECS.contains(&lock_wait) {
+        let (low, high) = LOCK_WAIT_SECS.into_inner();
+        fail("lockWaitSecs", format!("must be between {low} and {high}"));
+    }
 
     let restic = raw.restic.unwrap_or_else(|| "restic".into());
     if restic.trim().is_empty() {
@@ -266,6 +278,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, Vec<FieldError>> {
                 heartbeat_every: Duration::from_secs(heartbeat),
                 stop_grace: Duration::from_secs(stop_grace),
                 unreachable_after: Duration::from_secs(unreachable_after),
+                lock_wait: Duration::from_secs(lock_wait),
                 restic: restic.into(),
                 metrics_addr,
                 settings,

@@ -47,6 +47,10 @@ pub struct RawConfig {
     /// run is stopped and fails as `network`, 1 to 3600 (default 120; restic 0.17 and
     /// later retry for 15 minutes by themselves).
     pub unreachable_after_secs: Option<u64>,
+    /// Seconds a task's restic waits for a lock another restic holds before it fails as
+    /// `lock` and is retried by its policy (restic 0.16+, `--retry-lock`), 0 to 3600; 0 does
+    /// not wait (default 120).
+    pub lock_wait_secs: Option<u64>,
     /// The restic program (default `restic` on PATH).
     pub restic: Option<String>,
     /// Serve Prometheus metrics on `http://<metricsAddr>/metrics` (default: off).

@@ -38,7 +38,7 @@ fn config_full_file_parses_into_values() {
     let yaml = format!(
         "natsUrl: nats://nats.example:4333\nstateDir: /srv/agent\nagentId: {AGENT}\n\
          tenant: acme\nhostname: web-1\nheartbeatSecs: 30\nstopGraceSecs: 5\n\
-         unreachableAfterSecs: 300\nrestic: /usr/local/bin/restic\n\
+         unreachableAfterSecs: 300\nlockWaitSecs: 0\nrestic: /usr/local/bin/restic\n\
          settings:\n  maxConcurrent: 4\n  perKind:\n    prune: 1\n  ioClass: idle\n\
          secrets:\n  a:\n    passwordFile: /etc/a\n  b:\n    passwordCommand: pass b\n\
          \x20 c:\n    passwordEnv: C_PASS\n"
@@ -51,6 +51,7 @@ fn config_full_file_parses_into_values() {
     assert_eq!(config.heartbeat_every, Duration::from_secs(30));
     assert_eq!(config.stop_grace, Duration::from_secs(5));
     assert_eq!(config.unreachable_after, Duration::from_secs(300));
+    assert_eq!(config.lock_wait, Duration::ZERO);
     assert_eq!(config.restic, PathBuf::from("/usr/local/bin/restic"));
     assert_eq!(config.settings.max_concurrent, 4);
     assert_eq!(config.settings.per_kind.prune, Some(1));
@@ -70,6 +71,7 @@ fn config_defaults_fill_the_rest() {
     assert_eq!(config.heartbeat_every, Duration::from_secs(10));
     assert_eq!(config.stop_grace, Duration::from_secs(10));
     assert_eq!(config.unreachable_after, Duration::from_secs(120));
+    assert_eq!(config.lock_wait, Duration::from_secs(120));
     assert_eq!(config.restic, PathBuf::from("restic"));
     assert_eq!(config.settings, AgentSettings::default());
     assert!(config.secrets.is_empty());
@@ -99,7 +101,7 @@ fn config_env_overrides_win() {
 
 #[test]
 fn config_reports_every_problem_at_once() {
-    let yaml = "agentId: NOT-A-UUID\nheartbeatSecs: 0\nunreachableAfterSecs: 0\nsettings:\n  maxConcurrent: 0\n\
+    let yaml = "agentId: NOT-A-UUID\nheartbeatSecs: 0\nunreachableAfterSecs: 0\nlockWaitSecs: 3601\nsettings:\n  maxConcurrent: 0\n\
                 secrets:\n  both:\n    passwordFile: /etc/x\n    passwordCommand: echo hunter2\n\
                 \x20 none: {}\n";
     let errors = check(yaml, &env(&[("HOSTNAME", "h")])).unwrap_err();
@@ -109,6 +111,7 @@ fn config_reports_every_problem_at_once() {
         "tenant",
         "heartbeatSecs",
         "unreachableAfterSecs",
+        "lockWaitSecs",
         "settings.maxConcurrent",
         "secrets.both",
         "secrets.none",

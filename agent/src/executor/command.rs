@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fleet_events::event::{ErrorClass, TaskError};
 use fleet_events::policy::{PolicySpec, Retention, TaskKind};
@@ -198,23 +199,28 @@ pub fn literal_pattern(path: &str) -> String {
 }
 
 /// How long a task's restic waits for a lock held by another restic (`--retry-lock`)
-/// before it fails with "lock failed": long enough to ride out a neighbour's short run
-/// (a `snapshots` or a quick backup), short against a task's timeout.
-pub const RETRY_LOCK: &str = "2m";
+/// before it fails with "lock failed", unless the agent's `lockWaitSecs` says otherwise:
+/// long enough to ride out a neighbour's short run (a `snapshots` or a quick backup),
+/// short against a task's timeout.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 
-/// The global arguments that make restic wait for a lock: `--retry-lock` where the
-/// version has it (0.16+), none before (0.14 would refuse the unknown flag).
-pub fn retry_lock_args(version: &ResticVersion) -> Vec<OsString> {
-    if version.has_retry_lock() {
-        vec!["--retry-lock".into(), RETRY_LOCK.into()]
+/// The global arguments that make restic wait up to `wait` for a lock: `--retry-lock`
+/// where the version has it (0.16+), none before (0.14 would refuse the unknown flag) or
+/// when `wait` is zero.
+pub fn retry_lock_args(version: &ResticVersion, wait: Duration) -> Vec<OsString> {
+    if version.has_retry_lock() && !wait.is_zero() {
+        vec![
+            "--retry-lock".into(),
+            format!("{}s", wait.as_secs().max(1)).into(),
+        ]
     } else {
         Vec::new()
     }
 }
 
-/// `inv` with [`retry_lock_args`] for `version` before its command.
-pub fn with_retry_lock(mut inv: Invocation, version: &ResticVersion) -> Invocation {
-    let mut args = retry_lock_args(version);
+/// `inv` with [`retry_lock_args`] for `version` and `wait` before its command.
+pub fn with_retry_lock(mut inv: Invocation, version: &ResticVersion, wait: Duration) -> Invocation {
+    let mut args = retry_lock_args(version, wait);
     args.append(&mut inv.args);
     inv.args = args;
     inv

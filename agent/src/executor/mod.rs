@@ -58,6 +58,7 @@ use tracing::info;
 use crate::restic::ResticVersion;
 
 pub use cgroup::CpuLimiter;
+pub use command::LOCK_WAIT;
 pub use command::{
     Invocation, init_invocation, invocation, ls_invocation, restore_invocation,
     retention_invocation, snapshots_invocation, unlock_invocation,
@@ -84,6 +85,9 @@ pub struct Context<'a> {
     pub grace: Duration,
     /// How long restic may retry to reach a repository ([`UNREACHABLE_AFTER`] by default).
     pub unreachable_after: Duration,
+    /// How long a task's restic waits for a lock another restic holds
+    /// ([`command::LOCK_WAIT`] by default; zero: not at all).
+    pub lock_wait: Duration,
     /// The CPU quota restic runs under; `None` for none.
     pub cpu: Option<&'a CpuLimiter>,
     /// Where a run's live progress goes; `None` reports none.
@@ -270,7 +274,7 @@ async fn execute_in(
         (kind, request) => return failed(mismatch(kind, request)),
     }
     let inv = match invocation(order, ctx.settings, &password, ctx.restic, ctx.hostname) {
-        Ok(inv) => command::with_retry_lock(inv, ctx.version),
+        Ok(inv) => command::with_retry_lock(inv, ctx.version, ctx.lock_wait),
         Err(error) => return failed(error),
     };
     let run_once = |inv: Invocation, kind: TaskKind| {

@@ -165,6 +165,7 @@ impl Handler {
             version: &config.restic_version,
             grace: config.stop_grace,
             unreachable_after: config.unreachable_after,
+            lock_wait: config.lock_wait,
             cpu: None,
             progress: None,
             hooks: &config.hooks,

@@ -65,6 +65,8 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// How long restic may retry to reach a repository before the run fails.
     pub unreachable_after: Duration,
+    /// How long a task's restic waits for a lock another restic holds.
+    pub lock_wait: Duration,
     /// Where each heartbeat also writes `status.json` for `fleet-agent status` (the state
     /// directory); `None` writes no status file.
     pub status_dir: Option<PathBuf>,

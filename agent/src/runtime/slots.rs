@@ -104,6 +104,7 @@ async fn run_task(
         version: &config.restic_version,
         grace: config.stop_grace,
         unreachable_after: config.unreachable_after,
+        lock_wait: config.lock_wait,
         cpu: Some(&shared.cpu),
         progress: Some(&shared.progress),
         hooks: &config.hooks,

@@ -332,21 +332,23 @@ fn retry_lock_is_passed_only_to_a_restic_that_has_it() {
         ("restic 0.15.2 compiled with go1.20 on linux/amd64", none),
         (
             "restic 0.16.0 compiled with go1.21 on linux/amd64",
-            vec!["--retry-lock".into(), RETRY_LOCK.into()],
+            vec!["--retry-lock".into(), "120s".into()],
         ),
         (
             "restic 0.18.0 compiled with go1.24.4 on linux/amd64",
-            vec!["--retry-lock".into(), RETRY_LOCK.into()],
+            vec!["--retry-lock".into(), "120s".into()],
         ),
     ] {
         let version = ResticVersion::parse(version).unwrap();
-        assert_eq!(retry_lock_args(&version), expected, "{version}");
+        assert_eq!(retry_lock_args(&version, LOCK_WAIT), expected, "{version}");
     }
     let v0_18 =
         ResticVersion::parse("restic 0.18.0 compiled with go1.24.4 on linux/amd64").unwrap();
-    let inv = with_retry_lock(build_for(TaskKind::Backup), &v0_18);
+    let inv = with_retry_lock(build_for(TaskKind::Backup), &v0_18, Duration::from_secs(5));
     assert_eq!(
         inv.args[..3],
-        ["--retry-lock", RETRY_LOCK, "--limit-upload"].map(OsString::from)[..]
+        ["--retry-lock", "5s", "--limit-upload"].map(OsString::from)[..]
     );
+    // No wait: no flag; the first held lock fails the run.
+    assert!(retry_lock_args(&v0_18, Duration::ZERO).is_empty());
 }

@@ -149,6 +149,7 @@ impl Lab {
             grace: Duration::from_secs(2),
             // Short, for the test of an unreachable repository.
             unreachable_after: UNREACHABLE_IN_TESTS,
+            lock_wait: crate::executor::LOCK_WAIT,
             cpu: self.cpu.as_ref(),
             progress: self.progress.as_ref(),
             hooks: &self.hooks,

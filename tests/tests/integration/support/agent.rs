@@ -56,6 +56,7 @@ pub fn agent_config(agent: AgentId, repo: &Repo, settings: AgentSettings) -> Age
         heartbeat_every: Duration::from_millis(500),
         stop_grace: Duration::from_secs(2),
         unreachable_after: fleet_agent::executor::UNREACHABLE_AFTER,
+        lock_wait: fleet_agent::executor::LOCK_WAIT,
         status_dir: None,
         hooks: Default::default(),
     }
