@@ -14,7 +14,8 @@
 //! that has been retrying to read the repository's config for longer than the agent's
 //! `unreachableAfterSecs`, without a line of anything else, is stopped and the run fails as
 //! `network`, with restic's last error. Any other line (progress on stdout, a lock wait, a
-//! warning) means the repository was reached, and the watch is off for the rest of the run.
+//! warning) means the repository was reached, and the watch is off for the rest of the run;
+//! but not what `check` prints before it opens the repository ([`PREAMBLE`]).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,12 @@ use fleet_events::event::{ErrorClass, TaskError};
 const RETRYING: &str = " returned error, retrying after ";
 /// The request is about the repository's config file: the first thing read on opening.
 const CONFIG: &str = "(<config/";
+/// What restic prints before it opens the repository (`check`, on stdout, which may reach
+/// the agent after the first retries on stderr): no sign that it was reached.
+const PREAMBLE: &[&str] = &[
+    "using temporary cache in ",
+    "create exclusive lock for repository",
+];
 
 /// Watches one run's output until the repository is reached.
 #[derive(Debug, Clone)]
@@ -59,7 +66,7 @@ impl ReachWatch {
                 // `<delay>: <error>`
                 self.last_error = rest.split_once(": ").map_or(rest, |(_, e)| e).to_owned();
             }
-            _ if line.trim().is_empty() => {}
+            _ if line.trim().is_empty() || PREAMBLE.iter().any(|p| line.starts_with(p)) => {}
             _ => {
                 self.reached = true;
                 self.since = None;
@@ -128,6 +135,22 @@ mod tests {
             watch.line(true, REFUSED, t0);
             assert_eq!(watch.give_up_at(), None, "{line}");
         }
+    }
+
+    /// `check` prints its cache and lock lines on stdout before it opens the repository;
+    /// they reach the agent before or after the first retries, and change nothing.
+    #[test]
+    fn what_check_prints_before_opening_is_no_sign_of_reaching() {
+        let t0 = Instant::now();
+        let mut watch = ReachWatch::new(Duration::from_secs(120));
+        watch.line(
+            false,
+            "using temporary cache in /tmp/restic-check-cache-1711596360",
+            t0,
+        );
+        watch.line(true, REFUSED, t0);
+        watch.line(false, "create exclusive lock for repository", t0);
+        assert_eq!(watch.give_up_at(), Some(t0 + Duration::from_secs(120)));
     }
 
     #[test]

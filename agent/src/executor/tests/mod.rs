@@ -209,26 +209,29 @@ async fn unreachable_repository_is_network_well_before_the_run_timeout() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         listener.local_addr().expect("its address").port()
     };
-    let mut order = lab.order(TaskKind::Backup, &lab.data(1));
-    order.spec.repository.url = format!("rest:http://127.0.0.1:{port}/repo");
-    let started = Instant::now();
-    let status = lab.report(&order).await;
-    let ReportStatus::Failed(error) = &status else {
-        panic!("{status:?}")
-    };
-    assert_eq!(error.class, ErrorClass::Network, "{status:?}");
-    assert!(error.message.contains("connection refused"), "{status:?}");
-    if lab.version >= crate::restic::ResticVersion::new(0, 17, 0) {
+    // A backup, and a check, which prints lines of its own before it opens the repository.
+    for kind in [TaskKind::Backup, TaskKind::Check] {
+        let mut order = lab.order(kind, &lab.data(1));
+        order.spec.repository.url = format!("rest:http://127.0.0.1:{port}/repo");
+        let started = Instant::now();
+        let status = lab.report(&order).await;
+        let ReportStatus::Failed(error) = &status else {
+            panic!("{status:?}")
+        };
+        assert_eq!(error.class, ErrorClass::Network, "{kind:?}: {status:?}");
+        assert!(error.message.contains("connection refused"), "{status:?}");
+        if lab.version >= crate::restic::ResticVersion::new(0, 17, 0) {
+            assert!(
+                error.message.contains("could not be reached for 4 s"),
+                "{kind:?}: {status:?}"
+            );
+        }
+        let took = started.elapsed();
         assert!(
-            error.message.contains("could not be reached for 4 s"),
-            "{status:?}"
+            took < Duration::from_secs(60),
+            "{kind:?} took {took:?}: the run timeout, not the watch"
         );
     }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(60),
-        "{took:?}: the run timeout, not the watch"
-    );
 }
 
 #[tokio::test]
