@@ -330,6 +330,30 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     )
     .await;
     assert_eq!(schedule, "every day at 02:00 (Europe/Berlin)");
+    // The fire times are shown in the browser's time zone: the header names it, and the
+    // first is 02:00 in Berlin.
+    let fires = browser
+        .execute(
+            "const th = [...document.querySelectorAll('th')].find((t) => t.textContent.startsWith('Next fires'));
+             return [th && th.textContent, document.querySelector('ul.fires time').getAttribute('datetime'),
+                     Intl.DateTimeFormat().resolvedOptions().timeZone];",
+            vec![],
+        )
+        .await
+        .expect("the fire times");
+    let zone = fires[2].as_str().unwrap_or_default();
+    assert!(!zone.is_empty(), "{fires}");
+    assert_eq!(
+        fires[0],
+        format!("Next fires ({zone}, before jitter)"),
+        "{fires}"
+    );
+    let first: chrono::DateTime<Utc> = fires[1]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("an RFC 3339 time");
+    let berlin = first.with_timezone(&chrono_tz::Europe::Berlin);
+    assert_eq!(berlin.format("%H:%M").to_string(), "02:00", "{fires}");
     // Days in words as the scheduler reads them: five fields as crontab(5) (0 and 7 are
     // Sunday), the cron crate's six fields with 1 = Sunday; what cannot be said plainly
     // is shown as written.

@@ -27,9 +27,14 @@ export async function render() {
     h("h1", {}, "Policies"),
     section(
       "Every policy",
-      table("Policies with their schedules", ["Name", "Kind", "Schedule", "Repository", "Agents", "State", "Next fires (before jitter)"], rows, "No policies yet."),
+      table("Policies with their schedules", ["Name", "Kind", "Schedule", "Repository", "Agents", "State", `Next fires (${localZone()}, before jitter)`], rows, "No policies yet."),
     ),
   );
+}
+
+/** The browser's time zone, in which every time on the dashboard is shown. */
+function localZone() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
 }
 
 /** Paused, overdue on some agents (the notifier's finding, until they catch up), or active. */
