@@ -183,8 +183,33 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    serve_on(store, listener, throttle, tls, shutdown).await
+}
+
+/// Serves the API on `listener`, already bound (tests bind port 0 and keep the listener,
+/// so no other process can take the port between choosing and listening), until
+/// `shutdown`; over HTTPS only when `tls` is given.
+pub async fn serve(
+    store: EventStore,
+    listener: tokio::net::TcpListener,
+    throttle: ThrottlePolicy,
+    tls: Option<&https::TlsFiles>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = tls.map(https::server_config).transpose()?;
+    serve_on(store, listener, throttle, tls, shutdown).await
+}
+
+async fn serve_on(
+    store: EventStore,
+    listener: tokio::net::TcpListener,
+    throttle: ThrottlePolicy,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("the API's address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), scheme, "API listening");
+    tracing::info!(%addr, scheme, "API listening");
     if let Err(error) = crate::serve::install_metrics(None) {
         tracing::warn!(%error, "no metrics on /metrics");
     }

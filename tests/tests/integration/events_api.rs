@@ -48,18 +48,15 @@ impl Scenario {
     async fn start() -> Self {
         let fleet = fleet().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
+        let (listener, addr) = crate::support::api_listener();
         let config = ServiceConfig {
             projections_dir: Some(dir.path().to_owned()),
-            api_addr: Some(addr),
             ..system()
         };
         let shutdown = CancellationToken::new();
         let services = vec![
-            spawn_service(&fleet.store, Service::Projector, config.clone(), &shutdown),
-            spawn_service(&fleet.store, Service::Api, config, &shutdown),
+            spawn_service(&fleet.store, Service::Projector, config, &shutdown),
+            crate::support::spawn_api(&fleet.store, listener, Default::default(), &shutdown),
         ];
         let store = &fleet.store;
         for (tenant, name) in [(&acme(), "Acme"), (&other(), "Other")] {

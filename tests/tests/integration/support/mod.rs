@@ -18,7 +18,8 @@ pub use events::{
     append, append_at, delete_event_consumers, log, register, schedule, task_events, task_log,
 };
 pub use services::{
-    manual, serve_api, serve_api_with, services, spawn_service, stop, system, unthrottled,
+    api_listener, manual, serve_api, serve_api_with, services, spawn_api, spawn_service, stop,
+    system, unthrottled,
 };
 pub use tenants::{TwoTenants, two_tenants};
 pub use wait::{eventually, park_reason, parked, succeeded, task_event_seen};

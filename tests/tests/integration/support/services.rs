@@ -48,6 +48,31 @@ pub fn spawn_service(
     })
 }
 
+/// A listener on a port of 127.0.0.1 the system chose, kept open for the API: no other
+/// process can take the port between choosing and listening.
+pub fn api_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let addr = listener.local_addr().expect("addr");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    (listener, addr)
+}
+
+/// Runs the API on `listener` (failed authentications slowed by `throttle`).
+pub fn spawn_api(
+    store: &EventStore,
+    listener: tokio::net::TcpListener,
+    throttle: ThrottlePolicy,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let (store, shutdown) = (store.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        fleet_services::api::serve(store, listener, throttle, None, shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("the API failed: {e:#}"));
+    })
+}
+
 /// Starts each of `services` (a service listed twice runs twice) with `config`.
 pub fn services(
     store: &EventStore,
@@ -88,22 +113,15 @@ pub fn serve_api(store: &EventStore) -> ServedApi {
 /// [`serve_api`] with failed authentications slowed by `throttle`.
 pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi {
     let projections = tempfile::tempdir().expect("tempdir");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
+    let (listener, addr) = api_listener();
     let config = ServiceConfig {
         projections_dir: Some(projections.path().to_owned()),
-        api_addr: Some(addr),
-        api_throttle: throttle,
-        api_tls: None,
-        access: None,
-        notifier: Default::default(),
         ..system()
     };
     let shutdown = CancellationToken::new();
     let services = vec![
-        spawn_service(store, Service::Projector, config.clone(), &shutdown),
-        spawn_service(store, Service::Api, config, &shutdown),
+        spawn_service(store, Service::Projector, config, &shutdown),
+        spawn_api(store, listener, throttle, &shutdown),
     ];
     ServedApi {
         addr,
