@@ -39,7 +39,7 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
 /// Allowed seconds between heartbeats.
 pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
 /// Seconds between SIGINT and SIGKILL for restic when none is configured.
-pub const DEFAULT_STOP_GRACE_SECS: u64 = 10;
+pub const DEFAULT_STOP_GRACE_SECS: u64 = crate::executor::STOP_GRACE.as_secs();
 /// Allowed seconds a task's restic waits for a held lock.
 pub const LOCK_WAIT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
 /// Allowed seconds restic may retry to reach a repository.

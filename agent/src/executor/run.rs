@@ -1,7 +1,8 @@
 //! Runs one restic invocation to its end: output collected, run timeout, cancellation and
 //! an unreachable repository ([`ReachWatch`]) enforced (SIGINT, so restic removes its lock,
-//! then SIGKILL after a grace period), in its CPU-quota cgroup when it has one. On Linux restic dies with the agent: the kernel
-//! kills it when the agent's process ends, however it ends (`die_with_agent`).
+//! then SIGKILL after a grace period), in its CPU-quota cgroup when it has one. On Linux
+//! restic dies with the agent: the kernel kills it when the agent's process ends, however
+//! it ends (`die_with_agent`).
 
 use std::ffi::OsString;
 use std::path::Path;

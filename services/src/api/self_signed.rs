@@ -70,6 +70,14 @@ pub fn ensure(dir: &Path, names: &[String], now: DateTime<Utc>) -> anyhow::Resul
     }
     let replaced = ca.exists();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The record goes first and comes back last: a process killed between the files
+    // (a new CA beside an old certificate) leaves no record, so the next start makes
+    // them all again instead of reusing a CA that did not sign the certificate.
+    match std::fs::remove_file(dir.join(RECORD)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("removing the certificate's old record"),
+    }
     let expires = now + TimeDelta::days(VALID_DAYS);
     let (ca_pem, cert_pem, key_pem) = make(names, now, expires)?;
     std::fs::write(&ca, ca_pem).with_context(|| format!("writing {}", ca.display()))?;
@@ -190,6 +198,12 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "only the owner reads the key");
+        // Killed while making new files: the old record is gone, so they are made again.
+        std::fs::remove_file(dir.path().join(RECORD)).unwrap();
+        assert!(
+            ensure(dir.path(), &more, late).unwrap().made,
+            "no record: made again"
+        );
         // The API loads what was made.
         super::super::https::server_config(&renamed.files).expect("a usable pair");
     }
