@@ -1,47 +1,39 @@
-//! restic-fleet's control-plane services and the `fleet` command's building blocks.
+//! restic-fleet's control plane as one process: running one service or all of them, `fleet
+//! up`, and the crates the services live in, under the names the `fleet` command and the
+//! tests use.
 //!
 //! # Layout
-//! - [`up`]: `fleet up`, everything on one machine; [`demo`]: its `--demo` agent and policy.
-//! - [`clock`]: the system clock, or a manual one for scenarios.
-//! - [`follow`]: following the log (catch-up, then live) and appending with retries.
-//! - [`heard`]: agents' last heartbeats, kept by `FLEET_HEARTBEATS` across restarts.
-//! - [`lease`]: which instance of a leased service acts (compare-and-set, no expiry).
-//! - [`local_nats`]: the nats-server child process `fleet up` starts.
-//! - [`serve`]: running one service or all of them.
-//! - [`telemetry`]: the metric catalogue, the fleet gauges, the `/metrics` listener.
-//! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
-//! - [`scheduler`]: policies and assignments to tasks (pure core and service loop).
-//! - [`intake`]: agents' reports to canonical task events (pure verdict and consumer).
-//! - [`retry`]: backoff, retry budgets and circuit breakers (pure core).
-//! - [`tenant`]: tenants and their tokens (created, issued, revoked: events).
-//! - [`api`]: the operator HTTP API (axum): reads ask the projector, writes run commands.
-//! - [`command`]: the write side: operator commands decided on an aggregate's history and
-//!   appended with expected sequences.
-//! - [`projector`]: the read models (sled, from the log) and the queries they answer.
-//! - [`enroll`]: the registrar, which registers agents that present an enrollment token.
+//! - [`serve`]: running one service or all of them; [`up`]: `fleet up`, everything on one
+//!   machine; [`demo`]: its `--demo` agent and policy; [`local_nats`]: the nats-server
+//!   child process `fleet up` starts.
+//! - [`telemetry`]: the metric catalogue of every service, the Prometheus recorder and the
+//!   `/metrics` listener.
+//! - Re-exported crates (each service is its own crate under `services/`): [`clock`],
+//!   [`follow`], [`heard`], [`lease`], [`shutdown`] (`fleet-runtime`); [`scheduler`],
+//!   [`dispatcher`], [`intake`], [`retry`], [`notifier`], [`projector`], [`command`],
+//!   [`api`]; [`tenant`], [`enroll`], [`access`] (`fleet-identity`); [`words`]
+//!   (`fleet-api-model`); [`tls`] (`fleet-https-client`).
 //!
-//! Services talk to each other only through NATS subjects named by `fleet-events`.
+//! Services talk to each other only through NATS subjects named by `fleet-events`; a
+//! service's crate uses another's only for a pure core it shares (the dispatcher gates
+//! dispatches with the retry enforcer's circuit fold; the API runs `fleet-command`'s
+//! decisions).
 
-pub mod access;
-pub mod api;
-pub mod clock;
-pub mod command;
 pub mod demo;
-pub mod dispatcher;
-pub mod enroll;
-pub mod follow;
-pub mod heard;
-pub mod intake;
-pub mod lease;
 pub mod local_nats;
-pub mod notifier;
-pub mod projector;
-pub mod retry;
-pub mod scheduler;
 pub mod serve;
-pub mod shutdown;
 pub mod telemetry;
-pub mod tenant;
-pub mod tls;
 pub mod up;
-pub mod words;
+
+pub use fleet_api as api;
+pub use fleet_api_model::words;
+pub use fleet_command as command;
+pub use fleet_dispatcher as dispatcher;
+pub use fleet_https_client as tls;
+pub use fleet_identity::{access, enroll, tenant};
+pub use fleet_intake as intake;
+pub use fleet_notifier as notifier;
+pub use fleet_projector as projector;
+pub use fleet_retry as retry;
+pub use fleet_runtime::{clock, follow, heard, lease, shutdown};
+pub use fleet_scheduler as scheduler;

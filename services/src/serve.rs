@@ -153,6 +153,10 @@ pub async fn run(
             let addr = config
                 .api_addr
                 .context("the API needs an address to listen on (--api-addr)")?;
+            // The API shows this process's metrics on /metrics.
+            if let Err(error) = install_metrics(None) {
+                tracing::warn!(%error, "no metrics on /metrics");
+            }
             crate::api::run(
                 store,
                 addr,

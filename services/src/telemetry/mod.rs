@@ -3,7 +3,7 @@
 //! rendered from the read models ([`fleet_state`]), the Prometheus recorder and the
 //! `/metrics` listener that serves both.
 
-pub mod fleet_state;
+pub use fleet_projector::fleet_state;
 pub mod metrics_catalog;
 
 use std::net::SocketAddr;
@@ -54,6 +54,8 @@ pub fn install(addr: Option<SocketAddr>) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    let source = handle.clone();
+    fleet_runtime::metrics_text::set_source(move || source.render() + &fleet_state::text());
     let _ = METRICS.set(handle);
     if let Some(listener) = listener {
         let app = axum::Router::new().route("/metrics", axum::routing::get(serve_text));

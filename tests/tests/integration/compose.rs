@@ -681,10 +681,10 @@ fn the_grafana_dashboard_queries_only_metrics_the_code_emits() {
         .flatten()
         .filter_map(|source| source["uid"].as_str())
         .collect();
-    // The metric names as the code spells them (services, read models, agent, and the
+    // The metric names as the code spells them (every services crate, read models, agent, and the
     // consumer runtime of fleet-events, which counts parked messages).
     let mut source = String::new();
-    for dir in ["services/src", "projections/src", "agent/src", "events/src"] {
+    for dir in ["services", "projections/src", "agent/src", "events/src"] {
         rust_sources(&root().join(dir), &mut source);
     }
     let dashboards = root().join("deploy/grafana/dashboards");

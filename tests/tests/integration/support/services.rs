@@ -67,6 +67,8 @@ pub fn spawn_api(
 ) -> JoinHandle<()> {
     let (store, shutdown) = (store.clone(), shutdown.clone());
     tokio::spawn(async move {
+        // As `fleet serve api` does: the API shows this process's metrics on /metrics.
+        fleet_services::serve::install_metrics(None).expect("the metrics recorder");
         fleet_services::api::serve(store, listener, throttle, None, shutdown)
             .await
             .unwrap_or_else(|e| panic!("the API failed: {e:#}"));

@@ -1,0 +1,431 @@
+//! The dispatcher service: follows the log into [`Fleet`], hears heartbeats, hands work to
+//! agents with room, and applies the lease.
+//!
+//! A dispatch is two writes: `TaskDispatched` appended with the task's expected sequence
+//! (so two dispatchers never dispatch one attempt twice: the loser gets a conflict and
+//! abandons it), then the command published on `fleet.agent.<agent>.tasks` with msg id
+//! `run:<task>:<attempt>`, retried until stored. When the log cancels a task an agent
+//! holds (an operator, or a replacing run), the agent is sent `Command::Cancel`.
+//!
+//! Run timeouts are a backstop for agents that hang while still heartbeating: an attempt
+//! past its policy's run timeout plus [`DispatcherConfig::timeout_margin`] is recorded as
+//! failed with class `Timeout`, and its agent is sent `Command::Cancel` to stop restic.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use chrono::{DateTime, TimeDelta, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{AgentEvent, Event, TaskEvent};
+use fleet_events::ids::{AgentId, TaskId};
+use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
+use fleet_events::subject::{self, AgentSubject, Channel};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Circuits, Dispatch, DispatchConfig, Fleet, Resend};
+use fleet_runtime::clock::Clock;
+use fleet_runtime::follow::{Follower, append_retrying};
+use fleet_runtime::heard;
+use fleet_runtime::lease::{self, Held};
+
+/// The name the dispatcher reads heartbeats under; bad ones are parked on
+/// `fleet.parked.dispatcher-heartbeats`.
+pub const HEARTBEAT_READER: &str = "dispatcher-heartbeats";
+
+/// The dispatcher's settings.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub dispatch: DispatchConfig,
+    /// An agent not heard from for this long goes offline.
+    pub lease: Duration,
+    /// An agent offline for this long after its lease loses the attempts it holds.
+    pub grace: Duration,
+    /// How long past its policy's run timeout an attempt may go before the control plane
+    /// fails it as timed out (default 30 s, the default lease). The agent enforces the
+    /// timeout itself: the margin gives its own `Timeout` failure time to arrive first.
+    pub timeout_margin: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            dispatch: DispatchConfig::default(),
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
+            timeout_margin: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs the dispatcher until `shutdown` is cancelled. Every instance follows the log and
+/// the heartbeats (a warm standby); only while `held` reads true does it act: liveness,
+/// run timeouts, dispatches and cancels. Taking over costs no replay.
+pub async fn run(
+    store: EventStore,
+    clock: Clock,
+    config: DispatcherConfig,
+    mut held: Held,
+    shutdown: CancellationToken,
+) -> Result<(), ReadError> {
+    let mut fleet = Fleet::new(config.dispatch);
+    let mut circuits = Circuits::new();
+    let mut log = Follower::open(store.clone(), subject::all_events(), "dispatcher").await?;
+    while !log.caught_up() {
+        let Some(stored) = log.next(&shutdown).await else {
+            return Ok(());
+        };
+        fleet.apply_stored(&stored);
+        circuits.apply(&stored.envelope);
+    }
+    tracing::info!("dispatcher caught up with the log");
+    let (beats_tx, mut beats) = mpsc::channel(1024);
+    // The listener stops with this function, even when its future is dropped unfinished.
+    let listening = shutdown.child_token();
+    let _stop_listening = listening.clone().drop_guard();
+    let listener = tokio::spawn(heard::follow(
+        store.clone(),
+        HEARTBEAT_READER,
+        beats_tx,
+        listening,
+    ));
+    let check_every = (config.lease / 4).max(Duration::from_secs(1));
+    let mut active = false;
+    let mut next_check = clock.now();
+    // Attempts this process failed as timed out, until the log shows them ended.
+    let mut timed_out: HashSet<(TaskId, u32)> = HashSet::new();
+    // While standing by: the last heartbeat of each agent that calls for `came_online`.
+    let mut owed_online: HashMap<AgentId, (Heartbeat, DateTime<Utc>)> = HashMap::new();
+    loop {
+        let now = clock.now();
+        let holds = *held.borrow_and_update();
+        match (active, holds) {
+            (false, true) => {
+                tracing::info!("dispatcher active");
+                active = true;
+                next_check = now;
+                resend_orders(&store, &fleet, &shutdown).await;
+                // Agents heard while standing by whose return the log does not know yet:
+                // an agent that dies before its next heartbeat is still recorded as back.
+                for (heartbeat, heard_at) in std::mem::take(&mut owed_online).into_values() {
+                    let lease = config.lease;
+                    came_online(&store, &fleet, &heartbeat, heard_at, now, lease, &shutdown).await;
+                }
+            }
+            (true, false) => {
+                tracing::info!("dispatcher standing by");
+                active = false;
+            }
+            _ => {}
+        }
+        let mut wake = None;
+        if active {
+            if now >= next_check {
+                for event in fleet.liveness(now, config.lease, config.grace) {
+                    let append = Append {
+                        envelope: &event.envelope,
+                        msg_id: &event.msg_id,
+                        expect: event.expect,
+                    };
+                    record(&store, append, &shutdown).await;
+                }
+                next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
+            }
+            time_out(
+                &store,
+                &fleet,
+                &mut timed_out,
+                now,
+                config.timeout_margin,
+                &shutdown,
+            )
+            .await;
+            if fleet.needs_plan(now) {
+                let plan = fleet.plan(now, &mut circuits);
+                dispatch(&store, &mut fleet, plan, now, &shutdown).await;
+            }
+            let timers = [
+                fleet.next_wakeup(),
+                fleet.next_timeout(now, config.timeout_margin),
+            ];
+            wake = Some(timers.into_iter().flatten().fold(next_check, DateTime::min));
+        }
+        tokio::select! {
+            item = log.next(&shutdown) => match item {
+                Some(stored) => {
+                    let cancel = if active { cancel_command(&fleet, &stored) } else { None };
+                    fleet.apply_stored(&stored);
+                    circuits.apply(&stored.envelope);
+                    if let Some((subject, command)) = cancel {
+                        tell_agent(&store, &subject, &command, &shutdown).await;
+                    }
+                }
+                None => break,
+            },
+            Some(beat) = beats.recv() => {
+                let now = clock.now();
+                let heard_at = beat.stored_at.min(now);
+                if active {
+                    came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
+                } else if fleet.came_online_key(beat.heartbeat.agent, heard_at, now, config.lease).is_some() {
+                    owed_online.insert(beat.heartbeat.agent, (beat.heartbeat.clone(), heard_at));
+                } else {
+                    owed_online.remove(&beat.heartbeat.agent);
+                }
+                fleet.observe_heartbeat(&beat.heartbeat, heard_at);
+            }
+            () = lease::changed(&mut held) => {}
+            () = clock.sleep_until_some(wake) => {}
+        }
+        let stats = fleet.stats(clock.now());
+        metrics::gauge!("fleet_saturated_agents").set(stats.saturated as f64);
+        metrics::gauge!("fleet_waiting_tasks").set(stats.waiting as f64);
+    }
+    let _ = listener.await;
+    Ok(())
+}
+
+/// Fails the attempts past their run timeout at `now` that this process has not failed yet,
+/// and tells their agents to cancel them; forgets attempts the log has since ended.
+async fn time_out(
+    store: &EventStore,
+    fleet: &Fleet,
+    timed_out: &mut HashSet<(TaskId, u32)>,
+    now: DateTime<Utc>,
+    margin: Duration,
+    shutdown: &CancellationToken,
+) {
+    timed_out.retain(|(task, attempt)| {
+        fleet
+            .task(*task)
+            .is_some_and(|t| t.attempt == *attempt && t.status.is_on_agent())
+    });
+    for event in fleet.timeouts(now, margin) {
+        let Event::Task {
+            task,
+            event: TaskEvent::Failed { attempt, .. },
+        } = &event.envelope.event
+        else {
+            continue;
+        };
+        let (task, attempt) = (*task, *attempt);
+        let Some(agent) = fleet.task(task).map(|t| t.agent) else {
+            continue;
+        };
+        if !timed_out.insert((task, attempt)) {
+            continue;
+        }
+        tracing::warn!(task_id = %task, agent_id = %agent, attempt, "attempt past its run timeout");
+        metrics::counter!("fleet_tasks_timed_out_total").increment(1);
+        let append = Append {
+            envelope: &event.envelope,
+            msg_id: &event.msg_id,
+            expect: event.expect,
+        };
+        record(store, append, shutdown).await;
+        let subject = AgentSubject {
+            agent,
+            channel: Channel::Tasks,
+        }
+        .to_string();
+        let command = AgentCommand::new(Command::Cancel {
+            task,
+            attempt,
+            reason: "run timeout".into(),
+        });
+        tell_agent(store, &subject, &command, shutdown).await;
+    }
+}
+
+/// Records that a registered agent is back (offline until now), or heard from for the
+/// first time since its registration.
+async fn came_online(
+    store: &EventStore,
+    fleet: &Fleet,
+    beat: &Heartbeat,
+    heard_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    shutdown: &CancellationToken,
+) {
+    let Some(view) = fleet.agent(beat.agent, now) else {
+        return;
+    };
+    if view.tenant.as_ref() != Some(&beat.tenant) {
+        return;
+    }
+    let Some(msg_id) = fleet.came_online_key(beat.agent, heard_at, now, lease) else {
+        return;
+    };
+    let event = Event::Agent {
+        agent: beat.agent,
+        event: AgentEvent::CameOnline {
+            agent_version: beat.agent_version.clone(),
+            restic_version: beat.restic_version.clone(),
+        },
+    };
+    let envelope = Envelope::new(beat.tenant.clone(), now, event);
+    record(
+        store,
+        Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::Any,
+        },
+        shutdown,
+    )
+    .await;
+}
+
+async fn record(store: &EventStore, append: Append<'_>, shutdown: &CancellationToken) {
+    let kind = append.envelope.event.event_type().name();
+    match append_retrying(store, append, shutdown).await {
+        Ok(appended) if !appended.duplicate => {
+            // went_offline, came_online, task.lost, task.failed (run timeout).
+            metrics::counter!("fleet_liveness_events_total", "event" => kind).increment(1);
+            tracing::info!(event = kind, subject = %append.envelope.subject(), "liveness recorded")
+        }
+        Ok(_) | Err(AppendError::Conflict { .. }) => {
+            tracing::debug!(event = kind, "liveness event already recorded")
+        }
+        Err(e) => tracing::error!(event = kind, error = %e, "liveness event could not be recorded"),
+    }
+}
+
+/// Appends each dispatch, then publishes its command to the agent.
+async fn dispatch(
+    store: &EventStore,
+    fleet: &mut Fleet,
+    plan: Vec<Dispatch>,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) {
+    for d in plan {
+        let msg_id = d.event_msg_id();
+        let append = Append {
+            envelope: &d.envelope,
+            msg_id: &msg_id,
+            expect: d.expect,
+        };
+        match append_retrying(store, append, shutdown).await {
+            Ok(_) => {}
+            Err(AppendError::Conflict { .. }) => {
+                tracing::debug!(task = %d.task, "another dispatcher moved this task first");
+                fleet.abandon(d.task);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(task = %d.task, error = %e, "dispatch not recorded; the task waits");
+                fleet.abandon(d.task);
+                continue;
+            }
+        }
+        if let Err(e) = publish_command(store, &d, shutdown).await {
+            tracing::error!(task = %d.task, agent = %d.agent, error = %e, "task dispatched but not delivered");
+            continue;
+        }
+        metrics::counter!("fleet_tasks_dispatched_total").increment(1);
+        if let Some(run_at) = fleet.task(d.task).and_then(|t| t.run_at) {
+            let late = (now - run_at).to_std().unwrap_or(Duration::ZERO);
+            metrics::histogram!("fleet_dispatch_delay_seconds").record(late.as_secs_f64());
+        }
+        tracing::info!(task = %d.task, agent = %d.agent, attempt = d.attempt, "task dispatched");
+    }
+}
+
+/// Sends again the orders of attempts dispatched but not acknowledged, which an instance
+/// that died between its two writes may never have sent.
+async fn resend_orders(store: &EventStore, fleet: &Fleet, shutdown: &CancellationToken) {
+    let owed = fleet.unacknowledged_orders();
+    if owed.is_empty() {
+        return;
+    }
+    tracing::info!(orders = owed.len(), "sending unacknowledged orders again");
+    for Resend { subject, command } in owed {
+        match publish(store, &subject, &command, shutdown).await {
+            Ok(()) => metrics::counter!("fleet_orders_resent_total").increment(1),
+            Err(e) => tracing::error!(%subject, error = %e, "an order could not be sent again"),
+        }
+    }
+}
+
+/// The cancel command owed to an agent when the log cancels a task it holds. Only live
+/// events lead to one: a cancel read during catch-up was sent by the instance that saw it
+/// live (the command's msg id makes a second send harmless, but not a late one useful).
+fn cancel_command(fleet: &Fleet, stored: &Stored) -> Option<(String, AgentCommand)> {
+    let Event::Task {
+        task,
+        event: TaskEvent::Cancelled { reason },
+    } = &stored.envelope.event
+    else {
+        return None;
+    };
+    let held = fleet.task(*task).filter(|t| t.status.is_on_agent())?;
+    let subject = AgentSubject {
+        agent: held.agent,
+        channel: Channel::Tasks,
+    }
+    .to_string();
+    let command = AgentCommand::new(Command::Cancel {
+        task: *task,
+        attempt: held.attempt,
+        reason: reason.clone(),
+    });
+    Some((subject, command))
+}
+
+/// Publishes a cancel command; logs when it cannot.
+async fn tell_agent(
+    store: &EventStore,
+    subject: &str,
+    command: &AgentCommand,
+    shutdown: &CancellationToken,
+) {
+    match publish(store, subject, command, shutdown).await {
+        Ok(()) => tracing::info!(%subject, "cancel sent to the agent"),
+        Err(e) => tracing::error!(%subject, error = %e, "cancel could not be sent"),
+    }
+}
+
+/// Publishes the dispatch's command, retrying with its msg id while NATS is unavailable.
+async fn publish_command(
+    store: &EventStore,
+    d: &Dispatch,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    publish(store, &d.subject(), &d.command, shutdown).await
+}
+
+/// Publishes `command` on `subject` with its msg id, retrying while NATS is unavailable.
+async fn publish(
+    store: &EventStore,
+    subject: &str,
+    command: &AgentCommand,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let payload = command.to_wire().map_err(|e| e.to_string())?;
+    let mut backoff = fleet_runtime::follow::Backoff::new();
+    loop {
+        let message = PublishMessage::build()
+            .payload(payload.clone().into())
+            .message_id(command.msg_id());
+        let result = match store
+            .jetstream()
+            .send_publish(subject.to_owned(), message)
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::warn!(%subject, error = %e, "publishing to the agent failed; retrying");
+                backoff.pause(shutdown).await;
+            }
+        }
+    }
+}
