@@ -328,5 +328,50 @@ pub fn check_plain_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a notification's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NotificationState {
+    /// Triggered; no attempt claimed yet.
+    Pending,
+    /// An attempt is being sent.
+    Sending,
+    /// The target accepted it.
+    Delivered,
+    /// The last attempt failed; another one is due.
+    Failed,
+    /// Every attempt the rule allows failed: no more attempts.
+    DeadLettered,
+}
+
+impl NotificationState {
+    /// Every state, in the order a delivery goes through them.
+    pub const ALL: [NotificationState; 5] = [
+        NotificationState::Pending,
+        NotificationState::Sending,
+        NotificationState::Delivered,
+        NotificationState::Failed,
+        NotificationState::DeadLettered,
+    ];
+
+    /// The camelCase name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Sending => "sending",
+            NotificationState::Delivered => "delivered",
+            NotificationState::Failed => "failed",
+            NotificationState::DeadLettered => "deadLettered",
+        }
+    }
+
+    /// True once nothing more will happen to it.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            NotificationState::Delivered | NotificationState::DeadLettered
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests;

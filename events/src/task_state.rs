@@ -308,5 +308,38 @@ fn event_name(event: &TaskEvent) -> &'static str {
     event.event_type().name()
 }
 
+/// How a finished attempt ended, without its details (the runs read model keeps the
+/// details).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunOutcomeKind {
+    Succeeded,
+    Failed,
+    Lost,
+    Cancelled,
+    Exhausted,
+}
+
+impl RunOutcomeKind {
+    /// Every kind.
+    pub const ALL: [RunOutcomeKind; 5] = [
+        RunOutcomeKind::Succeeded,
+        RunOutcomeKind::Failed,
+        RunOutcomeKind::Lost,
+        RunOutcomeKind::Cancelled,
+        RunOutcomeKind::Exhausted,
+    ];
+
+    /// The snake_case name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcomeKind::Succeeded => "succeeded",
+            RunOutcomeKind::Failed => "failed",
+            RunOutcomeKind::Lost => "lost",
+            RunOutcomeKind::Cancelled => "cancelled",
+            RunOutcomeKind::Exhausted => "exhausted",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

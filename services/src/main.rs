@@ -1,19 +1,8 @@
-//! The `fleet` command: thin glue over `fleet-services`.
+//! The `fleet` command: thin glue over `fleet-services` (the control host's verbs) and
+//! `fleet-cli` (the operators' verbs).
 
-mod agent_cmd;
-mod api_client;
 mod cli;
-mod events_cmd;
-mod lookup;
-mod notify_args;
-mod notify_cmd;
-mod output;
-mod policy_cmd;
 mod projections_cmd;
-mod request_cmd;
-mod snapshots_cmd;
-mod table;
-mod task_cmd;
 mod tenant_cmd;
 
 use std::process::ExitCode;
@@ -31,7 +20,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(api_client::exit::USAGE);
+            return ExitCode::from(fleet_cli::exit::USAGE);
         }
         Err(e) => {
             let _ = e.print();
@@ -56,7 +45,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // API errors carry their own exit code (and a 400's field problems).
-            let (code, text) = api_client::report(&e);
+            let (code, text) = fleet_cli::report(&e);
             if let Some(text) = text {
                 eprintln!("{text}");
             }
@@ -215,19 +204,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Tenant(command) => tenant_cmd::run(command).await,
         Command::Projections(command) => projections_cmd::run(command).await,
-        Command::Agent(args) => agent_cmd::run(args).await,
-        Command::Policy(args) => policy_cmd::run(args).await,
-        Command::Notify(args) => notify_cmd::run(args).await,
-        Command::Task(args) => task_cmd::run(args).await,
-        Command::Runs(args) => task_cmd::runs(args).await,
-        Command::Snapshots(args) => snapshots_cmd::run(args).await,
-        Command::Restore(args) => request_cmd::restore(args).await,
-        Command::Snapshot(args) => match args.command {
-            cli::SnapshotCommand::Ls(args) => request_cmd::ls(args).await,
-        },
-        Command::Repo(args) => match args.command {
-            cli::RepoCommand::Refresh(args) => request_cmd::refresh(args).await,
-        },
-        Command::Events(args) => events_cmd::run(args).await,
+        Command::Operator(command) => fleet_cli::run(command).await,
     }
 }

@@ -46,37 +46,7 @@ impl RunOutcome {
     }
 }
 
-/// [`RunOutcome`] without its details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunOutcomeKind {
-    Succeeded,
-    Failed,
-    Lost,
-    Cancelled,
-    Exhausted,
-}
-
-impl RunOutcomeKind {
-    /// Every kind.
-    pub const ALL: [RunOutcomeKind; 5] = [
-        RunOutcomeKind::Succeeded,
-        RunOutcomeKind::Failed,
-        RunOutcomeKind::Lost,
-        RunOutcomeKind::Cancelled,
-        RunOutcomeKind::Exhausted,
-    ];
-
-    /// The snake_case name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcomeKind::Succeeded => "succeeded",
-            RunOutcomeKind::Failed => "failed",
-            RunOutcomeKind::Lost => "lost",
-            RunOutcomeKind::Cancelled => "cancelled",
-            RunOutcomeKind::Exhausted => "exhausted",
-        }
-    }
-}
+pub use fleet_events::task_state::RunOutcomeKind;
 
 /// One finished attempt of a task (postcard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

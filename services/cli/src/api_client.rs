@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cli::ApiArgs;
+use crate::args::ApiArgs;
 
 /// Exit codes (`sysexits.h`), as the API contract assigns them.
 pub mod exit {
@@ -162,7 +162,7 @@ impl ApiClient {
     pub fn new(args: &ApiArgs) -> Result<Self, ApiError> {
         let base = base_url(&args.api)?;
         let token = token(args.token.as_deref(), args.token_file.as_deref())?;
-        let tls = fleet_services::tls::client_config(args.api_ca_file.as_deref())
+        let tls = fleet_https_client::client_config(args.api_ca_file.as_deref())
             .map_err(|e| ApiError::Usage(format!("cannot set up TLS: {e:#}")))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -392,15 +392,24 @@ mod tests {
     use anyhow::Context;
     use serde_json::json;
 
-    /// A TLS listener with the API's server configuration and a certificate from a CA made
+    /// A TLS listener (rustls with ring, as the API serves) and a certificate from a CA made
     /// here; the handshake is all it does.
     async fn tls_listener() -> (String, fleet_tests::pki::Pki) {
         let pki = fleet_tests::pki::Pki::generate();
-        let files = fleet_services::api::https::TlsFiles {
-            cert: pki.cert.clone(),
-            key: pki.key.clone(),
-        };
-        let config = fleet_services::api::https::server_config(&files).expect("server config");
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(&pki.cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .expect("the certificate");
+        let key = PrivateKeyDer::from_pem_file(&pki.key).expect("the key");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let config = std::sync::Arc::new(config);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -422,7 +431,7 @@ mod tests {
             token: Some("t".to_owned()),
             token_file: None,
             api_ca_file: None,
-            output: crate::cli::OutputArg::Json,
+            output: crate::args::OutputArg::Json,
         };
         let client = ApiClient::new(&args).expect("client");
         let error = client

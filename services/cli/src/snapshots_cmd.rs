@@ -4,12 +4,12 @@
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
-use crate::cli::{OutputArg, SnapshotsArgs};
+use crate::args::{OutputArg, SnapshotsArgs};
 use crate::lookup;
 use crate::output::{print, print_json, text, time};
 use crate::table::Table;
+use fleet_api_model::words::bytes;
 use fleet_events::ids::RepoId;
-use fleet_services::words::bytes;
 
 /// Snapshots asked for per request (the API's largest page).
 const PAGE: usize = 500;

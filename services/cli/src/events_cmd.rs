@@ -8,7 +8,7 @@ use chrono::SecondsFormat;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError, exit};
-use crate::cli::{EventsArgs, EventsCommand, OutputArg, ReplayArgs};
+use crate::args::{EventsArgs, EventsCommand, OutputArg, ReplayArgs};
 use crate::lookup;
 use crate::output::{print, print_json, text, time};
 

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Subcommand};
+use fleet_events::notify::NotificationState;
 use fleet_events::notify::Trigger;
-use fleet_projections::NotificationState;
 
-use crate::cli::ApiArgs;
+use crate::args::ApiArgs;
 
 #[derive(Debug, Args)]
 pub struct NotifyArgs {

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
-use crate::cli::OutputArg;
+use crate::args::OutputArg;
 use crate::notify_args::{NotifyAddArgs, NotifyArgs, NotifyCommand, NotifyLogArgs};
 use crate::output::{print, print_json, text, time, written};
 use crate::policy_cmd::{read_input, yaml_documents};
@@ -241,7 +241,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::Command;
+    use crate::testing::Cli;
 
     fn add(args: &[&str]) -> NotifyAddArgs {
         let all: Vec<&str> = ["fleet", "notify", "add"]

@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, ApiError};
-use crate::cli::{OutputArg, RunsArgs, TaskArgs, TaskCommand};
+use crate::args::{OutputArg, RunsArgs, TaskArgs, TaskCommand};
 use crate::events_cmd::history_line;
 use crate::lookup::{self, Names};
 use crate::output::{duration_ms, print, print_json, text, time, written};

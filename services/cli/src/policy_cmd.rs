@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, ApiError};
-use crate::cli::{OutputArg, PolicyArgs, PolicyCommand};
+use crate::args::{OutputArg, PolicyArgs, PolicyCommand};
 use crate::lookup::{self, Names};
 use crate::output::{print, print_json, span_secs, text, time, written};
 use crate::table::{Table, fields};

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::api_client::ApiClient;
-use crate::cli::{AgentArgs, AgentCommand, AgentSettingsArgs, OutputArg};
+use crate::args::{AgentArgs, AgentCommand, AgentSettingsArgs, OutputArg};
 use crate::lookup;
 use crate::output::{ago, print, print_json, text, time, written, yes_no};
 use crate::table::{Table, fields};
@@ -279,14 +279,14 @@ mod tests {
     use clap::Parser;
 
     fn settings_args(args: &[&str]) -> AgentSettingsArgs {
-        let cli = crate::cli::Cli::try_parse_from(
+        let cli = crate::testing::Cli::try_parse_from(
             ["fleet", "agent", "settings", "web-1"]
                 .iter()
                 .chain(args.iter()),
         )
         .expect("parses");
         match cli.command {
-            crate::cli::Command::Agent(AgentArgs {
+            crate::args::Command::Agent(AgentArgs {
                 command: AgentCommand::Settings(settings),
                 ..
             }) => settings,

@@ -5,12 +5,12 @@
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, ApiError, exit};
-use crate::cli::{OutputArg, RefreshArgs, RestoreArgs, SnapshotLsArgs};
+use crate::args::{OutputArg, RefreshArgs, RestoreArgs, SnapshotLsArgs};
 use crate::events_cmd::{Frame, SseParser};
 use crate::lookup;
 use crate::output::{print, print_json, text};
 use crate::table::Table;
-use fleet_services::words::bytes;
+use fleet_api_model::words::bytes;
 
 /// Wait before opening a progress stream again that closed while its task ran.
 const RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
