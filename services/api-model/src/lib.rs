@@ -1,7 +1,9 @@
 //! What the control plane says to operators, shared by the servers that say it and the
-//! clients that read it: the read models' query protocol ([`query`]), the JSON of
-//! notification events ([`notify_json`]) and sizes in words ([`words`]).
+//! clients that read it: the read models' query protocol ([`query`]), the JSON of what
+//! events carry ([`event_shapes`]) and of notification events ([`notify_json`]), and sizes
+//! in words ([`words`]).
 
+pub mod event_shapes;
 pub mod notify_json;
 pub mod query;
 pub mod words;

@@ -17,8 +17,8 @@ use fleet_events::store::Stored;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use fleet_api_model::event_shapes as dto;
 use fleet_api_model::words::bytes;
-use fleet_projector::dto;
 
 mod hook;
 

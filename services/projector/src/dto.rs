@@ -2,7 +2,7 @@
 //! models' stored views, which keep compact forms of their own.
 
 use chrono::{DateTime, Utc};
-use fleet_events::event::{ErrorClass, RunDetail, RunSummary, SnapshotInfo, TaskRequest};
+use fleet_events::event::{ErrorClass, RunDetail, RunSummary};
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::protocol::KindCounts;
@@ -11,12 +11,14 @@ use fleet_projections::{
     AgentView, Circuit, LastSuccess, Overdue, PolicyView, RepoView, RunView, TaskView,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod notify;
 mod snapshots;
 pub use notify::{Notification, OverdueAgent, OverduePolicy, Rule, overdue_agents};
 pub use snapshots::{AddedBy, ListedBy, NamedPolicy, Snapshot, SnapshotPage, SnapshotRepository};
+// One shape for what events carry, wherever shown.
+pub use fleet_api_model::event_shapes::{request_json, run_summary, snapshot_json};
 
 /// One task as operators see it.
 #[derive(Debug, Clone, Serialize)]
@@ -372,82 +374,4 @@ pub fn freshness(
         }
     }
     out
-}
-
-/// A run's summary as JSON: camelCase, the kind's details under `backup` or `prune`.
-pub fn run_summary(summary: &RunSummary) -> Value {
-    let mut value = json!({ "kind": summary.kind, "durationMs": summary.duration_ms });
-    match &summary.detail {
-        RunDetail::Backup(b) => {
-            value["backup"] = json!({
-                "snapshotId": b.snapshot_id,
-                "filesNew": b.files_new,
-                "filesChanged": b.files_changed,
-                "filesUnmodified": b.files_unmodified,
-                "dirsNew": b.dirs_new,
-                "dirsChanged": b.dirs_changed,
-                "dirsUnmodified": b.dirs_unmodified,
-                "dataBlobs": b.data_blobs,
-                "treeBlobs": b.tree_blobs,
-                "dataAddedBytes": b.data_added_bytes,
-                "totalFilesProcessed": b.total_files_processed,
-                "totalBytesProcessed": b.total_bytes_processed,
-                "unreadableFiles": b.unreadable_files,
-            });
-        }
-        RunDetail::Check => {}
-        RunDetail::Prune(p) => {
-            value["prune"] = json!({
-                "snapshotsKept": p.snapshots_kept,
-                "snapshotsRemoved": p.snapshots_removed,
-            });
-        }
-        RunDetail::Restore(r) => {
-            value["restore"] = json!({
-                "snapshotId": r.snapshot,
-                "dryRun": r.dry_run,
-                "filesRestored": r.files_restored,
-                "bytesRestored": r.bytes_restored,
-                "filesSkipped": r.files_skipped,
-                "errors": r.errors,
-                "errorSamples": r.error_samples,
-            });
-        }
-        RunDetail::Refresh(r) => {
-            value["refresh"] = json!({ "snapshots": r.snapshots });
-        }
-    }
-    value
-}
-
-/// A snapshot as JSON: camelCase, RFC 3339 time, the fleet's own tags read out.
-pub fn snapshot_json(s: &SnapshotInfo) -> Value {
-    json!({
-        "id": s.id,
-        "shortId": s.short_id(),
-        "time": s.time,
-        "host": s.host,
-        "paths": s.paths,
-        "morePaths": s.more_paths,
-        "tags": s.tags,
-        "sizeBytes": s.size_bytes,
-        "files": s.files,
-        "policy": s.tag("policy"),
-        "task": s.tag("task"),
-    })
-}
-
-/// An operator's request (restore, refresh) as JSON.
-pub fn request_json(request: &TaskRequest) -> Value {
-    match request {
-        TaskRequest::Restore(r) => json!({
-            "kind": "restore",
-            "snapshotId": r.snapshot,
-            "include": r.include,
-            "target": r.target,
-            "dryRun": r.dry_run,
-            "overwrite": r.overwrite.as_str(),
-        }),
-        TaskRequest::Refresh => json!({ "kind": "refresh" }),
-    }
 }
