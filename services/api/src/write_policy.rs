@@ -79,7 +79,8 @@ pub(super) async fn resolve_agent(
     };
     Ok(agent::check_usable(&api.store, &caller.tenant, id)
         .await?
-        .map(|()| id))
+        .map(|()| id)
+        .map_err(|refusal| refusal.to_string()))
 }
 
 /// The one agent in service named `name` (or with that hostname), among the projector's
@@ -305,14 +306,8 @@ pub async fn assign(
     caller.may_change()?;
     let id = policy_ref(&caller.tenant, &id);
     let agent_id: AgentId = path_id(&agent_id, "agent")?;
-    if let Err(reason) = agent::check_usable(&api.store, &caller.tenant, agent_id).await? {
-        let status = if reason.starts_with("no agent") {
-            ApiError::not_found(reason)
-        } else {
-            ApiError::conflict(reason)
-        };
-        return Err(status);
-    }
+    // Not found (never registered here) is 404, decommissioned 409: the refusal says which.
+    agent::check_usable(&api.store, &caller.tenant, agent_id).await??;
     let command = PolicyCommand::Assign(agent_id);
     let done = run(&api, &caller, "policy.assign", id, command, None).await?;
     Ok(written(id, &done, false))

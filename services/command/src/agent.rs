@@ -51,11 +51,17 @@ impl AgentState {
     }
 
     /// Why this agent cannot be given work, if it cannot.
-    pub fn unusable(&self, agent: AgentId) -> Option<String> {
+    /// Why `agent` may not be given work, if it may not: not found (never registered in
+    /// this tenant) or a conflict (decommissioned).
+    pub fn unusable(&self, agent: AgentId) -> Option<CommandError> {
         if !self.registered {
-            Some(format!("no agent {agent} in this tenant"))
+            Some(CommandError::NotFound(format!(
+                "no agent {agent} in this tenant"
+            )))
         } else if self.decommissioned {
-            Some(format!("agent {agent} is decommissioned"))
+            Some(CommandError::Conflict(format!(
+                "agent {agent} is decommissioned"
+            )))
         } else {
             None
         }
@@ -184,8 +190,8 @@ pub async fn change_settings(
 ) -> Result<Written, CommandError> {
     execute(store, &subject(tenant, agent), None, now, |history| {
         let state = AgentState::fold(history);
-        if let Some(reason) = state.unusable(agent) {
-            return Err(not_usable(state.registered, reason));
+        if let Some(refusal) = state.unusable(agent) {
+            return Err(refusal);
         }
         let settings = patched(&state.settings, patch).map_err(CommandError::Invalid)?;
         if settings == state.settings {
@@ -221,25 +227,18 @@ pub async fn decommission(
     .await
 }
 
-/// Whether `agent` of `tenant` may be given work: `Err` says why not.
+/// Whether `agent` of `tenant` may be given work: the inner `Err` is the refusal (not
+/// found or conflict, see [`AgentState::unusable`]); the outer one a log that cannot be read.
 pub async fn check_usable(
     store: &EventStore,
     tenant: &TenantId,
     agent: AgentId,
-) -> Result<Result<(), String>, CommandError> {
+) -> Result<Result<(), CommandError>, CommandError> {
     let history = store.history(&subject(tenant, agent)).await?;
     Ok(match AgentState::fold(&history.events).unusable(agent) {
-        Some(reason) => Err(reason),
+        Some(refusal) => Err(refusal),
         None => Ok(()),
     })
-}
-
-fn not_usable(registered: bool, reason: String) -> CommandError {
-    if registered {
-        CommandError::Conflict(reason)
-    } else {
-        CommandError::NotFound(reason)
-    }
 }
 
 #[cfg(test)]

@@ -54,12 +54,8 @@ pub fn decide(
             )));
         }
     };
-    if let Some(reason) = agent.unusable(ask.agent) {
-        return Err(if agent.registered {
-            CommandError::Conflict(reason)
-        } else {
-            CommandError::NotFound(reason)
-        });
+    if let Some(refusal) = agent.unusable(ask.agent) {
+        return Err(refusal);
     }
     // A policy's hooks go with its own scheduled kind: none runs around a restore or a
     // refresh (and without hooks, agents that read only schema 1 take the task).
