@@ -12,18 +12,19 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
-use fleet_events::envelope::Envelope;
-use fleet_events::event::{Event, PolicyEvent, Role};
+use chrono::{DateTime, Utc};
+use fleet_events::event::Role;
 use fleet_events::ids::{AgentId, PolicyId, TenantId};
 use fleet_events::policy::{Execution, PolicySpec, RepositoryRef, Retention, TaskKind};
 use fleet_events::schedule::Schedule;
-use fleet_events::store::{Append, AppendError, EventStore, Expect};
+use fleet_events::store::EventStore;
 use fleet_events::subject::{AggregateId, EventSubject};
 use ring::rand::SecureRandom;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use crate::command::CommandError;
+use crate::command::policy::{self, Declared, PolicyCommand};
 use crate::tenant;
 
 /// The demo's tenant.
@@ -224,66 +225,40 @@ async fn assign(store: &EventStore, config: &DemoConfig) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let subject = EventSubject {
-        tenant: tenant.clone(),
-        aggregate: AggregateId::Policy(policy()),
+    ensure_policy(store, config, Utc::now()).await
+}
+
+/// Creates the demo policy unless a live one exists (an operator's changes to it are
+/// kept), and assigns it to the demo agent unless it is: through the write side's policy
+/// commands, as the API runs them, so a deleted demo policy is created again.
+pub async fn ensure_policy(
+    store: &EventStore,
+    config: &DemoConfig,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let tenant = tenant();
+    let declared = Declared {
+        spec: spec(&config.dir, config.every_secs),
+        agents: None,
+        paused: None,
     };
-    let history = store.history(&subject).await?;
-    let mut created = false;
-    let mut assigned = false;
-    for stored in &history.events {
-        match &stored.envelope.event {
-            Event::Policy {
-                event: PolicyEvent::Created { .. },
-                ..
-            } => created = true,
-            Event::Policy {
-                event: PolicyEvent::AssignedToAgent { .. },
-                ..
-            } => assigned = true,
-            Event::Policy {
-                event: PolicyEvent::UnassignedFromAgent { .. },
-                ..
-            } => assigned = false,
-            _ => {}
-        }
+    match policy::run(
+        store,
+        &tenant,
+        policy(),
+        PolicyCommand::Create(declared),
+        None,
+        now,
+    )
+    .await
+    {
+        Ok(_) | Err(CommandError::Conflict(_)) => {}
+        Err(e) => return Err(anyhow::anyhow!("creating the demo policy: {e}")),
     }
-    let mut last_seq = history.last_seq;
-    let append = |event: PolicyEvent, msg_id: String, expect: u64| {
-        let envelope = Envelope::new(
-            tenant.clone(),
-            Utc::now(),
-            Event::Policy {
-                policy: policy(),
-                event,
-            },
-        );
-        async move {
-            let append = Append {
-                envelope: &envelope,
-                msg_id: &msg_id,
-                expect: Expect::LastSeq(expect),
-            };
-            match store.append(append).await {
-                Ok(appended) => Ok(appended.seq),
-                Err(AppendError::Conflict { subject, .. }) => Err(anyhow::anyhow!(
-                    "{subject} changed while the demo set it up; start again"
-                )),
-                Err(e) => Err(e.into()),
-            }
-        }
-    };
-    if !created {
-        let spec = spec(&config.dir, config.every_secs);
-        let created = PolicyEvent::Created {
-            spec: Box::new(spec),
-        };
-        last_seq = append(created, format!("demo-policy:{}", policy()), last_seq).await?;
-    }
-    if !assigned {
-        let event = PolicyEvent::AssignedToAgent { agent: agent() };
-        append(event, format!("demo-assign:{}", policy()), last_seq).await?;
-    }
+    let assign = PolicyCommand::Assign(agent());
+    policy::run(store, &tenant, policy(), assign, None, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("assigning the demo policy: {e}"))?;
     Ok(())
 }
 

@@ -276,3 +276,79 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
         }),
     );
 }
+
+/// The demo's policy goes through the write side's commands: an operator's change is kept,
+/// and a deleted demo policy is created (and assigned) again on the next start.
+#[tokio::test]
+async fn the_demo_policy_is_created_again_after_an_operator_deleted_it() {
+    use fleet_services::command::policy::{self, PolicyCommand, PolicyState};
+    use fleet_services::demo;
+
+    let nats = fleet_tests::NatsServer::start().expect("nats-server");
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let store = EventStore::new(client);
+    store
+        .ensure_streams(&fleet_events::streams::StreamOptions::default())
+        .await
+        .expect("streams");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = demo::DemoConfig {
+        dir: dir.path().to_owned(),
+        agent_binary: "fleet-agent".into(),
+        every_secs: 120,
+        nats_ca_file: None,
+    };
+    let now = chrono::Utc::now();
+    let state = |store: EventStore| async move {
+        let history = store
+            .history(&policy::subject(&demo::tenant(), demo::policy()))
+            .await
+            .expect("history");
+        (PolicyState::fold(&history.events), history.last_seq)
+    };
+
+    demo::ensure_policy(&store, &config, now)
+        .await
+        .expect("first start");
+    let (first, version) = state(store.clone()).await;
+    assert!(first.live, "created");
+    assert_eq!(
+        first.agents,
+        [demo::agent()].into(),
+        "assigned to the demo agent"
+    );
+    demo::ensure_policy(&store, &config, now)
+        .await
+        .expect("again");
+    assert_eq!(
+        state(store.clone()).await.1,
+        version,
+        "nothing appended a second time"
+    );
+
+    // An operator's change (here: another interval) is kept by the next start.
+    let mut changed = demo::spec(dir.path(), 600);
+    changed.name = first.spec.as_ref().expect("spec").name.clone();
+    let update = PolicyCommand::Update(Box::new(changed.clone()));
+    policy::run(&store, &demo::tenant(), demo::policy(), update, None, now)
+        .await
+        .expect("update");
+    demo::ensure_policy(&store, &config, now)
+        .await
+        .expect("after an update");
+    assert_eq!(state(store.clone()).await.0.spec, Some(changed));
+
+    // Deleted: the next start creates and assigns it again.
+    let delete = PolicyCommand::Delete;
+    policy::run(&store, &demo::tenant(), demo::policy(), delete, None, now)
+        .await
+        .expect("delete");
+    assert!(!state(store.clone()).await.0.live, "deleted");
+    demo::ensure_policy(&store, &config, now)
+        .await
+        .expect("after a delete");
+    let (again, _) = state(store.clone()).await;
+    assert!(again.live, "created again");
+    assert_eq!(again.agents, [demo::agent()].into(), "and assigned again");
+    assert_eq!(again.spec, Some(demo::spec(dir.path(), 120)));
+}
