@@ -54,6 +54,7 @@
 mod agents;
 mod gate;
 mod liveness;
+mod owed;
 mod plan;
 mod resend;
 mod saturation;
@@ -63,16 +64,18 @@ mod timeouts;
 mod view;
 mod wait;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use fleet_events::ids::{AgentId, RepoId, TaskId, TenantId};
+use fleet_events::protocol::Heartbeat;
 use fleet_events::task_state::Task;
 
 pub use gate::{AdmitAll, Circuits, RepoGate};
 pub use liveness::LivenessEvent;
+pub use owed::TimedOut;
 pub use plan::Dispatch;
-pub use resend::Resend;
+pub use resend::ToAgent;
 pub use saturation::{Saturation, Why};
 pub use service::{DispatcherConfig, HEARTBEAT_READER, run};
 pub use view::{AgentView, KindView, Stats};
@@ -123,6 +126,10 @@ pub struct Fleet {
     /// Attempts on agents by when their run timeout ends (before any margin), see
     /// `Tracked::deadline`.
     deadlines: BTreeSet<(DateTime<Utc>, TaskId)>,
+    /// Attempts this instance failed as timed out, until the log shows them ended.
+    timed_out: HashSet<(TaskId, u32)>,
+    /// While standing by: the last heartbeat of each agent owed a `came_online`.
+    owed_online: HashMap<AgentId, (Heartbeat, DateTime<Utc>)>,
 }
 
 impl Fleet {
@@ -137,6 +144,8 @@ impl Fleet {
             dirty: BTreeSet::new(),
             timers: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            timed_out: HashSet::new(),
+            owed_online: HashMap::new(),
         }
     }
 

@@ -11,9 +11,10 @@ use fleet_events::task_state::TaskStatus;
 
 use super::Fleet;
 
-/// One order to send again: the agent's task subject and the command.
+/// One command owed to an agent (an order sent again, a cancel): its task subject and the
+/// command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resend {
+pub struct ToAgent {
     pub subject: String,
     pub command: AgentCommand,
 }
@@ -21,8 +22,8 @@ pub struct Resend {
 impl Fleet {
     /// The orders of attempts the log shows dispatched and not yet acknowledged, as they
     /// were first sent (same attempt, spec and dispatch time, hence the same msg id).
-    pub fn unacknowledged_orders(&self) -> Vec<Resend> {
-        let mut out: Vec<Resend> = self
+    pub fn unacknowledged_orders(&self) -> Vec<ToAgent> {
+        let mut out: Vec<ToAgent> = self
             .tasks
             .iter()
             .filter(|(_, t)| t.task.status == TaskStatus::Dispatched && !t.dispatching)
@@ -40,7 +41,7 @@ impl Fleet {
                     channel: Channel::Tasks,
                 }
                 .to_string();
-                Some(Resend {
+                Some(ToAgent {
                     subject,
                     command: AgentCommand::new(Command::run(order, t.task.request.clone())),
                 })

@@ -11,21 +11,19 @@
 //! past its policy's run timeout plus [`DispatcherConfig::timeout_margin`] is recorded as
 //! failed with class `Timeout`, and its agent is sent `Command::Cancel` to stop restic.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
-use fleet_events::event::{AgentEvent, Event, TaskEvent};
-use fleet_events::ids::{AgentId, TaskId};
-use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
-use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError, Stored};
-use fleet_events::subject::{self, AgentSubject, Channel};
+use fleet_events::event::{AgentEvent, Event};
+use fleet_events::protocol::{AgentCommand, Heartbeat};
+use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
+use fleet_events::subject::{self};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Circuits, Dispatch, DispatchConfig, Fleet, Resend};
+use super::{Circuits, Dispatch, DispatchConfig, Fleet, TimedOut, ToAgent};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
 use fleet_runtime::heard;
@@ -94,10 +92,6 @@ pub async fn run(
     let check_every = (config.lease / 4).max(Duration::from_secs(1));
     let mut active = false;
     let mut next_check = clock.now();
-    // Attempts this process failed as timed out, until the log shows them ended.
-    let mut timed_out: HashSet<(TaskId, u32)> = HashSet::new();
-    // While standing by: the last heartbeat of each agent that calls for `came_online`.
-    let mut owed_online: HashMap<AgentId, (Heartbeat, DateTime<Utc>)> = HashMap::new();
     loop {
         let now = clock.now();
         let holds = *held.borrow_and_update();
@@ -109,7 +103,7 @@ pub async fn run(
                 resend_orders(&store, &fleet, &shutdown).await;
                 // Agents heard while standing by whose return the log does not know yet:
                 // an agent that dies before its next heartbeat is still recorded as back.
-                for (heartbeat, heard_at) in std::mem::take(&mut owed_online).into_values() {
+                for (heartbeat, heard_at) in fleet.take_owed_online() {
                     let lease = config.lease;
                     came_online(&store, &fleet, &heartbeat, heard_at, now, lease, &shutdown).await;
                 }
@@ -133,15 +127,9 @@ pub async fn run(
                 }
                 next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
             }
-            time_out(
-                &store,
-                &fleet,
-                &mut timed_out,
-                now,
-                config.timeout_margin,
-                &shutdown,
-            )
-            .await;
+            for timed_out in fleet.take_timeouts(now, config.timeout_margin) {
+                time_out(&store, timed_out, &shutdown).await;
+            }
             if fleet.needs_plan(now) {
                 let plan = fleet.plan(now, &mut circuits);
                 dispatch(&store, &mut fleet, plan, now, &shutdown).await;
@@ -155,10 +143,10 @@ pub async fn run(
         tokio::select! {
             item = log.next(&shutdown) => match item {
                 Some(stored) => {
-                    let cancel = if active { cancel_command(&fleet, &stored) } else { None };
+                    let cancel = if active { fleet.cancel_owed(&stored) } else { None };
                     fleet.apply_stored(&stored);
                     circuits.apply(&stored.envelope);
-                    if let Some((subject, command)) = cancel {
+                    if let Some(ToAgent { subject, command }) = cancel {
                         tell_agent(&store, &subject, &command, &shutdown).await;
                     }
                 }
@@ -169,10 +157,8 @@ pub async fn run(
                 let heard_at = beat.stored_at.min(now);
                 if active {
                     came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
-                } else if fleet.came_online_key(beat.heartbeat.agent, heard_at, now, config.lease).is_some() {
-                    owed_online.insert(beat.heartbeat.agent, (beat.heartbeat.clone(), heard_at));
                 } else {
-                    owed_online.remove(&beat.heartbeat.agent);
+                    fleet.heard_standing_by(&beat.heartbeat, heard_at, now, config.lease);
                 }
                 fleet.observe_heartbeat(&beat.heartbeat, heard_at);
             }
@@ -187,56 +173,24 @@ pub async fn run(
     Ok(())
 }
 
-/// Fails the attempts past their run timeout at `now` that this process has not failed yet,
-/// and tells their agents to cancel them; forgets attempts the log has since ended.
-async fn time_out(
-    store: &EventStore,
-    fleet: &Fleet,
-    timed_out: &mut HashSet<(TaskId, u32)>,
-    now: DateTime<Utc>,
-    margin: Duration,
-    shutdown: &CancellationToken,
-) {
-    timed_out.retain(|(task, attempt)| {
-        fleet
-            .task(*task)
-            .is_some_and(|t| t.attempt == *attempt && t.status.is_on_agent())
-    });
-    for event in fleet.timeouts(now, margin) {
-        let Event::Task {
-            task,
-            event: TaskEvent::Failed { attempt, .. },
-        } = &event.envelope.event
-        else {
-            continue;
-        };
-        let (task, attempt) = (*task, *attempt);
-        let Some(agent) = fleet.task(task).map(|t| t.agent) else {
-            continue;
-        };
-        if !timed_out.insert((task, attempt)) {
-            continue;
-        }
-        tracing::warn!(task_id = %task, agent_id = %agent, attempt, "attempt past its run timeout");
-        metrics::counter!("fleet_tasks_timed_out_total").increment(1);
-        let append = Append {
-            envelope: &event.envelope,
-            msg_id: &event.msg_id,
-            expect: event.expect,
-        };
-        record(store, append, shutdown).await;
-        let subject = AgentSubject {
-            agent,
-            channel: Channel::Tasks,
-        }
-        .to_string();
-        let command = AgentCommand::new(Command::Cancel {
-            task,
-            attempt,
-            reason: "run timeout".into(),
-        });
-        tell_agent(store, &subject, &command, shutdown).await;
-    }
+/// Fails an attempt past its run timeout and tells its agent to cancel it.
+async fn time_out(store: &EventStore, timed_out: TimedOut, shutdown: &CancellationToken) {
+    let TimedOut {
+        task,
+        attempt,
+        agent,
+        failure,
+        cancel,
+    } = timed_out;
+    tracing::warn!(task_id = %task, agent_id = %agent, attempt, "attempt past its run timeout");
+    metrics::counter!("fleet_tasks_timed_out_total").increment(1);
+    let append = Append {
+        envelope: &failure.envelope,
+        msg_id: &failure.msg_id,
+        expect: failure.expect,
+    };
+    record(store, append, shutdown).await;
+    tell_agent(store, &cancel.subject, &cancel.command, shutdown).await;
 }
 
 /// Records that a registered agent is back (offline until now), or heard from for the
@@ -343,37 +297,12 @@ async fn resend_orders(store: &EventStore, fleet: &Fleet, shutdown: &Cancellatio
         return;
     }
     tracing::info!(orders = owed.len(), "sending unacknowledged orders again");
-    for Resend { subject, command } in owed {
+    for ToAgent { subject, command } in owed {
         match publish(store, &subject, &command, shutdown).await {
             Ok(()) => metrics::counter!("fleet_orders_resent_total").increment(1),
             Err(e) => tracing::error!(%subject, error = %e, "an order could not be sent again"),
         }
     }
-}
-
-/// The cancel command owed to an agent when the log cancels a task it holds. Only live
-/// events lead to one: a cancel read during catch-up was sent by the instance that saw it
-/// live (the command's msg id makes a second send harmless, but not a late one useful).
-fn cancel_command(fleet: &Fleet, stored: &Stored) -> Option<(String, AgentCommand)> {
-    let Event::Task {
-        task,
-        event: TaskEvent::Cancelled { reason },
-    } = &stored.envelope.event
-    else {
-        return None;
-    };
-    let held = fleet.task(*task).filter(|t| t.status.is_on_agent())?;
-    let subject = AgentSubject {
-        agent: held.agent,
-        channel: Channel::Tasks,
-    }
-    .to_string();
-    let command = AgentCommand::new(Command::Cancel {
-        task: *task,
-        attempt: held.attempt,
-        reason: reason.clone(),
-    });
-    Some((subject, command))
 }
 
 /// Publishes a cancel command; logs when it cannot.

@@ -8,6 +8,7 @@ mod inflight;
 mod limits;
 mod liveness;
 mod order;
+mod owed;
 mod timeouts;
 
 use chrono::{DateTime, Utc};
@@ -85,15 +86,20 @@ impl World {
 
     /// Appends `event` at `secs` to the log and applies it.
     fn event(&mut self, secs: i64, event: Event) -> &mut Self {
-        let envelope = Envelope::new(samples::tenant(), at(secs), event);
-        let stored = Stored {
-            seq: self.log.len() as u64 + 1,
-            subject: envelope.subject(),
-            envelope,
-        };
+        let stored = self.next(secs, event);
         self.fleet.apply_stored(&stored);
         self.log.push(stored);
         self
+    }
+
+    /// `event` at `secs` as the log would store it next, not yet applied.
+    fn next(&self, secs: i64, event: Event) -> Stored {
+        let envelope = Envelope::new(samples::tenant(), at(secs), event);
+        Stored {
+            seq: self.log.len() as u64 + 1,
+            subject: envelope.subject(),
+            envelope,
+        }
     }
 
     fn on_agent(&mut self, secs: i64, agent: AgentId, event: AgentEvent) -> &mut Self {
@@ -163,21 +169,24 @@ impl World {
     }
 
     fn heartbeat(&mut self, secs: i64, agent: AgentId, queued: KindCounts) -> &mut Self {
-        self.fleet.observe_heartbeat(
-            &Heartbeat {
-                schema: SCHEMA_VERSION,
-                agent,
-                tenant: samples::tenant(),
-                at: at(secs),
-                running: KindCounts::default(),
-                queued,
-                agent_version: "0.1.0".into(),
-                restic_version: "0.18.0".into(),
-                outbox_depth: 0,
-            },
-            at(secs),
-        );
+        self.fleet
+            .observe_heartbeat(&heartbeat(secs, agent, queued), at(secs));
         self
+    }
+}
+
+/// `agent`'s heartbeat sent at `secs`, with `queued` waiting on it.
+fn heartbeat(secs: i64, agent: AgentId, queued: KindCounts) -> Heartbeat {
+    Heartbeat {
+        schema: SCHEMA_VERSION,
+        agent,
+        tenant: samples::tenant(),
+        at: at(secs),
+        running: KindCounts::default(),
+        queued,
+        agent_version: "0.1.0".into(),
+        restic_version: "0.18.0".into(),
+        outbox_depth: 0,
     }
 }
 
