@@ -159,6 +159,7 @@ pub async fn run(
             }
             crate::api::run(
                 store,
+                config.clock,
                 addr,
                 config.api_throttle,
                 config.api_tls.as_ref(),

@@ -40,6 +40,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use fleet_events::store::EventStore;
+use fleet_runtime::clock::Clock;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::Caller;
@@ -50,6 +51,8 @@ pub use throttle::{Throttle, ThrottlePolicy};
 #[derive(Clone)]
 pub struct Api {
     pub store: EventStore,
+    /// The time commands are decided at (the system clock but in scenarios).
+    pub clock: Clock,
     /// Cancelled when the API stops: event streams end then, so that a graceful shutdown
     /// does not wait for their clients to leave.
     pub shutdown: CancellationToken,
@@ -173,6 +176,7 @@ async fn ready(axum::extract::State(api): axum::extract::State<Api>) -> (StatusC
 /// `throttle`; over HTTPS only when `tls` is given.
 pub async fn run(
     store: EventStore,
+    clock: Clock,
     addr: SocketAddr,
     throttle: ThrottlePolicy,
     tls: Option<&https::TlsFiles>,
@@ -183,7 +187,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    serve_on(store, listener, throttle, tls, shutdown).await
+    serve_on(store, clock, listener, throttle, tls, shutdown).await
 }
 
 /// Serves the API on `listener`, already bound (tests bind port 0 and keep the listener,
@@ -191,17 +195,19 @@ pub async fn run(
 /// `shutdown`; over HTTPS only when `tls` is given.
 pub async fn serve(
     store: EventStore,
+    clock: Clock,
     listener: tokio::net::TcpListener,
     throttle: ThrottlePolicy,
     tls: Option<&https::TlsFiles>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tls = tls.map(https::server_config).transpose()?;
-    serve_on(store, listener, throttle, tls, shutdown).await
+    serve_on(store, clock, listener, throttle, tls, shutdown).await
 }
 
 async fn serve_on(
     store: EventStore,
+    clock: Clock,
     listener: tokio::net::TcpListener,
     throttle: ThrottlePolicy,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -212,6 +218,7 @@ async fn serve_on(
     tracing::info!(%addr, scheme, "API listening");
     let api = Api {
         store,
+        clock,
         shutdown: shutdown.clone(),
         throttle: Arc::new(Mutex::new(Throttle::new(throttle))),
     };

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::Utc;
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::settings::AgentSettings;
 use fleet_events::validation::{FieldError, Invalid};
@@ -89,7 +88,7 @@ pub async fn register(State(api): State<Api>, caller: Caller, raw: Bytes) -> Rep
     caller.may_change()?;
     let fields = body(&raw)?;
     let request = preregistration(&fields).map_err(ApiError::invalid)?;
-    let result = agent::preregister(&api.store, &caller.tenant, request, Utc::now())
+    let result = agent::preregister(&api.store, &caller.tenant, request, api.clock.now())
         .await
         .map_err(ApiError::from);
     count("agent.register", result.as_ref().map(|(_, done)| done));
@@ -135,7 +134,7 @@ pub async fn settings(
     caller.may_change()?;
     let id: AgentId = path_id(&id, "agent")?;
     let patch = body(&raw)?;
-    let result = agent::change_settings(&api.store, &caller.tenant, id, &patch, Utc::now())
+    let result = agent::change_settings(&api.store, &caller.tenant, id, &patch, api.clock.now())
         .await
         .map_err(ApiError::from);
     count("agent.settings", result.as_ref());
@@ -146,7 +145,7 @@ pub async fn settings(
 pub async fn decommission(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Reply {
     caller.may_change()?;
     let id: AgentId = path_id(&id, "agent")?;
-    let result = agent::decommission(&api.store, &caller.tenant, id, Utc::now())
+    let result = agent::decommission(&api.store, &caller.tenant, id, api.clock.now())
         .await
         .map_err(ApiError::from);
     count("agent.decommission", result.as_ref());
@@ -166,7 +165,7 @@ pub async fn cancel(
     let reason = text_field(&fields, "reason")
         .map_err(ApiError::invalid)?
         .unwrap_or_default();
-    let result = task::cancel(&api.store, &caller.tenant, id, &reason, Utc::now())
+    let result = task::cancel(&api.store, &caller.tenant, id, &reason, api.clock.now())
         .await
         .map_err(ApiError::from);
     count("task.cancel", result.as_ref());

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::Utc;
 use fleet_events::event::{Event, PolicyEvent};
 use fleet_events::ids::{AgentId, PolicyId, TenantId};
 use fleet_events::validation::{FieldError, Invalid};
@@ -149,7 +148,7 @@ async fn run(
         policy,
         command,
         version,
-        Utc::now(),
+        api.clock.now(),
     )
     .await
     .map_err(ApiError::from);
@@ -343,7 +342,7 @@ pub async fn run_now(
         Value::String(text) => Some(path_id::<AgentId>(text, "agent")?),
         _ => return Err(ApiError::bad_request("agent must be an agent id")),
     };
-    let result = policy::run_now(&api.store, &caller.tenant, id, agent, Utc::now()).await;
+    let result = policy::run_now(&api.store, &caller.tenant, id, agent, api.clock.now()).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(CommandError::NotFound(_)) => "not_found",

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use fleet_events::event::{Overwrite, RestoreRequest, TaskRequest};
 use fleet_events::ids::{AgentId, PolicyId};
 use fleet_events::validation::{FieldError, Invalid, Problems};
@@ -218,7 +217,7 @@ async fn ask(
         agent,
         request,
         by,
-        Utc::now(),
+        api.clock.now(),
     )
     .await;
     let outcome = match &result {

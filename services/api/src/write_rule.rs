@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use chrono::Utc;
 use fleet_events::ids::{RuleId, TenantId};
 use serde_json::{Value, json};
 
@@ -51,7 +50,7 @@ async fn run(
     id: RuleId,
     command: RuleCommand,
 ) -> Result<RuleWritten, ApiError> {
-    let result = rule::run(&api.store, &caller.tenant, id, command, Utc::now())
+    let result = rule::run(&api.store, &caller.tenant, id, command, api.clock.now())
         .await
         .map_err(ApiError::from);
     count(name, result.as_ref().map(|done| &done.written));

@@ -341,3 +341,47 @@ fn policy_renamed() -> Value {
     spec.as_object_mut().expect("object").remove("agents");
     spec
 }
+
+/// The API decides commands at the time of the clock it is given (a manual one here, as in
+/// scenarios), not the wall clock: the events it appends carry that time.
+#[tokio::test]
+async fn the_api_decides_at_the_clock_it_is_given() {
+    use chrono::TimeZone;
+    use fleet_services::clock::{Clock, ManualClock};
+
+    let fleet = fleet().await;
+    let store = &fleet.store;
+    let TwoTenants { admin, .. } = two_tenants(store).await;
+    let then = chrono::Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap();
+    let (listener, addr) = crate::support::api_listener();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let api = crate::support::spawn_api(
+        store,
+        Clock::Manual(ManualClock::new(then)),
+        listener,
+        Default::default(),
+        &shutdown,
+    );
+    let body = json!({"machineId": "machine-clocked", "name": "clocked"});
+    let created = call(
+        addr,
+        "POST",
+        "/v1/agents",
+        Some(admin.text.expose()),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let registered: Vec<_> = log(store, "fleet.evt.>")
+        .await
+        .into_iter()
+        .filter(|s| matches!(s.envelope.event, Event::Agent { .. }))
+        .collect();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(
+        registered[0].envelope.at, then,
+        "the event carries the API's clock"
+    );
+    shutdown.cancel();
+    api.await.expect("the API stops");
+}

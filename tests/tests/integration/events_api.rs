@@ -56,7 +56,13 @@ impl Scenario {
         let shutdown = CancellationToken::new();
         let services = vec![
             spawn_service(&fleet.store, Service::Projector, config, &shutdown),
-            crate::support::spawn_api(&fleet.store, listener, Default::default(), &shutdown),
+            crate::support::spawn_api(
+                &fleet.store,
+                fleet_services::clock::Clock::System,
+                listener,
+                Default::default(),
+                &shutdown,
+            ),
         ];
         let store = &fleet.store;
         for (tenant, name) in [(&acme(), "Acme"), (&other(), "Other")] {

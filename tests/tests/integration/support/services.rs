@@ -58,9 +58,11 @@ pub fn api_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
     (listener, addr)
 }
 
-/// Runs the API on `listener` (failed authentications slowed by `throttle`).
+/// Runs the API on `listener`, deciding commands at `clock`'s time (failed authentications
+/// slowed by `throttle`).
 pub fn spawn_api(
     store: &EventStore,
+    clock: Clock,
     listener: tokio::net::TcpListener,
     throttle: ThrottlePolicy,
     shutdown: &CancellationToken,
@@ -69,7 +71,7 @@ pub fn spawn_api(
     tokio::spawn(async move {
         // As `fleet serve api` does: the API shows this process's metrics on /metrics.
         fleet_services::serve::install_metrics(None).expect("the metrics recorder");
-        fleet_services::api::serve(store, listener, throttle, None, shutdown)
+        fleet_services::api::serve(store, clock, listener, throttle, None, shutdown)
             .await
             .unwrap_or_else(|e| panic!("the API failed: {e:#}"));
     })
@@ -123,7 +125,7 @@ pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi
     let shutdown = CancellationToken::new();
     let services = vec![
         spawn_service(store, Service::Projector, config, &shutdown),
-        spawn_api(store, listener, throttle, &shutdown),
+        spawn_api(store, Clock::System, listener, throttle, &shutdown),
     ];
     ServedApi {
         addr,
