@@ -25,6 +25,7 @@ use fleet_events::enroll::{
     TokenText, check_machine_id,
 };
 use fleet_events::ids::{AgentId, TenantId};
+use fleet_events::store::Backoff;
 use fleet_events::store::connect::NatsAccess;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -276,7 +277,7 @@ pub async fn connect_as(
 ) -> Result<async_nats::Client, EnrollError> {
     let mut access = connection.access.clone().with_key(connection.key);
     access.inbox_prefix = Some(agent_inbox_prefix(identity.agent));
-    let mut wait = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_RETRY_WAIT);
     // The first connection after a registration is usually refused: quiet from the start.
     let _awaiting = Awaiting::start();
     loop {
@@ -296,21 +297,19 @@ pub async fn connect_as(
             tracing::warn!(
                 agent_id = %identity.agent,
                 key = %connection.key.public_key(),
-                retry_in = ?wait,
+                retry_in = ?backoff.next_wait(),
                 "NATS does not admit this agent's key yet; waiting for the control plane \
                  to authorize it (an external server needs `fleet nats-config` and a reload)"
             );
             reregister(connection, shutdown).await;
         } else if connection.wait_for_server {
-            tracing::warn!(%error, retry_in = ?wait, "cannot connect to NATS; retrying");
+            tracing::warn!(%error, retry_in = ?backoff.next_wait(), "cannot connect to NATS; retrying");
         } else {
             return Err(EnrollError::Connect(error.to_string()));
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
-            _ = tokio::time::sleep(wait) => {}
+        if !backoff.pause(shutdown).await {
+            return Err(EnrollError::Cancelled);
         }
-        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 
@@ -386,7 +385,7 @@ async fn send(
         reason: Rejection::Malformed,
         message: format!("the request cannot be encoded: {e}"),
     })?;
-    let mut wait = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_RETRY_WAIT);
     loop {
         let attempt = tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -413,12 +412,10 @@ async fn send(
                 },
             },
         };
-        tracing::warn!(%problem, retry_in = ?wait, "registration not answered; retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(EnrollError::Cancelled),
-            _ = tokio::time::sleep(wait) => {}
+        tracing::warn!(%problem, retry_in = ?backoff.next_wait(), "registration not answered; retrying");
+        if !backoff.pause(shutdown).await {
+            return Err(EnrollError::Cancelled);
         }
-        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 

@@ -47,6 +47,27 @@ pub struct Append<'a> {
     pub expect: Expect,
 }
 
+/// An event a decision wants appended, owned (the one type every core returns its
+/// writes in): the envelope, its `Nats-Msg-Id` (the same for every issue of the same
+/// decision, by any instance) and what the subject must hold before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToAppend {
+    pub envelope: Envelope,
+    pub msg_id: String,
+    pub expect: Expect,
+}
+
+impl ToAppend {
+    /// Borrowed as an [`Append`], for [`EventStore::append`].
+    pub fn as_append(&self) -> Append<'_> {
+        Append {
+            envelope: &self.envelope,
+            msg_id: &self.msg_id,
+            expect: self.expect,
+        }
+    }
+}
+
 /// Where an event was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {

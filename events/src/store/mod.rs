@@ -9,6 +9,7 @@
 //!   [`NatsServers`] the server list it connects to.
 
 mod append;
+mod backoff;
 pub mod connect;
 pub mod consume;
 mod error;
@@ -21,7 +22,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::ContextBuilder};
 
-pub use append::{Append, Appended, Expect};
+pub use append::{Append, Appended, Expect, ToAppend};
+pub use backoff::Backoff;
 pub use error::{AppendError, ReadError, StoreError};
 pub use history::{HISTORY_BY_GET, History};
 pub use read::{CREATE_RETRIES_METRIC, Stored};

@@ -72,7 +72,7 @@ use fleet_events::protocol::Heartbeat;
 use fleet_events::task_state::Task;
 
 pub use gate::{AdmitAll, Circuits, RepoGate};
-pub use liveness::LivenessEvent;
+pub use liveness::ToAppend;
 pub use owed::TimedOut;
 pub use plan::Dispatch;
 pub use resend::ToAgent;

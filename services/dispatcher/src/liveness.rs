@@ -12,13 +12,8 @@ use fleet_events::store::Expect;
 use super::Fleet;
 use super::state::{Stage, Tracked};
 
-/// An event liveness (or a run timeout) asks to append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LivenessEvent {
-    pub envelope: Envelope,
-    pub msg_id: String,
-    pub expect: Expect,
-}
+/// The events this core decides, as every core returns them.
+pub use fleet_events::store::ToAppend;
 
 impl Fleet {
     /// What the lease says at `now`: an online agent not heard from for `lease` (since its
@@ -27,12 +22,7 @@ impl Fleet {
     /// since it was last seen loses the attempts it holds. Last heartbeats outlive
     /// restarts (see [`Fleet::observe_heartbeat`]), so a dispatcher that restarts or takes
     /// over judges silence from when the agent was last heard, not from its own start.
-    pub fn liveness(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        grace: Duration,
-    ) -> Vec<LivenessEvent> {
+    pub fn liveness(&self, now: DateTime<Utc>, lease: Duration, grace: Duration) -> Vec<ToAppend> {
         let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
         let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
         let mut out = Vec::new();
@@ -52,7 +42,7 @@ impl Fleet {
                         agent: *id,
                         event: AgentEvent::WentOffline { last_seen: last },
                     };
-                    out.push(LivenessEvent {
+                    out.push(ToAppend {
                         msg_id: format!("offline:{id}:{}", last.timestamp_micros()),
                         envelope: Envelope::new(tenant, now, event),
                         expect: Expect::Any,
@@ -75,7 +65,7 @@ impl Fleet {
         out
     }
 
-    fn lost(&self, task: TaskId, now: DateTime<Utc>) -> Option<LivenessEvent> {
+    fn lost(&self, task: TaskId, now: DateTime<Utc>) -> Option<ToAppend> {
         let tracked = self.tasks.get(&task)?;
         let attempt = tracked.task.attempt;
         let event = TaskEvent::Lost {
@@ -100,11 +90,11 @@ pub(super) fn follow_up(
     now: DateTime<Utc>,
     event: TaskEvent,
     msg_id: String,
-) -> LivenessEvent {
+) -> ToAppend {
     let mut envelope = Envelope::new(tracked.tenant.clone(), now, Event::Task { task, event });
     envelope.correlation = tracked.correlation;
     envelope.causation = Some(tracked.last_event);
-    LivenessEvent {
+    ToAppend {
         envelope,
         msg_id,
         expect: tracked.seq.map_or(Expect::Any, Expect::LastSeq),

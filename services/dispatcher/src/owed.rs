@@ -13,7 +13,7 @@ use fleet_events::protocol::{AgentCommand, Command, Heartbeat};
 use fleet_events::store::Stored;
 use fleet_events::subject::{AgentSubject, Channel};
 
-use super::{Fleet, LivenessEvent, ToAgent};
+use super::{Fleet, ToAgent, ToAppend};
 
 /// One attempt to fail as timed out: the failure to append, and the cancel its agent is
 /// owed.
@@ -22,7 +22,7 @@ pub struct TimedOut {
     pub task: TaskId,
     pub attempt: u32,
     pub agent: AgentId,
-    pub failure: LivenessEvent,
+    pub failure: ToAppend,
     pub cancel: ToAgent,
 }
 

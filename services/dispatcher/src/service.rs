@@ -118,11 +118,7 @@ pub async fn run(
         if active {
             if now >= next_check {
                 for event in fleet.liveness(now, config.lease, config.grace) {
-                    let append = Append {
-                        envelope: &event.envelope,
-                        msg_id: &event.msg_id,
-                        expect: event.expect,
-                    };
+                    let append = event.as_append();
                     record(&store, append, &shutdown).await;
                 }
                 next_check = now + TimeDelta::from_std(check_every).unwrap_or(TimeDelta::MAX);
@@ -184,11 +180,7 @@ async fn time_out(store: &EventStore, timed_out: TimedOut, shutdown: &Cancellati
     } = timed_out;
     tracing::warn!(task_id = %task, agent_id = %agent, attempt, "attempt past its run timeout");
     metrics::counter!("fleet_tasks_timed_out_total").increment(1);
-    let append = Append {
-        envelope: &failure.envelope,
-        msg_id: &failure.msg_id,
-        expect: failure.expect,
-    };
+    let append = failure.as_append();
     record(store, append, shutdown).await;
     tell_agent(store, &cancel.subject, &cancel.command, shutdown).await;
 }
@@ -335,7 +327,7 @@ async fn publish(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let payload = command.to_wire().map_err(|e| e.to_string())?;
-    let mut backoff = fleet_runtime::follow::Backoff::new();
+    let mut backoff = fleet_runtime::follow::Backoff::nats();
     loop {
         let message = PublishMessage::build()
             .payload(payload.clone().into())

@@ -10,7 +10,7 @@ use fleet_events::event::{ErrorClass, TaskError, TaskEvent};
 use fleet_events::ids::TaskId;
 
 use super::Fleet;
-use super::liveness::{LivenessEvent, follow_up};
+use super::liveness::{ToAppend, follow_up};
 use super::state::Tracked;
 
 impl Fleet {
@@ -20,7 +20,7 @@ impl Fleet {
     /// One `TaskFailed` each, class `Timeout`, caused by the task's last event, msg id
     /// `timeout:<task>:<attempt>`, expecting the task subject's last sequence. An attempt
     /// stays here until its end comes back from the log: the caller reports each once.
-    pub fn timeouts(&self, now: DateTime<Utc>, margin: Duration) -> Vec<LivenessEvent> {
+    pub fn timeouts(&self, now: DateTime<Utc>, margin: Duration) -> Vec<ToAppend> {
         let Some(cutoff) = now.checked_sub_signed(delta(margin)) else {
             return Vec::new();
         };
@@ -58,7 +58,7 @@ impl Fleet {
         t.deadline = Some(deadline);
     }
 
-    fn timed_out(&self, task: TaskId, now: DateTime<Utc>) -> Option<LivenessEvent> {
+    fn timed_out(&self, task: TaskId, now: DateTime<Utc>) -> Option<ToAppend> {
         let t = self.tasks.get(&task)?;
         let secs = t.task.spec.as_ref()?.execution.run_timeout_secs;
         let attempt = t.task.attempt;

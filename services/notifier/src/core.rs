@@ -42,13 +42,8 @@ impl Default for NotifierConfig {
     }
 }
 
-/// An event to append.
-#[derive(Debug, Clone)]
-pub struct Write {
-    pub envelope: Envelope,
-    pub msg_id: String,
-    pub expect: Expect,
-}
+/// The events this core decides, as every core returns them.
+pub use fleet_events::store::ToAppend;
 
 /// One attempt to deliver, once its claim is appended.
 #[derive(Debug, Clone)]
@@ -66,11 +61,11 @@ pub struct Job {
 pub enum Action {
     /// Append an event; `note` is released when done.
     Append {
-        write: Write,
+        write: ToAppend,
         note: Option<NotificationId>,
     },
     /// Append the claim; if it is ours, deliver, then append [`Notifier::finished`].
-    Deliver { claim: Write, job: Box<Job> },
+    Deliver { claim: ToAppend, job: Box<Job> },
 }
 
 struct RuleFacts {
@@ -368,7 +363,7 @@ impl Notifier {
             );
             self.in_flight.insert(id);
             out.push(Action::Append {
-                write: Write {
+                write: ToAppend {
                     envelope,
                     msg_id: format!("notify:{id}"),
                     expect: Expect::LastSeq(0),
@@ -400,7 +395,7 @@ impl Notifier {
         }
         let note = self.notes.get(&id)?;
         let rule = self.rules.get(&note.rule);
-        let write = |event| Write {
+        let write = |event| ToAppend {
             envelope: Envelope::caused_by(
                 &note.envelope,
                 now,
@@ -457,9 +452,9 @@ impl Notifier {
         claim_seq: u64,
         result: Result<u16, String>,
         now: DateTime<Utc>,
-    ) -> Write {
+    ) -> ToAppend {
         let event = outcome_event(&job.spec, job.attempt, result, now);
-        Write {
+        ToAppend {
             envelope: Envelope::caused_by(
                 claim,
                 now,
@@ -515,7 +510,7 @@ impl Notifier {
                 )
             }
         };
-        let write = Write {
+        let write = ToAppend {
             envelope: Envelope::new(
                 w.tenant.clone(),
                 now,

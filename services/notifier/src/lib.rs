@@ -14,7 +14,7 @@ mod secrets;
 mod service;
 pub mod target;
 
-pub use core::{Action, Job, Notifier, NotifierConfig, Write, backoff};
+pub use core::{Action, Job, Notifier, NotifierConfig, ToAppend, backoff};
 pub use secrets::Secrets;
 pub use service::{NotifierSettings, run};
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_events::envelope::Envelope;
-use fleet_events::store::{Append, AppendError, EventStore};
+use fleet_events::store::{AppendError, EventStore};
 use fleet_events::subject;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Action, Job, Notifier, NotifierConfig, Write};
+use super::core::{Action, Job, Notifier, NotifierConfig, ToAppend};
 use super::secrets::Secrets;
 use super::target;
 use fleet_runtime::clock::Clock;
@@ -140,12 +140,8 @@ pub async fn run(
 
 /// Appends `write`; its sequence if this call stored it, `None` if it was there already,
 /// lost a race or could not be written.
-async fn append(store: &EventStore, write: &Write, shutdown: &CancellationToken) -> Option<u64> {
-    let append = Append {
-        envelope: &write.envelope,
-        msg_id: &write.msg_id,
-        expect: write.expect,
-    };
+async fn append(store: &EventStore, write: &ToAppend, shutdown: &CancellationToken) -> Option<u64> {
+    let append = write.as_append();
     let kind = write.envelope.event.event_type().name();
     match append_retrying(store, append, shutdown).await {
         Ok(appended) if !appended.duplicate => {

@@ -16,7 +16,7 @@ use fleet_events::samples;
 use fleet_events::schedule::Schedule;
 use fleet_events::store::{Expect, Stored};
 
-use super::core::{Action, Notifier, NotifierConfig, Write};
+use super::core::{Action, Notifier, NotifierConfig, ToAppend};
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0)
@@ -54,7 +54,7 @@ impl Log {
     }
 
     /// Appends as the store would: `None` for a duplicate or a conflict.
-    fn append(&mut self, write: &Write) -> Option<u64> {
+    fn append(&mut self, write: &ToAppend) -> Option<u64> {
         if !write.msg_id.is_empty() && !self.ids.insert(write.msg_id.clone()) {
             return None;
         }

@@ -11,7 +11,7 @@
 //!
 //! The enforcer never applies its own decisions: they count once the log brings them
 //! back. Until then it does not issue the same decision again, except after
-//! [`RESEND_AFTER`] (the append may have failed). Every [`Decision`] carries the subject
+//! [`RESEND_AFTER`] (the append may have failed). Every [`ToAppend`] carries the subject
 //! sequence it was made on and a deterministic msg id, so a second issue, or a second
 //! enforcer instance deciding on the same state, is refused or deduplicated by the store
 //! instead of being written twice. A refused append needs no handling: the log will
@@ -31,24 +31,16 @@ use chrono::{DateTime, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{Event, TaskEvent};
 use fleet_events::ids::{RepoId, TaskId, TenantId};
-use fleet_events::store::{Expect, Stored};
+use fleet_events::store::Stored;
 use fleet_events::task_state::{Task, TaskStatus};
 
 use super::circuit::{Breaker, CircuitConfig, Outcome};
 
+/// The events this core decides, as every core returns them.
+pub use fleet_events::store::ToAppend;
+
 /// How long an issued decision is not issued again while the log has not brought it back.
 pub const RESEND_AFTER: Duration = Duration::from_secs(5);
-
-/// An event the enforcer wants appended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub envelope: Envelope,
-    /// `Nats-Msg-Id`: the same for every issue of the same decision, by any instance.
-    pub msg_id: String,
-    /// The subject's last sequence the decision was made on. A refused append means the
-    /// aggregate moved on (another instance decided, an operator cancelled): drop it.
-    pub expect: Expect,
-}
 
 /// A repository's breaker is per tenant, since its events are stored per tenant.
 type RepoKey = (TenantId, RepoId);

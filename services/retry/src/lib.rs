@@ -20,5 +20,5 @@ mod service;
 
 pub use backoff::{RetryDecision, decide, jitter_for, retryable, retryable_under};
 pub use circuit::{Breaker, CircuitConfig, CircuitState, Outcome};
-pub use enforcer::{Decision, Enforcer, RESEND_AFTER};
+pub use enforcer::{Enforcer, RESEND_AFTER, ToAppend};
 pub use service::run;

@@ -5,11 +5,11 @@
 //! back and fires each retry once, on time. Decisions carry deterministic msg ids and
 //! expected sequences, so two instances write each decision once.
 
-use fleet_events::store::{Append, AppendError, EventStore, ReadError};
+use fleet_events::store::{AppendError, EventStore, ReadError};
 use fleet_events::subject;
 use tokio_util::sync::CancellationToken;
 
-use super::{CircuitConfig, Decision, Enforcer};
+use super::{CircuitConfig, Enforcer, ToAppend};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
 
@@ -58,13 +58,9 @@ pub async fn run(
     }
 }
 
-async fn write(store: &EventStore, decisions: Vec<Decision>, shutdown: &CancellationToken) {
+async fn write(store: &EventStore, decisions: Vec<ToAppend>, shutdown: &CancellationToken) {
     for decision in decisions {
-        let append = Append {
-            envelope: &decision.envelope,
-            msg_id: &decision.msg_id,
-            expect: decision.expect,
-        };
+        let append = decision.as_append();
         let kind = decision.envelope.event.event_type().name();
         match append_retrying(store, append, shutdown).await {
             Ok(appended) if !appended.duplicate => {

@@ -125,70 +125,17 @@ pub async fn append_retrying(
     append: Append<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Appended, AppendError> {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::nats();
     loop {
         match store.append(append).await {
             Err(AppendError::Unavailable(reason)) if !shutdown.is_cancelled() => {
                 tracing::warn!(%reason, "event store unavailable; retrying the append");
-                backoff.pause(shutdown).await;
+                let _ = backoff.pause(shutdown).await;
             }
             other => return other,
         }
     }
 }
 
-/// Waits between two tries of something NATS refused: 200 ms, doubling up to 5 s; a
-/// shutdown ends the wait at once.
-#[derive(Debug)]
-pub struct Backoff {
-    delay: Duration,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Self {
-            delay: Duration::from_millis(200),
-        }
-    }
-
-    /// The next wait, cut short by `shutdown`.
-    pub async fn pause(&mut self, shutdown: &CancellationToken) {
-        tokio::select! {
-            () = tokio::time::sleep(self.delay) => {}
-            () = shutdown.cancelled() => {}
-        }
-        self.delay = (self.delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A shutdown ends the wait at once (the wait here is a minute; the test allows ten
-    /// seconds), and each wait doubles the next, up to 5 s.
-    #[tokio::test]
-    async fn a_shutdown_ends_the_wait_and_waits_double_up_to_five_seconds() {
-        let shutdown = CancellationToken::new();
-        shutdown.cancel();
-        let mut backoff = Backoff {
-            delay: Duration::from_secs(60),
-        };
-        tokio::time::timeout(Duration::from_secs(10), backoff.pause(&shutdown))
-            .await
-            .expect("the shutdown ended the wait");
-        let mut backoff = Backoff::new();
-        let mut delays = Vec::new();
-        for _ in 0..7 {
-            delays.push(backoff.delay.as_millis());
-            backoff.pause(&shutdown).await;
-        }
-        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000]);
-    }
-}
+/// Waits between two tries against NATS (200 ms doubling up to 5 s, ended by a shutdown).
+pub use fleet_events::store::Backoff;

@@ -10,7 +10,7 @@ use fleet_events::ids::TaskId;
 use fleet_events::store::{Expect, Stored};
 use fleet_events::task_state::TaskStatus;
 
-use super::{Decision, Enforcer, RESEND_AFTER, RepoKey, Timer};
+use super::{Enforcer, RESEND_AFTER, RepoKey, Timer, ToAppend};
 use crate::backoff::{self, RetryDecision};
 use crate::circuit::later;
 
@@ -22,7 +22,7 @@ impl Enforcer {
     /// For live events only: while catching up, use [`Enforcer::apply`] and then
     /// [`Enforcer::pending_decisions`], or failures decided long ago are decided again
     /// (the store would refuse those appends, but they are wasted work).
-    pub fn on_event(&mut self, stored: &Stored, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn on_event(&mut self, stored: &Stored, now: DateTime<Utc>) -> Vec<ToAppend> {
         let touched = self.fold(stored);
         let mut out = Vec::new();
         if let Event::Task { task, .. } = &stored.envelope.event {
@@ -38,9 +38,9 @@ impl Enforcer {
     /// whose state the outcomes contradict. Empty once every failure has its decision in
     /// the log. Decisions issued less than [`RESEND_AFTER`] ago are not issued again, so
     /// this is also safe to call on every timer tick.
-    pub fn pending_decisions(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn pending_decisions(&mut self, now: DateTime<Utc>) -> Vec<ToAppend> {
         let tasks: Vec<TaskId> = self.undecided.iter().copied().collect();
-        let mut out: Vec<Decision> = tasks
+        let mut out: Vec<ToAppend> = tasks
             .into_iter()
             .filter_map(|task| self.decide_task(task, now))
             .collect();
@@ -53,7 +53,7 @@ impl Enforcer {
     /// `RetryDue` for every retry due at `now`, each at most once per call. A task stays
     /// pending until the log brings its `RetryDue` (or a cancel); if that has not happened
     /// [`RESEND_AFTER`] after issuing, it is issued again.
-    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<ToAppend> {
         let mut out = Vec::new();
         while let Some(&Reverse(timer)) = self.timers.peek() {
             let Timer { wake, task, due_at } = timer;
@@ -73,7 +73,7 @@ impl Enforcer {
             let Some(cause) = &t.cause else {
                 continue;
             };
-            out.push(Decision {
+            out.push(ToAppend {
                 envelope: Envelope::caused_by(
                     cause,
                     now,
@@ -95,7 +95,7 @@ impl Enforcer {
     }
 
     /// Retry or give up for a task that is failed or lost, unless just issued.
-    fn decide_task(&mut self, task: TaskId, now: DateTime<Utc>) -> Option<Decision> {
+    fn decide_task(&mut self, task: TaskId, now: DateTime<Utc>) -> Option<ToAppend> {
         let t = self.tasks.get_mut(&task)?;
         let class = match t.task.status {
             // A failed task always has its failure's class; the fallback never retries.
@@ -126,7 +126,7 @@ impl Enforcer {
                 reason,
             },
         };
-        let decision = Decision {
+        let decision = ToAppend {
             envelope: Envelope::caused_by(cause, now, Event::Task { task, event }),
             msg_id: format!("retry:{task}:{attempt}"),
             expect: Expect::LastSeq(t.seq),
@@ -136,7 +136,7 @@ impl Enforcer {
     }
 
     /// The repository event its breaker is owed, unless just issued.
-    fn decide_repo(&mut self, key: &RepoKey, now: DateTime<Utc>) -> Option<Decision> {
+    fn decide_repo(&mut self, key: &RepoKey, now: DateTime<Utc>) -> Option<ToAppend> {
         let r = self.repos.get_mut(key)?;
         if recently(r.issued, now) {
             return None;
@@ -144,7 +144,7 @@ impl Enforcer {
         let event = r.breaker.decide(now)?;
         let cause = r.cause.as_ref()?;
         let (tenant, repo) = key;
-        let decision = Decision {
+        let decision = ToAppend {
             envelope: Envelope::caused_by(cause, now, Event::Repo { repo: *repo, event }),
             msg_id: format!("circuit:{tenant}:{repo}:{}", r.seq),
             expect: Expect::LastSeq(r.seq),

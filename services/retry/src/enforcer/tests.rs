@@ -37,7 +37,7 @@ impl Log {
     }
 
     /// Stores the decision unless its subject moved on.
-    fn append(&mut self, decision: &Decision) -> Option<Stored> {
+    fn append(&mut self, decision: &ToAppend) -> Option<Stored> {
         let subject = decision.envelope.subject();
         let last = self.last.get(&subject).copied().unwrap_or(0);
         (decision.expect == Expect::LastSeq(last)).then(|| self.push(decision.envelope.clone()))
@@ -60,7 +60,7 @@ impl Given {
 
     /// Something else (scheduler, dispatcher, intake) appends `event` at `now`; the
     /// enforcer sees it live.
-    fn event(&mut self, task: TaskId, event: TaskEvent, now: DateTime<Utc>) -> Vec<Decision> {
+    fn event(&mut self, task: TaskId, event: TaskEvent, now: DateTime<Utc>) -> Vec<ToAppend> {
         let envelope = Envelope::new(samples::tenant(), now, Event::Task { task, event });
         let stored = self.log.push(envelope);
         self.enforcer.on_event(&stored, now)
@@ -68,7 +68,7 @@ impl Given {
 
     /// Appends the enforcer's decisions and lets it see them come back; returns what was
     /// stored.
-    fn commit(&mut self, decisions: &[Decision], now: DateTime<Utc>) -> Vec<Stored> {
+    fn commit(&mut self, decisions: &[ToAppend], now: DateTime<Utc>) -> Vec<Stored> {
         let mut stored = Vec::new();
         for d in decisions {
             if let Some(s) = self.log.append(d) {
@@ -134,10 +134,10 @@ fn with_budget(max_retries: u32) -> PolicySpec {
 }
 
 /// The task event of the only decision in `decisions`.
-fn only_task_event(decisions: &[Decision]) -> &TaskEvent {
+fn only_task_event(decisions: &[ToAppend]) -> &TaskEvent {
     match decisions {
         [
-            Decision {
+            ToAppend {
                 envelope:
                     Envelope {
                         event: Event::Task { event, .. },
@@ -158,6 +158,6 @@ fn pending(enforcer: &Enforcer) -> Vec<(TaskId, DateTime<Utc>)> {
 }
 
 /// A task decision with the same content regardless of the envelope id and time.
-fn content(d: &Decision) -> (&Event, &str, Expect) {
+fn content(d: &ToAppend) -> (&Event, &str, Expect) {
     (&d.envelope.event, d.msg_id.as_str(), d.expect)
 }

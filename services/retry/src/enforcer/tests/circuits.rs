@@ -21,14 +21,14 @@ fn succeeded(attempt: u32) -> TaskEvent {
 }
 
 /// A task of `spec` on a new agent, failing attempt 1 with `class` at `at(secs)`.
-fn fails(g: &mut Given, spec: PolicySpec, class: ErrorClass, secs: i64) -> Vec<Decision> {
+fn fails(g: &mut Given, spec: PolicySpec, class: ErrorClass, secs: i64) -> Vec<ToAppend> {
     let agent = AgentId::generate();
     let task = g.scheduled(agent, secs, spec);
     g.running(task, agent, 1, at(secs));
     g.event(task, failed(1, class), at(secs))
 }
 
-fn repo_events(decisions: &[Decision]) -> Vec<&RepoEvent> {
+fn repo_events(decisions: &[ToAppend]) -> Vec<&RepoEvent> {
     decisions
         .iter()
         .filter_map(|d| match &d.envelope.event {
@@ -120,7 +120,7 @@ fn given_a_lost_opening_when_the_log_is_replayed_then_the_opening_is_owed() {
     let mut g = Given::new();
     for secs in 1..=5 {
         let decided = fails(&mut g, samples::policy_spec(), ErrorClass::Network, secs);
-        let retries: Vec<Decision> = decided
+        let retries: Vec<ToAppend> = decided
             .into_iter()
             .filter(|d| matches!(d.envelope.event, Event::Task { .. }))
             .collect();
