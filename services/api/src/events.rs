@@ -21,7 +21,6 @@ use fleet_events::event::{Event, TenantEvent};
 use fleet_events::ids::TenantId;
 use fleet_events::store::{EventStore, ReadError, Stored};
 use fleet_events::subject::{self, AggregateId, EventSubject};
-use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +29,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::event_json::EventJson;
 use fleet_identity::tenant;
+use fleet_runtime::follow::Follower;
+use tokio_util::sync::CancellationToken;
 
 /// Events a listing returns when the caller names no limit.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -37,9 +38,6 @@ pub const DEFAULT_LIMIT: usize = 1000;
 pub const MAX_LIMIT: usize = 10_000;
 /// How often an idle stream sends `: keepalive`.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How long a stream waits before reopening the log after NATS failed it.
-const REOPEN_DELAY: Duration = Duration::from_secs(1);
-
 /// `GET /v1/events` and `GET /v1/events/stream`.
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -221,16 +219,17 @@ async fn stream(
         Some(seq) => seq.saturating_add(1),
         None => api.store.last_sequence(&filter).await.map_err(unreadable)? + 1,
     };
-    let log = api.store.follow(&filter, from).await.map_err(unreadable)?;
+    let log = Follower::open_at(api.store.clone(), filter, "api", from)
+        .await
+        .map_err(unreadable)?;
     tracing::debug!(tenant = %caller.tenant, from, "event stream opened");
     let stopped = api.shutdown.clone().cancelled_owned();
     let live = Live {
         store: api.store,
         caller,
         token,
-        filter,
-        next_seq: from,
-        log: Some(log),
+        log,
+        shutdown: api.shutdown,
     };
     let frames = futures::stream::unfold(live, |mut live| async move {
         let stored = live.next().await?;
@@ -279,53 +278,22 @@ struct Live {
     store: EventStore,
     caller: Caller,
     token: TokenText,
-    filter: String,
-    next_seq: u64,
-    log: Option<BoxStream<'static, Result<Stored, ReadError>>>,
+    /// The tenant's events from where the client starts: undecodable ones passed over
+    /// (counted), a broken subscription reopened where it stopped.
+    log: Follower,
+    shutdown: CancellationToken,
 }
 
 impl Live {
-    /// The next event; `None` once the caller's token is revoked (or cannot be checked).
-    /// An undecodable event is passed over; a failed subscription is reopened where it
-    /// stopped.
+    /// The next event; `None` once the caller's token is revoked (or cannot be checked)
+    /// or the API stops.
     async fn next(&mut self) -> Option<Stored> {
-        loop {
-            let item = match self.log.as_mut() {
-                Some(log) => log.next().await,
-                None => None,
-            };
-            match item {
-                Some(Ok(stored)) => {
-                    self.next_seq = stored.seq + 1;
-                    if is_revocation(&stored.envelope.event) && !self.still_allowed().await {
-                        tracing::info!(tenant = %self.caller.tenant, "token revoked; event stream ended");
-                        return None;
-                    }
-                    return Some(stored);
-                }
-                Some(Err(ReadError::Undecodable {
-                    seq,
-                    subject,
-                    error,
-                })) => {
-                    passed_over(seq, &subject, &error);
-                    self.next_seq = seq + 1;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the log for an event stream failed; reopening");
-                    self.log = None;
-                }
-                None => {
-                    tokio::time::sleep(REOPEN_DELAY).await;
-                    match self.store.follow(&self.filter, self.next_seq).await {
-                        Ok(log) => self.log = Some(log),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot reopen the log for an event stream")
-                        }
-                    }
-                }
-            }
+        let stored = self.log.next(&self.shutdown).await?;
+        if is_revocation(&stored.envelope.event) && !self.still_allowed().await {
+            tracing::info!(tenant = %self.caller.tenant, "token revoked; event stream ended");
+            return None;
         }
+        Some(stored)
     }
 
     /// Whether the caller's token is still live with its role (`&mut`: a `Live` is `Send`,

@@ -48,6 +48,26 @@ impl Follower {
         })
     }
 
+    /// Follows `filter` from sequence `from` on (a client resuming where it stopped, or
+    /// starting at the end): nothing to catch up with, [`Follower::caught_up`] at once.
+    pub async fn open_at(
+        store: EventStore,
+        filter: String,
+        service: &'static str,
+        from: u64,
+    ) -> Result<Self, ReadError> {
+        let log = store.follow(&filter, from).await?;
+        Ok(Self {
+            store,
+            filter,
+            service,
+            next_seq: from,
+            end: from.saturating_sub(1),
+            log: Some(log),
+            reopening: None,
+        })
+    }
+
     /// True once every event that existed when the follower was opened has been read.
     pub fn caught_up(&self) -> bool {
         self.next_seq > self.end

@@ -579,3 +579,48 @@ async fn shutting_down_ends_open_streams() {
         other => panic!("the stream outlives the API: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_stream_goes_on_across_a_restart_of_nats_server() {
+    let mut scenario = Scenario::start().await;
+    let agent = AgentId::generate();
+    let mut stream = sse::open(
+        scenario.addr,
+        "/v1/events/stream",
+        Some(&scenario.reader),
+        None,
+    )
+    .await;
+    assert_eq!(stream.status, 200, "{}", stream.body);
+    let first = put(scenario.store(), came_online(acme(), agent, 1, Utc::now())).await;
+    let seen = stream.events(1, WAIT).await;
+    assert_eq!(seen[0].id, Some(first.to_string()));
+
+    // The server restarts under the open stream (same store, same port).
+    scenario
+        .fleet
+        .server
+        .restart()
+        .expect("restart nats-server");
+    // One envelope, one msg id: a try stored but not acknowledged is not stored twice.
+    let envelope = came_online(acme(), agent, 2, Utc::now());
+    let msg_id = envelope.id.to_string();
+    let again = eventually("an append after the restart", WAIT, || async {
+        let append = Append {
+            envelope: &envelope,
+            msg_id: &msg_id,
+            expect: Expect::Any,
+        };
+        match scenario.store().append(append).await {
+            Ok(stored) => ControlFlow::Break(stored.seq),
+            Err(e) => ControlFlow::Continue(e.to_string()),
+        }
+    })
+    .await;
+
+    // The stream's subscription is reopened where it stopped: the next event arrives.
+    let seen = stream.events(1, WAIT).await;
+    assert_eq!(seen[0].id, Some(again.to_string()), "{seen:?}");
+    drop(stream);
+    scenario.stop().await;
+}
