@@ -15,6 +15,7 @@ use super::Api;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::write::{Reply, body, count, if_match, path_id, written};
+use fleet_api_model::names::agents_named;
 use fleet_api_model::query::{Query, ask};
 use fleet_command::document::{self, PolicyDocument};
 use fleet_command::policy::{self, Declared, PolicyCommand};
@@ -83,12 +84,11 @@ pub(super) async fn resolve_agent(
 }
 
 /// The one agent in service named `name` (or with that hostname), among the projector's
-/// agents.
+/// agents: a decommissioned agent is never meant here.
 fn by_name(agents: &[Value], name: &str) -> Result<AgentId, String> {
-    let matches: Vec<AgentId> = agents
-        .iter()
-        .filter(|a| a["decommissioned"] != Value::Bool(true))
-        .filter(|a| a["name"] == name || a["hostname"] == name)
+    let matches: Vec<AgentId> = agents_named(agents, name)
+        .live
+        .into_iter()
         .filter_map(|a| a["id"].as_str()?.parse().ok())
         .collect();
     match matches.as_slice() {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use fleet_api_model::names::agents_named;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
@@ -53,17 +54,15 @@ pub async fn policy_id(client: &ApiClient, text: &str) -> Result<String, ApiErro
     find_policy(&policies, text)
 }
 
+/// A live agent of that name is meant over decommissioned ones; with none live, a
+/// decommissioned one may be (to show it).
 fn find_agent(agents: &Value, name: &str) -> Result<String, ApiError> {
-    let named: Vec<&Value> = list(agents)
-        .iter()
-        .filter(|a| a["name"] == name || a["hostname"] == name)
-        .collect();
-    let live: Vec<&Value> = named
-        .iter()
-        .copied()
-        .filter(|a| a["decommissioned"] != Value::Bool(true))
-        .collect();
-    let pick = if live.is_empty() { &named } else { &live };
+    let named = agents_named(list(agents), name);
+    let pick = if named.live.is_empty() {
+        &named.retired
+    } else {
+        &named.live
+    };
     one(pick, "agent", name)
 }
 
