@@ -14,6 +14,8 @@ pub mod enroll;
 pub mod envelope;
 pub mod event;
 pub mod ids;
+#[cfg(feature = "sled")]
+pub mod local_db;
 pub mod metrics_catalog;
 pub mod notify;
 pub mod policy;

@@ -508,22 +508,5 @@ mod maintenance;
 #[cfg(test)]
 mod tests;
 
-/// Opens a sled database, waiting up to 2 s while its file lock is still held: sled's
-/// background flusher releases it a moment after the last handle of a closed database
-/// is dropped, so a reopen in the same process (or right after a restart) may find it
-/// busy. A lock held for longer (another live process) is still an error.
-pub fn open_sled(path: &Path) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match sled::open(path) {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::Other
-                    && e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
+/// Opening a sled database, one way for the agent and the read models.
+pub use fleet_events::local_db::open_sled;

@@ -141,25 +141,7 @@ impl AgentState {
     }
 }
 
-/// Opens a sled database, waiting up to 2 s while its file lock is still held: sled's
-/// background flusher releases it a moment after the last handle of a closed database
-/// is dropped, so a reopen in the same process (or right after a restart) may find it
-/// busy. A lock held for longer (another live process) is still an error.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match sled::open(path) {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::Other
-                    && e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
+use fleet_events::local_db::open_sled;
 
 #[cfg(test)]
 mod tests;
