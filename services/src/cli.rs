@@ -19,6 +19,7 @@ use fleet_services::dispatcher::{DispatchConfig, DispatcherConfig};
 use fleet_services::notifier::{NotifierConfig, NotifierSettings, Secrets};
 use fleet_services::retry::CircuitConfig;
 use fleet_services::serve::{self, Service, ServiceConfig};
+use fleet_services::telemetry;
 
 /// restic-fleet: schedules and runs restic backups on a fleet of agents.
 #[derive(Debug, Parser)]
@@ -379,7 +380,8 @@ pub struct ServiceArgs {
 
 impl ServiceArgs {
     pub fn config(&self) -> anyhow::Result<ServiceConfig> {
-        serve::install_metrics(self.metrics_addr)?;
+        let listener = self.metrics_addr.map(telemetry::bind).transpose()?;
+        serve::install_metrics(listener)?;
         Ok(ServiceConfig {
             clock: Clock::System,
             circuit: CircuitConfig {

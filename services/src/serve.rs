@@ -242,9 +242,10 @@ pub async fn run_all(
     }
 }
 
-/// Installs this process's Prometheus recorder, see [`crate::telemetry::install`].
-pub fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
-    crate::telemetry::install(addr)
+/// Installs this process's Prometheus recorder, serving it on `listener` if one is given
+/// (see [`crate::telemetry::install`] and [`crate::telemetry::bind`]).
+pub fn install_metrics(listener: Option<tokio::net::TcpListener>) -> anyhow::Result<()> {
+    crate::telemetry::install(listener)
 }
 
 /// The Prometheus text of this process's metrics, if [`install_metrics`] ran.

@@ -13,27 +13,26 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static METRICS: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
 
+/// Binds the `/metrics` listener on `addr`, so a taken address fails the start before
+/// anything is installed. Must run inside the tokio runtime.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .with_context(|| format!("serving metrics on {addr}"))
+}
+
 /// Installs this process's Prometheus recorder, once, with every catalogued metric
-/// described and every histogram's buckets; `addr` also serves it on
-/// `http://<addr>/metrics` (the API serves it on its own `/metrics` too). A second call
-/// changes nothing. Must run inside the tokio runtime.
-pub fn install(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+/// described and every histogram's buckets; with a `listener` (see [`bind`]) also serves
+/// it on `http://<listener>/metrics` (the API serves it on its own `/metrics` too). A
+/// second call changes nothing. Must run inside the tokio runtime.
+pub fn install(listener: Option<tokio::net::TcpListener>) -> anyhow::Result<()> {
     if METRICS.get().is_some() {
-        if let Some(addr) = addr {
+        if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
             tracing::warn!(%addr, "metrics are installed already; not listening again");
         }
         return Ok(());
     }
-    // Bound first, so a taken address fails the start before anything is installed.
-    let listener = match addr {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .and_then(tokio::net::TcpListener::from_std)
-                .with_context(|| format!("serving metrics on {addr}"))?,
-        ),
-        None => None,
-    };
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in metrics_catalog::BUCKETS {
         builder = builder
