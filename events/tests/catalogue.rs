@@ -35,3 +35,49 @@ fn every_event_type_has_its_row_in_the_catalogue_and_no_row_is_stale() {
         "event types without a catalogue row: {missing:?}; rows of no event type: {stale:?}"
     );
 }
+
+/// Each event variant's doc names its writer (`Written by: …`), as its catalogue row does.
+#[test]
+fn every_event_variant_names_its_writer() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/event");
+    let mut variants = 0;
+    let mut silent = Vec::new();
+    for file in ["other.rs", "task.rs", "notify.rs"] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("event source");
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            let Some(enum_name) = line
+                .strip_prefix("pub enum ")
+                .and_then(|rest| rest.strip_suffix(" {"))
+                .filter(|name| name.ends_with("Event"))
+            else {
+                continue;
+            };
+            let mut doc = String::new();
+            for line in lines.by_ref() {
+                if line == "}" {
+                    break;
+                }
+                if let Some(text) = line.strip_prefix("    ///") {
+                    doc.push_str(text);
+                    continue;
+                }
+                let variant = line
+                    .strip_prefix("    ")
+                    .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+                    .map(|rest| rest.split([' ', ',', '(', '{']).next().unwrap_or(rest));
+                if let Some(variant) = variant {
+                    variants += 1;
+                    if !doc.contains("Written by: ") {
+                        silent.push(format!("{enum_name}::{variant}"));
+                    }
+                }
+                if !line.starts_with("    #[") {
+                    doc.clear();
+                }
+            }
+        }
+    }
+    assert_eq!(variants, EventType::ALL.len(), "one variant per event type");
+    assert!(silent.is_empty(), "variants whose doc names no writer: {silent:?}");
+}

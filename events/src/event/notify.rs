@@ -12,11 +12,17 @@ use crate::notify::{RuleSpec, Trigger};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleEvent {
     /// The rule was created or replaced.
-    Defined {
-        spec: Box<RuleSpec>,
-    },
+    ///
+    /// Written by: API command (`services/command/src/rule.rs`, via `api/write_rule.rs`); msg
+    /// id event id (`command/src/lib.rs` append_chain).
+    Defined { spec: Box<RuleSpec> },
+    /// Written by: API command (`services/command/src/rule.rs`); msg id event id
+    /// (`command/src/lib.rs` append_chain).
     Deleted,
     /// An operator asked for a test notification through this rule.
+    ///
+    /// Written by: API command (`services/command/src/rule.rs`); msg id event id
+    /// (`command/src/lib.rs` append_chain).
     TestRequested {
         /// Who asked (the token's name).
         by: String,
@@ -58,6 +64,9 @@ pub enum NotificationEvent {
     /// A rule matched an event: the notification exists and will be delivered. Appended
     /// with expected sequence 0 on the notification's subject, so one event notifies once
     /// per rule, whichever notifier instance sees it.
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` due, appended in
+    /// `notifier/service.rs`); msg id `notify:{notification}`.
     Triggered {
         rule: RuleId,
         /// The event it tells about.
@@ -66,10 +75,20 @@ pub enum NotificationEvent {
     },
     /// The notifier claims an attempt before it sends it (expected sequence: of several
     /// instances only one sends it).
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` note_due); msg id
+    /// `notify-send:{notification}:{attempt}`.
     Sending { attempt: u32 },
     /// The target accepted it (a 2xx status).
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` finished/outcome_event); msg id
+    /// `notify-outcome:{notification}:{attempt}`.
     Delivered { attempt: u32, status: u16 },
     /// The attempt failed; the next one is due at `retry_at`.
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` outcome_event); msg id
+    /// `notify-outcome:{notification}:{attempt}` or
+    /// `notify-abandoned:{notification}:{attempt}`.
     Failed {
         attempt: u32,
         error: String,
@@ -77,6 +96,10 @@ pub enum NotificationEvent {
         retry_at: DateTime<Utc>,
     },
     /// The rule's retry budget is spent: no more attempts.
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs`); msg id
+    /// `notify-outcome:{id}:{attempt}`, `notify-abandoned:{id}:{attempt}`, or
+    /// `notify-dead:{id}` (rule deleted).
     DeadLettered { attempts: u32, error: String },
 }
 
@@ -86,6 +109,9 @@ pub enum NotificationEvent {
 pub enum AssignmentEvent {
     /// No success since `due`: the second scheduled fire after the last success (or after
     /// the assignment) has come, so at least one whole period went by without a backup.
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` watch_due); msg id
+    /// `overdue:{assignment}:{due µs}`.
     Overdue {
         policy: PolicyId,
         agent: AgentId,
@@ -95,6 +121,9 @@ pub enum AssignmentEvent {
         last_success: Option<DateTime<Utc>>,
     },
     /// An overdue assignment succeeded again.
+    ///
+    /// Written by: notifier (`services/notifier/src/core.rs` watch_due); msg id
+    /// `caught-up:{assignment}:{task}`.
     CaughtUp {
         policy: PolicyId,
         agent: AgentId,

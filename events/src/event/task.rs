@@ -14,6 +14,10 @@ use crate::policy::{PolicySpec, TaskKind};
 pub enum TaskEvent {
     /// The scheduler created the task: `policy` is due on `agent`. `spec` is the policy as
     /// it was at that moment, so later edits do not change a task already made.
+    ///
+    /// Written by: scheduler (`services/scheduler/src/decide.rs`, appended in `service.rs`);
+    /// API run-now (`command/policy.rs`); msg id `sched:{policy}:{agent}:{fire_at µs}`
+    /// (`scheduler::msg_id`); run-now `scheduled:{task}`.
     Scheduled {
         policy: PolicyId,
         agent: AgentId,
@@ -25,6 +29,9 @@ pub enum TaskEvent {
         spec: Box<PolicySpec>,
     },
     /// The scheduler did not create a run for this fire time, and says why.
+    ///
+    /// Written by: scheduler (`services/scheduler/src/decide.rs`); msg id
+    /// `sched:{policy}:{agent}:{fire_at µs}` (`scheduler::msg_id`).
     Skipped {
         policy: PolicyId,
         agent: AgentId,
@@ -33,16 +40,35 @@ pub enum TaskEvent {
         reason: SkipReason,
     },
     /// The dispatcher handed attempt `attempt` (1 for the first) to the agent.
+    ///
+    /// Written by: dispatcher (`services/dispatcher/src/plan.rs`, appended in `service.rs`);
+    /// msg id `dispatch:{task}:{attempt}` (`Dispatch::event_msg_id`).
     Dispatched { agent: AgentId, attempt: u32 },
     /// The agent recorded the task in its local state.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:acknowledged` (`AgentReport::msg_id`).
     Acknowledged { attempt: u32 },
     /// restic started.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:started` (`AgentReport::msg_id`).
     Started { attempt: u32 },
     /// restic finished successfully.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:succeeded` (`AgentReport::msg_id`).
     Succeeded { attempt: u32, summary: RunSummary },
     /// The attempt failed; `error` says how, classified.
+    ///
+    /// Written by: intake (agent report, `intake/decide.rs`); dispatcher run timeout
+    /// (`services/dispatcher/src/timeouts.rs`); msg id intake `report:{task}:{attempt}:failed`;
+    /// dispatcher `timeout:{task}:{attempt}`.
     Failed { attempt: u32, error: TaskError },
     /// The attempt will be retried once `due_at` has passed.
+    ///
+    /// Written by: retry enforcer (`services/retry/src/enforcer/decide.rs`, appended in
+    /// `retry/service.rs`); msg id `retry:{task}:{attempt}`.
     RetryScheduled {
         attempt: u32,
         #[serde(with = "chrono::serde::ts_microseconds")]
@@ -50,20 +76,37 @@ pub enum TaskEvent {
         delay_ms: u64,
     },
     /// The retry delay has passed: the task waits for dispatch again.
+    ///
+    /// Written by: retry enforcer (`services/retry/src/enforcer/decide.rs`); msg id
+    /// `retry-due:{task}:{attempt}`.
     RetryDue,
     /// The task failed permanently.
+    ///
+    /// Written by: retry enforcer (`services/retry/src/enforcer/decide.rs`); msg id
+    /// `retry:{task}:{attempt}`.
     Exhausted {
         attempts: u32,
         reason: ExhaustedReason,
     },
     /// An operator or the overlap policy cancelled the task.
+    ///
+    /// Written by: API command (`services/command/src/task.rs`); scheduler overlap replace
+    /// (`scheduler/decide.rs`); msg id API: event id (append_chain); scheduler
+    /// `sched:{policy}:{agent}:{fire µs}:cancel:{old}`.
     Cancelled { reason: String },
     /// The agent holding the attempt went silent past its lease (or came back without it).
+    ///
+    /// Written by: dispatcher lease expiry (`services/dispatcher/src/liveness.rs`); intake
+    /// (report interrupted); msg id dispatcher `lost:{task}:{attempt}`; intake
+    /// `report:{task}:{attempt}:interrupted`.
     Lost { attempt: u32, reason: LostReason },
     /// Before running `attempt`, the agent ran `restic unlock` (stale locks only, never
     /// `--remove-all`) on the task's repository, because the `interrupted` attempts were
     /// running there when the agent stopped and their restic may have left a lock. Legal
     /// while the attempt is acknowledged or running; the task's status does not change.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:unlock_ran` (`AgentReport::msg_id`).
     UnlockRan {
         attempt: u32,
         interrupted: Vec<InterruptedAttempt>,
@@ -74,6 +117,9 @@ pub enum TaskEvent {
     /// tagged `policy:<id>`, grouped by host and paths. Legal while the attempt is running
     /// and after it succeeded (reports may overtake each other in intake); the task's
     /// status does not change.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:retention_applied` (`AgentReport::msg_id`).
     RetentionApplied {
         attempt: u32,
         /// Snapshots of the policy forget kept.
@@ -90,6 +136,9 @@ pub enum TaskEvent {
     /// was, its kind set to the request's). From here on it runs like a scheduled task
     /// (status scheduled, same dispatch, limits, retries and isolation); the scheduler's
     /// overlap rules ignore it.
+    ///
+    /// Written by: API command (`services/command/src/request.rs`, via `api/write_request.rs`);
+    /// msg id `requested:{task}`.
     Requested {
         policy: PolicyId,
         agent: AgentId,
@@ -105,6 +154,9 @@ pub enum TaskEvent {
     /// (class `hook`); other stages never change the outcome. Legal while the attempt
     /// runs and after it ended (reports may overtake each other in intake); the task's
     /// status does not change.
+    ///
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
+    /// msg id `report:{task}:{attempt}:hook_ran:{stage}:{hook}` (`AgentReport::msg_id`).
     HookRan { attempt: u32, hook: HookRun },
 }
 
