@@ -79,5 +79,8 @@ fn every_event_variant_names_its_writer() {
         }
     }
     assert_eq!(variants, EventType::ALL.len(), "one variant per event type");
-    assert!(silent.is_empty(), "variants whose doc names no writer: {silent:?}");
+    assert!(
+        silent.is_empty(),
+        "variants whose doc names no writer: {silent:?}"
+    );
 }

@@ -11,14 +11,13 @@ use fleet_events::event::{
 };
 use fleet_events::ids::{CorrelationId, EventId, TaskId, TenantId};
 use fleet_events::policy::PolicySpec;
-use fleet_events::schedule::Schedule;
 use fleet_events::settings::{AgentSettings, IoClass};
 use fleet_events::store::Stored;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use fleet_api_model::event_shapes as dto;
-use fleet_api_model::words::bytes;
+use fleet_api_model::words::{self, bytes, duration as span};
 
 mod hook;
 
@@ -592,12 +591,7 @@ fn outcome_line(summary: &RunSummary) -> String {
 }
 
 fn policy_line(spec: &PolicySpec) -> String {
-    let schedule = match &spec.schedule {
-        Schedule::Cron { expr, timezone } => format!("cron {expr} ({timezone})"),
-        Schedule::Interval { every_secs } => {
-            format!("every {}", span(every_secs.saturating_mul(1000)))
-        }
-    };
+    let schedule = words::schedule(&spec.schedule, false);
     format!(
         "{:?}: {} of {}, {schedule}",
         spec.name,
@@ -686,30 +680,6 @@ fn time(t: DateTime<Utc>, reference: DateTime<Utc>) -> String {
         clock.to_string()
     } else {
         format!("{} {clock}", t.format("%Y-%m-%d"))
-    }
-}
-
-/// A duration in milliseconds for people: `250 ms`, `23.5 s`, `2 min 5 s`, `1 h 30 min`,
-/// `2 d 3 h`.
-fn span(ms: u64) -> String {
-    const S: u64 = 1000;
-    const MIN: u64 = 60 * S;
-    const H: u64 = 60 * MIN;
-    const D: u64 = 24 * H;
-    let two = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
-        if small == 0 {
-            format!("{big} {big_unit}")
-        } else {
-            format!("{big} {big_unit} {small} {small_unit}")
-        }
-    };
-    match ms {
-        ms if ms < S => format!("{ms} ms"),
-        ms if ms < MIN && ms % S == 0 => format!("{} s", ms / S),
-        ms if ms < MIN => format!("{:.1} s", ms as f64 / S as f64),
-        ms if ms < H => two(ms / MIN, "min", ms % MIN / S, "s"),
-        ms if ms < D => two(ms / H, "h", ms % H / MIN, "min"),
-        ms => two(ms / D, "d", ms % D / H, "h"),
     }
 }
 

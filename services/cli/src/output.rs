@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
+use fleet_api_model::words;
 use serde_json::Value;
 
 /// Writes `text` to stdout, adding a final newline if it has none. A closed stdout (the
@@ -48,17 +49,11 @@ pub fn time(value: &Value) -> String {
     }
 }
 
-/// Milliseconds as people read a duration: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+/// Milliseconds as people read a duration in a table: `850ms`, `12.3s`, `4m05s`, `2h03m`.
 pub fn duration_ms(value: &Value) -> String {
-    let Some(ms) = value.as_u64() else {
-        return text(value);
-    };
-    let secs = ms / 1000;
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{}.{}s", secs, (ms % 1000) / 100),
-        60_000..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    match value.as_u64() {
+        Some(ms) => words::duration_compact(ms),
+        None => text(value),
     }
 }
 
@@ -78,17 +73,6 @@ pub fn ago(value: &Value, now: DateTime<Utc>) -> String {
         60..3600 => format!("{}m ago", secs / 60),
         3600..86_400 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86_400),
-    }
-}
-
-/// Seconds as a short span: `90s`, `15m`, `6h`, `2d`, using the largest unit that divides.
-pub fn span_secs(secs: u64) -> String {
-    match secs {
-        0 => "0s".to_owned(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 
@@ -138,10 +122,6 @@ mod tests {
         assert_eq!(duration_ms(&json!(245_000)), "4m05s");
         assert_eq!(duration_ms(&json!(7_380_000)), "2h03m");
         assert_eq!(duration_ms(&json!(null)), "-");
-        assert_eq!(span_secs(90), "90s");
-        assert_eq!(span_secs(900), "15m");
-        assert_eq!(span_secs(21_600), "6h");
-        assert_eq!(span_secs(172_800), "2d");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
+use fleet_api_model::words::{self, span_compact as span_secs};
+use fleet_events::schedule::Schedule;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,7 +15,7 @@ use serde_json::{Value, json};
 use crate::api_client::{ApiClient, ApiError};
 use crate::args::{OutputArg, PolicyArgs, PolicyCommand};
 use crate::lookup::{self, Names};
-use crate::output::{print, print_json, span_secs, text, time, written};
+use crate::output::{print, print_json, text, time, written};
 use crate::table::{Table, fields};
 
 /// Runs one `fleet policy` command.
@@ -186,12 +188,9 @@ pub(crate) fn yaml_documents(text: &str, what: &str, fields: &str) -> Result<Vec
 
 /// `cron 0 2 * * * (Europe/Berlin)` or `every 6h`.
 fn schedule(schedule: &Value) -> String {
-    if let Some(cron) = schedule.get("cron") {
-        return format!("cron {} ({})", text(&cron["expr"]), text(&cron["timezone"]));
-    }
-    match schedule["interval"]["everySecs"].as_u64() {
-        Some(secs) => format!("every {}", span_secs(secs)),
-        None => text(schedule),
+    match Schedule::deserialize(schedule) {
+        Ok(schedule) => words::schedule(&schedule, true),
+        Err(_) => text(schedule),
     }
 }
 

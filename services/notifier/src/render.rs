@@ -2,6 +2,7 @@
 //! a phone: what, where, and the error. Pure.
 
 use chrono::{DateTime, Utc};
+use fleet_api_model::words;
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{
     AgentEvent, AssignmentEvent, Event, ExhaustedReason, Message, Named, RepoEvent, TaskError,
@@ -214,13 +215,15 @@ fn task_words(
         TaskEvent::Succeeded { attempt, summary } => (
             Trigger::TaskSucceeded,
             format!("{what} succeeded"),
-            format!(
-                "Attempt {attempt}, {:.1} s.",
-                summary.duration_ms as f64 / 1000.0
-            ),
+            succeeded_text(*attempt, summary.duration_ms),
         ),
         _ => return None,
     })
+}
+
+/// A success's text: its attempt and how long it took, in prose.
+fn succeeded_text(attempt: u32, duration_ms: u64) -> String {
+    format!("Attempt {attempt}, {}.", words::duration(duration_ms))
 }
 
 fn error_text(error: &TaskError) -> String {
@@ -252,5 +255,16 @@ pub fn test_message(envelope: &Envelope, rule_name: &str, by: &str) -> Message {
         agent: None,
         task: None::<TaskId>,
         repo: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_success_says_its_attempt_and_how_long_it_took_in_prose() {
+        assert_eq!(succeeded_text(1, 125_000), "Attempt 1, 2 min 5 s.");
+        assert_eq!(succeeded_text(2, 850), "Attempt 2, 850 ms.");
     }
 }
