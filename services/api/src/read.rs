@@ -102,7 +102,8 @@ pub async fn tasks(
     forward(&api, &caller, query).await
 }
 
-/// The projector's view of the task plus `events`: its whole history, in log order.
+/// The projector's view of the task plus `events`: its whole history, in log order
+/// (`fleet_api_model::dto::TaskDetail`).
 pub async fn task(State(api): State<Api>, caller: Caller, Path(task): Path<String>) -> Answer {
     let id: TaskId = id(&task, "task")?;
     // The projector first: its 404 covers unknown tasks and other tenants' alike.

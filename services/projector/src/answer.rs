@@ -95,12 +95,12 @@ fn reply(
             let tasks = models.tasks.list(tenant, &filter, limit(asked)?)?;
             let items: Vec<dto::Task> = tasks
                 .iter()
-                .map(|(id, view)| dto::Task::new(*id, view))
+                .map(|(id, view)| dto::task(*id, view))
                 .collect();
             to_json(items)
         }
         Query::Task { id } => match models.tasks.task(id)? {
-            Some(view) if view.tenant == *tenant => to_json(dto::Task::new(id, &view)),
+            Some(view) if view.tenant == *tenant => to_json(dto::task(id, &view)),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no task {id}"))),
         },
         Query::Agents {
@@ -132,7 +132,7 @@ fn reply(
             _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
         },
         Query::AgentBackoff { id } => match models.agents.agent(id)? {
-            Some(view) if view.tenant == *tenant => to_json(dto::BackoffStatus::from(&view)),
+            Some(view) if view.tenant == *tenant => to_json(dto::backoff_status(&view)),
             _ => Err(Refusal(ErrorCode::NotFound, format!("no agent {id}"))),
         },
         Query::TaskCounts => Ok(Value::Object(task_counts(models, tenant)?)),
@@ -160,7 +160,7 @@ fn reply(
                 .runs
                 .list(tenant, &filter, limit(asked)?)?
                 .iter()
-                .map(dto::Run::from)
+                .map(dto::run)
                 .collect();
             to_json(runs)
         }
@@ -175,7 +175,7 @@ fn reply(
                         .filter(|o| o.policy == view.id)
                         .cloned()
                         .collect();
-                    dto::Policy::new(view, now, &mine)
+                    dto::policy(view, now, &mine)
                 })
                 .collect();
             to_json(policies)
@@ -183,17 +183,12 @@ fn reply(
         Query::Policy { id } => match models.policies.policy(id)? {
             Some(view) if view.tenant == *tenant => {
                 let overdue = models.notifications.overdue_of_policy(tenant, id)?;
-                to_json(dto::Policy::new(&view, now, &overdue))
+                to_json(dto::policy(&view, now, &overdue))
             }
             _ => Err(Refusal(ErrorCode::NotFound, format!("no policy {id}"))),
         },
         Query::Repos => {
-            let repos: Vec<dto::Repo> = models
-                .repos
-                .list(tenant)?
-                .iter()
-                .map(dto::Repo::from)
-                .collect();
+            let repos: Vec<dto::Repo> = models.repos.list(tenant)?.iter().map(dto::repo).collect();
             to_json(repos)
         }
         Query::RepoSnapshots {
@@ -235,7 +230,7 @@ fn agent(
     tenant: &TenantId,
     view: &fleet_projections::AgentView,
 ) -> Result<dto::Agent, Refusal> {
-    let mut agent = dto::Agent::new(view, models.heard.get(view.agent));
+    let mut agent = dto::agent(view, models.heard.get(view.agent));
     agent.overdue = notify::overdue_on_agent(models, tenant, view.agent)?;
     Ok(agent)
 }

@@ -576,6 +576,7 @@ async fn answers_have_the_documented_shapes() {
         assert_documented(&doc, template, "get", &response, 200);
         let empty = response.body.as_array().is_some_and(Vec::is_empty);
         assert!(!empty, "{path} answered an empty list: nothing was checked");
+        assert_typed(template, &response.body);
     }
 
     // Errors, with and without problems.
@@ -1354,4 +1355,33 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
         "the log gained"
     );
     stop(&api.shutdown, api.services).await;
+}
+
+/// The answer to `template` read back by the typed shapes clients use
+/// (`fleet_api_model::dto`) says exactly what was served: nothing lost, nothing added.
+fn assert_typed(template: &str, body: &Value) {
+    use fleet_services::projector::dto;
+    fn round<T: serde::de::DeserializeOwned + serde::Serialize>(body: &Value) -> Value {
+        let typed: T = serde_json::from_value(body.clone()).unwrap_or_else(|e| {
+            panic!(
+                "does not read as {}: {e}: {body}",
+                std::any::type_name::<T>()
+            )
+        });
+        serde_json::to_value(typed).expect("serializes")
+    }
+    let again = match template {
+        "/v1/agents" => round::<Vec<dto::Agent>>(body),
+        "/v1/agents/{id}" => round::<dto::Agent>(body),
+        "/v1/agents/{id}/backoff-status" => round::<dto::BackoffStatus>(body),
+        "/v1/tasks" => round::<Vec<dto::Task>>(body),
+        "/v1/tasks/{id}" => round::<dto::TaskDetail>(body),
+        "/v1/runs" => round::<Vec<dto::Run>>(body),
+        "/v1/policies" => round::<Vec<dto::Policy>>(body),
+        "/v1/policies/{id}" => round::<dto::Policy>(body),
+        "/v1/repositories" => round::<Vec<dto::Repo>>(body),
+        "/v1/summary" => round::<dto::Summary>(body),
+        _ => return,
+    };
+    assert_eq!(&again, body, "{template} read back by its typed shape");
 }

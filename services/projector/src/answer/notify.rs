@@ -16,7 +16,7 @@ pub fn rules(models: &ReadModels, tenant: &TenantId) -> Result<Value, Refusal> {
         .notifications
         .rules(tenant)?
         .iter()
-        .map(dto::Rule::from)
+        .map(dto::rule)
         .collect();
     to_json(rules)
 }
@@ -24,7 +24,7 @@ pub fn rules(models: &ReadModels, tenant: &TenantId) -> Result<Value, Refusal> {
 /// `GET /v1/rules/{id}`.
 pub fn rule(models: &ReadModels, tenant: &TenantId, id: RuleId) -> Result<Value, Refusal> {
     match models.notifications.rule(tenant, id)? {
-        Some(view) => to_json(dto::Rule::from(&view)),
+        Some(view) => to_json(dto::rule(&view)),
         None => Err(Refusal(ErrorCode::NotFound, format!("no rule {id}"))),
     }
 }
@@ -43,7 +43,7 @@ pub fn notifications(
         .notifications
         .notifications(tenant, &filter, limit(asked)?)?
         .iter()
-        .map(dto::Notification::from)
+        .map(dto::notification)
         .collect();
     to_json(items)
 }

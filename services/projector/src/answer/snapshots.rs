@@ -64,7 +64,7 @@ pub fn repo_snapshots(
         }
     }
     let mut answer = render(models, tenant, page)?;
-    answer.repository = Some(dto::SnapshotRepository::new(&inventory, policies));
+    answer.repository = Some(dto::snapshot_repository(&inventory, policies));
     to_json(answer)
 }
 
@@ -138,7 +138,7 @@ fn render(
             }
         };
         let policy = models.snapshots.policy_of(view)?;
-        let snapshot = dto::Snapshot::new(view, policy.as_ref(), url.as_deref());
+        let snapshot = dto::snapshot(view, policy.as_ref(), url.as_deref());
         bytes += serde_json::to_vec(&snapshot).map_or(0, |b| b.len());
         if bytes > PAGE_BYTES && i > 0 {
             next = Some(page.items[i - 1].cursor().to_string());
