@@ -142,7 +142,7 @@ pub fn parked(opts: &StreamOptions) -> Config {
 
 /// `KV_fleet_service_leases`: the stream of the leases bucket, laid out as a key-value
 /// bucket with history 1 and no max age: a key is never removed, only rewritten with
-/// compare-and-set (see `fleet_services::lease`). nats-server 2.9.10 mishandles a key
+/// compare-and-set (see `fleet_control::lease`). nats-server 2.9.10 mishandles a key
 /// expired by max age after a restart (it accepts a create on a subject that has a
 /// message, then refuses updates), so nothing here expires by itself. Created as a
 /// stream because async-nats cannot create a bucket on nats-server 2.9 (it reads account

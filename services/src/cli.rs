@@ -9,17 +9,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use fleet_cli::OutputArg;
+use fleet_control::access::render::RenderConfig;
+use fleet_control::clock::Clock;
+use fleet_control::dispatcher::{DispatchConfig, DispatcherConfig};
+use fleet_control::notifier::{NotifierConfig, NotifierSettings, Secrets};
+use fleet_control::retry::CircuitConfig;
+use fleet_control::serve::{self, Service, ServiceConfig};
+use fleet_control::telemetry;
 use fleet_events::enroll::check_nats_key;
 use fleet_events::store::connect::{NatsAccess, read_key};
 use fleet_events::store::{BadNatsServers, EventStore, NatsServers};
 use fleet_events::streams::StreamOptions;
-use fleet_services::access::render::RenderConfig;
-use fleet_services::clock::Clock;
-use fleet_services::dispatcher::{DispatchConfig, DispatcherConfig};
-use fleet_services::notifier::{NotifierConfig, NotifierSettings, Secrets};
-use fleet_services::retry::CircuitConfig;
-use fleet_services::serve::{self, Service, ServiceConfig};
-use fleet_services::telemetry;
 
 /// restic-fleet: schedules and runs restic backups on a fleet of agents.
 #[derive(Debug, Parser)]
@@ -407,7 +407,7 @@ impl ServiceArgs {
                 .api_tls_cert
                 .clone()
                 .zip(self.api_tls_key.clone())
-                .map(|(cert, key)| fleet_services::api::https::TlsFiles { cert, key }),
+                .map(|(cert, key)| fleet_control::api::https::TlsFiles { cert, key }),
             access: None,
             notifier: NotifierSettings {
                 core: NotifierConfig {
@@ -511,7 +511,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub demo: bool,
     /// Seconds between the demo's backups.
-    #[arg(long, default_value_t = fleet_services::demo::DEFAULT_EVERY_SECS, value_parser = clap::value_parser!(u64).range(60..=86_400), requires = "demo")]
+    #[arg(long, default_value_t = fleet_control::demo::DEFAULT_EVERY_SECS, value_parser = clap::value_parser!(u64).range(60..=86_400), requires = "demo")]
     pub demo_every_secs: u64,
     /// The fleet-agent program the demo starts (default: next to `fleet`, else on PATH).
     #[arg(long, env = "FLEET_AGENT_BINARY", requires = "demo")]

@@ -1,4 +1,4 @@
-//! The `fleet` command: thin glue over `fleet-services` (the control host's verbs) and
+//! The `fleet` command: thin glue over `fleet-control` (the control host's verbs) and
 //! `fleet-cli` (the operators' verbs).
 
 mod cli;
@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use fleet_services::access::{self, AccessConfig, Reload};
-use fleet_services::serve;
-use fleet_services::{shutdown, up};
+use fleet_control::access::{self, AccessConfig, Reload};
+use fleet_control::serve;
+use fleet_control::{shutdown, up};
 
 use crate::cli::{Cli, Command, StreamsCommand};
 
@@ -59,13 +59,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(args) => {
             let demo = match args.demo {
                 false => None,
-                true => Some(fleet_services::demo::DemoConfig {
+                true => Some(fleet_control::demo::DemoConfig {
                     dir: std::path::absolute(args.data_dir.join("demo"))
                         .context("resolving the data directory")?,
                     agent_binary: args
                         .agent_binary
                         .clone()
-                        .or_else(fleet_services::demo::find_agent_binary)
+                        .or_else(fleet_control::demo::find_agent_binary)
                         .context(
                             "--demo needs the fleet-agent program: build it (cargo build \
                              -p fleet-agent) or name it with --agent-binary",
@@ -85,7 +85,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let names = up::self_signed_names(api_addr, &args.api_tls_names);
                 let dir = args.data_dir.join(up::API_TLS_DIR);
                 let made =
-                    fleet_services::api::self_signed::ensure(&dir, &names, chrono::Utc::now())?;
+                    fleet_control::api::self_signed::ensure(&dir, &names, chrono::Utc::now())?;
                 tracing::info!(names = %made.names.join(","), expires = %made.expires.to_rfc3339(),
                     made = made.made, ca = %made.ca.display(),
                     "the API serves HTTPS with a self-signed certificate; clients trust its CA: \
@@ -187,7 +187,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::TlsCert(args) => {
-            let made = fleet_services::api::self_signed::ensure(
+            let made = fleet_control::api::self_signed::ensure(
                 &args.dir,
                 &args.names,
                 chrono::Utc::now(),

@@ -1,10 +1,10 @@
 //! `fleet projections status|rebuild`.
 
 use anyhow::Context;
+use fleet_control::projector::query::request;
+use fleet_control::projector::{ProjectionStatus, ReadModels};
 use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::projector::query::request;
-use fleet_services::projector::{ProjectionStatus, ReadModels};
 
 use crate::cli::{OutputArg, ProjectionsCommand};
 

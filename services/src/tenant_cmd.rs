@@ -2,10 +2,10 @@
 //! straight to the event log (the operator bootstrap; the HTTP API comes on top).
 
 use chrono::Utc;
+use fleet_control::tenant;
 use fleet_events::event::Role;
 use fleet_events::ids::{TenantId, TokenId};
 use fleet_events::store::EventStore;
-use fleet_services::tenant;
 
 use crate::cli::{NatsArgs, RoleArg, TenantCommand};
 

@@ -281,8 +281,8 @@ async fn fleet_up_demo_backs_the_sample_up_and_restarts_cleanly() {
 /// and a deleted demo policy is created (and assigned) again on the next start.
 #[tokio::test]
 async fn the_demo_policy_is_created_again_after_an_operator_deleted_it() {
-    use fleet_services::command::policy::{self, PolicyCommand, PolicyState};
-    use fleet_services::demo;
+    use fleet_control::command::policy::{self, PolicyCommand, PolicyState};
+    use fleet_control::demo;
 
     let nats = fleet_tests::NatsServer::start().expect("nats-server");
     let client = async_nats::connect(nats.url()).await.expect("connect");

@@ -17,6 +17,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fleet_control::clock::Clock;
+use fleet_control::projector::ProjectionStatus;
+use fleet_control::projector::query::{Query, ask, request};
+use fleet_control::serve::{Service, ServiceConfig};
+use fleet_control::tenant;
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, Role};
 use fleet_events::ids::{AgentId, TenantId};
@@ -24,11 +29,6 @@ use fleet_events::samples;
 use fleet_events::store::{Append, EventStore, Expect};
 use fleet_events::streams::StreamOptions;
 use fleet_events::subject;
-use fleet_services::clock::Clock;
-use fleet_services::projector::ProjectionStatus;
-use fleet_services::projector::query::{Query, ask, request};
-use fleet_services::serve::{Service, ServiceConfig};
-use fleet_services::tenant;
 use fleet_tests::NatsServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -247,7 +247,7 @@ fn main() -> ExitCode {
             let (store, config, stop) =
                 (connected_store(&server.url()).await, config.clone(), stop.clone());
             services.push(tokio::spawn(async move {
-                fleet_services::serve::run(service, store, config, stop).await
+                fleet_control::serve::run(service, store, config, stop).await
             }));
         }
 

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use chrono::{TimeDelta, Utc};
+use fleet_control::clock::{Clock, ManualClock};
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
 use fleet_events::event::{
     AgentEvent, ErrorClass, Event, PolicyEvent, RunDetail, RunSummary, TaskError, TaskEvent,
@@ -36,8 +38,6 @@ use fleet_events::store::consume::Wire;
 use fleet_events::store::{Append, EventStore, Expect};
 use fleet_events::streams::StreamOptions;
 use fleet_events::subject::{self, AgentSubject, Channel};
-use fleet_services::clock::{Clock, ManualClock};
-use fleet_services::serve::{Service, ServiceConfig};
 use fleet_tests::NatsServer;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -145,7 +145,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             notifier: Default::default(),
         };
         let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move { fleet_services::serve::run(service, store, config, stop).await });
+        tokio::spawn(async move { fleet_control::serve::run(service, store, config, stop).await });
     }
 }
 

@@ -24,12 +24,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
+use fleet_control::projector::ReadModels;
 use fleet_events::codec::encode;
 use fleet_events::store::EventStore;
 use fleet_events::streams::{self, StreamOptions};
 use fleet_events::subject;
 use fleet_projections::{Checkpointed, Projection};
-use fleet_services::projector::ReadModels;
 use fleet_tests::NatsServer;
 use futures::StreamExt;
 

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fleet_control::clock::Clock;
+use fleet_control::serve::{self, Service, ServiceConfig};
 use fleet_events::envelope::{Envelope, SCHEMA_VERSION};
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
@@ -25,8 +27,6 @@ use fleet_events::settings::AgentSettings;
 use fleet_events::store::{Append, EventStore, Expect};
 use fleet_events::streams::{LEASE_TTL, StreamOptions};
 use fleet_events::subject::{self, AgentSubject, Channel};
-use fleet_services::clock::Clock;
-use fleet_services::serve::{self, Service, ServiceConfig};
 use fleet_tests::NatsServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

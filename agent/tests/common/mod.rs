@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use chrono::Utc;
+use fleet_control::clock::Clock;
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
 use fleet_events::ids::{AgentId, TaskId, TenantId};
@@ -15,8 +17,6 @@ use fleet_events::settings::AgentSettings;
 use fleet_events::store::{Append, EventStore, Expect};
 use fleet_events::streams::StreamOptions;
 use fleet_events::subject::{AggregateId, EventSubject};
-use fleet_services::clock::Clock;
-use fleet_services::serve::{Service, ServiceConfig};
 use fleet_tests::NatsServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +102,7 @@ pub fn control_plane(
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {
-                fleet_services::serve::run(service, store, config, shutdown).await
+                fleet_control::serve::run(service, store, config, shutdown).await
             })
         })
         .collect()

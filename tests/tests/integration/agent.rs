@@ -8,10 +8,10 @@ use std::time::Duration;
 use chrono::Utc;
 use fleet_agent::restic::output::parse_snapshots;
 use fleet_agent::state::AgentState;
+use fleet_control::serve::Service;
 use fleet_events::event::{RunDetail, TaskEvent};
 use fleet_events::ids::AgentId;
 use fleet_events::settings::AgentSettings;
-use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::agent::{agent_config, backup_spec, spawn_agent};

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fleet_agent::state::AgentState;
+use fleet_control::serve::Service;
 use fleet_events::event::{ErrorClass, InterruptedAttempt, LostReason, TaskEvent, UnlockOutcome};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::policy::{PolicySpec, RetryBudget};
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
-use fleet_services::serve::Service;
 use fleet_tests::restic::Repo;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -11,6 +11,8 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fleet_control::api::ThrottlePolicy;
+use fleet_control::tenant;
 use fleet_events::enroll::TokenText;
 use fleet_events::event::{
     AssignmentEvent, BackupSummary, ErrorClass, Event, Message, NotificationEvent, RepoEvent, Role,
@@ -24,8 +26,6 @@ use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::api::ThrottlePolicy;
-use fleet_services::tenant;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -1360,7 +1360,7 @@ async fn another_tenants_token_gets_nothing_from_any_endpoint() {
 /// The answer to `template` read back by the typed shapes clients use
 /// (`fleet_api_model::dto`) says exactly what was served: nothing lost, nothing added.
 fn assert_typed(template: &str, body: &Value) {
-    use fleet_services::projector::dto;
+    use fleet_control::projector::dto;
     fn round<T: serde::de::DeserializeOwned + serde::Serialize>(body: &Value) -> Value {
         let typed: T = serde_json::from_value(body.clone()).unwrap_or_else(|e| {
             panic!(

@@ -347,7 +347,7 @@ fn policy_renamed() -> Value {
 #[tokio::test]
 async fn the_api_decides_at_the_clock_it_is_given() {
     use chrono::TimeZone;
-    use fleet_services::clock::{Clock, ManualClock};
+    use fleet_control::clock::{Clock, ManualClock};
 
     let fleet = fleet().await;
     let store = &fleet.store;

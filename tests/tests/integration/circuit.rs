@@ -6,6 +6,8 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fleet_control::retry::CircuitConfig;
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::event::{ErrorClass, Event, RepoEvent, TaskEvent};
 use fleet_events::ids::AgentId;
 use fleet_events::policy::{PolicySpec, RetryBudget};
@@ -13,8 +15,6 @@ use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::{EventStore, Stored};
 use fleet_events::subject;
-use fleet_services::retry::CircuitConfig;
-use fleet_services::serve::{Service, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour};

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use chrono::Utc;
+use fleet_control::serve::Service;
 use fleet_events::event::{Event, TaskEvent};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::samples;
@@ -25,7 +26,6 @@ use fleet_events::settings::AgentSettings;
 use fleet_events::store::{EventStore, Stored};
 use fleet_events::streams;
 use fleet_events::subject::{self, Aggregate};
-use fleet_services::serve::Service;
 use fleet_tests::NatsCluster;
 use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;

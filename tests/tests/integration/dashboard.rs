@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
+use fleet_control::tenant;
 use fleet_events::event::{
     AgentEvent, AssignmentEvent, BackupSummary, ErrorClass, Event, Role, RunDetail, RunSummary,
     TaskError, TaskEvent,
@@ -20,7 +21,6 @@ use fleet_events::ids::{AgentId, AssignmentId, PolicyId, TaskId};
 use fleet_events::policy::TaskKind;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
-use fleet_services::tenant;
 use serde_json::{Value, json};
 
 use crate::support::browser::{

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fantoccini::Locator;
+use fleet_control::serve::Service;
+use fleet_control::tenant;
 use fleet_events::event::{Event, PolicyEvent, Role, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::PolicySpec;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
-use fleet_services::serve::Service;
-use fleet_services::tenant;
 use fleet_tests::restic::Repo;
 use serde_json::Value;
 use tokio::task::JoinHandle;

@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use fleet_control::dispatcher::DispatcherConfig;
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::event::{Event, TaskEvent};
 use fleet_events::ids::{AgentId, TaskId};
 use fleet_events::policy::PolicySpec;
@@ -15,8 +17,6 @@ use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::dispatcher::DispatcherConfig;
-use fleet_services::serve::{Service, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour, Observed};
@@ -244,8 +244,8 @@ async fn cancelling_a_running_task_tells_its_agent() {
 /// a lease that cannot run out meanwhile), so the scenario does not wait out the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_past_its_run_timeout_is_timed_out_and_its_agent_told() {
+    use fleet_control::clock::ManualClock;
     use fleet_events::event::ErrorClass;
-    use fleet_services::clock::ManualClock;
 
     let f = fleet().await;
     let agent = AgentId::generate();

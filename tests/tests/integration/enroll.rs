@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use fleet_agent::config::{Env, RawConfig, ValidConfig, validate};
 use fleet_agent::enroll::{self, EnrollError, Source};
+use fleet_control::serve::Service;
+use fleet_control::tenant;
 use fleet_events::access::ENROLL_INBOX_PREFIX;
 use fleet_events::codec::Wire;
 use fleet_events::enroll::{REGISTER_SUBJECT, RegisterOutcome, RegisterReply, Rejection};
@@ -15,8 +17,6 @@ use fleet_events::event::{AgentEvent, Event, Role};
 use fleet_events::ids::AgentId;
 use fleet_events::store::connect::{NatsAccess, load_or_create_key};
 use fleet_events::streams;
-use fleet_services::serve::Service;
-use fleet_services::tenant;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, fleet, log, spawn_service, stop, system};

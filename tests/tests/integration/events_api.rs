@@ -9,6 +9,8 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use fleet_control::serve::{Service, ServiceConfig};
+use fleet_control::tenant;
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, ErrorClass, Event, Role, RunDetail, RunSummary, TaskError};
 use fleet_events::event::{BackupSummary, TaskEvent};
@@ -17,8 +19,6 @@ use fleet_events::policy::TaskKind;
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::{Append, EventStore, Expect};
-use fleet_services::serve::{Service, ServiceConfig};
-use fleet_services::tenant;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ impl Scenario {
             spawn_service(&fleet.store, Service::Projector, config, &shutdown),
             crate::support::spawn_api(
                 &fleet.store,
-                fleet_services::clock::Clock::System,
+                fleet_control::clock::Clock::System,
                 listener,
                 Default::default(),
                 &shutdown,

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use fleet_control::follow::Follower;
 use fleet_events::ids::AgentId;
 use fleet_events::store::{Append, Expect};
 use fleet_events::subject;
-use fleet_services::follow::Follower;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{agent_event, delete_event_consumers, fleet};

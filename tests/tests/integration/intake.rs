@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use fleet_control::serve::Service;
 use fleet_events::envelope::SCHEMA_VERSION;
 use fleet_events::event::{
     Event, RepoEvent, RunDetail, RunSummary, SnapshotListing, TaskEvent, repo_of,
@@ -17,7 +18,6 @@ use fleet_events::samples;
 use fleet_events::store::EventStore;
 use fleet_events::streams;
 use fleet_events::subject::{AgentSubject, AggregateId, Channel, EventSubject};
-use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{append_at, fleet, park_reason, parked, spawn_service, stop, system, tenant};

@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fleet_control::lease::{Held, Lease, RENEW_EVERY, STANDBY_POLL};
 use fleet_events::store::EventStore;
 use fleet_events::streams::LEASE_TTL;
-use fleet_services::lease::{Held, Lease, RENEW_EVERY, STANDBY_POLL};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{connect, eventually, fleet};

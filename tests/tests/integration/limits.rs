@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use fleet_control::serve::Service;
 use fleet_events::event::TaskEvent;
 use fleet_events::ids::AgentId;
 use fleet_events::policy::{PolicySpec, TaskKind};
 use fleet_events::samples;
 use fleet_events::settings::{AgentSettings, KindLimits};
-use fleet_services::serve::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::scripted_agent::{self, Behaviour};

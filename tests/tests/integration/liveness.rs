@@ -8,6 +8,9 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use fleet_control::dispatcher::DispatcherConfig;
+use fleet_control::projector::query::{Query, ask};
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::event::{AgentEvent, Event, TaskEvent};
 use fleet_events::ids::AgentId;
 use fleet_events::policy::{PolicySpec, RetryBudget};
@@ -16,9 +19,6 @@ use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
 use fleet_events::streams::LEASE_TTL;
 use fleet_events::subject;
-use fleet_services::dispatcher::DispatcherConfig;
-use fleet_services::projector::query::{Query, ask};
-use fleet_services::serve::{Service, ServiceConfig};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -235,9 +235,9 @@ async fn wait_until(
 /// Once the dispatcher takes over, the log still learns the agent came online.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_heard_only_while_the_dispatcher_stood_by_is_recorded_online_at_takeover() {
+    use fleet_control::lease::Lease;
     use fleet_events::protocol::{Heartbeat, KindCounts};
     use fleet_events::subject::{AgentSubject, Channel};
-    use fleet_services::lease::Lease;
 
     let f = fleet().await;
     let agent = AgentId::generate();

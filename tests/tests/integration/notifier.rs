@@ -8,6 +8,9 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use fleet_control::clock::ManualClock;
+use fleet_control::notifier::{NotifierSettings, Secrets, target};
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::event::{
     AgentEvent, ErrorClass, Event, ExhaustedReason, PolicyEvent, RuleEvent, TaskError, TaskEvent,
 };
@@ -16,9 +19,6 @@ use fleet_events::notify::{DeliveryRetry, RuleSpec, Target, TargetKind, Trigger}
 use fleet_events::policy::PolicySpec;
 use fleet_events::samples;
 use fleet_events::schedule::Schedule;
-use fleet_services::clock::ManualClock;
-use fleet_services::notifier::{NotifierSettings, Secrets, target};
-use fleet_services::serve::{Service, ServiceConfig};
 use ring::hmac;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

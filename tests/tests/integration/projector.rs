@@ -6,13 +6,13 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use fleet_control::projector::ReadModels;
+use fleet_control::projector::query::{AskError, ErrorCode, Query, ask};
+use fleet_control::serve::{Service, ServiceConfig};
 use fleet_events::event::{ErrorClass, Event, PolicyEvent, TaskError, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TenantId};
 use fleet_events::samples;
 use fleet_events::settings::AgentSettings;
-use fleet_services::projector::ReadModels;
-use fleet_services::projector::query::{AskError, ErrorCode, Query, ask};
-use fleet_services::serve::{Service, ServiceConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -226,7 +226,7 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
 
     // Caught up: no model lags behind the events it reads.
     let status = eventually("every model caught up", Duration::from_secs(20), || async {
-        let answer = fleet_services::projector::query::request(
+        let answer = fleet_control::projector::query::request(
             client,
             fleet_events::subject::projections_status(),
             b"{}".to_vec(),

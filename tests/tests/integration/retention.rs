@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fleet_agent::restic::output::{Snapshot, parse_snapshots};
+use fleet_control::serve::Service;
 use fleet_events::event::{Event, RetentionOutcome, RunDetail, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{PolicySpec, Retention};
 use fleet_events::settings::AgentSettings;
 use fleet_events::store::EventStore;
-use fleet_services::serve::Service;
 use fleet_tests::restic::Repo;
 use tokio_util::sync::CancellationToken;
 

@@ -10,14 +10,14 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use fleet_control::clock::ManualClock;
+use fleet_control::serve::Service;
 use fleet_events::event::{ErrorClass, Event, ExhaustedReason, RepoEvent, TaskError, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{PolicySpec, RetryBudget};
 use fleet_events::samples;
 use fleet_events::store::EventStore;
 use fleet_events::subject;
-use fleet_services::clock::ManualClock;
-use fleet_services::serve::Service;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -9,14 +9,14 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use fleet_control::clock::ManualClock;
+use fleet_control::serve::Service;
 use fleet_events::event::{Event, PolicyEvent, SkipReason, TaskEvent};
 use fleet_events::ids::{AgentId, PolicyId, TaskId};
 use fleet_events::policy::{MissedRun, Overlap, PolicySpec};
 use fleet_events::samples;
 use fleet_events::schedule::Schedule;
 use fleet_events::store::EventStore;
-use fleet_services::clock::ManualClock;
-use fleet_services::serve::Service;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

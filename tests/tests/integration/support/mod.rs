@@ -59,7 +59,7 @@ pub fn servers(server: &NatsServer) -> NatsServers {
 }
 
 /// Shows the services' logs in the test's output when `RUST_LOG` is set (for instance
-/// `RUST_LOG=fleet_services=info`); silent otherwise.
+/// `RUST_LOG=fleet_control=info`); silent otherwise.
 pub fn log_from_env() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()

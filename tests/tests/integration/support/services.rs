@@ -1,12 +1,12 @@
 //! The control-plane services a scenario runs, each on its own task, all stopped by one
 //! cancellation token.
 
+use fleet_control::api::ThrottlePolicy;
+use fleet_control::clock::{Clock, ManualClock};
+use fleet_control::dispatcher::DispatcherConfig;
+use fleet_control::retry::CircuitConfig;
+use fleet_control::serve::{self, Service, ServiceConfig};
 use fleet_events::store::EventStore;
-use fleet_services::api::ThrottlePolicy;
-use fleet_services::clock::{Clock, ManualClock};
-use fleet_services::dispatcher::DispatcherConfig;
-use fleet_services::retry::CircuitConfig;
-use fleet_services::serve::{self, Service, ServiceConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,8 +70,8 @@ pub fn spawn_api(
     let (store, shutdown) = (store.clone(), shutdown.clone());
     tokio::spawn(async move {
         // As `fleet serve api` does: the API shows this process's metrics on /metrics.
-        fleet_services::serve::install_metrics(None).expect("the metrics recorder");
-        fleet_services::api::serve(store, clock, listener, throttle, None, shutdown)
+        fleet_control::serve::install_metrics(None).expect("the metrics recorder");
+        fleet_control::api::serve(store, clock, listener, throttle, None, shutdown)
             .await
             .unwrap_or_else(|e| panic!("the API failed: {e:#}"));
     })

@@ -2,10 +2,10 @@
 //! read-only and an enrollment token, and another one whose admin token is the stranger's.
 
 use chrono::Utc;
+use fleet_control::tenant::{self, NewToken};
 use fleet_events::event::Role;
 use fleet_events::ids::TenantId;
 use fleet_events::store::EventStore;
-use fleet_services::tenant::{self, NewToken};
 
 pub struct TwoTenants {
     pub acme: TenantId,

@@ -1,6 +1,6 @@
 //! restic-fleet's control plane as one process: running one service or all of them, `fleet
-//! up`, and the crates the services live in, under the names the `fleet` command and the
-//! tests use.
+//! up`, and the crates the services live in, under the names the `fleet` binary (the
+//! `fleet` package beside it) and the tests use.
 //!
 //! # Layout
 //! - [`serve`]: running one service or all of them; [`up`]: `fleet up`, everything on one

@@ -1,6 +1,6 @@
 //! The scheduler core's tick cost with 100,000 (policy, agent) pairs.
 //!
-//! `cargo bench -p fleet-services --bench scheduler`. Prints the time of an idle tick (no
+//! `cargo bench -p fleet-control --bench scheduler`. Prints the time of an idle tick (no
 //! fire due: the common case, once per wake-up) and of a tick that decides 1,000 fires,
 //! each the median of many, and the cost of folding the log that sets the pairs up.
 
@@ -8,13 +8,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use fleet_control::scheduler::Scheduler;
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{Event, PolicyEvent};
 use fleet_events::ids::{AgentId, PolicyId};
 use fleet_events::policy::PolicySpec;
 use fleet_events::samples;
 use fleet_events::schedule::Schedule;
-use fleet_services::scheduler::Scheduler;
 use uuid::Uuid;
 
 const POLICIES: u128 = 100;
