@@ -13,8 +13,8 @@ use crate::notify::{RuleSpec, Trigger};
 pub enum RuleEvent {
     /// The rule was created or replaced.
     ///
-    /// Written by: API command (`services/command/src/rule.rs`, via `api/write_rule.rs`); msg
-    /// id event id (`command/src/lib.rs` append_chain).
+    /// Written by: API command (`services/command/src/rule.rs`, via
+    /// `api/src/write_rule.rs`); msg id event id (`command/src/lib.rs` append_chain).
     Defined { spec: Box<RuleSpec> },
     /// Written by: API command (`services/command/src/rule.rs`); msg id event id
     /// (`command/src/lib.rs` append_chain).
@@ -66,7 +66,7 @@ pub enum NotificationEvent {
     /// per rule, whichever notifier instance sees it.
     ///
     /// Written by: notifier (`services/notifier/src/core.rs` due, appended in
-    /// `notifier/service.rs`); msg id `notify:{notification}`.
+    /// `notifier/src/service.rs`); msg id `notify:{notification}`.
     Triggered {
         rule: RuleId,
         /// The event it tells about.
@@ -81,8 +81,8 @@ pub enum NotificationEvent {
     Sending { attempt: u32 },
     /// The target accepted it (a 2xx status).
     ///
-    /// Written by: notifier (`services/notifier/src/core.rs` finished/outcome_event); msg id
-    /// `notify-outcome:{notification}:{attempt}`.
+    /// Written by: notifier (`services/notifier/src/core.rs` finished/outcome_event); msg
+    /// id `notify-outcome:{notification}:{attempt}`.
     Delivered { attempt: u32, status: u16 },
     /// The attempt failed; the next one is due at `retry_at`.
     ///

@@ -23,8 +23,9 @@ pub enum Role {
 /// Something that happened to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TenantEvent {
-    /// Written by: CLI `fleet tenant create` + demo, via `services/identity/src/tenant/mod.rs`
-    /// (`tenant_cmd.rs`, `demo.rs`); msg id `tenant-created:{tenant}`.
+    /// Written by: CLI `fleet tenant create` + demo, via
+    /// `services/identity/src/tenant/mod.rs` (`tenant_cmd.rs`, `demo.rs`); msg id
+    /// `tenant-created:{tenant}`.
     Created { name: String },
     /// A token was issued. Only its SHA-256 hash is recorded; the token itself was shown
     /// once to whoever asked for it.
@@ -37,8 +38,8 @@ pub enum TenantEvent {
         label: String,
         sha256: [u8; 32],
     },
-    /// Written by: CLI `fleet tenant revoke`, via `services/identity/src/tenant/mod.rs` revoke;
-    /// msg id `token-revoked:{token}`.
+    /// Written by: CLI `fleet tenant revoke`, via `services/identity/src/tenant/mod.rs`
+    /// revoke; msg id `token-revoked:{token}`.
     TokenRevoked { token: TokenId },
 }
 
@@ -46,21 +47,22 @@ pub enum TenantEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentEvent {
     /// Written by: registrar (`services/identity/src/enroll/judge.rs`, appended in
-    /// `enroll/mod.rs`); API preregister (`services/command/src/agent.rs`); msg id registrar
-    /// `register:{agent}`; API: event id (`command/src/lib.rs` append_chain).
+    /// `identity/src/enroll/mod.rs`); API preregister (`services/command/src/agent.rs`);
+    /// msg id registrar `register:{agent}`; API: event id (`command/src/lib.rs`
+    /// append_chain).
     Registered {
         name: String,
         hostname: String,
         settings: AgentSettings,
     },
-    /// Written by: API command (`services/command/src/agent.rs` change_settings); msg id event
-    /// id (`command/src/lib.rs` append_chain).
+    /// Written by: API command (`services/command/src/agent.rs` change_settings); msg id
+    /// event id (`command/src/lib.rs` append_chain).
     SettingsChanged { settings: AgentSettings },
     /// A heartbeat arrived from an agent that was offline (or never seen).
     ///
     /// Written by: dispatcher (`services/dispatcher/src/service.rs` came_online); msg id
     /// `online:{agent}:{offline_since µs}` or `heard:{agent}` (`came_online_key`,
-    /// `dispatcher/view.rs`).
+    /// `dispatcher/src/view.rs`).
     CameOnline {
         agent_version: String,
         restic_version: String,
@@ -75,24 +77,24 @@ pub enum AgentEvent {
     },
     /// The agent is retired: it gets no more work.
     ///
-    /// Written by: API command (`services/command/src/agent.rs` decommission); msg id event id
-    /// (`command/src/lib.rs` append_chain).
+    /// Written by: API command (`services/command/src/agent.rs` decommission); msg id event
+    /// id (`command/src/lib.rs` append_chain).
     Decommissioned,
     /// The NATS public key (an nkey, `U…`) the agent connects with: the control plane
     /// renders a server authorization block for it, limited to the agent's own subjects.
     /// It replaces any earlier key. The key's seed never leaves the agent.
     ///
     /// Written by: registrar (`services/identity/src/enroll/judge.rs`, appended in
-    /// `enroll/mod.rs`); msg id `key:{agent}:{nkey}`.
+    /// `identity/src/enroll/mod.rs`); msg id `key:{agent}:{nkey}`.
     KeyAuthorized { nkey: String },
 }
 
 /// Something that happened to a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PolicyEvent {
-    /// Written by: API command (`services/command/src/policy.rs`, via `api/write_policy.rs`);
-    /// demo (`services/src/demo.rs`, the same command); msg id event id (`command/src/lib.rs`
-    /// append_chain).
+    /// Written by: API command (`services/command/src/policy.rs`, via
+    /// `api/src/write_policy.rs`); demo (`services/src/demo.rs`, the same command); msg id
+    /// event id (`command/src/lib.rs` append_chain).
     Created { spec: Box<PolicySpec> },
     /// Written by: API command (`services/command/src/policy.rs`); msg id event id
     /// (`command/src/lib.rs` append_chain).
@@ -122,7 +124,7 @@ pub enum RepoEvent {
     /// probe task is let through.
     ///
     /// Written by: retry enforcer (`services/retry/src/circuit.rs` Breaker::decide,
-    /// `retry/enforcer/decide.rs`); msg id `circuit:{tenant}:{repo}:{seq}`.
+    /// `retry/src/enforcer/decide.rs`); msg id `circuit:{tenant}:{repo}:{seq}`.
     CircuitOpened {
         #[serde(with = "chrono::serde::ts_microseconds")]
         until: DateTime<Utc>,
@@ -131,14 +133,15 @@ pub enum RepoEvent {
     /// A probe succeeded: tasks flow again.
     ///
     /// Written by: retry enforcer (`services/retry/src/circuit.rs` Breaker::decide,
-    /// `retry/enforcer/decide.rs`); msg id `circuit:{tenant}:{repo}:{seq}`.
+    /// `retry/src/enforcer/decide.rs`); msg id `circuit:{tenant}:{repo}:{seq}`.
     CircuitClosed,
     /// A listing (one part of it) an agent reported changed the repository's snapshot
     /// inventory: `added` are new in the part's range, `removed` are gone from it. Written
     /// only when something changed; a large change is cut into several events.
     ///
     /// Written by: intake (`services/intake/src/inventory.rs` decide, appended in
-    /// `intake/snapshots.rs`); msg id `snapshots:{task}:{attempt}:{part}:{n}:{last_seq}`.
+    /// `intake/src/snapshots.rs`); msg id
+    /// `snapshots:{task}:{attempt}:{part}:{n}:{last_seq}`.
     SnapshotsChanged {
         /// The task whose run listed the repository.
         task: TaskId,

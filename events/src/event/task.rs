@@ -15,9 +15,10 @@ pub enum TaskEvent {
     /// The scheduler created the task: `policy` is due on `agent`. `spec` is the policy as
     /// it was at that moment, so later edits do not change a task already made.
     ///
-    /// Written by: scheduler (`services/scheduler/src/decide.rs`, appended in `service.rs`);
-    /// API run-now (`command/policy.rs`); msg id `sched:{policy}:{agent}:{fire_at µs}`
-    /// (`scheduler::msg_id`); run-now `scheduled:{task}`.
+    /// Written by: scheduler (`services/scheduler/src/decide.rs`, appended in
+    /// `service.rs`); API run-now (`command/src/policy.rs`); msg id
+    /// `sched:{policy}:{agent}:{fire_at µs}` (`scheduler::msg_id`); run-now
+    /// `scheduled:{task}`.
     Scheduled {
         policy: PolicyId,
         agent: AgentId,
@@ -41,34 +42,37 @@ pub enum TaskEvent {
     },
     /// The dispatcher handed attempt `attempt` (1 for the first) to the agent.
     ///
-    /// Written by: dispatcher (`services/dispatcher/src/plan.rs`, appended in `service.rs`);
-    /// msg id `dispatch:{task}:{attempt}` (`Dispatch::event_msg_id`).
+    /// Written by: dispatcher (`services/dispatcher/src/plan.rs`, appended in
+    /// `service.rs`); msg id `dispatch:{task}:{attempt}` (`Dispatch::event_msg_id`).
     Dispatched { agent: AgentId, attempt: u32 },
     /// The agent recorded the task in its local state.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:acknowledged` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:acknowledged`
+    /// (`AgentReport::msg_id`).
     Acknowledged { attempt: u32 },
     /// restic started.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:started` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:started`
+    /// (`AgentReport::msg_id`).
     Started { attempt: u32 },
     /// restic finished successfully.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:succeeded` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:succeeded`
+    /// (`AgentReport::msg_id`).
     Succeeded { attempt: u32, summary: RunSummary },
     /// The attempt failed; `error` says how, classified.
     ///
-    /// Written by: intake (agent report, `intake/decide.rs`); dispatcher run timeout
-    /// (`services/dispatcher/src/timeouts.rs`); msg id intake `report:{task}:{attempt}:failed`;
-    /// dispatcher `timeout:{task}:{attempt}`.
+    /// Written by: intake (agent report, `intake/src/decide.rs`); dispatcher run timeout
+    /// (`services/dispatcher/src/timeouts.rs`); msg id intake
+    /// `report:{task}:{attempt}:failed`; dispatcher `timeout:{task}:{attempt}`.
     Failed { attempt: u32, error: TaskError },
     /// The attempt will be retried once `due_at` has passed.
     ///
     /// Written by: retry enforcer (`services/retry/src/enforcer/decide.rs`, appended in
-    /// `retry/service.rs`); msg id `retry:{task}:{attempt}`.
+    /// `retry/src/service.rs`); msg id `retry:{task}:{attempt}`.
     RetryScheduled {
         attempt: u32,
         #[serde(with = "chrono::serde::ts_microseconds")]
@@ -91,7 +95,7 @@ pub enum TaskEvent {
     /// An operator or the overlap policy cancelled the task.
     ///
     /// Written by: API command (`services/command/src/task.rs`); scheduler overlap replace
-    /// (`scheduler/decide.rs`); msg id API: event id (append_chain); scheduler
+    /// (`scheduler/src/decide.rs`); msg id API: event id (append_chain); scheduler
     /// `sched:{policy}:{agent}:{fire µs}:cancel:{old}`.
     Cancelled { reason: String },
     /// The agent holding the attempt went silent past its lease (or came back without it).
@@ -105,8 +109,9 @@ pub enum TaskEvent {
     /// running there when the agent stopped and their restic may have left a lock. Legal
     /// while the attempt is acknowledged or running; the task's status does not change.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:unlock_ran` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:unlock_ran`
+    /// (`AgentReport::msg_id`).
     UnlockRan {
         attempt: u32,
         interrupted: Vec<InterruptedAttempt>,
@@ -118,8 +123,9 @@ pub enum TaskEvent {
     /// and after it succeeded (reports may overtake each other in intake); the task's
     /// status does not change.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:retention_applied` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:retention_applied`
+    /// (`AgentReport::msg_id`).
     RetentionApplied {
         attempt: u32,
         /// Snapshots of the policy forget kept.
@@ -137,8 +143,8 @@ pub enum TaskEvent {
     /// (status scheduled, same dispatch, limits, retries and isolation); the scheduler's
     /// overlap rules ignore it.
     ///
-    /// Written by: API command (`services/command/src/request.rs`, via `api/write_request.rs`);
-    /// msg id `requested:{task}`.
+    /// Written by: API command (`services/command/src/request.rs`, via
+    /// `api/src/write_request.rs`); msg id `requested:{task}`.
     Requested {
         policy: PolicyId,
         agent: AgentId,
@@ -155,8 +161,9 @@ pub enum TaskEvent {
     /// runs and after it ended (reports may overtake each other in intake); the task's
     /// status does not change.
     ///
-    /// Written by: intake (`services/intake/src/decide.rs`, appended in `intake/service.rs`);
-    /// msg id `report:{task}:{attempt}:hook_ran:{stage}:{hook}` (`AgentReport::msg_id`).
+    /// Written by: intake (`services/intake/src/decide.rs`, appended in
+    /// `intake/src/service.rs`); msg id `report:{task}:{attempt}:hook_ran:{stage}:{hook}`
+    /// (`AgentReport::msg_id`).
     HookRan { attempt: u32, hook: HookRun },
 }
 
