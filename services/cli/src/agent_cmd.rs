@@ -1,13 +1,15 @@
 //! `fleet agent ls|show|settings|decommission|register`: agents over the HTTP API.
 
 use chrono::{DateTime, Utc};
+use fleet_api_model::dto::Agent;
+use fleet_events::settings::IoClass;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::{AgentArgs, AgentCommand, AgentSettingsArgs, OutputArg};
 use crate::lookup;
-use crate::output::{ago, print, print_json, text, time, written, yes_no};
+use crate::output::{ago_of, print, print_json, text, time_of, written, yes_no};
 use crate::table::{Table, fields};
 
 /// Runs one `fleet agent` command.
@@ -19,7 +21,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let agents = lookup::all_agents(&client).await?;
             match json {
                 true => print_json(&agents),
-                false => print(&agents_table(&agents, Utc::now())),
+                false => print(&agents_table(&typed::<Vec<Agent>>(&agents)?, Utc::now())),
             }
         }
         AgentCommand::Show(target) => {
@@ -28,10 +30,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&agent);
             }
+            let agent: Agent = typed(&agent)?;
             // Policy names only when there is an overdue one to name.
-            let names = match agent["overdue"].as_array().is_some_and(|o| !o.is_empty()) {
-                true => lookup::Names::fetch(&client).await?,
-                false => lookup::Names::default(),
+            let names = match agent.overdue.is_empty() {
+                false => lookup::Names::fetch(&client).await?,
+                true => lookup::Names::default(),
             };
             print(&agent_details(&agent, &names, Utc::now()))
         }
@@ -119,13 +122,27 @@ fn settings_patch(change: &AgentSettingsArgs) -> Value {
     Value::Object(body)
 }
 
+/// The API's answer read as the shape it promises (`fleet_api_model::dto`).
+fn typed<T: serde::de::DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    serde_json::from_value(answer.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "the API's answer is not the {} this fleet expects ({e}); is the API a \
+             different version?",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("shape")
+        )
+    })
+}
+
 /// decommissioned, unregistered (known only from tasks), online or offline.
-fn state(agent: &Value) -> &'static str {
-    if agent["decommissioned"] == true {
+fn state(agent: &Agent) -> &'static str {
+    if agent.decommissioned {
         "decommissioned"
-    } else if agent["registered"] == false {
+    } else if !agent.registered {
         "unregistered"
-    } else if agent["online"] == true {
+    } else if agent.online {
         "online"
     } else {
         "offline"
@@ -133,16 +150,16 @@ fn state(agent: &Value) -> &'static str {
 }
 
 /// Why it is saturated, or `-`.
-fn saturation(agent: &Value) -> String {
-    match (&agent["saturation"], agent["saturated"] == true) {
-        (Value::String(why), _) => why.clone(),
-        (_, true) => "yes".to_owned(),
-        (_, false) => "-".to_owned(),
+fn saturation(agent: &Agent) -> String {
+    match (&agent.saturation, agent.saturated) {
+        (Some(why), _) => why.clone(),
+        (None, true) => "yes".to_owned(),
+        (None, false) => "-".to_owned(),
     }
 }
 
 /// The agents at `now`: LAST SEEN is how long ago each was last heard.
-fn agents_table(agents: &Value, now: DateTime<Utc>) -> String {
+fn agents_table(agents: &[Agent], now: DateTime<Utc>) -> String {
     let mut table = Table::new(&[
         "NAME",
         "ID",
@@ -154,95 +171,79 @@ fn agents_table(agents: &Value, now: DateTime<Utc>) -> String {
         "LAST SEEN",
     ])
     .right(4);
-    for agent in agents.as_array().into_iter().flatten() {
+    for agent in agents {
         table.row(vec![
-            text(&agent["name"]),
-            text(&agent["id"]),
-            text(&agent["hostname"]),
+            agent.name.clone(),
+            agent.id.to_string(),
+            agent.hostname.clone(),
             state(agent).to_owned(),
-            format!(
-                "{}/{}",
-                text(&agent["runningTasks"]),
-                text(&agent["settings"]["maxConcurrent"])
-            ),
+            format!("{}/{}", agent.running_tasks, agent.settings.max_concurrent),
             saturation(agent),
-            time(&agent["backoffUntil"]),
-            ago(&agent["lastSeen"], now),
+            time_of(agent.backoff_until),
+            agent
+                .last_seen
+                .map_or_else(|| "-".to_owned(), |seen| ago_of(seen, now)),
         ]);
     }
     table.render()
 }
 
 /// A limit that may be unset: `none` then.
-fn limit(value: &Value, unit: &str) -> String {
-    match value {
-        Value::Null => "none".to_owned(),
-        other => format!("{}{unit}", text(other)),
+fn limit(value: Option<impl std::fmt::Display>, unit: &str) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| format!("{v}{unit}"))
+}
+
+fn io_class(class: IoClass) -> String {
+    match class {
+        IoClass::Idle => "idle".to_owned(),
+        IoClass::BestEffort { level } => format!("best-effort {level}"),
     }
 }
 
-fn io_class(value: &Value) -> String {
-    match value {
-        Value::String(class) => class.clone(),
-        Value::Object(_) if value["bestEffort"].is_object() => {
-            format!("best-effort {}", text(&value["bestEffort"]["level"]))
-        }
-        other => text(other),
-    }
+/// `when (how long ago)`, or `none` for no time.
+fn when(at: Option<DateTime<Utc>>, none: &str, now: DateTime<Utc>) -> String {
+    at.map_or_else(
+        || none.to_owned(),
+        |t| format!("{} ({})", time_of(Some(t)), ago_of(t, now)),
+    )
 }
 
-fn agent_details(agent: &Value, names: &lookup::Names, now: DateTime<Utc>) -> String {
-    let settings = &agent["settings"];
-    let kinds = |counts: &Value, missing: &str| {
-        ["backup", "check", "prune"]
-            .map(|kind| match &counts[kind] {
-                Value::Null => format!("{kind} {missing}"),
-                n => format!("{kind} {}", text(n)),
-            })
-            .join(", ")
+fn agent_details(agent: &Agent, names: &lookup::Names, now: DateTime<Utc>) -> String {
+    let settings = &agent.settings;
+    let running = &agent.running_by_kind;
+    let limits = &settings.per_kind;
+    let or_dash = |v: Option<u16>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let state = match agent.offline_since {
+        None => state(agent).to_owned(),
+        Some(since) => format!("offline since {}", when(Some(since), "", now)),
     };
     let mut rows = vec![
-        ("id", text(&agent["id"])),
-        ("name", text(&agent["name"])),
-        ("hostname", text(&agent["hostname"])),
-        (
-            "state",
-            match &agent["offlineSince"] {
-                Value::Null => state(agent).to_owned(),
-                since => format!("offline since {} ({})", time(since), ago(since, now)),
-            },
-        ),
-        ("registered at", time(&agent["registeredAt"])),
-        (
-            "last seen",
-            match &agent["lastSeen"] {
-                Value::Null => "never".to_owned(),
-                seen => format!("{} ({})", time(seen), ago(seen, now)),
-            },
-        ),
+        ("id", agent.id.to_string()),
+        ("name", agent.name.clone()),
+        ("hostname", agent.hostname.clone()),
+        ("state", state),
+        ("registered at", time_of(agent.registered_at)),
+        ("last seen", when(agent.last_seen, "never", now)),
         (
             "versions",
             format!(
                 "agent {}, restic {}",
-                text(&agent["agentVersion"]),
-                text(&agent["resticVersion"])
+                agent.agent_version.as_deref().unwrap_or("-"),
+                agent.restic_version.as_deref().unwrap_or("-")
             ),
         ),
         (
             "running",
             format!(
-                "{} of {} ({})",
-                text(&agent["runningTasks"]),
-                text(&settings["maxConcurrent"]),
-                kinds(&agent["runningByKind"], "0")
+                "{} of {} (backup {}, check {}, prune {})",
+                agent.running_tasks,
+                settings.max_concurrent,
+                running.backup,
+                running.check,
+                running.prune
             ),
         ),
-    ];
-    // Known only where the agent's heartbeats are (the dispatcher); shown when answered.
-    if !agent["queueDepth"].is_null() {
-        rows.push(("queue depth", text(&agent["queueDepth"])));
-    }
-    rows.extend([
+        ("queue depth", agent.queue_depth.to_string()),
         (
             "saturated",
             match saturation(agent).as_str() {
@@ -250,23 +251,31 @@ fn agent_details(agent: &Value, names: &lookup::Names, now: DateTime<Utc>) -> St
                 why => format!("yes: {why}"),
             },
         ),
-        ("backoff until", time(&agent["backoffUntil"])),
-        ("pending retries", text(&agent["pendingRetries"])),
-        ("max concurrent", text(&settings["maxConcurrent"])),
-        ("per-kind limits", kinds(&settings["perKind"], "-")),
-        ("cpu quota", limit(&settings["cpuQuotaPercent"], "%")),
-        ("upload limit", limit(&settings["uploadKibS"], " KiB/s")),
-        ("download limit", limit(&settings["downloadKibS"], " KiB/s")),
-        ("nice", text(&settings["nice"])),
-        ("io class", io_class(&settings["ioClass"])),
-    ]);
-    let overdue: Vec<String> = agent["overdue"]
-        .as_array()
-        .into_iter()
-        .flatten()
+        ("backoff until", time_of(agent.backoff_until)),
+        ("pending retries", agent.pending_retries.to_string()),
+        ("max concurrent", settings.max_concurrent.to_string()),
+        (
+            "per-kind limits",
+            format!(
+                "backup {}, check {}, prune {}",
+                or_dash(limits.backup),
+                or_dash(limits.check),
+                or_dash(limits.prune)
+            ),
+        ),
+        ("cpu quota", limit(settings.cpu_quota_percent, "%")),
+        ("upload limit", limit(settings.upload_kib_s, " KiB/s")),
+        ("download limit", limit(settings.download_kib_s, " KiB/s")),
+        ("nice", settings.nice.to_string()),
+        ("io class", io_class(settings.io_class)),
+    ];
+    let overdue: Vec<String> = agent
+        .overdue
+        .iter()
         .map(|entry| {
+            let entry = json!(entry);
             let policy = names.policy(&entry["policy"]);
-            format!("{policy} {}", crate::policy_cmd::overdue_since(entry))
+            format!("{policy} {}", crate::policy_cmd::overdue_since(&entry))
         })
         .collect();
     crate::policy_cmd::push_list(&mut rows, "overdue", overdue);
@@ -334,10 +343,28 @@ mod tests {
             "settings": {"maxConcurrent": 2, "perKind": {"backup": 1, "check": null,
                 "prune": null}, "cpuQuotaPercent": 50, "uploadKibS": null,
                 "downloadKibS": 2048, "nice": 10, "ioClass": {"bestEffort": {"level": 7}}},
-            "runningTasks": 1, "runningByKind": {"backup": 1, "check": 0, "prune": 0},
+            "runningTasks": 1,
+            "runningByKind": {"backup": 1, "check": 0, "prune": 0, "restore": 0, "refresh": 0},
+            "queueDepth": 0,
+            "queuedByKind": {"backup": 0, "check": 0, "prune": 0, "restore": 0, "refresh": 0},
+            "offlineSince": null, "overdue": [],
             "saturated": true, "saturation": "backup limit 1 reached",
             "backoffUntil": "2025-01-02T05:00:00Z", "pendingRetries": 2
         })
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_refused_saying_what_was_expected() {
+        let mut old = agent();
+        old["runningTasks"] = json!("many");
+        let error = typed::<Agent>(&old).expect_err("not an agent").to_string();
+        assert!(error.contains("not the Agent this fleet expects"), "{error}");
+        assert!(error.contains("runningTasks") || error.contains("invalid type"), "{error}");
+    }
+
+    /// An answer as the CLI reads it.
+    fn read(answer: &Value) -> Agent {
+        typed(answer).expect("an agent as the API answers it")
     }
 
     #[test]
@@ -349,7 +376,7 @@ mod tests {
         offline["backoffUntil"] = json!(null);
         offline["name"] = json!("db");
         offline["lastSeen"] = json!("2025-01-02T03:48:00Z");
-        let text = agents_table(&json!([agent(), offline]), now());
+        let text = agents_table(&[read(&agent()), read(&offline)], now());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("NAME   ID"), "{text}");
@@ -365,7 +392,7 @@ mod tests {
 
     #[test]
     fn an_agents_details_include_load_saturation_backoff_and_settings() {
-        let text = agent_details(&agent(), &lookup::Names::default(), now());
+        let text = agent_details(&read(&agent()), &lookup::Names::default(), now());
         for line in [
             "state:           online",
             "registered at:   2025-01-02T03:04:05Z",
@@ -383,7 +410,7 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
-        assert!(!text.contains("queue depth"), "not answered, not shown");
+        assert!(text.lines().any(|l| l == "queue depth:     0"), "{text}");
         assert!(text.lines().any(|l| l == "overdue:         -"), "{text}");
         let mut late = agent();
         late["overdue"] = json!([{"policy": "01900000-0000-5000-8000-00000000000b",
@@ -392,19 +419,20 @@ mod tests {
             &json!([]),
             &json!([{"id": "01900000-0000-5000-8000-00000000000b", "spec": {"name": "nightly"}}]),
         );
-        let text = agent_details(&late, &names, now());
+        let text = agent_details(&read(&late), &names, now());
         let line = "overdue:         nightly since 2025-01-02T01:00:00Z, last success \
                     2025-01-01T01:00:00Z";
         assert!(text.lines().any(|l| l == line), "{text}");
         let mut queued = agent();
         queued["queueDepth"] = json!(3);
         assert!(
-            agent_details(&queued, &lookup::Names::default(), now()).contains("queue depth:     3")
+            agent_details(&read(&queued), &lookup::Names::default(), now())
+                .contains("queue depth:     3")
         );
         let mut offline = agent();
         offline["online"] = json!(false);
         offline["offlineSince"] = json!("2025-01-02T04:00:00Z");
-        let text = agent_details(&offline, &lookup::Names::default(), now());
+        let text = agent_details(&read(&offline), &lookup::Names::default(), now());
         assert!(
             text.lines()
                 .any(|l| l == "state:           offline since 2025-01-02T04:00:00Z (30s ago)"),

@@ -57,16 +57,18 @@ pub fn duration_ms(value: &Value) -> String {
     }
 }
 
-/// How long before `now` a time was, in words: `45s ago`, `12m ago`, `3h ago`, `2d ago`
-/// (whole units, rounded down); `-` for no time, `just now` for one not before `now`.
-pub fn ago(value: &Value, now: DateTime<Utc>) -> String {
-    let Some(then) = value
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-    else {
-        return text(value);
-    };
-    let secs = (now - then.with_timezone(&Utc)).num_seconds();
+/// A time as a cell, in UTC to the second (`2025-01-02T03:04:05Z`); `-` for none.
+pub fn time_of(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// How long before `now` `then` was, in words: `45s ago`, `12m ago`, `3h ago`, `2d ago`
+/// (whole units, rounded down); `just now` for a time not before `now`.
+pub fn ago_of(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
     match secs {
         ..=0 => "just now".to_owned(),
         1..60 => format!("{secs}s ago"),
