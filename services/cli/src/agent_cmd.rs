@@ -358,8 +358,14 @@ mod tests {
         let mut old = agent();
         old["runningTasks"] = json!("many");
         let error = typed::<Agent>(&old).expect_err("not an agent").to_string();
-        assert!(error.contains("not the Agent this fleet expects"), "{error}");
-        assert!(error.contains("runningTasks") || error.contains("invalid type"), "{error}");
+        assert!(
+            error.contains("not the Agent this fleet expects"),
+            "{error}"
+        );
+        assert!(
+            error.contains("runningTasks") || error.contains("invalid type"),
+            "{error}"
+        );
     }
 
     /// An answer as the CLI reads it.
