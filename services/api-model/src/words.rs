@@ -99,6 +99,7 @@ mod tests {
         assert_eq!(duration(125_000), "2 min 5 s");
         assert_eq!(duration(3_600_000), "1 h");
         assert_eq!(duration(5_400_000), "1 h 30 min");
+        assert_eq!(duration(6 * 3_600_000), "6 h");
         assert_eq!(duration(51 * 3_600_000), "2 d 3 h");
         assert_eq!(duration_compact(850), "850ms");
         assert_eq!(duration_compact(12_345), "12.3s");

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use fleet_api_model::event_shapes as dto;
-use fleet_api_model::words::{self, bytes, duration as span};
+use fleet_api_model::words::{self, bytes, duration};
 
 mod hook;
 
@@ -355,7 +355,7 @@ fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> S
         TaskEvent::Started { attempt } => format!("attempt {attempt} started"),
         TaskEvent::Succeeded { attempt, summary } => format!(
             "attempt {attempt} succeeded in {}: {}",
-            span(summary.duration_ms),
+            duration(summary.duration_ms),
             outcome_line(summary)
         ),
         TaskEvent::Failed { attempt, error } => failed_line(*attempt, error),
@@ -366,7 +366,7 @@ fn task_summary(task: TaskId, event: &TaskEvent, at: &dyn Fn(DateTime<Utc>) -> S
         } => format!(
             "retry {attempt} due at {} in {}",
             at(*due_at),
-            span(*delay_ms)
+            duration(*delay_ms)
         ),
         TaskEvent::RetryDue => "retry due: waiting for dispatch".into(),
         TaskEvent::Exhausted { attempts, reason } => {
@@ -1089,18 +1089,8 @@ mod tests {
     }
 
     #[test]
-    fn spans_sizes_and_free_text_read_well() {
-        assert_eq!(span(0), "0 ms");
-        assert_eq!(span(23_456), "23.5 s");
-        assert_eq!(span(30_000), "30 s");
-        assert_eq!(span(125_000), "2 min 5 s");
-        assert_eq!(span(3_600_000), "1 h");
-        assert_eq!(span(5_400_000), "1 h 30 min");
-        assert_eq!(span(6 * 3_600_000), "6 h");
-        assert_eq!(span(51 * 3_600_000), "2 d 3 h");
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    fn free_text_reads_as_one_short_line() {
+        // Durations and sizes are `fleet_api_model::words`', tested there.
         assert_eq!(one_line("\n  first  \nsecond"), "first");
         let long = "é".repeat(200);
         let cut = one_line(&long);

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
-use fleet_api_model::words::{self, span_compact as span_secs};
+use fleet_api_model::words::{self, span_compact};
 use fleet_events::schedule::Schedule;
 use reqwest::Method;
 use serde::Deserialize;
@@ -225,7 +225,7 @@ fn retention(retention: &Value) -> String {
 /// `skip`, or `run once within 1h`.
 fn missed(missed: &Value) -> String {
     match missed["runOnce"]["startingDeadlineSecs"].as_u64() {
-        Some(secs) => format!("run once within {}", span_secs(secs)),
+        Some(secs) => format!("run once within {}", span_compact(secs)),
         None => text(missed),
     }
 }
@@ -300,7 +300,7 @@ fn policy_details(policy: &Value, names: &Names) -> String {
     let spec = &policy["spec"];
     let execution = &spec["execution"];
     let retry = &spec["retry"];
-    let secs = |value: &Value| value.as_u64().map_or_else(|| text(value), span_secs);
+    let secs = |value: &Value| value.as_u64().map_or_else(|| text(value), span_compact);
     let mut rows = vec![
         ("name", text(&spec["name"])),
         ("id", text(&policy["id"])),

@@ -247,8 +247,3 @@ pub async fn run_all(
 pub fn install_metrics(listener: Option<tokio::net::TcpListener>) -> anyhow::Result<()> {
     crate::telemetry::install(listener)
 }
-
-/// The Prometheus text of this process's metrics, if [`install_metrics`] ran.
-pub fn metrics_text() -> Option<String> {
-    crate::telemetry::text()
-}

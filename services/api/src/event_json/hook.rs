@@ -4,7 +4,7 @@
 use fleet_events::event::{HookOutcome, HookRun};
 use serde_json::{Value, json};
 
-use super::{one_line, span};
+use super::{duration, one_line};
 
 /// The event's data: `{attempt, name, stage, outcome, exitCode, signal, reason, durationMs,
 /// output, outputCut}`; `outcome` is `exited`, `killed`, `timedOut`, `notFound`,
@@ -32,7 +32,7 @@ pub(super) fn summary(attempt: u32, hook: &HookRun) -> String {
         hook.stage.as_str(),
         hook.name,
         hook.outcome.describe(),
-        span(hook.duration_ms)
+        duration(hook.duration_ms)
     );
     match hook
         .output

@@ -70,9 +70,7 @@ pub fn install(listener: Option<tokio::net::TcpListener>) -> anyhow::Result<()> 
 /// The Prometheus text of this process's metrics, if [`install`] ran: the recorder's
 /// and the fleet gauges the projector last published.
 pub fn text() -> Option<String> {
-    METRICS
-        .get()
-        .map(|handle| handle.render() + &fleet_state::text())
+    fleet_runtime::metrics_text::text()
 }
 
 async fn serve_text() -> (
