@@ -80,6 +80,7 @@ pub async fn run(
     }
     tracing::info!("dispatcher caught up with the log");
     let (beats_tx, mut beats) = mpsc::channel(1024);
+    let started_at = chrono::Utc::now();
     // The listener stops with this function, even when its future is dropped unfinished.
     let listening = shutdown.child_token();
     let _stop_listening = listening.clone().drop_guard();
@@ -151,6 +152,14 @@ pub async fn run(
             Some(beat) = beats.recv() => {
                 let now = clock.now();
                 let heard_at = beat.stored_at.min(now);
+                // Heartbeats stored before this instance started are read back at start,
+                // not late: only live ones tell how far behind the reading is. Measured
+                // by the wall clock, as the server's storing time is.
+                let wall = chrono::Utc::now();
+                if beat.stored_at >= started_at {
+                    let lag = (wall - beat.stored_at).to_std().unwrap_or_default();
+                    metrics::histogram!("fleet_heartbeat_lag_seconds").record(lag.as_secs_f64());
+                }
                 if active {
                     came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
                 } else {

@@ -724,3 +724,85 @@ async fn an_enrolling_agent_logs_no_error_while_its_key_is_authorized() {
     assert!(errors.is_empty(), "{errors:#?}\n{log}");
     shutdown.cancel();
 }
+
+/// Registers machine `machine` with `key` over a connection without credentials, as an
+/// enrolling fleet-agent does; returns the agent id.
+async fn register_key(
+    url: &str,
+    token: &fleet_events::enroll::TokenText,
+    machine: &str,
+    key: &nkeys::KeyPair,
+) -> fleet_events::ids::AgentId {
+    use fleet_events::codec::Wire;
+    use fleet_events::enroll::{RegisterOutcome, RegisterReply, RegisterRequest};
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(fleet_events::access::ENROLL_INBOX_PREFIX)
+        .connect(url)
+        .await
+        .expect("an enrolling connection");
+    let mut request = RegisterRequest::new(token, machine.into(), machine.into(), machine.into());
+    request.nats_key = key.public_key();
+    let reply = client
+        .request(REGISTER_SUBJECT, request.to_wire().expect("encodes").into())
+        .await
+        .expect("the registrar answers");
+    match RegisterReply::from_wire(&reply.payload)
+        .expect("a reply")
+        .outcome
+    {
+        RegisterOutcome::Registered { agent, .. } => agent,
+        other => panic!("{machine} not registered: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_arriving_together_are_admitted_by_a_few_reloads_not_one_each() {
+    let (server, store, config, shutdown) = secured_server().await;
+    spawn_service(&store, Service::Access, config, &shutdown);
+    let token = tenant::issue(&store, &tenant(), Role::Enroll, "agents", Utc::now())
+        .await
+        .expect("token");
+    let reloads = || {
+        let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();
+        log.matches("Reloaded server configuration").count()
+    };
+    let before = reloads();
+    let url = server.url();
+    let machines: Vec<(String, nkeys::KeyPair)> = (0..20)
+        .map(|n| (format!("burst-{n:02}"), nkeys::KeyPair::new_user()))
+        .collect();
+    let agents = futures::future::join_all(
+        machines
+            .iter()
+            .map(|(machine, key)| register_key(&url, &token.text, machine, key)),
+    )
+    .await;
+    let distinct: std::collections::HashSet<_> = agents.iter().collect();
+    assert_eq!(distinct.len(), 20, "one agent per machine");
+    // Every key is admitted: each agent connects as itself.
+    for (machine, key) in &machines {
+        let access = NatsAccess::default().with_key(key);
+        eventually(
+            &format!("{machine} is admitted"),
+            Duration::from_secs(30),
+            || {
+                let (access, servers) = (access.clone(), support::servers(&server));
+                async move {
+                    match access.connect(&servers).await {
+                        Ok(_) => std::ops::ControlFlow::Break(()),
+                        Err(e) => std::ops::ControlFlow::Continue(e.to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    let made = reloads() - before;
+    println!("20 registrations admitted by {made} reloads");
+    assert!(
+        (1..=3).contains(&made),
+        "20 registrations within a second were admitted by {made} reloads (expected them \
+         batched into 1 to 3)"
+    );
+    shutdown.cancel();
+}

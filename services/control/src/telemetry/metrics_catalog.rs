@@ -61,6 +61,11 @@ pub const CATALOG: &[Metric] = &[
         &[],
         "Time from a task's due time to its dispatch",
     ),
+    histogram(
+        "fleet_heartbeat_lag_seconds",
+        &[],
+        "Time from a heartbeat's storing by NATS to the dispatcher reading it (live ones)",
+    ),
     counter(
         "fleet_orders_resent_total",
         &[],
@@ -239,6 +244,13 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         &[
             0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
             1800.0, 3600.0,
+        ],
+    ),
+    (
+        "fleet_heartbeat_lag_seconds",
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0,
         ],
     ),
     (

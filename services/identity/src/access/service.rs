@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fleet_events::access::{agent_consumer, agent_consumer_config};
@@ -21,6 +21,8 @@ use fleet_runtime::follow::Follower;
 
 /// How long to wait before trying again what failed (a consumer, a write).
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long changes gather before one render and reload.
+pub const BATCH: Duration = Duration::from_secs(1);
 
 /// How the server learns of a new config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +46,10 @@ pub struct AccessConfig {
 }
 
 /// Runs until `shutdown`: catch up with the agents' events, then keep the config and the
-/// consumers in step with them.
+/// consumers in step with them. Changes are batched: the config is rendered and the server
+/// reloaded [`BATCH`] after the first change not yet rendered, with every change that came
+/// meanwhile, so a thousand registrations in a minute are a few dozen reloads, not a
+/// thousand (each reload makes nats-server read every agent's user again).
 pub async fn run(
     store: EventStore,
     config: AccessConfig,
@@ -60,23 +65,34 @@ pub async fn run(
         .as_ref()
         .and_then(|out| std::fs::read_to_string(out).ok());
     let mut ensured = HashSet::new();
-    let mut pending = true;
+    // When to settle next: at once when caught up the first time.
+    let mut due = Some(Instant::now());
     loop {
-        if pending && follower.caught_up() {
-            pending = !settle(&store, &config, &book, &mut written, &mut ensured).await;
+        if follower.caught_up()
+            && let Some(at) = due
+            && Instant::now() >= at
+        {
+            due = match settle(&store, &config, &book, &mut written, &mut ensured).await {
+                true => None,
+                false => Some(Instant::now() + RETRY_AFTER),
+            };
         }
-        let waiting = pending && follower.caught_up();
-        let retry = async {
-            match waiting {
-                true => tokio::time::sleep(RETRY_AFTER).await,
-                false => std::future::pending().await,
+        let wake_at = due.filter(|_| follower.caught_up());
+        let wake = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = retry => {}
+            () = wake => {}
             stored = follower.next(&shutdown) => match stored {
-                Some(stored) => pending |= book.apply(&stored.envelope),
+                Some(stored) => {
+                    if book.apply(&stored.envelope) {
+                        due.get_or_insert_with(|| Instant::now() + BATCH);
+                    }
+                }
                 None => break,
             },
         }
