@@ -6,13 +6,14 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::event::{ErrorClass, ExhaustedReason, TaskEvent, TaskRequest, repo_of};
 use crate::ids::{AgentId, PolicyId, RepoId};
 use crate::policy::{PolicySpec, TaskKind};
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskStatus {
     Scheduled,
     Skipped,
@@ -137,8 +138,8 @@ pub fn next_status(from: Option<TaskStatus>, event: &TaskEvent) -> Option<TaskSt
     Some(to)
 }
 
-/// A task as its events describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A task as its events describe it (services' snapshots keep it as it is folded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub status: TaskStatus,
     pub policy: PolicyId,

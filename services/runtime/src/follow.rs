@@ -35,17 +35,33 @@ impl Follower {
         filter: String,
         service: &'static str,
     ) -> Result<Self, ReadError> {
+        Self::open_from(store, filter, service, 1).await
+    }
+
+    /// Follows `filter` from sequence `from` on, catching up with what the log holds now
+    /// (a service starting from a snapshot that covers `from - 1`).
+    pub async fn open_from(
+        store: EventStore,
+        filter: String,
+        service: &'static str,
+        from: u64,
+    ) -> Result<Self, ReadError> {
         let end = store.last_sequence(&filter).await?;
-        let log = store.follow(&filter, 1).await?;
+        let log = store.follow(&filter, from.max(1)).await?;
         Ok(Self {
             store,
             filter,
             service,
-            next_seq: 1,
+            next_seq: from.max(1),
             end,
             log: Some(log),
             reopening: None,
         })
+    }
+
+    /// The sequence of the next event to read: everything before it has been read.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Follows `filter` from sequence `from` on (a client resuming where it stopped, or

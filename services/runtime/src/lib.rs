@@ -5,6 +5,8 @@
 //! - [`follow`]: following the log (catch-up, then live) and appending with retries.
 //! - [`heard`]: agents' last heartbeats, kept by `FLEET_HEARTBEATS` across restarts.
 //! - [`lease`]: which instance of a leased service acts (compare-and-set, no expiry).
+//! - [`snapshot`]: a service's folded state written to a file with the sequence it covers,
+//!   read back at start (any doubt about it: a full replay).
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`metrics_text`]: the Prometheus text of this process, for whichever server shows it.
 
@@ -14,3 +16,4 @@ pub mod heard;
 pub mod lease;
 pub mod metrics_text;
 pub mod shutdown;
+pub mod snapshot;

@@ -115,7 +115,7 @@ impl Scheduler {
             if let (Some((tenant, (spec, compiled))), Some(pair)) =
                 (active, self.pairs.get_mut(&(policy, agent)))
                 && pair.assigned
-                && let Some(fire_at) = fires.latest(policy, compiled, pair.floor, now)
+                && let Some(fire_at) = fires.latest(policy, compiled, pair.owed_after(), now)
             {
                 decisions.push(decide(
                     &Fire {
@@ -129,7 +129,7 @@ impl Scheduler {
                     },
                     now,
                 ));
-                pair.floor = fire_at;
+                pair.decided = fire_at;
             }
             self.requeue(policy, agent, &mut fires);
         }
@@ -163,7 +163,7 @@ impl Scheduler {
             }
             let mut fire_at = entry.at;
             let mut missed = false;
-            if fire_at > pair.floor {
+            if fire_at > pair.owed_after() {
                 let following = fires.next_after(policy, compiled, fire_at);
                 if following.is_some_and(|t| t <= now) {
                     missed = true;
@@ -183,10 +183,10 @@ impl Scheduler {
                     },
                     now,
                 ));
-                pair.floor = fire_at;
+                pair.decided = fire_at;
             }
             // Else the log already holds this fire (another instance was faster).
-            pair.next = fires.next_after(policy, compiled, pair.floor);
+            pair.next = fires.next_after(policy, compiled, pair.owed_after());
             if let Some(at) = pair.next {
                 self.queue.push(Entry { at, ..entry });
             }

@@ -12,11 +12,15 @@
 //! - `queue`: the min-heap of next fire times, invalidated lazily by generation numbers.
 //! - `fires`: fire-time arithmetic (latest missed fire, memoized next fires).
 //! - `jitter`: the deterministic per-pair spread, [`jitter_for`].
+//! - `snapshot`: the folded state as written down and read back at start.
 //!
 //! # Invariants
 //! - A fire time is decided at most once per instance: a pair's `floor` (the latest fire
-//!   decided, recorded in the log, or not owed because of an assignment, resume or update)
-//!   only moves forward, and only fires strictly after it are decided.
+//!   recorded in the log, or not owed because of an assignment, resume or update) and its
+//!   `decided` (the latest fire this instance decided) only move forward, and only fires
+//!   strictly after both are decided.
+//! - A snapshot (`snapshot`) holds only what the log says: `decided`, the queue and its
+//!   generations are this instance's own and are built again after a start from one.
 //! - Decisions depend only on the log and the `now` passed in: two instances fed the same
 //!   log decide the same task ids, msg ids and events (envelope ids and times differ).
 //! - The core learns about tasks only from the log, never from its own decisions, so a
@@ -27,6 +31,7 @@ mod decide;
 mod fires;
 mod jitter;
 mod queue;
+mod snapshot;
 mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -57,6 +62,8 @@ pub struct Scheduler {
     started: bool,
     /// The latest instant seen: event times and every `now` passed in.
     clock: DateTime<Utc>,
+    /// The latest event time folded (the log's part of `clock`).
+    last_event_at: DateTime<Utc>,
 }
 
 /// Counters for metrics and tests.
@@ -90,6 +97,7 @@ impl Scheduler {
             queue: Queue::default(),
             started: false,
             clock: DateTime::UNIX_EPOCH,
+            last_event_at: DateTime::UNIX_EPOCH,
         }
     }
 

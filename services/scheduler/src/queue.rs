@@ -85,7 +85,7 @@ impl Scheduler {
         pair.generation += 1;
         pair.next = None;
         if let (true, true, Some((_, compiled))) = (self.started, pair.assigned, active) {
-            pair.next = fires.next_after(policy, compiled, pair.floor);
+            pair.next = fires.next_after(policy, compiled, pair.owed_after());
         }
         if let Some(at) = pair.next {
             let generation = pair.generation;

@@ -54,9 +54,14 @@ impl PolicyState {
 #[derive(Debug)]
 pub(super) struct PairState {
     pub assigned: bool,
-    /// Fires at or before this are decided, recorded in the log, or not owed (before the
-    /// assignment, the last resume or the last update). Only moves forward.
+    /// Fires at or before this are recorded in the log or not owed (before the
+    /// assignment, the last resume or the last update). Only moves forward; folded from
+    /// the log alone (a snapshot holds it).
     pub floor: DateTime<Utc>,
+    /// The latest fire this instance decided: the log may not hold it yet (or ever, if
+    /// another instance's won). Never in a snapshot: a fresh instance owes what the log
+    /// does not hold.
+    pub decided: DateTime<Utc>,
     /// The latest fire time recorded in the log for the pair (scheduled or skipped).
     pub last_fire: Option<DateTime<Utc>>,
     /// Tasks of the pair that are not terminal; ordered by id, hence by fire time.
@@ -68,10 +73,16 @@ pub(super) struct PairState {
 }
 
 impl PairState {
-    fn new(floor: DateTime<Utc>) -> Self {
+    /// Fires at or before this are not owed: recorded, decided or before the assignment.
+    pub fn owed_after(&self) -> DateTime<Utc> {
+        self.floor.max(self.decided)
+    }
+
+    pub(super) fn new(floor: DateTime<Utc>) -> Self {
         Self {
             assigned: false,
             floor,
+            decided: DateTime::<Utc>::MIN_UTC,
             last_fire: None,
             unfinished: BTreeSet::new(),
             generation: 0,
@@ -86,6 +97,7 @@ impl Scheduler {
     /// another tenant), are ignored with a log line; this never fails.
     pub fn apply(&mut self, env: &Envelope) {
         self.clock = self.clock.max(env.at);
+        self.last_event_at = self.last_event_at.max(env.at);
         match &env.event {
             Event::Policy { policy, event } => self.apply_policy(*policy, env, event),
             Event::Agent {

@@ -7,6 +7,7 @@ mod lifecycle;
 mod missed;
 mod overlap;
 mod scale;
+mod snapshot;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;

@@ -63,8 +63,14 @@ struct Seen {
     due: HashMap<Pair, DateTime<Utc>>,
     fire: Option<DateTime<Utc>>,
     jitter: TimeDelta,
-    /// Due to first attempt's command, in seconds, for the expected pairs.
+    /// Due to first attempt's command, in seconds, for the expected pairs whose agent had
+    /// no failed task waiting for its retry.
     latencies: Vec<f64>,
+    /// The same for first attempts whose agent had a failed task waiting for its retry:
+    /// the dispatcher holds an agent's new work while one of its tasks backs off.
+    held: Vec<f64>,
+    /// Each agent's failed tasks not yet succeeded.
+    failing: HashMap<AgentId, HashSet<TaskId>>,
     /// First attempts received after the fire's jitter window closed.
     outside_window: usize,
     last_first_dispatch: Option<DateTime<Utc>>,
@@ -81,6 +87,7 @@ struct Seen {
 pub struct Counts {
     pub expected: usize,
     pub latencies: Vec<f64>,
+    pub held: Vec<f64>,
     pub outside_window: usize,
     pub last_first_dispatch: Option<DateTime<Utc>>,
     pub succeeded: usize,
@@ -113,6 +120,7 @@ impl Tally {
         Counts {
             expected: seen.due.len(),
             latencies: seen.latencies.clone(),
+            held: seen.held.clone(),
             outside_window: seen.outside_window,
             last_first_dispatch: seen.last_first_dispatch,
             succeeded: seen.succeeded.len(),
@@ -133,7 +141,11 @@ impl Tally {
         if order.attempt != 1 {
             return;
         }
-        seen.latencies.push((at - due).as_seconds_f64().max(0.0));
+        let latency = (at - due).as_seconds_f64().max(0.0);
+        match seen.failing.get(&agent).is_some_and(|f| !f.is_empty()) {
+            true => seen.held.push(latency),
+            false => seen.latencies.push(latency),
+        }
         if let Some(fire) = seen.fire
             && at > fire + seen.jitter
         {
@@ -142,12 +154,15 @@ impl Tally {
         seen.last_first_dispatch = seen.last_first_dispatch.max(Some(at));
     }
 
-    fn finished(&self, task: TaskId, ok: bool, at: DateTime<Utc>) {
+    fn finished(&self, agent: AgentId, task: TaskId, ok: bool, at: DateTime<Utc>) {
         let mut seen = self.inner.lock().expect("tally");
+        let failing = seen.failing.entry(agent).or_default();
         if ok {
+            failing.remove(&task);
             seen.succeeded.insert(task);
             seen.last_success = seen.last_success.max(Some(at));
         } else {
+            failing.insert(task);
             seen.failed += 1;
         }
     }
@@ -349,7 +364,7 @@ async fn work(
                 )),
             };
             report(&js, agent, &order, status, &tally).await;
-            tally.finished(order.task, !fails, Utc::now());
+            tally.finished(agent, order.task, !fails, Utc::now());
         });
     }
 }

@@ -15,7 +15,7 @@ fn fleet_bin() -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name("fleet");
     anyhow::ensure!(
         path.is_file(),
-        "{} is missing: build it (cargo build --release -p fleet) or name it with FLEET_BIN",
+        "{} is missing: build it (cargo build --release -p fleet -p fleet-sim) or name it with FLEET_BIN",
         path.display()
     );
     Ok(path)

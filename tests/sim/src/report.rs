@@ -101,7 +101,7 @@ impl Report {
     pub fn complete(&self) -> bool {
         self.counts.expected > 0
             && self.counts.succeeded == self.counts.expected
-            && self.counts.latencies.len() == self.counts.expected
+            && self.counts.latencies.len() + self.counts.held.len() == self.counts.expected
             && self.counts.unexpected == 0
     }
 }
@@ -192,8 +192,16 @@ impl fmt::Display for Report {
             secs(self.dispatch(1.0)),
             verdict(p99.is_some_and(|p| p < 1.0)),
             c.outside_window,
-            verdict(c.outside_window == 0 && c.latencies.len() == c.expected),
+            verdict(c.outside_window == 0 && c.latencies.len() + c.held.len() == c.expected),
             secs(self.dispatch_delay_p99),
+        )?;
+        writeln!(
+            f,
+            "held back while another task of their agent backed off (by design, not counted \
+             above): {} first attempts, p50 {}, max {}",
+            c.held.len(),
+            secs(percentile(&c.held, 0.5)),
+            secs(percentile(&c.held, 1.0)),
         )?;
         let (dispatched, drained) = self.drain();
         writeln!(

@@ -32,6 +32,7 @@ mod retention;
 mod retry;
 mod scheduler;
 mod scripted_agent;
+mod simulator;
 mod snapshots_api;
 mod store;
 mod support;
