@@ -15,6 +15,7 @@ use fleet_control::dispatcher::{DispatchConfig, DispatcherConfig};
 use fleet_control::notifier::{NotifierConfig, NotifierSettings, Secrets};
 use fleet_control::retry::CircuitConfig;
 use fleet_control::serve::{self, Service, ServiceConfig};
+use fleet_control::snapshot::Snapshots;
 use fleet_control::telemetry;
 use fleet_events::enroll::check_nats_key;
 use fleet_events::store::connect::{NatsAccess, read_key};
@@ -356,6 +357,11 @@ pub struct ServiceArgs {
     /// Where the projector keeps its read models (`fleet up`: DATA_DIR/projections).
     #[arg(long, env = "FLEET_PROJECTIONS_DIR")]
     pub projections_dir: Option<PathBuf>,
+    /// Where services keep snapshots of their folded state, so that a start reads the log
+    /// only from the snapshot on (`fleet up`: DATA_DIR/snapshots; unset for `fleet serve`:
+    /// every start replays the whole log).
+    #[arg(long, env = "FLEET_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
     /// Where the HTTP API listens (`fleet up`: 127.0.0.1:8080).
     #[arg(long, env = "FLEET_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
@@ -401,6 +407,10 @@ impl ServiceArgs {
                 timeout_margin: Duration::from_secs(self.agent_lease_secs),
             },
             projections_dir: self.projections_dir.clone(),
+            snapshots: match &self.snapshot_dir {
+                Some(dir) => Snapshots::in_dir(dir),
+                None => Snapshots::off(),
+            },
             api_addr: self.api_addr,
             api_throttle: Default::default(),
             api_tls: self

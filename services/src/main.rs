@@ -78,6 +78,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if services.projections_dir.is_none() {
                 services.projections_dir = Some(args.data_dir.join("projections"));
             }
+            if services.snapshots.dir.is_none() {
+                services.snapshots.dir = Some(args.data_dir.join("snapshots"));
+            }
             let api_addr = *services
                 .api_addr
                 .get_or_insert(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));

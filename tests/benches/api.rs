@@ -240,6 +240,7 @@ fn main() -> ExitCode {
             api_tls: None,
             access: None,
             notifier: Default::default(),
+            snapshots: Default::default(),
         };
         let stop = CancellationToken::new();
         let mut services = Vec::new();

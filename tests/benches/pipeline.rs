@@ -143,6 +143,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             api_tls: None,
             access: None,
             notifier: Default::default(),
+            snapshots: Default::default(),
         };
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move { fleet_control::serve::run(service, store, config, stop).await });

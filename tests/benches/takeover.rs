@@ -55,6 +55,7 @@ async fn dispatcher(url: &str, shutdown: &CancellationToken) -> JoinHandle<()> {
         api_tls: None,
         access: None,
         notifier: Default::default(),
+        snapshots: Default::default(),
     };
     let shutdown = shutdown.clone();
     tokio::spawn(async move {

@@ -99,6 +99,7 @@ pub fn control_plane(
                 api_tls: None,
                 access: None,
                 notifier: Default::default(),
+                snapshots: Default::default(),
             };
             let (store, shutdown) = (store.clone(), shutdown.clone());
             tokio::spawn(async move {

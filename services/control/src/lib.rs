@@ -35,5 +35,5 @@ pub use fleet_intake as intake;
 pub use fleet_notifier as notifier;
 pub use fleet_projector as projector;
 pub use fleet_retry as retry;
-pub use fleet_runtime::{clock, follow, heard, lease, shutdown};
+pub use fleet_runtime::{clock, follow, heard, lease, shutdown, snapshot};
 pub use fleet_scheduler as scheduler;

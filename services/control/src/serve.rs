@@ -88,6 +88,9 @@ pub struct ServiceConfig {
     pub access: Option<crate::access::AccessConfig>,
     /// The notifier's secrets, CA and limits.
     pub notifier: crate::notifier::NotifierSettings,
+    /// Where services keep snapshots of their folded state (`--snapshot-dir`); off: every
+    /// start replays the log.
+    pub snapshots: fleet_runtime::snapshot::Snapshots,
 }
 
 /// Runs one service until `shutdown` is cancelled.
@@ -116,24 +119,30 @@ pub async fn run(
                 .with_context(context)?
         }
         Service::Scheduler => {
-            let clock = config.clock;
+            let (clock, snapshots) = (config.clock, config.snapshots);
             under_lease(&store, "scheduler", &shutdown, |held| {
-                crate::scheduler::run(store.clone(), clock.clone(), held, shutdown.clone())
+                let (store, clock, snapshots) = (store.clone(), clock.clone(), snapshots.clone());
+                crate::scheduler::run(store, clock, held, snapshots, shutdown.clone())
             })
             .await
             .with_context(context)?
         }
-        Service::Retry => crate::retry::run(store, config.clock, config.circuit, shutdown)
-            .await
-            .with_context(context)?,
+        Service::Retry => {
+            let (clock, circuit, snapshots) = (config.clock, config.circuit, config.snapshots);
+            crate::retry::run(store, clock, circuit, snapshots, shutdown)
+                .await
+                .with_context(context)?
+        }
         Service::Intake => crate::intake::run(store, config.clock, shutdown)
             .await
             .with_context(context)?,
         Service::Dispatcher => {
             let (clock, dispatcher) = (config.clock, config.dispatcher);
+            let snapshots = config.snapshots;
             under_lease(&store, "dispatcher", &shutdown, |held| {
                 let (store, clock, config) = (store.clone(), clock.clone(), dispatcher.clone());
-                crate::dispatcher::run(store, clock, config, held, shutdown.clone())
+                let (snapshots, shutdown) = (snapshots.clone(), shutdown.clone());
+                crate::dispatcher::run(store, clock, config, held, snapshots, shutdown)
             })
             .await
             .with_context(context)?

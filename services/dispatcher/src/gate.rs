@@ -34,7 +34,7 @@ impl RepoGate for AdmitAll {
 /// Every repository's [`Breaker`], per tenant, folded from the log's repository events.
 #[derive(Debug, Default)]
 pub struct Circuits {
-    breakers: HashMap<(TenantId, RepoId), Breaker>,
+    pub(crate) breakers: HashMap<(TenantId, RepoId), Breaker>,
 }
 
 impl Circuits {

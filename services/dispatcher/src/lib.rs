@@ -22,6 +22,8 @@
 //! - `liveness`: [`Fleet::liveness`], the lease: silent agents go offline, then lose work.
 //! - `timeouts`: [`Fleet::timeouts`], attempts on agents past their policy's run timeout.
 //! - `resend`: [`Fleet::unacknowledged_orders`], orders owed after a takeover.
+//! - `snapshot`: the folded state as written down and read back at start (log-derived
+//!   only; tasks placed again from their last event).
 //!
 //! # Decisions
 //! - **Offline agents** get nothing new (unless [`DispatchConfig::dispatch_to_offline`]):
@@ -59,6 +61,7 @@ mod plan;
 mod resend;
 mod saturation;
 mod service;
+pub mod snapshot;
 mod state;
 mod timeouts;
 mod view;
@@ -78,6 +81,7 @@ pub use plan::Dispatch;
 pub use resend::ToAgent;
 pub use saturation::{Saturation, Why};
 pub use service::{DispatcherConfig, HEARTBEAT_READER, run};
+pub use snapshot::Folded;
 pub use view::{AgentView, KindView, Stats};
 pub use wait::WaitReason;
 

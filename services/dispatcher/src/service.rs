@@ -23,11 +23,13 @@ use fleet_events::subject::{self};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::snapshot::{self, Folded};
 use super::{Circuits, Dispatch, DispatchConfig, Fleet, TimedOut, ToAgent};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
 use fleet_runtime::heard;
 use fleet_runtime::lease::{self, Held};
+use fleet_runtime::snapshot::Snapshots;
 
 /// The name the dispatcher reads heartbeats under; bad ones are parked on
 /// `fleet.parked.dispatcher-heartbeats`.
@@ -60,25 +62,45 @@ impl Default for DispatcherConfig {
 
 /// Runs the dispatcher until `shutdown` is cancelled. Every instance follows the log and
 /// the heartbeats (a warm standby); only while `held` reads true does it act: liveness,
-/// run timeouts, dispatches and cancels. Taking over costs no replay.
+/// run timeouts, dispatches and cancels. Taking over costs no replay. Starts from its
+/// snapshot when `snapshots` has a usable one, writes one when due and at a clean stop.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     config: DispatcherConfig,
     mut held: Held,
+    snapshots: Snapshots,
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
-    let mut fleet = Fleet::new(config.dispatch);
-    let mut circuits = Circuits::new();
-    let mut log = Follower::open(store.clone(), subject::all_events(), "dispatcher").await?;
+    let empty = || Folded {
+        fleet: Fleet::new(config.dispatch),
+        circuits: Circuits::new(),
+    };
+    let start = snapshots.start(&store, empty).await;
+    let (mut last_seq, mut writer) = (start.covers, start.writer);
+    let Folded {
+        mut fleet,
+        mut circuits,
+    } = start.state;
+    let mut log = Follower::open_from(
+        store.clone(),
+        subject::all_events(),
+        "dispatcher",
+        last_seq + 1,
+    )
+    .await?;
     while !log.caught_up() {
         let Some(stored) = log.next(&shutdown).await else {
             return Ok(());
         };
         fleet.apply_stored(&stored);
         circuits.apply(&stored.envelope);
+        last_seq = stored.seq;
     }
-    tracing::info!("dispatcher caught up with the log");
+    tracing::info!(seq = last_seq, "dispatcher caught up with the log");
+    writer
+        .maybe_write_image::<Folded>(last_seq, || snapshot::image(&fleet, &circuits))
+        .await;
     let (beats_tx, mut beats) = mpsc::channel(1024);
     let started_at = chrono::Utc::now();
     // The listener stops with this function, even when its future is dropped unfinished.
@@ -143,9 +165,13 @@ pub async fn run(
                     let cancel = if active { fleet.cancel_owed(&stored) } else { None };
                     fleet.apply_stored(&stored);
                     circuits.apply(&stored.envelope);
+                    last_seq = stored.seq;
                     if let Some(ToAgent { subject, command }) = cancel {
                         tell_agent(&store, &subject, &command, &shutdown).await;
                     }
+                    writer
+                        .maybe_write_image::<Folded>(last_seq, || snapshot::image(&fleet, &circuits))
+                        .await;
                 }
                 None => break,
             },
@@ -175,6 +201,9 @@ pub async fn run(
         metrics::gauge!("fleet_waiting_tasks").set(stats.waiting as f64);
     }
     let _ = listener.await;
+    writer
+        .write_image::<Folded>(last_seq, || snapshot::image(&fleet, &circuits))
+        .await;
     Ok(())
 }
 

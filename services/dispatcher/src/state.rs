@@ -93,6 +93,8 @@ pub(super) struct Tracked {
     pub started_at: Option<DateTime<Utc>>,
     /// While on an agent: its entry in `Fleet::deadlines`, when the run timeout ends.
     pub deadline: Option<DateTime<Utc>>,
+    /// The time of its last event, at which it was placed (a snapshot places it again).
+    pub last_at: DateTime<Utc>,
 }
 
 impl Fleet {
@@ -203,6 +205,7 @@ impl Fleet {
             dispatched_at,
             started_at,
             deadline: None,
+            last_at: env.at,
         };
         self.place(id, &mut tracked, env.at);
         self.tasks.insert(id, tracked);
@@ -225,7 +228,7 @@ impl Fleet {
     }
 
     /// Puts a task into its agent's sets as its status says; `at` is the event's time.
-    fn place(&mut self, id: TaskId, t: &mut Tracked, at: DateTime<Utc>) {
+    pub(super) fn place(&mut self, id: TaskId, t: &mut Tracked, at: DateTime<Utc>) {
         let (Some(kind), Some(spec)) = (t.kind, t.task.spec.as_deref()) else {
             tracing::warn!(task_id = %id, "ignoring a task without a policy spec");
             return;

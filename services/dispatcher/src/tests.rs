@@ -9,6 +9,7 @@ mod limits;
 mod liveness;
 mod order;
 mod owed;
+mod snapshot;
 mod timeouts;
 
 use chrono::{DateTime, Utc};

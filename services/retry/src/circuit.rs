@@ -61,7 +61,7 @@ pub enum CircuitState {
 }
 
 /// What the outcomes seen since the circuit last opened ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Verdict {
     /// A task succeeded: close.
     Recovered,
@@ -82,7 +82,36 @@ pub struct Breaker {
     probe: Option<TaskId>,
 }
 
+/// What a snapshot keeps of a breaker: what the log made of it (the probe a dispatcher
+/// admitted is that dispatcher's own, and the settings are the process's).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BreakerImage {
+    failures: u32,
+    open_until: Option<DateTime<Utc>>,
+    verdict: Option<Verdict>,
+}
+
 impl Breaker {
+    /// The breaker as a snapshot keeps it.
+    pub fn image(&self) -> BreakerImage {
+        BreakerImage {
+            failures: self.failures,
+            open_until: self.open_until,
+            verdict: self.verdict,
+        }
+    }
+
+    /// A breaker with `config` as `image` describes it.
+    pub fn restored(config: CircuitConfig, image: BreakerImage) -> Self {
+        Self {
+            config,
+            failures: image.failures,
+            open_until: image.open_until,
+            verdict: image.verdict,
+            probe: None,
+        }
+    }
+
     /// A closed breaker.
     pub fn new(config: CircuitConfig) -> Self {
         Self {
@@ -92,6 +121,11 @@ impl Breaker {
             verdict: None,
             probe: None,
         }
+    }
+
+    /// Until when the log says the circuit is open; `None` while it is closed.
+    pub fn open_until(&self) -> Option<DateTime<Utc>> {
+        self.open_until
     }
 
     /// Consecutive network failures seen (not reset by opening or closing).

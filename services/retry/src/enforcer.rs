@@ -22,6 +22,7 @@
 //! it fell due while no enforcer ran).
 
 mod decide;
+pub mod snapshot;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};

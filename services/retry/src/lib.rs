@@ -19,6 +19,6 @@ pub mod enforcer;
 mod service;
 
 pub use backoff::{RetryDecision, decide, jitter_for, retryable, retryable_under};
-pub use circuit::{Breaker, CircuitConfig, CircuitState, Outcome};
+pub use circuit::{Breaker, BreakerImage, CircuitConfig, CircuitState, Outcome};
 pub use enforcer::{Enforcer, RESEND_AFTER, ToAppend};
 pub use service::run;

@@ -12,23 +12,32 @@ use tokio_util::sync::CancellationToken;
 use super::{CircuitConfig, Enforcer, ToAppend};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
+use fleet_runtime::snapshot::Snapshots;
 
-/// Runs the enforcer until `shutdown` is cancelled.
+/// Runs the enforcer until `shutdown` is cancelled. Starts from its snapshot when
+/// `snapshots` has a usable one, writes one when due and at a clean stop.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     circuit: CircuitConfig,
+    snapshots: Snapshots,
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
-    let mut core = Enforcer::new(circuit);
-    let mut log = Follower::open(store.clone(), subject::all_events(), "retry").await?;
+    let start = snapshots.start(&store, || Enforcer::new(circuit)).await;
+    let (mut core, mut last_seq, mut writer) = (start.state, start.covers, start.writer);
+    let mut log =
+        Follower::open_from(store.clone(), subject::all_events(), "retry", last_seq + 1).await?;
     while !log.caught_up() {
         match log.next(&shutdown).await {
-            Some(stored) => core.apply(&stored),
+            Some(stored) => {
+                core.apply(&stored);
+                last_seq = stored.seq;
+            }
             None => return Ok(()),
         }
     }
-    tracing::info!("retry enforcer caught up with the log");
+    tracing::info!(seq = last_seq, "retry enforcer caught up with the log");
+    writer.maybe_write(&core, last_seq).await;
     let decisions = core.pending_decisions(clock.now());
     write(&store, decisions, &shutdown).await;
     loop {
@@ -37,9 +46,14 @@ pub async fn run(
             item = log.next(&shutdown) => match item {
                 Some(stored) => {
                     let decisions = core.on_event(&stored, clock.now());
+                    last_seq = stored.seq;
                     write(&store, decisions, &shutdown).await;
+                    writer.maybe_write(&core, last_seq).await;
                 }
-                None => return Ok(()),
+                None => {
+                    writer.write(&core, last_seq).await;
+                    return Ok(());
+                }
             },
             () = clock.sleep_until_some(wake) => {
                 let now = clock.now();

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// `image` must be canonical: two states folded from the same events give the same
 /// bytes (sorted maps and sets, nothing process-local such as queue generations), and
-/// `from_image(image())` followed by more events must fold to what a full replay folds.
+/// `restore(empty, image())` followed by more events must fold to what a full replay folds.
 pub trait Snapshot: Sized + Send + 'static {
     /// The service's name: the file's name and the header's.
     const SERVICE: &'static str;
@@ -35,8 +35,9 @@ pub trait Snapshot: Sized + Send + 'static {
     type Image: Serialize + DeserializeOwned;
     /// The folded state as written.
     fn image(&self) -> Self::Image;
-    /// The state an image describes; an error when the image cannot be used.
-    fn from_image(image: Self::Image) -> Result<Self, String>;
+    /// `empty` (a state before any event, with this process's configuration) brought to
+    /// what `image` describes; an error when the image cannot be used.
+    fn restore(empty: Self, image: Self::Image) -> Result<Self, String>;
 }
 
 /// What a snapshot says about itself.
@@ -86,7 +87,12 @@ impl Unusable {
 
 /// Encodes `state` under `header`.
 pub fn encode<S: Snapshot>(state: &S, header: &Header) -> Result<Vec<u8>, String> {
-    let body = postcard::to_allocvec(&(header, state.image())).map_err(|e| e.to_string())?;
+    encode_image::<S>(&state.image(), header)
+}
+
+/// Encodes an image of `S` under `header`.
+pub fn encode_image<S: Snapshot>(image: &S::Image, header: &Header) -> Result<Vec<u8>, String> {
+    let body = postcard::to_allocvec(&(header, image)).map_err(|e| e.to_string())?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &body);
     let mut bytes = Vec::with_capacity(MAGIC.len() + DIGEST_LEN + body.len());
     bytes.extend_from_slice(MAGIC);
@@ -95,8 +101,9 @@ pub fn encode<S: Snapshot>(state: &S, header: &Header) -> Result<Vec<u8>, String
     Ok(bytes)
 }
 
-/// Decodes a snapshot of `S` and checks what it says about itself (not yet the stream).
-pub fn decode<S: Snapshot>(bytes: &[u8]) -> Result<(Header, S), Unusable> {
+/// Decodes a snapshot of `S` onto `empty` and checks what it says about itself (not yet
+/// the stream).
+pub fn decode<S: Snapshot>(bytes: &[u8], empty: S) -> Result<(Header, S), Unusable> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or_else(|| Unusable::Damaged("not a snapshot file".into()))?;
@@ -124,7 +131,7 @@ pub fn decode<S: Snapshot>(bytes: &[u8]) -> Result<(Header, S), Unusable> {
     }
     let image: S::Image =
         postcard::from_bytes(image).map_err(|e| Unusable::Damaged(e.to_string()))?;
-    let state = S::from_image(image).map_err(Unusable::Damaged)?;
+    let state = S::restore(empty, image).map_err(Unusable::Damaged)?;
     Ok((header, state))
 }
 
@@ -184,8 +191,10 @@ impl StreamMark {
 
 /// What a service starts from.
 pub struct Start<S> {
-    /// The state read from the snapshot and the sequence it covers; `None`: replay all.
-    pub state: Option<(S, u64)>,
+    /// The state read from the snapshot, or an empty one.
+    pub state: S,
+    /// The last sequence `state` covers: the log is read from the next (0: from the start).
+    pub covers: u64,
     /// Writes the service's next snapshots.
     pub writer: Writer,
 }
@@ -215,8 +224,9 @@ impl Snapshots {
             .map(|dir| dir.join(format!("{service}.snapshot")))
     }
 
-    /// Reads `S`'s snapshot if there is a usable one; logs and counts the outcome.
-    pub async fn start<S: Snapshot>(&self, store: &EventStore) -> Start<S> {
+    /// Reads `S`'s snapshot onto `empty()` if there is a usable one, else starts from
+    /// `empty()`; logs and counts the outcome.
+    pub async fn start<S: Snapshot>(&self, store: &EventStore, empty: impl Fn() -> S) -> Start<S> {
         let mut writer = Writer {
             path: self.path(S::SERVICE),
             mark: None,
@@ -225,35 +235,39 @@ impl Snapshots {
             written_covers: 0,
             written_at: Instant::now(),
         };
+        let from_scratch = |writer| Start {
+            state: empty(),
+            covers: 0,
+            writer,
+        };
         let Some(path) = writer.path.clone() else {
-            return Start {
-                state: None,
-                writer,
-            };
+            return from_scratch(writer);
         };
         let mark = match StreamMark::read(store).await {
             Ok(mark) => mark,
             Err(error) => {
                 tracing::warn!(service = S::SERVICE, %error, "cannot read the event stream's identity: no snapshot read or written this run");
-                return Start {
-                    state: None,
-                    writer,
-                };
+                return from_scratch(writer);
             }
         };
         writer.mark = Some(mark);
         let started = Instant::now();
-        let read = tokio::task::spawn_blocking(move || read_file::<S>(&path, &mark))
+        let base = empty();
+        let read = tokio::task::spawn_blocking(move || read_file::<S>(&path, &mark, base))
             .await
             .unwrap_or_else(|e| Err(Unusable::Unreadable(e.to_string())));
-        let state = match read {
+        match read {
             Ok((header, state)) => {
                 tracing::info!(service = S::SERVICE, covers = header.covers, written_at = %header.written_at,
                     took_ms = started.elapsed().as_millis() as u64, "started from a snapshot");
                 metrics::counter!("fleet_snapshot_loads_total", "service" => S::SERVICE, "outcome" => "loaded")
                     .increment(1);
                 writer.written_covers = header.covers;
-                Some((state, header.covers))
+                Start {
+                    state,
+                    covers: header.covers,
+                    writer,
+                }
             }
             Err(unusable) => {
                 match &unusable {
@@ -266,20 +280,23 @@ impl Snapshots {
                 }
                 metrics::counter!("fleet_snapshot_loads_total", "service" => S::SERVICE, "outcome" => unusable.outcome())
                     .increment(1);
-                None
+                from_scratch(writer)
             }
-        };
-        Start { state, writer }
+        }
     }
 }
 
-fn read_file<S: Snapshot>(path: &Path, mark: &StreamMark) -> Result<(Header, S), Unusable> {
+fn read_file<S: Snapshot>(
+    path: &Path,
+    mark: &StreamMark,
+    empty: S,
+) -> Result<(Header, S), Unusable> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
         Err(e) => return Err(Unusable::Unreadable(format!("{}: {e}", path.display()))),
     };
-    let (header, state) = decode::<S>(&bytes)?;
+    let (header, state) = decode::<S>(&bytes, empty)?;
     mark.check(&header)?;
     Ok((header, state))
 }
@@ -314,6 +331,23 @@ impl Writer {
 
     /// Writes `state`, which covers the stream up to `seq` (at a clean stop, say).
     pub async fn write<S: Snapshot>(&mut self, state: &S, seq: u64) {
+        self.write_image::<S>(seq, || state.image()).await;
+    }
+
+    /// Writes the image `image` makes, of a state covering the stream up to `seq`, if a
+    /// snapshot is due (for a service whose state is not one value).
+    pub async fn maybe_write_image<S: Snapshot>(
+        &mut self,
+        seq: u64,
+        image: impl FnOnce() -> S::Image,
+    ) {
+        if self.due(seq) {
+            self.write_image::<S>(seq, image).await;
+        }
+    }
+
+    /// Writes the image `image` makes, of a state covering the stream up to `seq`.
+    pub async fn write_image<S: Snapshot>(&mut self, seq: u64, image: impl FnOnce() -> S::Image) {
         let (Some(path), Some(mark)) = (self.path.clone(), self.mark) else {
             return;
         };
@@ -330,7 +364,7 @@ impl Writer {
             written_at: Utc::now(),
         };
         let started = Instant::now();
-        let written = match encode(state, &header) {
+        let written = match encode_image::<S>(&image(), &header) {
             Ok(bytes) => {
                 let size = bytes.len();
                 tokio::task::spawn_blocking(move || write_file(&path, &bytes))

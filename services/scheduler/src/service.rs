@@ -14,25 +14,40 @@ use super::{Decision, Scheduler};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
 use fleet_runtime::lease::{self, Held};
+use fleet_runtime::snapshot::Snapshots;
 
 /// Runs the scheduler until `shutdown` is cancelled. Every instance follows the log (a warm
 /// standby); only while `held` reads true does it decide fires, so taking over costs no
-/// replay. Stops acting between decisions, never in the middle of appending one.
+/// replay. Stops acting between decisions, never in the middle of appending one. Starts
+/// from its snapshot when `snapshots` has a usable one, writes one when due and at a
+/// clean stop.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     mut held: Held,
+    snapshots: Snapshots,
     shutdown: CancellationToken,
 ) -> Result<(), ReadError> {
-    let mut core = Scheduler::new();
-    let mut log = Follower::open(store.clone(), subject::all_events(), "scheduler").await?;
+    let start = snapshots.start(&store, Scheduler::new).await;
+    let (mut core, mut last_seq, mut writer) = (start.state, start.covers, start.writer);
+    let mut log = Follower::open_from(
+        store.clone(),
+        subject::all_events(),
+        "scheduler",
+        last_seq + 1,
+    )
+    .await?;
     while !log.caught_up() {
         match log.next(&shutdown).await {
-            Some(stored) => core.apply(&stored.envelope),
+            Some(stored) => {
+                core.apply(&stored.envelope);
+                last_seq = stored.seq;
+            }
             None => return Ok(()),
         }
     }
-    tracing::info!("scheduler caught up with the log");
+    tracing::info!(seq = last_seq, "scheduler caught up with the log");
+    writer.maybe_write(&core, last_seq).await;
     let mut active = false;
     loop {
         let holds = *held.borrow_and_update();
@@ -53,8 +68,12 @@ pub async fn run(
         let wake = if active { core.next_due() } else { None };
         tokio::select! {
             item = log.next(&shutdown) => match item {
-                Some(stored) => core.apply(&stored.envelope),
-                None => return Ok(()),
+                Some(stored) => {
+                    core.apply(&stored.envelope);
+                    last_seq = stored.seq;
+                    writer.maybe_write(&core, last_seq).await;
+                }
+                None => break,
             },
             () = lease::changed(&mut held) => {}
             () = clock.sleep_until_some(wake) => {
@@ -63,6 +82,8 @@ pub async fn run(
             }
         }
     }
+    writer.write(&core, last_seq).await;
+    Ok(())
 }
 
 /// Appends every decision: cancellations of replaced runs first, then the decision.

@@ -91,7 +91,7 @@ impl Snapshot for Scheduler {
         }
     }
 
-    fn from_image(image: Image) -> Result<Self, String> {
+    fn restore(_empty: Self, image: Image) -> Result<Self, String> {
         let mut policies = HashMap::with_capacity(image.policies.len());
         for (id, p) in image.policies {
             let current = match p.spec {

@@ -2,6 +2,7 @@
 
 mod circuits;
 mod retries;
+mod snapshot;
 
 use std::collections::HashMap;
 

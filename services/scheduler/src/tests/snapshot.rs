@@ -7,6 +7,10 @@ use fleet_runtime::snapshot::Snapshot;
 
 use super::*;
 
+fn restore(image: <Scheduler as Snapshot>::Image) -> Result<Scheduler, String> {
+    Scheduler::restore(Scheduler::new(), image)
+}
+
 fn bytes(s: &Scheduler) -> Vec<u8> {
     postcard::to_allocvec(&s.image()).expect("encodes")
 }
@@ -107,7 +111,7 @@ fn a_snapshot_of_any_prefix_plus_the_tail_equals_a_full_replay_byte_for_byte() {
         // Through the bytes a file would hold.
         let written = postcard::to_allocvec(&image).expect("encodes");
         let read = postcard::from_bytes(&written).expect("decodes");
-        let mut resumed = Scheduler::from_image(read).expect("usable");
+        let mut resumed = restore(read).expect("usable");
         for env in &log[cut..] {
             resumed.apply(env);
         }
@@ -124,7 +128,7 @@ fn a_scheduler_started_from_a_snapshot_decides_what_a_full_replay_decides() {
     let log = eight_hours();
     let cut = log.len() * 2 / 3;
     let mut full = given(&log);
-    let mut resumed = Scheduler::from_image(given(&log[..cut]).image()).expect("usable");
+    let mut resumed = restore(given(&log[..cut]).image()).expect("usable");
     for env in &log[cut..] {
         resumed.apply(env);
     }
@@ -158,6 +162,6 @@ fn what_this_instance_decided_is_not_in_its_snapshot() {
     assert_eq!(decided.len(), 1);
     // The decision's append never made it: a replay owes the fire, and so does a snapshot.
     assert!(bytes(&running) == bytes(&given(&log)));
-    let mut resumed = Scheduler::from_image(running.image()).expect("usable");
+    let mut resumed = restore(running.image()).expect("usable");
     assert_eq!(resumed.start(hour(0) + mins(1)).len(), 1);
 }

@@ -22,6 +22,7 @@ pub fn system() -> ServiceConfig {
         api_tls: None,
         access: None,
         notifier: Default::default(),
+        snapshots: Default::default(),
     }
 }
 
