@@ -75,9 +75,16 @@ pub enum Query {
         limit: Option<usize>,
     },
     /// Policies with assignments and next fire times (deleted ones only if asked).
+    /// The policies by name (then id), a page at a time: `offset` skips, `limit` (default
+    /// [`DEFAULT_AGENT_LIMIT`], at most [`MAX_LIMIT`]) bounds the answer below NATS's
+    /// message size.
     Policies {
         #[serde(default)]
         include_deleted: bool,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        offset: Option<usize>,
     },
     /// One policy.
     Policy { id: PolicyId },

@@ -148,12 +148,14 @@ pub async fn runs(
     forward(&api, &caller, query).await
 }
 
-/// `GET /v1/policies` options.
+/// `GET /v1/policies` options: a page of policies by name.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyParams {
     #[serde(default)]
     include_deleted: bool,
+    limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 pub async fn policies(
@@ -164,6 +166,8 @@ pub async fn policies(
     let Params(params) = params.map_err(bad_query)?;
     let query = Query::Policies {
         include_deleted: params.include_deleted,
+        limit: params.limit,
+        offset: params.offset,
     };
     forward(&api, &caller, query).await
 }

@@ -27,16 +27,31 @@ pub async fn agent_id(client: &ApiClient, text: &str) -> Result<String, ApiError
 
 /// Every agent, fetched a page at a time (the API answers at most 1000 per request).
 pub async fn all_agents(client: &ApiClient) -> Result<Value, ApiError> {
-    const PAGE: usize = 1000;
+    all_pages(client, "agents", 1000, &[]).await
+}
+
+/// Every policy (deleted ones too with `include_deleted`), a page at a time: 500 per
+/// request, as a page of policies is larger than one of agents.
+pub async fn all_policies(client: &ApiClient, include_deleted: bool) -> Result<Value, ApiError> {
+    let query = [("includeDeleted", include_deleted.to_string())];
+    all_pages(client, "policies", 500, &query).await
+}
+
+/// Every item of `GET /v1/<list>`, fetched `page` at a time until a page comes back short.
+async fn all_pages(
+    client: &ApiClient,
+    list_name: &str,
+    page: usize,
+    query: &[(&str, String)],
+) -> Result<Value, ApiError> {
     let mut all = Vec::new();
     loop {
-        let query = [
-            ("limit", PAGE.to_string()),
-            ("offset", all.len().to_string()),
-        ];
-        let page = client.get(&["v1", "agents"], &query).await?;
-        let items = list(&page).to_vec();
-        let done = items.len() < PAGE;
+        let mut asked = query.to_vec();
+        asked.push(("limit", page.to_string()));
+        asked.push(("offset", all.len().to_string()));
+        let answer = client.get(&["v1", list_name], &asked).await?;
+        let items = list(&answer).to_vec();
+        let done = items.len() < page;
         all.extend(items);
         if done {
             return Ok(Value::Array(all));
@@ -49,9 +64,7 @@ pub async fn policy_id(client: &ApiClient, text: &str) -> Result<String, ApiErro
     if is_id(text) {
         return Ok(text.to_owned());
     }
-    let query = [("includeDeleted", "true".to_owned())];
-    let policies = client.get(&["v1", "policies"], &query).await?;
-    find_policy(&policies, text)
+    find_policy(&all_policies(client, true).await?, text)
 }
 
 /// A live agent of that name is meant over decommissioned ones; with none live, a
@@ -110,8 +123,7 @@ impl Names {
     /// Asks the API for every agent and policy (deleted ones too).
     pub async fn fetch(client: &ApiClient) -> Result<Self, ApiError> {
         let agents = all_agents(client).await?;
-        let query = [("includeDeleted", "true".to_owned())];
-        let policies = client.get(&["v1", "policies"], &query).await?;
+        let policies = all_policies(client, true).await?;
         Ok(Self::from_lists(&agents, &policies))
     }
 

@@ -28,7 +28,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<()> {
             send_documents(&client, &file.file, Send::Create, json).await
         }
         PolicyCommand::Ls => {
-            let policies = client.get(&["v1", "policies"], &[]).await?;
+            let policies = crate::lookup::all_policies(&client, false).await?;
             match json {
                 true => print_json(&policies),
                 false => print(&policies_table(&policies)),

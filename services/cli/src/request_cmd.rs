@@ -228,7 +228,7 @@ async fn resolve(
     let policy = match policy {
         Some(policy) => lookup::policy_id(client, policy).await?,
         None => {
-            let policies = client.get(&["v1", "policies"], &[]).await?;
+            let policies = lookup::all_policies(client, false).await?;
             policy_for(&snapshot, &policies)?
         }
     };

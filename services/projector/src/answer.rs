@@ -1,5 +1,7 @@
 //! Answering one query from the read models (reads only; no IO beyond sled).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use fleet_events::ids::TenantId;
 use fleet_events::task_state::TaskStatus;
@@ -164,18 +166,28 @@ fn reply(
                 .collect();
             to_json(runs)
         }
-        Query::Policies { include_deleted } => {
-            let overdue = models.notifications.overdue(tenant)?;
+        Query::Policies {
+            include_deleted,
+            limit: asked,
+            offset,
+        } => {
+            let limit = match asked {
+                None => DEFAULT_AGENT_LIMIT,
+                Some(_) => limit(asked)?,
+            };
+            let mut overdue: HashMap<_, Vec<_>> = HashMap::new();
+            for o in models.notifications.overdue(tenant)? {
+                overdue.entry(o.policy).or_default().push(o);
+            }
             let policies: Vec<dto::Policy> = models
                 .policies
                 .list(tenant, include_deleted)?
                 .iter()
+                .skip(offset.unwrap_or(0))
+                .take(limit)
                 .map(|view| {
-                    let mine: Vec<_> = (overdue.iter())
-                        .filter(|o| o.policy == view.id)
-                        .cloned()
-                        .collect();
-                    dto::policy(view, now, &mine)
+                    let mine = overdue.get(&view.id).map_or(&[][..], Vec::as_slice);
+                    dto::policy(view, now, mine)
                 })
                 .collect();
             to_json(policies)

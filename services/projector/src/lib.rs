@@ -97,6 +97,7 @@ async fn serve(
                 serde_json::json!({"error": {"code": "unavailable", "message": e.to_string()}});
             answer.to_string().into_bytes()
         });
+        let body = fitting(body, client.server_info().max_payload);
         if let Err(error) = client.publish(inbox, body.into()).await {
             tracing::warn!(%error, "cannot send a query answer");
         }
@@ -159,5 +160,44 @@ async fn answer_status(store: &EventStore, models: &ReadModels) -> Answer {
             Err(e) => Answer::error(ErrorCode::Unavailable, e.to_string()),
         },
         Err(e) => Answer::error(ErrorCode::Unavailable, e.to_string()),
+    }
+}
+
+/// `body`, or when it is larger than NATS carries in one message, an answer saying so (the
+/// asker is told what to do instead of waiting for an answer that cannot come).
+fn fitting(body: Vec<u8>, max_payload: usize) -> Vec<u8> {
+    if body.len() <= max_payload {
+        return body;
+    }
+    // Counted apart from the query's own outcome (already counted as answered).
+    metrics::counter!("fleet_queries_total", "query" => "any", "outcome" => "too_large")
+        .increment(1);
+    let message = format!(
+        "the answer is {} bytes, more than NATS carries in one message ({max_payload}): ask \
+         for fewer (limit and offset)",
+        body.len()
+    );
+    tracing::warn!(%message, "a query's answer does not fit");
+    let answer = Answer::error(ErrorCode::Unavailable, message);
+    serde_json::to_vec(&answer).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_too_large_for_nats_becomes_an_error_saying_so() {
+        let small = br#"{"ok":[]}"#.to_vec();
+        assert_eq!(fitting(small.clone(), 1024), small);
+        let large = vec![b' '; 2048];
+        let told: Answer = serde_json::from_slice(&fitting(large, 1024)).expect("an answer");
+        match told {
+            Answer::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            } => assert!(message.contains("2048 bytes") && message.contains("limit and offset")),
+            other => panic!("{other:?}"),
+        }
     }
 }

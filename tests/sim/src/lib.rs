@@ -115,6 +115,7 @@ async fn simulate(config: &SimConfig, control: &control::ControlPlane) -> anyhow
         .await?
         .counter("fleet_access_reloads_total");
     let started = Instant::now();
+    let registering_from = sampler.now();
     let agents: Vec<AgentId> = futures::stream::iter(0..config.agents)
         .map(|n| {
             let (url, token) = (control.url.clone(), token.clone());
@@ -127,6 +128,7 @@ async fn simulate(config: &SimConfig, control: &control::ControlPlane) -> anyhow
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     let registration = started.elapsed();
+    let registering = sampler.between(registering_from, sampler.now());
     let reloads = control
         .scrape()
         .await?
@@ -175,6 +177,7 @@ async fn simulate(config: &SimConfig, control: &control::ControlPlane) -> anyhow
         config,
         &report::Phases {
             registration,
+            registering,
             reloads,
             policies: pairs.len(),
             policies_took,

@@ -14,6 +14,8 @@ use crate::measure::{Peak, Scrape, Window, percentile};
 #[derive(Debug, Clone)]
 pub struct Phases {
     pub registration: Duration,
+    /// CPU while the agents registered.
+    pub registering: Window,
     pub reloads: f64,
     pub policies: usize,
     pub policies_took: Duration,
@@ -137,12 +139,15 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "registration: {} agents registered, admitted and consuming in {reg:.1} s \
-             ({:.0}/s); authorization reloads {:.0}; connections refused while waiting {} \
+             ({:.0}/s); authorization reloads {:.0}; connections refused while waiting {}; \
+             control plane {:.3} cores, nats-server {:.3} cores meanwhile \
              [target < 300 s, reloads batched: {}]",
             self.agents,
             self.agents as f64 / reg.max(1e-9),
             p.reloads,
             self.refused,
+            p.registering.control_cores(),
+            p.registering.nats_cores(),
             verdict(reg < 300.0 && p.reloads < self.agents as f64 / 10.0 + 5.0),
         )?;
         writeln!(

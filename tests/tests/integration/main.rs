@@ -34,6 +34,7 @@ mod scheduler;
 mod scripted_agent;
 mod simulator;
 mod snapshots_api;
+mod state_snapshots;
 mod store;
 mod support;
 mod tls;

@@ -175,6 +175,8 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
         &tenant,
         &Query::Policies {
             include_deleted: false,
+            limit: None,
+            offset: None,
         },
     )
     .await

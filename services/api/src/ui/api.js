@@ -79,11 +79,21 @@ export async function frames(path, onFrame, signal) {
 
 /** Every agent, page by page. */
 export async function allAgents() {
-  const agents = [];
-  for (let offset = 0; ; offset += 1000) {
-    const page = await get(`/agents?limit=1000&offset=${offset}`);
-    agents.push(...page);
-    if (page.length < 1000) return agents;
+  return allPages("/agents", 1000);
+}
+
+/** Every policy, a page at a time (a page of policies is larger than one of agents). */
+export async function allPolicies() {
+  return allPages("/policies", 500);
+}
+
+/** Every item of a paged list, `size` at a time until a page comes back short. */
+async function allPages(path, size) {
+  const items = [];
+  for (let offset = 0; ; offset += size) {
+    const page = await get(`${path}?limit=${size}&offset=${offset}`);
+    items.push(...page);
+    if (page.length < size) return items;
   }
 }
 

@@ -1,6 +1,6 @@
 // One agent: its settings, the tasks it holds or waits for, its recent runs and its backoff.
 
-import { get } from "./api.js";
+import { allPolicies, get } from "./api.js";
 import { badge, bytes, h, link, section, short, span, table, time, when } from "./dom.js";
 import { backoffBadge, onlineBadge, saturationBar } from "./view-overview.js";
 
@@ -21,7 +21,7 @@ export async function render(id) {
     get(`/agents/${id}/backoff-status`),
     get(`/tasks?agent=${id}&limit=200`),
     get(`/runs?agent=${id}&limit=20`),
-    get("/policies"),
+    allPolicies(),
   ]);
   const policyName = new Map(policies.map((p) => [p.id, p.spec.name]));
   return h(

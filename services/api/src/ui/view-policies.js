@@ -1,6 +1,6 @@
 // Policies: what each backs up, its schedule in words and its next fire times.
 
-import { allAgents, get } from "./api.js";
+import { allAgents, allPolicies } from "./api.js";
 import { badge, h, link, section, table, when } from "./dom.js";
 
 export const title = "Policies";
@@ -10,7 +10,7 @@ export function affects(event) {
 }
 
 export async function render() {
-  const [policies, agents] = await Promise.all([get("/policies"), allAgents()]);
+  const [policies, agents] = await Promise.all([allPolicies(), allAgents()]);
   const names = new Map(agents.map((a) => [a.id, a.name]));
   const rows = policies.map((p) => [
     h("strong", {}, p.spec.name),

@@ -1,6 +1,6 @@
 // Finished attempts: charts of bytes added and duration over time, and the table.
 
-import { allAgents, get } from "./api.js";
+import { allAgents, allPolicies, get } from "./api.js";
 import { bytes, h, section, span } from "./dom.js";
 import { lineChart } from "./chart.js";
 import { newestFirst, runTable } from "./view-agent.js";
@@ -12,7 +12,7 @@ export function affects(event) {
 }
 
 export async function render() {
-  const [runs, policies, agents] = await Promise.all([get("/runs?limit=500"), get("/policies"), allAgents()]);
+  const [runs, policies, agents] = await Promise.all([get("/runs?limit=500"), allPolicies(), allAgents()]);
   const policyName = new Map(policies.map((p) => [p.id, p.spec.name]));
   const agentName = new Map(agents.map((a) => [a.id, a.name]));
   const ordered = newestFirst(runs);

@@ -2,7 +2,7 @@
 // stored) and a restore form. The page is not redrawn by live events, so a form being
 // filled in is never lost.
 
-import { allAgents, get, post } from "./api.js";
+import { allAgents, allPolicies, get, post } from "./api.js";
 import { badge, bytes, h, link, section, time } from "./dom.js";
 
 export const title = "Snapshot";
@@ -25,7 +25,7 @@ async function find(id) {
 }
 
 export async function render(id) {
-  const [snapshot, agents, policies] = await Promise.all([find(id), allAgents(), get("/policies")]);
+  const [snapshot, agents, policies] = await Promise.all([find(id), allAgents(), allPolicies()]);
   if (!snapshot) {
     return h("div", {}, h("h1", {}, "Snapshot not found"), h("p", {}, link("#/snapshots", "Back to the snapshots")));
   }

@@ -35,8 +35,12 @@ const MAX_CONFLICTS: u32 = 3;
 pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Refusals waiting for their answer at once; more make the registrar wait.
 const MAX_DELAYED: usize = 256;
+/// Requests answered at once (each reads two histories and appends): a fleet enrolling
+/// together is not answered one round trip after another.
+const MAX_CONCURRENT: usize = 32;
 
-/// Serves registrations until `shutdown` is cancelled.
+/// Serves registrations until `shutdown` is cancelled, up to [`MAX_CONCURRENT`] at once
+/// (two requests for one machine are told apart by the expected sequence on its agent).
 pub async fn run(
     store: EventStore,
     clock: Clock,
@@ -51,6 +55,7 @@ pub async fn run(
     client.flush().await.ok();
     tracing::info!(subject = REGISTER_SUBJECT, "registrar ready");
     let delayed = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DELAYED));
+    let working = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -59,50 +64,69 @@ pub async fn run(
                 None => anyhow::bail!("the registration subscription ended"),
             },
         };
-        let reply = answer(&store, &clock, &message).await;
-        count(&reply.outcome);
-        let Some(inbox) = message.reply.filter(|inbox| is_enroll_inbox(inbox)) else {
-            tracing::warn!(
-                "registration request without an enrolling reply subject ({ENROLL_INBOX_PREFIX}.…): not answered, counted"
-            );
-            metrics::counter!("fleet_registrations_total", "outcome" => "bad_reply_subject")
-                .increment(1);
-            continue;
-        };
-        let bytes = match reply.to_wire() {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%error, "cannot encode a registration reply");
-                continue;
-            }
-        };
-        let refused = matches!(
-            reply.outcome,
-            RegisterOutcome::Rejected {
-                reason: Rejection::TokenNotAccepted,
-                ..
-            }
-        );
-        if !refused {
-            if let Err(error) = client.publish(inbox, bytes.into()).await {
-                tracing::warn!(%error, "cannot send a registration reply");
-            }
-            continue;
-        }
-        let Ok(permit) = delayed.clone().acquire_owned().await else {
+        let Ok(permit) = working.clone().acquire_owned().await else {
             break;
         };
-        let client = client.clone();
+        let (store, clock, client) = (store.clone(), clock.clone(), client.clone());
+        let delayed = delayed.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(REFUSAL_DELAY).await;
-            if let Err(error) = client.publish(inbox, bytes.into()).await {
-                tracing::warn!(%error, "cannot send a registration reply");
-            }
+            handle(&store, &clock, &client, &delayed, message).await;
             drop(permit);
         });
     }
     requests.unsubscribe().await.ok();
     Ok(())
+}
+
+/// Answers one request (a refusal after [`REFUSAL_DELAY`]).
+async fn handle(
+    store: &EventStore,
+    clock: &Clock,
+    client: &async_nats::Client,
+    delayed: &std::sync::Arc<tokio::sync::Semaphore>,
+    message: Message,
+) {
+    let reply = answer(store, clock, &message).await;
+    count(&reply.outcome);
+    let Some(inbox) = message.reply.filter(|inbox| is_enroll_inbox(inbox)) else {
+        tracing::warn!(
+            "registration request without an enrolling reply subject ({ENROLL_INBOX_PREFIX}.…): not answered, counted"
+        );
+        metrics::counter!("fleet_registrations_total", "outcome" => "bad_reply_subject")
+            .increment(1);
+        return;
+    };
+    let bytes = match reply.to_wire() {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a registration reply");
+            return;
+        }
+    };
+    let refused = matches!(
+        reply.outcome,
+        RegisterOutcome::Rejected {
+            reason: Rejection::TokenNotAccepted,
+            ..
+        }
+    );
+    if !refused {
+        if let Err(error) = client.publish(inbox, bytes.into()).await {
+            tracing::warn!(%error, "cannot send a registration reply");
+        }
+        return;
+    }
+    let Ok(permit) = delayed.clone().acquire_owned().await else {
+        return;
+    };
+    let client = client.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        if let Err(error) = client.publish(inbox, bytes.into()).await {
+            tracing::warn!(%error, "cannot send a registration reply");
+        }
+        drop(permit);
+    });
 }
 
 /// The answer to one request.
