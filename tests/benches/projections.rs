@@ -23,28 +23,25 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use fleet_control::projector::ReadModels;
 use fleet_events::codec::encode;
 use fleet_events::store::EventStore;
-use fleet_events::streams::{self, StreamOptions};
+use fleet_events::streams::StreamOptions;
 use fleet_events::subject;
 use fleet_projections::{Checkpointed, Projection};
 use fleet_tests::NatsServer;
 use futures::StreamExt;
 
 mod mix;
+mod replay;
 use mix::{AGENTS_PER_TENANT, POLICIES_PER_TENANT, TENANTS, mix};
+use replay::{rate, raw_replay, rebuild, within};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rate(n: u64, took: Duration) -> f64 {
-    n as f64 / took.as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,77 +52,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn list(v: &[f64]) -> String {
     let parts: Vec<String> = v.iter().map(|r| format!("{r:.0}")).collect();
     parts.join(", ")
-}
-
-/// An ordered consumer over every event from sequence 1 to `last`, nothing decoded.
-async fn raw_replay(js: &async_nats::jetstream::Context, last: u64) -> f64 {
-    let start = Instant::now();
-    let stream = js
-        .get_stream_no_info(streams::EVENTS)
-        .await
-        .expect("stream");
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: js.client().new_inbox(),
-            filter_subject: subject::all_events(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: 1 },
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
-    loop {
-        let message = messages.next().await.expect("open").expect("message");
-        let seq = message.info().expect("info").stream_sequence;
-        if std::hint::black_box(seq) >= last {
-            break;
-        }
-    }
-    rate(last, start.elapsed())
-}
-
-/// Runs `work` on its own task and waits at most `limit` for it. A sled call that never
-/// returns blocks its worker thread for good; the timer runs on the other worker.
-async fn within<T: Send + 'static>(
-    limit: Duration,
-    work: impl Future<Output = T> + Send + 'static,
-) -> Option<T> {
-    let task = tokio::spawn(work);
-    match tokio::time::timeout(limit, task).await {
-        Ok(joined) => Some(joined.expect("the task ran")),
-        Err(_) => None,
-    }
-}
-
-/// Opens every read model in a fresh directory and rebuilds them from sequence 1, as
-/// `fleet projections rebuild` does; checks that each reached the end of what it reads,
-/// with nothing rejected. `None` if it did not finish within `limit`.
-async fn rebuild(store: &EventStore, last: u64, limit: Duration) -> Option<f64> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (path, task_store) = (dir.path().to_owned(), store.clone());
-    let (models, took) = within(limit, async move {
-        let start = Instant::now();
-        let mut models = ReadModels::open(&path).expect("open the read models");
-        models.rebuild(&task_store).await.expect("rebuilt");
-        (models, start.elapsed())
-    })
-    .await?;
-    let status = models.status(store).await.expect("status");
-    for row in &status {
-        assert_eq!(row.lag, 0, "{} caught up: {row:?}", row.projection);
-        assert_eq!(
-            row.rejected, 0,
-            "{} rejected nothing: {row:?}",
-            row.projection
-        );
-    }
-    let all = status.iter().map(|row| row.checkpoint).max();
-    assert_eq!(
-        all,
-        Some(last),
-        "a model that reads every event reached the end"
-    );
-    Some(rate(last, took))
 }
 
 /// One model rebuilt alone, beside a replay with decode of the same events; returns the

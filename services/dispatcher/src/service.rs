@@ -17,9 +17,11 @@ use async_nats::jetstream::message::PublishMessage;
 use chrono::{DateTime, TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{AgentEvent, Event};
+use fleet_events::ids::TaskId;
 use fleet_events::protocol::{AgentCommand, Heartbeat};
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
 use fleet_events::subject::{self};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -278,7 +280,14 @@ async fn record(store: &EventStore, append: Append<'_>, shutdown: &CancellationT
     }
 }
 
-/// Appends each dispatch, then publishes its command to the agent.
+/// Dispatches in flight at once: each is its own task's append and its own agent's
+/// order, so a plan of thousands (a top-of-hour burst without jitter) is not sent one
+/// round trip after another.
+const IN_FLIGHT: usize = 64;
+
+/// Records and sends a plan's dispatches, up to [`IN_FLIGHT`] at once; a dispatch whose
+/// event could not be recorded is abandoned (the task waits, or another dispatcher moved
+/// it first). An order is sent only once its event is stored.
 async fn dispatch(
     store: &EventStore,
     fleet: &mut Fleet,
@@ -286,37 +295,63 @@ async fn dispatch(
     now: DateTime<Utc>,
     shutdown: &CancellationToken,
 ) {
-    for d in plan {
-        let msg_id = d.event_msg_id();
-        let append = Append {
-            envelope: &d.envelope,
-            msg_id: &msg_id,
-            expect: d.expect,
-        };
-        match append_retrying(store, append, shutdown).await {
-            Ok(_) => {}
-            Err(AppendError::Conflict { .. }) => {
-                tracing::debug!(task = %d.task, "another dispatcher moved this task first");
-                fleet.abandon(d.task);
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(task = %d.task, error = %e, "dispatch not recorded; the task waits");
-                fleet.abandon(d.task);
-                continue;
-            }
-        }
-        if let Err(e) = publish_command(store, &d, shutdown).await {
-            tracing::error!(task = %d.task, agent = %d.agent, error = %e, "task dispatched but not delivered");
-            continue;
-        }
-        metrics::counter!("fleet_tasks_dispatched_total").increment(1);
-        if let Some(run_at) = fleet.task(d.task).and_then(|t| t.run_at) {
-            let late = (now - run_at).to_std().unwrap_or(Duration::ZERO);
-            metrics::histogram!("fleet_dispatch_delay_seconds").record(late.as_secs_f64());
-        }
-        tracing::info!(task = %d.task, agent = %d.agent, attempt = d.attempt, "task dispatched");
+    let plan: Vec<(Dispatch, Option<DateTime<Utc>>)> = plan
+        .into_iter()
+        .map(|d| {
+            let run_at = fleet.task(d.task).and_then(|t| t.run_at);
+            (d, run_at)
+        })
+        .collect();
+    let unrecorded: Vec<TaskId> = futures::stream::iter(plan)
+        .map(|(d, run_at)| async move {
+            let recorded = dispatch_one(store, &d, run_at, now, shutdown).await;
+            (!recorded).then_some(d.task)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    for task in unrecorded {
+        fleet.abandon(task);
     }
+}
+
+/// Records one dispatch and sends its order; false when the event was not recorded.
+async fn dispatch_one(
+    store: &EventStore,
+    d: &Dispatch,
+    run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let msg_id = d.event_msg_id();
+    let append = Append {
+        envelope: &d.envelope,
+        msg_id: &msg_id,
+        expect: d.expect,
+    };
+    match append_retrying(store, append, shutdown).await {
+        Ok(_) => {}
+        Err(AppendError::Conflict { .. }) => {
+            tracing::debug!(task = %d.task, "another dispatcher moved this task first");
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(task = %d.task, error = %e, "dispatch not recorded; the task waits");
+            return false;
+        }
+    }
+    if let Err(e) = publish_command(store, d, shutdown).await {
+        tracing::error!(task = %d.task, agent = %d.agent, error = %e, "task dispatched but not delivered");
+        return true;
+    }
+    metrics::counter!("fleet_tasks_dispatched_total").increment(1);
+    if let Some(run_at) = run_at {
+        let late = (now - run_at).to_std().unwrap_or(Duration::ZERO);
+        metrics::histogram!("fleet_dispatch_delay_seconds").record(late.as_secs_f64());
+    }
+    tracing::info!(task = %d.task, agent = %d.agent, attempt = d.attempt, "task dispatched");
+    true
 }
 
 /// Sends again the orders of attempts dispatched but not acknowledged, which an instance

@@ -8,6 +8,7 @@
 
 use fleet_events::store::{Append, AppendError, EventStore, Expect, ReadError};
 use fleet_events::subject;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{Decision, Scheduler};
@@ -86,42 +87,52 @@ pub async fn run(
     Ok(())
 }
 
-/// Appends every decision: cancellations of replaced runs first, then the decision.
+/// Decisions appended at once: each is its own task's subject, so they need no order
+/// among them, and a top-of-hour fire of thousands of pairs is recorded in a moment
+/// rather than one round trip after another (which held back the dispatch of the pairs
+/// whose jitter is short).
+const IN_FLIGHT: usize = 256;
+
+/// Appends every decision, up to [`IN_FLIGHT`] at once: each decision's cancellations of
+/// replaced runs first, then the decision.
 async fn write(store: &EventStore, decisions: Vec<Decision>, shutdown: &CancellationToken) {
-    for decision in decisions {
-        for cancel in &decision.cancels {
-            let subject = cancel.envelope.subject();
-            let Ok(last) = store.last_sequence(&subject).await else {
-                tracing::warn!(task = %cancel.task, "cannot read the task to cancel; it keeps running");
-                continue;
-            };
-            let append = Append {
-                envelope: &cancel.envelope,
-                msg_id: &cancel.msg_id,
-                expect: Expect::LastSeq(last),
-            };
-            if let Err(e) = append_retrying(store, append, shutdown).await {
-                tracing::info!(task = %cancel.task, error = %e, "replaced run was not cancelled (it changed meanwhile)");
-            }
-        }
-        let append = Append {
-            envelope: &decision.envelope,
-            msg_id: &decision.msg_id,
-            expect: Expect::LastSeq(0),
+    futures::stream::iter(decisions)
+        .for_each_concurrent(IN_FLIGHT, |decision| write_one(store, decision, shutdown))
+        .await;
+}
+
+async fn write_one(store: &EventStore, decision: Decision, shutdown: &CancellationToken) {
+    for cancel in &decision.cancels {
+        let subject = cancel.envelope.subject();
+        let Ok(last) = store.last_sequence(&subject).await else {
+            tracing::warn!(task = %cancel.task, "cannot read the task to cancel; it keeps running");
+            continue;
         };
-        match append_retrying(store, append, shutdown).await {
-            Ok(appended) if !appended.duplicate => {
-                let outcome = decision.outcome.name();
-                metrics::counter!("fleet_scheduler_decisions_total", "outcome" => outcome)
-                    .increment(1);
-                tracing::info!(task = %decision.task, policy = %decision.policy, agent = %decision.agent, fire_at = %decision.fire_at, outcome, "task recorded");
-            }
-            Ok(_) | Err(AppendError::Conflict { .. }) => {
-                tracing::debug!(task = %decision.task, "another scheduler recorded this fire");
-            }
-            Err(e) => {
-                tracing::error!(task = %decision.task, error = %e, "decision could not be recorded")
-            }
+        let append = Append {
+            envelope: &cancel.envelope,
+            msg_id: &cancel.msg_id,
+            expect: Expect::LastSeq(last),
+        };
+        if let Err(e) = append_retrying(store, append, shutdown).await {
+            tracing::info!(task = %cancel.task, error = %e, "replaced run was not cancelled (it changed meanwhile)");
+        }
+    }
+    let append = Append {
+        envelope: &decision.envelope,
+        msg_id: &decision.msg_id,
+        expect: Expect::LastSeq(0),
+    };
+    match append_retrying(store, append, shutdown).await {
+        Ok(appended) if !appended.duplicate => {
+            let outcome = decision.outcome.name();
+            metrics::counter!("fleet_scheduler_decisions_total", "outcome" => outcome).increment(1);
+            tracing::info!(task = %decision.task, policy = %decision.policy, agent = %decision.agent, fire_at = %decision.fire_at, outcome, "task recorded");
+        }
+        Ok(_) | Err(AppendError::Conflict { .. }) => {
+            tracing::debug!(task = %decision.task, "another scheduler recorded this fire");
+        }
+        Err(e) => {
+            tracing::error!(task = %decision.task, error = %e, "decision could not be recorded")
         }
     }
 }

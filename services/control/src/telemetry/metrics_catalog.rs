@@ -67,6 +67,17 @@ pub const CATALOG: &[Metric] = &[
         "Time from a heartbeat's storing by NATS to the dispatcher reading it (live ones)",
     ),
     counter(
+        "fleet_snapshot_loads_total",
+        &["service", "outcome"],
+        "Starts of a service by what came of reading its snapshot: loaded, missing, damaged, \
+         stale (another release, fold version or event stream); all but loaded replay the log",
+    ),
+    counter(
+        "fleet_snapshot_writes_total",
+        &["service", "outcome"],
+        "Snapshots of a service's folded state written, by outcome: written, failed",
+    ),
+    counter(
         "fleet_orders_resent_total",
         &[],
         "Commands of dispatched but unacknowledged attempts sent again by a dispatcher \
@@ -281,6 +292,7 @@ pub fn register(service: Service) {
             let outcomes = crate::scheduler::Outcome::ALL.map(crate::scheduler::Outcome::name);
             zero_by("fleet_scheduler_decisions_total", "outcome", &outcomes);
             undecodable("scheduler");
+            snapshots("scheduler");
         }
         Service::Dispatcher => {
             zero("fleet_tasks_dispatched_total");
@@ -300,6 +312,7 @@ pub fn register(service: Service) {
             metrics::gauge!("fleet_waiting_tasks").set(0.0);
             register_parked(crate::dispatcher::HEARTBEAT_READER);
             undecodable("dispatcher");
+            snapshots("dispatcher");
         }
         Service::Intake => {
             zero_by(
@@ -330,6 +343,7 @@ pub fn register(service: Service) {
             metrics::gauge!("fleet_tasks_in_backoff").set(0.0);
             metrics::gauge!("fleet_open_circuits").set(0.0);
             undecodable("retry");
+            snapshots("retry");
         }
         Service::Access => {
             zero("fleet_access_renders_total");
@@ -372,6 +386,18 @@ pub fn register(service: Service) {
             zero("fleet_api_auth_delayed_total");
             undecodable("api");
         }
+    }
+}
+
+/// Registers a service's snapshot counters at zero, with every outcome.
+fn snapshots(service: &'static str) {
+    for outcome in ["loaded", "missing", "damaged", "stale"] {
+        metrics::counter!("fleet_snapshot_loads_total", "service" => service, "outcome" => outcome)
+            .increment(0);
+    }
+    for outcome in ["written", "failed"] {
+        metrics::counter!("fleet_snapshot_writes_total", "service" => service, "outcome" => outcome)
+            .increment(0);
     }
 }
 
