@@ -80,10 +80,16 @@ pub fn events(opts: &StreamOptions) -> Config {
     }
 }
 
+/// Consumers `FLEET_DISPATCH` may hold: one durable consumer per agent. Set explicitly,
+/// since nats-server 2.15 gives a stream that sets none a limit of 1,000 (and takes 0 or
+/// -1 for "its default"), which stopped the thousand-and-first agent from receiving work.
+pub const MAX_AGENT_CONSUMERS: i32 = 100_000;
+
 /// `FLEET_DISPATCH`: a work queue of tasks per agent.
 pub fn dispatch(opts: &StreamOptions) -> Config {
     Config {
         retention: RetentionPolicy::WorkQueue,
+        max_consumers: MAX_AGENT_CONSUMERS,
         max_age: AGENT_MESSAGE_MAX_AGE,
         description: Some("restic-fleet tasks for agents".into()),
         ..base(DISPATCH, vec![subject::all_agents(Channel::Tasks)], opts)
@@ -214,7 +220,8 @@ pub fn conflicts(wanted: &Config, existing: &Config) -> Vec<String> {
     out
 }
 
-/// True if settings that can be changed in place (limits, replicas, windows) differ.
+/// True if settings that can be changed in place (limits, replicas, windows) differ; the
+/// consumer limit is [`raises_consumers`]' business.
 pub fn needs_update(wanted: &Config, existing: &Config) -> bool {
     wanted.max_age != existing.max_age
         || wanted.duplicate_window != existing.duplicate_window
@@ -225,9 +232,49 @@ pub fn needs_update(wanted: &Config, existing: &Config) -> bool {
         || wanted.description != existing.description
 }
 
+/// True when `wanted` sets a consumer limit above the one `existing` was made with (none,
+/// for a stream of an earlier version: nats-server 2.15 then applies its default of
+/// 1,000, earlier servers none). Raising it is tried; a server that cannot change it
+/// (before 2.13) keeps its own, which there means no limit.
+pub fn raises_consumers(wanted: &Config, existing: &Config) -> bool {
+    wanted.max_consumers > 0 && existing.max_consumers < wanted.max_consumers
+}
+
+/// `wanted` with `existing`'s consumer limit: the update a server that cannot change that
+/// limit accepts.
+pub fn keeping_consumers(wanted: &Config, existing: &Config) -> Config {
+    Config {
+        max_consumers: existing.max_consumers,
+        ..wanted.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dispatch_streams_consumer_limit_is_raised_never_lowered() {
+        let wanted = dispatch(&StreamOptions::default());
+        assert_eq!(wanted.max_consumers, MAX_AGENT_CONSUMERS);
+        for have in [-1, 0, 1000] {
+            let existing = Config {
+                max_consumers: have,
+                ..wanted.clone()
+            };
+            assert!(raises_consumers(&wanted, &existing), "{have}");
+            assert!(!needs_update(&wanted, &existing), "nothing else differs");
+            assert_eq!(keeping_consumers(&wanted, &existing).max_consumers, have);
+        }
+        let higher = Config {
+            max_consumers: MAX_AGENT_CONSUMERS * 2,
+            ..wanted.clone()
+        };
+        assert!(!raises_consumers(&wanted, &higher));
+        // Other streams set no limit and never ask for one.
+        let events = events(&StreamOptions::default());
+        assert!(!raises_consumers(&events, &events));
+    }
 
     #[test]
     fn streams_do_not_overlap_and_events_are_protected() {

@@ -99,9 +99,22 @@ impl EventStore {
                             differences,
                         });
                     }
+                    if streams::raises_consumers(&wanted, &existing) {
+                        match self.js.update_stream(&wanted).await {
+                            Ok(_) => {
+                                tracing::info!(stream = %name, max_consumers = wanted.max_consumers, "stream's consumer limit raised");
+                                continue;
+                            }
+                            // nats-server before 2.13 cannot change it; before 2.15 none
+                            // (what it has) means no limit.
+                            Err(e) => {
+                                tracing::debug!(stream = %name, error = %e, "the server keeps the stream's consumer limit")
+                            }
+                        }
+                    }
                     if streams::needs_update(&wanted, &existing) {
                         self.js
-                            .update_stream(&wanted)
+                            .update_stream(&streams::keeping_consumers(&wanted, &existing))
                             .await
                             .map_err(|e| StoreError::nats(format!("update stream {name}"), e))?;
                         tracing::info!(stream = %name, "stream limits updated");

@@ -490,3 +490,53 @@ async fn ensure_streams_moves_heartbeats_out_of_an_earlier_intake_stream() {
         .await
         .expect("second ensure is fine");
 }
+
+/// One durable consumer per agent: the dispatch stream takes more than the thousand
+/// consumers nats-server 2.15 allows a stream that sets no limit; a stream an earlier
+/// version created without a limit has it raised by `ensure_streams` (where the server
+/// holds it unlimited, 2.9, it is left so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatch_stream_takes_a_consumer_for_each_of_thousands_of_agents() {
+    let server = NatsServer::start().expect("start nats-server");
+    let client = connect(&server.url()).await;
+    let store = EventStore::new(client.clone());
+    // As a version before the limit created it.
+    let mut earlier = streams::dispatch(&StreamOptions::default());
+    earlier.max_consumers = -1;
+    store
+        .jetstream()
+        .create_stream(earlier)
+        .await
+        .expect("the earlier stream");
+    store
+        .ensure_streams(&StreamOptions::default())
+        .await
+        .expect("streams");
+    let mut stream = store
+        .jetstream()
+        .get_stream(streams::DISPATCH)
+        .await
+        .expect("stream");
+    let limit = stream.info().await.expect("info").config.max_consumers;
+    assert!(
+        limit <= 0 || limit >= streams::MAX_AGENT_CONSUMERS,
+        "unlimited, or raised to the agents' limit: {limit}"
+    );
+    let agents: Vec<AgentId> = (0..1100).map(|_| AgentId::generate()).collect();
+    futures::stream::iter(&agents)
+        .for_each_concurrent(32, |agent| {
+            let stream = stream.clone();
+            async move {
+                stream
+                    .get_or_create_consumer(
+                        &fleet_events::access::agent_consumer(*agent),
+                        fleet_events::access::agent_consumer_config(*agent),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("the consumer of {agent}: {e}"));
+            }
+        })
+        .await;
+    let count = stream.info().await.expect("info").state.consumer_count;
+    assert_eq!(count, 1100);
+}
