@@ -143,8 +143,9 @@ async fn simulate(config: &SimConfig, control: &control::ControlPlane) -> anyhow
 
     // Policies: each agent its own, all firing at the same second of the hour.
     let created = Instant::now();
-    let estimate =
-        Duration::from_millis((agents.len() * config.policies_per_agent) as u64 * 1000 / 150);
+    // Commands run at a few thousand a second here; a slower control plane is told to
+    // raise the lead (checked below).
+    let estimate = Duration::from_millis((agents.len() * config.policies_per_agent) as u64);
     let fire = next_fire(Utc::now() + estimate + config.lead);
     let pairs = control
         .create_policies(&agents, config, fire)
