@@ -12,4 +12,5 @@ pub mod book;
 pub mod render;
 mod service;
 
+pub(crate) use service::ensure_consumer;
 pub use service::{AccessConfig, Reload, render_bootstrap, render_once, run};

@@ -165,7 +165,7 @@ async fn settle(
 }
 
 /// Creates the agent's task consumer, or finds it there.
-async fn ensure_consumer(store: &EventStore, agent: AgentId) -> anyhow::Result<()> {
+pub(crate) async fn ensure_consumer(store: &EventStore, agent: AgentId) -> anyhow::Result<()> {
     let stream = store.jetstream().get_stream_no_info(DISPATCH).await?;
     stream
         .get_or_create_consumer(&agent_consumer(agent), agent_consumer_config(agent))

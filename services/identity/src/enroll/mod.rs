@@ -188,6 +188,12 @@ async fn answer(store: &EventStore, clock: &Clock, message: &Message) -> Registe
                 } else {
                     tracing::info!(%tenant, %agent, name = %name, "agent's NATS key replaced");
                 }
+                // The agent may not create it (only the control plane may): made now, it
+                // is there when the agent first looks, instead of the agent waiting for
+                // the access service's next batch. That service still ensures it.
+                if let Err(error) = crate::access::ensure_consumer(store, agent).await {
+                    tracing::warn!(%agent, %error, "the agent's task consumer is left to the access service");
+                }
                 return RegisterReply::new(RegisterOutcome::Registered {
                     tenant: tenant.clone(),
                     agent,
