@@ -140,6 +140,22 @@ async fn simulate(config: &SimConfig, control: &control::ControlPlane) -> anyhow
         reloads,
         "every agent registered and admitted"
     );
+    if config.policies_per_agent == 0 {
+        // A registration-only run (FLEET_SIM_POLICIES_PER_AGENT=0).
+        let phases = report::Phases {
+            registration,
+            registering,
+            reloads,
+            policies: 0,
+            policies_took: Duration::ZERO,
+            idle: measure::Window::default(),
+            burst: measure::Window::default(),
+            peak: sampler.peak(),
+            fire: Utc::now(),
+        };
+        let scrape = control.scrape().await?;
+        return Ok(Report::new(config, &phases, &tally, &scrape));
+    }
 
     // Policies: each agent its own, all firing at the same second of the hour.
     let created = Instant::now();

@@ -150,6 +150,14 @@ impl fmt::Display for Report {
             p.registering.nats_cores(),
             verdict(reg < 300.0 && p.reloads < self.agents as f64 / 10.0 + 5.0),
         )?;
+        if p.policies == 0 {
+            return write!(
+                f,
+                "peak RSS: control plane {}, nats-server {}",
+                mib(p.peak.control_rss),
+                mib(p.peak.nats_rss)
+            );
+        }
         writeln!(
             f,
             "policies: {} created and assigned in {:.1} s",
