@@ -31,6 +31,7 @@ use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
 use fleet_runtime::heard;
 use fleet_runtime::lease::{self, Held};
+use fleet_runtime::pace::Pace;
 use fleet_runtime::snapshot::Snapshots;
 
 /// The name the dispatcher reads heartbeats under; bad ones are parked on
@@ -117,6 +118,8 @@ pub async fn run(
     let check_every = (config.lease / 4).max(Duration::from_secs(1));
     let mut active = false;
     let mut next_check = clock.now();
+    // The gauges pass over every agent: once a second, not after every event.
+    let mut gauges = Pace::second();
     loop {
         let now = clock.now();
         let holds = *held.borrow_and_update();
@@ -198,9 +201,11 @@ pub async fn run(
             () = lease::changed(&mut held) => {}
             () = clock.sleep_until_some(wake) => {}
         }
-        let stats = fleet.stats(clock.now());
-        metrics::gauge!("fleet_saturated_agents").set(stats.saturated as f64);
-        metrics::gauge!("fleet_waiting_tasks").set(stats.waiting as f64);
+        if gauges.due() {
+            let stats = fleet.stats(clock.now());
+            metrics::gauge!("fleet_saturated_agents").set(stats.saturated as f64);
+            metrics::gauge!("fleet_waiting_tasks").set(stats.waiting as f64);
+        }
     }
     let _ = listener.await;
     writer

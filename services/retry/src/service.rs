@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CircuitConfig, Enforcer, ToAppend};
 use fleet_runtime::clock::Clock;
 use fleet_runtime::follow::{Follower, append_retrying};
+use fleet_runtime::pace::Pace;
 use fleet_runtime::snapshot::Snapshots;
 
 /// Runs the enforcer until `shutdown` is cancelled. Starts from its snapshot when
@@ -40,6 +41,7 @@ pub async fn run(
     writer.maybe_write(&core, last_seq).await;
     let decisions = core.pending_decisions(clock.now());
     write(&store, decisions, &shutdown).await;
+    let mut gauges = Pace::second();
     loop {
         let wake = core.next_wake();
         tokio::select! {
@@ -62,13 +64,16 @@ pub async fn run(
                 write(&store, decisions, &shutdown).await;
             }
         }
-        metrics::gauge!("fleet_tasks_in_backoff").set(core.pending().count() as f64);
-        let now = clock.now();
-        let open = core
-            .breakers()
-            .filter(|(_, _, b)| !matches!(b.state(now), super::CircuitState::Closed))
-            .count();
-        metrics::gauge!("fleet_open_circuits").set(open as f64);
+        // The gauges pass over every task: once a second, not after every event.
+        if gauges.due() {
+            metrics::gauge!("fleet_tasks_in_backoff").set(core.pending().count() as f64);
+            let now = clock.now();
+            let open = core
+                .breakers()
+                .filter(|(_, _, b)| !matches!(b.state(now), super::CircuitState::Closed))
+                .count();
+            metrics::gauge!("fleet_open_circuits").set(open as f64);
+        }
     }
 }
 

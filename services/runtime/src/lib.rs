@@ -7,6 +7,7 @@
 //! - [`lease`]: which instance of a leased service acts (compare-and-set, no expiry).
 //! - [`snapshot`]: a service's folded state written to a file with the sequence it covers,
 //!   read back at start (any doubt about it: a full replay).
+//! - [`pace`]: at most once an interval (gauges that cost a pass over the state).
 //! - [`shutdown`]: the root cancellation token, cancelled by SIGINT/SIGTERM.
 //! - [`metrics_text`]: the Prometheus text of this process, for whichever server shows it.
 
@@ -15,5 +16,6 @@ pub mod follow;
 pub mod heard;
 pub mod lease;
 pub mod metrics_text;
+pub mod pace;
 pub mod shutdown;
 pub mod snapshot;
