@@ -7,8 +7,6 @@
 //!
 //! Needs nats-server installed.
 
-use std::time::{Duration, Instant};
-
 use chrono::{TimeDelta, Utc};
 use fleet_events::envelope::Envelope;
 use fleet_events::event::{Event, Message, NotificationEvent, RuleEvent};
@@ -110,17 +108,7 @@ async fn fleet_notify_adds_lists_tests_logs_and_removes_rules() {
         api: format!("http://127.0.0.1:{port}"),
         token: None,
     };
-    let created = {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ran = anonymous.run(&["tenant", "create", "acme", "--nats-url", &nats_url]);
-            if ran.code == 0 {
-                break ran.stdout;
-            }
-            assert!(Instant::now() < deadline, "{ran:?}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let created = anonymous.create_tenant("acme", &nats_url);
     let fleet = anonymous.with_token(&token_after(&created, "admin token"));
     let issued = anonymous.ok(&[
         "tenant",

@@ -49,17 +49,7 @@ async fn more_policies_than_a_page_are_listed_paged_and_found_by_name() {
         api: format!("http://127.0.0.1:{port}"),
         token: None,
     };
-    let created = {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let ran = anonymous.run(&["tenant", "create", "acme", "--nats-url", &nats_url]);
-            if ran.code == 0 {
-                break ran.stdout;
-            }
-            assert!(std::time::Instant::now() < deadline, "{ran:?}");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
+    let created = anonymous.create_tenant("acme", &nats_url);
     let token = token_after(&created, "admin token");
     let fleet = anonymous.with_token(&token);
     fleet.eventually(&["policy", "ls"], "the API up", |_| true);

@@ -93,17 +93,7 @@ async fn fleet_snapshots_lists_filters_and_names_policies() {
         api: format!("http://127.0.0.1:{port}"),
         token: None,
     };
-    let created = {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let ran = anonymous.run(&["tenant", "create", "acme", "--nats-url", &nats_url]);
-            if ran.code == 0 {
-                break ran.stdout;
-            }
-            assert!(std::time::Instant::now() < deadline, "{ran:?}");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
+    let created = anonymous.create_tenant("acme", &nats_url);
     let fleet = anonymous.with_token(&token_after(&created, "admin token"));
     let registered = fleet.eventually(
         &["agent", "register", "machine-1", "--name", "db-1"],

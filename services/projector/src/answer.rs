@@ -62,6 +62,14 @@ fn named<T: Copy>(
     }
 }
 
+/// The page size of a list of agents or policies: [`DEFAULT_AGENT_LIMIT`] unless asked.
+fn page_limit(asked: Option<usize>) -> Result<usize, Refusal> {
+    match asked {
+        None => Ok(DEFAULT_AGENT_LIMIT),
+        Some(_) => limit(asked),
+    }
+}
+
 fn limit(asked: Option<usize>) -> Result<usize, Refusal> {
     match asked {
         None => Ok(DEFAULT_LIMIT),
@@ -110,10 +118,7 @@ fn reply(
             limit: asked,
             offset,
         } => {
-            let limit = match asked {
-                None => DEFAULT_AGENT_LIMIT,
-                Some(_) => limit(asked)?,
-            };
+            let limit = page_limit(asked)?;
             let named = |view: &fleet_projections::AgentView| {
                 name.as_deref()
                     .is_none_or(|name| view.name == name || view.hostname == name)
@@ -171,10 +176,7 @@ fn reply(
             limit: asked,
             offset,
         } => {
-            let limit = match asked {
-                None => DEFAULT_AGENT_LIMIT,
-                Some(_) => limit(asked)?,
-            };
+            let limit = page_limit(asked)?;
             let mut overdue: HashMap<_, Vec<_>> = HashMap::new();
             for o in models.notifications.overdue(tenant)? {
                 overdue.entry(o.policy).or_default().push(o);

@@ -143,6 +143,22 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// `fleet tenant create <tenant>` on `nats_url`, tried until the control plane is up
+    /// (60 s at most): its output, with the tokens.
+    pub fn create_tenant(&self, tenant: &str, nats_url: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ran = self.run(&["tenant", "create", tenant, "--nats-url", nats_url]);
+            if ran.code == 0 {
+                return ran.stdout;
+            }
+            assert!(std::time::Instant::now() < deadline, "{ran:?}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 /// The token printed on the line after the one starting with `heading`.
 pub fn token_after(stdout: &str, heading: &str) -> String {
     let mut lines = stdout.lines();
