@@ -79,7 +79,7 @@ impl SimConfig {
             fail_percent: num("FLEET_SIM_FAIL_PERCENT", 5) as u32,
             jitter_secs: num("FLEET_SIM_JITTER_SECS", 600) as u32,
             lead: Duration::from_secs(num("FLEET_SIM_LEAD_SECS", 60)),
-            register_concurrency: num("FLEET_SIM_REGISTER_CONCURRENCY", 64) as usize,
+            register_concurrency: num("FLEET_SIM_REGISTER_CONCURRENCY", 1000) as usize,
             command_concurrency: num("FLEET_SIM_COMMAND_CONCURRENCY", 32) as usize,
             fleet_bin,
             drain_timeout: Duration::from_secs(num("FLEET_SIM_DRAIN_TIMEOUT_SECS", 3600)),
