@@ -5,15 +5,13 @@
 //! queues and last heartbeats (read again from `FLEET_HEARTBEATS` at every start). A
 //! restored state places every task again, as its last event placed it.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use fleet_events::ids::{AgentId, CorrelationId, EventId, RepoId, TaskId, TenantId};
 use fleet_events::policy::TaskKind;
 use fleet_events::settings::AgentSettings;
 use fleet_events::task_state::Task;
 use fleet_retry::{Breaker, CircuitConfig};
-use fleet_runtime::snapshot::Snapshot;
+use fleet_runtime::snapshot::{Snapshot, sorted};
 use serde::{Deserialize, Serialize};
 
 use fleet_events::event::RepoEvent;
@@ -66,12 +64,6 @@ struct TaskImage {
     dispatched_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     last_at: DateTime<Utc>,
-}
-
-fn sorted<K: Ord + Clone, V, W>(map: &HashMap<K, V>, f: impl Fn(&V) -> W) -> Vec<(K, W)> {
-    let mut items: Vec<(K, W)> = map.iter().map(|(k, v)| (k.clone(), f(v))).collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items
 }
 
 impl Snapshot for Folded {

@@ -40,6 +40,17 @@ pub trait Snapshot: Sized + Send + 'static {
     fn restore(empty: Self, image: Self::Image) -> Result<Self, String>;
 }
 
+/// A map's entries as an image keeps them: sorted by key, each value made by `f`, so two
+/// instances holding the same map write the same bytes (a map's own order is per process).
+pub fn sorted<K: Ord + Clone, V, W>(
+    map: &std::collections::HashMap<K, V>,
+    f: impl Fn(&V) -> W,
+) -> Vec<(K, W)> {
+    let mut items: Vec<(K, W)> = map.iter().map(|(k, v)| (k.clone(), f(v))).collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
 /// What a snapshot says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
 use fleet_events::policy::PolicySpec;
 use fleet_events::task_state::Task;
-use fleet_runtime::snapshot::Snapshot;
+use fleet_runtime::snapshot::{Snapshot, sorted};
 use serde::{Deserialize, Serialize};
 
 use super::Scheduler;
@@ -43,12 +43,6 @@ struct PairImage {
     floor: DateTime<Utc>,
     last_fire: Option<DateTime<Utc>>,
     unfinished: Vec<TaskId>,
-}
-
-fn sorted<K: Ord + Copy, V, W>(map: &HashMap<K, V>, f: impl Fn(&V) -> W) -> Vec<(K, W)> {
-    let mut items: Vec<(K, W)> = map.iter().map(|(k, v)| (*k, f(v))).collect();
-    items.sort_by_key(|item| item.0);
-    items
 }
 
 fn sorted_set<T: Ord + Copy>(set: &HashSet<T>) -> Vec<T> {

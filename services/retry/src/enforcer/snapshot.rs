@@ -4,12 +4,10 @@
 //! folded the same log write the same bytes. Left out, being this instance's own: when it
 //! last issued a decision, and the timers (one per retry-scheduled task is made again).
 
-use std::collections::HashMap;
-
 use fleet_events::envelope::Envelope;
 use fleet_events::ids::TaskId;
 use fleet_events::task_state::{Task, TaskStatus};
-use fleet_runtime::snapshot::Snapshot;
+use fleet_runtime::snapshot::{Snapshot, sorted};
 use serde::{Deserialize, Serialize};
 
 use super::{Enforcer, Repo, RepoKey, Timer, Tracked};
@@ -35,12 +33,6 @@ struct RepoImage {
     breaker: BreakerImage,
     seq: u64,
     cause: Option<Envelope>,
-}
-
-fn sorted<K: Ord + Clone, V, W>(map: &HashMap<K, V>, f: impl Fn(&V) -> W) -> Vec<(K, W)> {
-    let mut items: Vec<(K, W)> = map.iter().map(|(k, v)| (k.clone(), f(v))).collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items
 }
 
 impl Snapshot for Enforcer {
