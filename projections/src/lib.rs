@@ -15,6 +15,8 @@
 //!   one replay: [`drive::rebuild_together`]); the messages ready at once are applied as
 //!   one batch.
 //! - [`checkpoint`]: the `meta` and `rejected` trees the runtime keeps beside a model.
+//! - [`retention`]: how long a model keeps finished work per task (the log's clock, a
+//!   horizon per UTC day), pure; the runtime retires in `runtime/retire.rs`.
 //! - [`error`]: [`ApplyError`] (from a model) and [`ProjectionError`] (from the runtime).
 //! - [`tasks`]: the task read model: each task's state and per-tenant status counts.
 //! - [`agents`]: the agent read model: registration, settings, liveness, held tasks per
@@ -53,6 +55,7 @@ pub mod notifications;
 pub mod policies;
 pub mod projection;
 pub mod repos;
+pub mod retention;
 pub mod runs;
 pub mod runtime;
 pub mod snapshots;

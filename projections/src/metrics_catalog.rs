@@ -25,13 +25,21 @@ pub const CATALOG: &[Metric] = &[
         help: "Events a read model refused (recorded in its rejected tree, never dropped), \
                by reason",
     },
+    Metric {
+        name: "fleet_projection_retired_total",
+        kind: Kind::Counter,
+        labels: &["projection"],
+        help: "Ended tasks and runs a read model retired after its history days (their \
+               per-day totals stay; the log keeps everything)",
+    },
 ];
 
-/// Registers `projection`'s applied-events counter at zero (the checkpoint gauge is set
-/// as soon as it reads its checkpoint).
+/// Registers `projection`'s applied-events and retired counters at zero (the checkpoint
+/// gauge is set as soon as it reads its checkpoint).
 pub fn register(projection: &'static str) {
     metrics::counter!("fleet_projection_applied_events_total", "projection" => projection)
         .increment(0);
+    metrics::counter!("fleet_projection_retired_total", "projection" => projection).increment(0);
 }
 
 #[cfg(test)]

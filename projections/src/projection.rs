@@ -7,6 +7,7 @@ use sled::IVec;
 use sled::transaction::TransactionalTree;
 
 use crate::error::ApplyError;
+use crate::retention::Retention;
 
 /// A read model folded from the event log into sled trees.
 ///
@@ -40,6 +41,22 @@ pub trait Projection: Send + Sync {
     /// event the model does not care about is `Ok(())`; one it refuses is
     /// [`ApplyError::Rejected`], and whatever `apply` wrote for it is discarded.
     fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError>;
+
+    /// How long the model keeps finished work in its per-task trees, if it forgets it
+    /// with age: `apply` lists each finished item in the retention's queue tree, and the
+    /// runtime hands the items that fall behind the horizon to [`Projection::retire`].
+    /// None by default: the model keeps everything.
+    fn retention(&self) -> Option<Retention> {
+        None
+    }
+
+    /// Retires one finished item, listed in the retention queue under `key` with `value`:
+    /// removes what the model keeps of it per task (what it keeps per day stays). The
+    /// runtime removes the queue entry in the same transaction. Pure, like `apply`.
+    fn retire(&self, trees: &[&dyn ModelTree], key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
+        let _ = (trees, key, value);
+        Ok(())
+    }
 }
 
 /// What [`Projection::apply`] may do with one of its trees: read, write and remove a key.

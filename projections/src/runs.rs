@@ -1,18 +1,27 @@
 //! The run read model: one record per finished attempt (succeeded, failed, lost, or
-//! cancelled while an agent held it), newest first per tenant, and the last success of
-//! each policy on each agent (for stale backups).
+//! cancelled while an agent held it), newest first per tenant; the last success of each
+//! policy on each agent (for stale backups); and per-day totals per policy and agent
+//! (`runs/daily.rs`), which outlive the runs.
 //!
 //! Trees: `runs.tasks` (task UUID bytes → postcard task record: tenant, policy, agent,
 //! kind, the task's state for [`Task::fold`], when the current attempt started),
 //! `runs.by_time` (tenant, zero byte, finished time, task UUID, attempt → postcard
-//! [`RunView`]) and `runs.last_success` (tenant, zero byte, policy UUID, agent UUID →
-//! postcard [`LastSuccess`]). `apply` cannot scan, so the task record carries what a run
-//! needs from the task's earlier events.
+//! [`RunView`]), `runs.last_success` (tenant, zero byte, policy UUID, agent UUID →
+//! postcard [`LastSuccess`]), `runs.daily` ([`DayTotals`], see `runs/daily.rs`) and
+//! `runs.retiring`, the retention's queue: the finish time, then `R` and the run's
+//! `runs.by_time` key (value empty), or `T` and the UUID of a task that ended. `apply`
+//! cannot scan, so the task record carries what a run needs from the task's earlier
+//! events.
+//!
+//! Retention ([`crate::retention`]): runs and the records of ended tasks leave after
+//! [`Runs::keeping`] days of the log's clock; the last successes and the per-day totals
+//! stay. An event for a task retired that way is refused like one for a task never seen.
 //!
 //! Rejection kinds: `subject_mismatch` (the event is not stored under its own subject),
 //! `tenant_mismatch` (the task exists under another tenant), `illegal_transition`
 //! ([`Task::fold`] refuses the event). Events of other aggregates are ignored.
 
+mod daily;
 mod view;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +31,7 @@ use fleet_events::store::Stored;
 use fleet_events::subject::{self, Aggregate};
 use fleet_events::task_state::Task;
 
+pub use daily::{Day, DayFilter, DayTotals};
 pub use view::{LastSuccess, RunFilter, RunOutcome, RunOutcomeKind, RunView};
 use view::{
     TaskRecord, decode, encode, last_success_key, run_key, task_key, tenant_end, tenant_prefix,
@@ -30,27 +40,81 @@ use view::{
 
 use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection, check_subject};
+use crate::retention::{self, Retention};
 use crate::runtime::Checkpointed;
 
 const TASKS: &str = "runs.tasks";
 const BY_TIME: &str = "runs.by_time";
 const LAST_SUCCESS: &str = "runs.last_success";
+const DAILY: &str = "runs.daily";
+const RETIRING: &str = "runs.retiring";
 
-/// The run read model.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Runs;
+/// A queue entry for a run (its `runs.by_time` key follows).
+const QUEUED_RUN: u8 = b'R';
+/// A queue entry for an ended task's record (its UUID follows).
+const QUEUED_TASK: u8 = b'T';
+
+/// The run read model, keeping runs for a number of days of the log's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    days: u32,
+}
+
+impl Runs {
+    /// Keeps runs and ended tasks' records for `days` days (at least 1, at most
+    /// [`retention::MAX_DAYS`]).
+    pub fn keeping(days: u32) -> Self {
+        Self {
+            days: days.clamp(1, retention::MAX_DAYS),
+        }
+    }
+
+    /// The days it keeps.
+    pub fn days(&self) -> u32 {
+        self.days
+    }
+}
+
+impl Default for Runs {
+    /// [`retention::DEFAULT_DAYS`].
+    fn default() -> Self {
+        Self::keeping(retention::DEFAULT_DAYS)
+    }
+}
 
 impl Projection for Runs {
     const NAME: &'static str = "runs";
-    const TREES: &'static [&'static str] = &[TASKS, BY_TIME, LAST_SUCCESS];
+    const TREES: &'static [&'static str] = &[TASKS, BY_TIME, LAST_SUCCESS, DAILY, RETIRING];
+    const VERSION: u32 = 2;
+
+    fn retention(&self) -> Option<Retention> {
+        Some(Retention {
+            days: self.days,
+            queue: 4,
+        })
+    }
+
+    fn retire(&self, trees: &[&dyn ModelTree], key: &[u8], _: &[u8]) -> Result<(), ApplyError> {
+        let [tasks, by_time, ..] = trees else {
+            return Err(ApplyError::corrupt(TASKS, "expected the five run trees"));
+        };
+        match key.get(8..) {
+            Some([QUEUED_RUN, run_key @ ..]) => by_time.remove(run_key),
+            Some([QUEUED_TASK, task @ ..]) if task.len() == 16 => tasks.remove(task),
+            _ => Err(ApplyError::corrupt(
+                RETIRING,
+                "an entry of neither a run nor a task",
+            )),
+        }
+    }
 
     fn filter(&self) -> String {
         subject::aggregate_events(Aggregate::Task)
     }
 
     fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
-        let [tasks, by_time, last_success] = trees else {
-            return Err(ApplyError::corrupt(TASKS, "expected the three run trees"));
+        let [tasks, by_time, last_success, daily, retiring] = trees else {
+            return Err(ApplyError::corrupt(TASKS, "expected the five run trees"));
         };
         let envelope = &stored.envelope;
         check_subject(stored)?;
@@ -90,18 +154,35 @@ impl Projection for Runs {
             }
             _ => {}
         }
-        let ended = before.is_some_and(|t| t.status.is_on_agent()) && !after.status.is_on_agent();
+        let ended =
+            before.as_ref().is_some_and(|t| t.status.is_on_agent()) && !after.status.is_on_agent();
         if ended && let Some(run) = finished_run(*task, &record, event, envelope.at)? {
             let bytes = encode(&run).map_err(|e| ApplyError::corrupt(BY_TIME, e))?;
-            by_time.insert(&run_key(&envelope.tenant, &run), &bytes)?;
+            let key = run_key(&envelope.tenant, &run);
+            by_time.insert(&key, &bytes)?;
+            retiring.insert(&queued(envelope.at, QUEUED_RUN, &key), &[])?;
             if run.outcome == RunOutcome::Succeeded {
                 note_success(last_success, &run)?;
             }
+            daily::add_run(*daily, &run)?;
+        }
+        if after.status.is_terminal() && !before.as_ref().is_some_and(|t| t.status.is_terminal()) {
+            retiring.insert(&queued(envelope.at, QUEUED_TASK, &key), &[])?;
+            let pair = (after.policy, after.agent);
+            daily::add_task_end(*daily, &envelope.tenant, pair, envelope.at, after.status)?;
         }
         let bytes = encode(&record).map_err(|e| corrupt_record(*task, e))?;
         tasks.insert(&key, &bytes)?;
         Ok(())
     }
+}
+
+/// A `runs.retiring` key: when the item finished, what it is, and its key.
+fn queued(at: DateTime<Utc>, what: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = retention::time_bytes(at).to_vec();
+    out.push(what);
+    out.extend_from_slice(key);
+    out
 }
 
 /// The run that `event` ends, if it ends one with a result.
@@ -224,6 +305,32 @@ impl Checkpointed<Runs> {
     }
 }
 
+impl Checkpointed<Runs> {
+    /// Up to `limit` of `tenant`'s per-day totals that pass `filter`, newest day first:
+    /// per agent for a policy, per policy for an agent, one for both, the tenant's for
+    /// neither.
+    pub fn days(
+        &self,
+        tenant: &TenantId,
+        filter: &DayFilter,
+        limit: usize,
+    ) -> Result<Vec<Day>, ProjectionError> {
+        let (prefix, other) = daily::prefix(tenant, filter);
+        let mut out = Vec::new();
+        for item in self.trees()[3].scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let day = daily::read(filter, prefix.len(), other, &key, &value)
+                .map_err(|e| corrupt(DAILY, e))?;
+            if filter.since.is_none_or(|since| day.day >= since) {
+                out.push(day);
+            }
+        }
+        out.sort_by(|a, b| (b.day, a.policy, a.agent).cmp(&(a.day, b.policy, b.agent)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
 fn corrupt(tree: &str, reason: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::Corrupt {
         projection: Runs::NAME,
@@ -232,5 +339,7 @@ fn corrupt(tree: &str, reason: impl std::fmt::Display) -> ProjectionError {
     }
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,11 @@
 //! one event); status and rejected events.
 //!
 //! Reset and dump are in `runtime/maintenance.rs`; rebuilding in memory in
-//! `runtime/bulk.rs`; the async drivers (catch-up, follow,
-//! rebuild) in `drive.rs`.
+//! `runtime/bulk.rs`; retiring finished work with age in `runtime/retire.rs`; the async
+//! drivers (catch-up, follow, rebuild) in `drive.rs`.
 
 use std::path::Path;
+use std::sync::atomic::AtomicI64;
 
 use fleet_events::store::{ReadError, Stored};
 use sled::Tree;
@@ -22,6 +23,7 @@ use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection};
 
 pub use bulk::{InMemory, Rebuild, WRITE_OUT_ENTRIES};
+pub use retire::RETIRE_CHUNK;
 
 /// The runtime's own trees come first in `all`: `meta`, then `rejected`.
 const OWN: usize = 2;
@@ -86,6 +88,8 @@ pub struct Checkpointed<P: Projection> {
     db: sled::Db,
     /// `meta`, `rejected`, then `P::TREES` in order.
     all: Vec<Tree>,
+    /// The stored retention horizon (see `runtime/retire.rs`), read once at open.
+    retired: AtomicI64,
 }
 
 impl<P: Projection> Checkpointed<P> {
@@ -106,6 +110,7 @@ impl<P: Projection> Checkpointed<P> {
             projection,
             db,
             all,
+            retired: AtomicI64::new(retire::NOTHING_RETIRED),
         };
         if this.meta().contains_key(rebuilding_key(P::NAME))? {
             tracing::warn!(projection = P::NAME, "finishing an interrupted rebuild");
@@ -121,6 +126,7 @@ impl<P: Projection> Checkpointed<P> {
             );
             this.reset()?;
         }
+        this.load_retention()?;
         Ok(this)
     }
 
@@ -194,6 +200,7 @@ impl<P: Projection> Checkpointed<P> {
     /// recorded in `rejected` with the checkpoint, counted and logged. Only a transport
     /// error ([`ProjectionError::Read`]), storage trouble or corrupt state is an `Err`.
     pub fn apply(&self, item: Result<Stored, ReadError>) -> Result<Outcome, ProjectionError> {
+        self.retire_for(&item)?;
         match item {
             Ok(stored) => self.apply_event(&stored),
             Err(ReadError::Undecodable {
@@ -226,7 +233,31 @@ impl<P: Projection> Checkpointed<P> {
             .and_then(|at| items.drain(at..).next())
             .and_then(Result::err);
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut rest = items.as_slice();
+        let mut all = items.as_slice();
+        while let Some(first) = all.first() {
+            // A batch ends before an event that moves the retention horizon: what it
+            // calls for is retired between the two, as one by one.
+            self.retire_for(first)?;
+            let end = 1 + all[1..]
+                .iter()
+                .position(|item| self.moves_horizon(item))
+                .unwrap_or(all.len() - 1);
+            self.apply_segment(&all[..end], &mut outcomes)?;
+            all = &all[end..];
+        }
+        match error {
+            Some(e) => Err(ProjectionError::Read(e)),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// [`Checkpointed::apply_batch`] of messages that do not move the retention horizon.
+    fn apply_segment(
+        &self,
+        items: &[Result<Stored, ReadError>],
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), ProjectionError> {
+        let mut rest = items;
         while !rest.is_empty() {
             match self.try_batch(rest)? {
                 Ok(applied) => {
@@ -252,10 +283,7 @@ impl<P: Projection> Checkpointed<P> {
                 }
             }
         }
-        match error {
-            Some(e) => Err(ProjectionError::Read(e)),
-            None => Ok(outcomes),
-        }
+        Ok(())
     }
 
     /// [`Checkpointed::apply`] of a borrowed message.
@@ -505,6 +533,7 @@ fn write_checkpoint<P: Projection>(meta: &TransactionalTree, seq: u64) -> TxResu
 
 mod bulk;
 mod maintenance;
+mod retire;
 #[cfg(test)]
 mod tests;
 

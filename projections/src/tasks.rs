@@ -1,8 +1,15 @@
 //! The task read model: each task's state folded with [`Task::fold`], and the number of
 //! tasks in each status per tenant.
 //!
-//! Trees: `tasks.by_id` (task UUID bytes → postcard [`TaskView`]) and `tasks.counts`
-//! (tenant, zero byte, status → big-endian u64; a zero count is removed).
+//! Trees: `tasks.by_id` (task UUID bytes → postcard [`TaskView`]), `tasks.counts`
+//! (tenant, zero byte, status → big-endian u64; a zero count is removed) and
+//! `tasks.retiring`, the retention's queue (the time the task ended, its UUID → empty).
+//!
+//! Retention ([`crate::retention`]): a task that ended (succeeded, skipped, given up,
+//! cancelled) leaves `tasks.by_id` after [`Tasks::keeping`] days of the log's clock; the
+//! counts stay, so they count every task the log holds, and the run model keeps what
+//! ended per day. An event for a task retired that way is refused like one for a task
+//! never seen.
 //!
 //! Rejection kinds: `illegal_transition` ([`Task::fold`] refuses the event),
 //! `subject_mismatch` (the event is not stored under its own subject), `tenant_mismatch`
@@ -22,26 +29,66 @@ use view::{counts_key, counts_prefix, decode_count, task_key};
 
 use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection, check_subject};
+use crate::retention::{self, Retention};
 use crate::runtime::Checkpointed;
 
 const BY_ID: &str = "tasks.by_id";
 const COUNTS: &str = "tasks.counts";
+const RETIRING: &str = "tasks.retiring";
 
-/// The task read model.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tasks;
+/// The task read model, keeping ended tasks for a number of days of the log's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Tasks {
+    days: u32,
+}
+
+impl Tasks {
+    /// Keeps ended tasks for `days` days (at least 1, at most [`retention::MAX_DAYS`]).
+    pub fn keeping(days: u32) -> Self {
+        Self {
+            days: days.clamp(1, retention::MAX_DAYS),
+        }
+    }
+
+    /// The days it keeps.
+    pub fn days(&self) -> u32 {
+        self.days
+    }
+}
+
+impl Default for Tasks {
+    /// [`retention::DEFAULT_DAYS`].
+    fn default() -> Self {
+        Self::keeping(retention::DEFAULT_DAYS)
+    }
+}
 
 impl Projection for Tasks {
     const NAME: &'static str = "tasks";
-    const TREES: &'static [&'static str] = &[BY_ID, COUNTS];
+    const TREES: &'static [&'static str] = &[BY_ID, COUNTS, RETIRING];
+    const VERSION: u32 = 2;
+
+    fn retention(&self) -> Option<Retention> {
+        Some(Retention {
+            days: self.days,
+            queue: 2,
+        })
+    }
+
+    fn retire(&self, trees: &[&dyn ModelTree], key: &[u8], _: &[u8]) -> Result<(), ApplyError> {
+        match key.get(8..) {
+            Some(task) if task.len() == 16 => trees[0].remove(task),
+            _ => Err(ApplyError::corrupt(RETIRING, "an entry without a task")),
+        }
+    }
 
     fn filter(&self) -> String {
         subject::aggregate_events(Aggregate::Task)
     }
 
     fn apply(&self, trees: &[&dyn ModelTree], stored: &Stored) -> Result<(), ApplyError> {
-        let [by_id, counts] = trees else {
-            return Err(ApplyError::corrupt(BY_ID, "expected the two task trees"));
+        let [by_id, counts, retiring] = trees else {
+            return Err(ApplyError::corrupt(BY_ID, "expected the three task trees"));
         };
         let envelope = &stored.envelope;
         let Event::Task { task, event } = &envelope.event else {
@@ -78,6 +125,11 @@ impl Projection for Tasks {
         let bytes = view.encode().map_err(|e| corrupt_view(*task, e))?;
         by_id.insert(&key, &bytes)?;
         let from = before.map(|t| t.status);
+        if after.status.is_terminal() && !from.is_some_and(TaskStatus::is_terminal) {
+            let mut queued = retention::time_bytes(envelope.at).to_vec();
+            queued.extend_from_slice(&key);
+            retiring.insert(&queued, &[])?;
+        }
         if from != Some(after.status) {
             if let Some(from) = from {
                 add(counts, &envelope.tenant, from, -1)?;

@@ -267,7 +267,7 @@ async fn incremental_catch_up_and_rebuild_store_the_same_bytes() {
 
     let first = append(&f.store, &first_half(&ids)).await;
     {
-        let model = Checkpointed::open(dir.path(), Tasks).unwrap();
+        let model = Checkpointed::open(dir.path(), Tasks::default()).unwrap();
         let progress = model.catch_up(&f.store).await.unwrap();
         assert_eq!(progress.applied, 9, "the agent event is not read");
         assert_eq!(progress.rejected, 0);
@@ -280,7 +280,7 @@ async fn incremental_catch_up_and_rebuild_store_the_same_bytes() {
     let before = append(&f.store, &second_half_before(&ids)).await;
     let garbage = publish_garbage(&f.client).await;
     let after = append(&f.store, &second_half_after(&ids)).await;
-    let model = Checkpointed::open(dir.path(), Tasks).unwrap();
+    let model = Checkpointed::open(dir.path(), Tasks::default()).unwrap();
     assert_eq!(model.checkpoint().unwrap(), *first.last().unwrap());
     let progress = model.catch_up(&f.store).await.unwrap();
     assert_eq!(progress.applied, 5 + 8);
@@ -345,7 +345,7 @@ async fn incremental_catch_up_and_rebuild_store_the_same_bytes() {
     // end of the replay, which nats-server 2.9.10 does not always report.)
     let incremental = model.dump().unwrap();
     let last = *after.last().unwrap();
-    let mut replay = f.store.replay(&Tasks.filter(), 1).await.unwrap();
+    let mut replay = f.store.replay(&Tasks::default().filter(), 1).await.unwrap();
     let mut replayed = 0;
     while let Some(item) = replay.next().await {
         let seq = match &item {
@@ -364,7 +364,7 @@ async fn incremental_catch_up_and_rebuild_store_the_same_bytes() {
 
     // From scratch in another directory, and in place.
     let other = tempfile::tempdir().unwrap();
-    let rebuilt = fleet_projections::rebuild(other.path(), Tasks, &f.store)
+    let rebuilt = fleet_projections::rebuild(other.path(), Tasks::default(), &f.store)
         .await
         .unwrap();
     assert_eq!(rebuilt.dump().unwrap(), incremental);
@@ -396,7 +396,7 @@ async fn following_applies_new_events_until_shutdown_and_survives_a_server_resta
     let dir = tempfile::tempdir().unwrap();
     let first = append(&f.store, &first_half(&ids)).await;
 
-    let model = Arc::new(Checkpointed::open(dir.path(), Tasks).unwrap());
+    let model = Arc::new(Checkpointed::open(dir.path(), Tasks::default()).unwrap());
     let shutdown = CancellationToken::new();
     let running = tokio::spawn({
         let (model, store, shutdown) = (model.clone(), f.store.clone(), shutdown.clone());
@@ -433,10 +433,10 @@ async fn following_applies_new_events_until_shutdown_and_survives_a_server_resta
     let followed = model.dump().unwrap();
     drop(model);
 
-    let reopened = Checkpointed::open(dir.path(), Tasks).unwrap();
+    let reopened = Checkpointed::open(dir.path(), Tasks::default()).unwrap();
     assert_eq!(reopened.dump().unwrap(), followed);
     let other = tempfile::tempdir().unwrap();
-    let rebuilt = fleet_projections::rebuild(other.path(), Tasks, &f.store)
+    let rebuilt = fleet_projections::rebuild(other.path(), Tasks::default(), &f.store)
         .await
         .unwrap();
     assert_eq!(rebuilt.dump().unwrap(), followed);

@@ -84,6 +84,9 @@ pub struct RebuildArgs {
         default_value = "fleet-data/projections"
     )]
     pub projections_dir: PathBuf,
+    /// Days the projector keeps ended tasks and runs: rebuild with the projector's own.
+    #[arg(long, env = "FLEET_HISTORY_DAYS", default_value_t = fleet_control::projector::DEFAULT_HISTORY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub history_days: u32,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -357,6 +360,10 @@ pub struct ServiceArgs {
     /// Where the projector keeps its read models (`fleet up`: DATA_DIR/projections).
     #[arg(long, env = "FLEET_PROJECTIONS_DIR")]
     pub projections_dir: Option<PathBuf>,
+    /// Days of the log's clock the read models keep ended tasks and runs; after that only
+    /// their per-day totals (`fleet history`) remain there, and the log keeps everything.
+    #[arg(long, env = "FLEET_HISTORY_DAYS", default_value_t = fleet_control::projector::DEFAULT_HISTORY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub history_days: u32,
     /// Where services keep snapshots of their folded state, so that a start reads the log
     /// only from the snapshot on (`fleet up`: DATA_DIR/snapshots; unset for `fleet serve`:
     /// every start replays the whole log).
@@ -407,6 +414,7 @@ impl ServiceArgs {
                 timeout_margin: Duration::from_secs(self.agent_lease_secs),
             },
             projections_dir: self.projections_dir.clone(),
+            history_days: self.history_days,
             snapshots: match &self.snapshot_dir {
                 Some(dir) => Snapshots::in_dir(dir),
                 None => Snapshots::off(),

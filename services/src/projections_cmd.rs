@@ -34,7 +34,7 @@ pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
         }
         ProjectionsCommand::Rebuild(args) => {
             let dir = &args.projections_dir;
-            let mut models = ReadModels::open(dir).with_context(|| {
+            let mut models = ReadModels::open(dir, args.history_days).with_context(|| {
                 format!(
                     "opening the read models in {} (is the projector still running? stop it first)",
                     dir.display()

@@ -14,11 +14,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use fleet_events::envelope::Envelope;
-use fleet_events::event::{BackupSummary, Event, RunDetail, RunSummary, TaskEvent};
-use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
-use fleet_events::policy::{PolicySpec, TaskKind};
-use fleet_events::store::{Append, EventStore, Expect};
+use fleet_events::ids::{AgentId, PolicyId, TaskId};
+use fleet_events::policy::PolicySpec;
 use fleet_tests::NatsServer;
 use serde_json::Value;
 
@@ -81,57 +78,11 @@ paused: true
 ";
 
 /// Appends a finished backup run of `policy` (`spec`) on an agent the dispatcher does not
-/// know (so it never dispatches the task itself), as the agent's reports would leave it.
+/// know (so it never dispatches the task itself), restic started two minutes ago.
 async fn append_run(nats_url: &str, policy: PolicyId, spec: PolicySpec) -> (TaskId, AgentId) {
-    let client = async_nats::connect(nats_url).await.expect("connect");
-    let store = EventStore::new(client);
-    let tenant = TenantId::new("acme").expect("slug");
     let agent = AgentId::generate();
-    // restic ran for 61 s, two minutes ago.
     let started = Utc::now() - chrono::TimeDelta::seconds(120);
-    let fire_at = started - chrono::TimeDelta::seconds(1);
-    let task = TaskId::for_fire(policy, agent, fire_at);
-    let summary = RunSummary {
-        kind: TaskKind::Backup,
-        duration_ms: 61_000,
-        detail: RunDetail::Backup(BackupSummary {
-            snapshot_id: Some("5e1c0a3fd00dfeed".into()),
-            ..BackupSummary::default()
-        }),
-    };
-    let events = [
-        (
-            fire_at,
-            TaskEvent::Scheduled {
-                policy,
-                agent,
-                fire_at,
-                run_at: fire_at,
-                spec: Box::new(spec),
-            },
-        ),
-        (fire_at, TaskEvent::Dispatched { agent, attempt: 1 }),
-        (started, TaskEvent::Started { attempt: 1 }),
-        (
-            started + chrono::TimeDelta::seconds(61),
-            TaskEvent::Succeeded {
-                attempt: 1,
-                summary,
-            },
-        ),
-    ];
-    for (at, event) in events {
-        let envelope = Envelope::new(tenant.clone(), at, Event::Task { task, event });
-        let msg_id = envelope.id.to_string();
-        store
-            .append(Append {
-                envelope: &envelope,
-                msg_id: &msg_id,
-                expect: Expect::Any,
-            })
-            .await
-            .expect("appended");
-    }
+    let task = support::append_run_at(nats_url, (policy, agent), spec, started).await;
     (task, agent)
 }
 

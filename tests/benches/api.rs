@@ -235,6 +235,7 @@ fn main() -> ExitCode {
             circuit: Default::default(),
             dispatcher: Default::default(),
             projections_dir: Some(dir.path().to_owned()),
+            history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
             api_addr: Some(addr),
             api_throttle: Default::default(),
             api_tls: None,

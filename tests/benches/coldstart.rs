@@ -106,6 +106,7 @@ fn child(service: &str, url: &str, dir: &str) -> ExitCode {
             circuit: Default::default(),
             dispatcher: Default::default(),
             projections_dir: None,
+            history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
             api_addr: None,
             api_throttle: Default::default(),
             api_tls: None,

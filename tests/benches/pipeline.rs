@@ -138,6 +138,7 @@ async fn start_services(store: &EventStore, scheduler_clock: Clock, stop: &Cance
             circuit: Default::default(),
             dispatcher: Default::default(),
             projections_dir: None,
+            history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
             api_addr: None,
             api_throttle: Default::default(),
             api_tls: None,

@@ -11,7 +11,9 @@
 //!   rebuild` does) from sequence 1 into a fresh sled directory, until each model's
 //!   checkpoint is the last sequence it reads;
 //!
-//! and the ratio rebuild/raw (the target is >= 0.3x). A last pass times each model alone,
+//! and the ratio rebuild/raw (the target is >= 0.3x). FLEET_BENCH_WAVE_SECS=86400 makes
+//! the fires daily and FLEET_BENCH_HISTORY_DAYS (default 90) sets the days the models keep
+//! runs and ended tasks: together they measure a rebuild that retires as it goes. A last pass times each model alone,
 //! beside a replay with decode of the same filter, to show where the rebuild's time goes.
 //!
 //! A rebuild that does not finish within FLEET_BENCH_TIMEOUT_SECS (default 120) is
@@ -84,7 +86,8 @@ async fn one<P: Projection>(model: &mut Checkpointed<P>, store: &EventStore) -> 
 /// Each model rebuilt alone, in [`ReadModels::rebuild`]'s order, into a fresh directory.
 async fn breakdown(store: EventStore, last: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut models = ReadModels::open(dir.path()).expect("open the read models");
+    let mut models =
+        ReadModels::open(dir.path(), replay::history_days()).expect("open the read models");
     let took = [
         one(&mut models.tasks, &store).await,
         one(&mut models.agents, &store).await,

@@ -50,6 +50,7 @@ async fn dispatcher(url: &str, shutdown: &CancellationToken) -> JoinHandle<()> {
         circuit: Default::default(),
         dispatcher: Default::default(),
         projections_dir: None,
+        history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
         api_addr: None,
         api_throttle: Default::default(),
         api_tls: None,

@@ -94,6 +94,7 @@ pub fn control_plane(
                 circuit: Default::default(),
                 dispatcher: Default::default(),
                 projections_dir: None,
+                history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
                 api_addr: None,
                 api_throttle: Default::default(),
                 api_tls: None,

@@ -35,7 +35,7 @@ fn scheduled(n: usize) -> Vec<Stored> {
 
 #[tokio::test]
 async fn a_catch_up_applies_what_is_ready_in_batches_and_stops_at_its_bound() {
-    let (_dir, model) = open(Tasks);
+    let (_dir, model) = open(Tasks::default());
     let events = scheduled(MAX_BATCH + 100);
     let bound = MAX_BATCH as u64 + 50;
     let ready = stream::iter(events.into_iter().map(Ok)).boxed();
@@ -51,7 +51,7 @@ async fn a_catch_up_applies_what_is_ready_in_batches_and_stops_at_its_bound() {
 
 #[tokio::test]
 async fn a_transport_error_stops_the_pump_after_what_came_before_it() {
-    let (_dir, model) = open(Tasks);
+    let (_dir, model) = open(Tasks::default());
     let mut items: Vec<_> = scheduled(4).into_iter().map(Ok).collect();
     items[2] = Err(ReadError::Nats {
         what: "replay".into(),
@@ -83,7 +83,7 @@ async fn wait_for(model: &Checkpointed<Tasks>, seq: u64) {
 
 #[tokio::test]
 async fn a_lone_live_event_is_applied_at_once_and_shutdown_stops_between_batches() {
-    let (_dir, model) = open(Tasks);
+    let (_dir, model) = open(Tasks::default());
     let events = scheduled(3);
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let shutdown = CancellationToken::new();

@@ -89,7 +89,7 @@ fn all(model: &Checkpointed<Runs>, tenant: &TenantId) -> Vec<RunView> {
 
 #[test]
 fn attempts_that_end_are_recorded_with_their_results() {
-    let (_dir, model) = open(Runs);
+    let (_dir, model) = open(Runs::default());
     let acme = tenant("acme");
     let task = TaskId::generate();
     let mut log = Log::default();
@@ -153,7 +153,7 @@ fn attempts_that_end_are_recorded_with_their_results() {
 
 #[test]
 fn lost_and_cancelled_attempts_are_runs_but_cancelling_a_waiting_task_is_not() {
-    let (_dir, model) = open(Runs);
+    let (_dir, model) = open(Runs::default());
     let acme = tenant("acme");
     let mut log = Log::default();
     let (lost, cancelled, waiting) = (TaskId::generate(), TaskId::generate(), TaskId::generate());
@@ -208,7 +208,7 @@ fn lost_and_cancelled_attempts_are_runs_but_cancelling_a_waiting_task_is_not() {
 
 #[test]
 fn lists_are_per_tenant_newest_first_filtered_and_limited() {
-    let (_dir, model) = open(Runs);
+    let (_dir, model) = open(Runs::default());
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let (other_agent, other_policy) = (AgentId::generate(), PolicyId::generate());
     let backup = (POLICY, AGENT, TaskKind::Backup);
@@ -269,7 +269,7 @@ fn lists_are_per_tenant_newest_first_filtered_and_limited() {
 
 #[test]
 fn the_last_success_moves_forward_only() {
-    let (_dir, model) = open(Runs);
+    let (_dir, model) = open(Runs::default());
     let acme = tenant("acme");
     let other_agent = AgentId::generate();
     let mut log = Log::default();
@@ -305,7 +305,7 @@ fn the_last_success_moves_forward_only() {
 
 #[test]
 fn wrong_tenants_subjects_and_transitions_are_rejected_other_aggregates_ignored() {
-    let (_dir, model) = open(Runs);
+    let (_dir, model) = open(Runs::default());
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let task = TaskId::generate();
     let mut log = Log::default();
@@ -360,7 +360,7 @@ fn a_rebuild_stores_what_the_incremental_run_stored() {
     log.push(&globex, 40, on(task, TaskEvent::RetryDue));
     let check = (PolicyId::generate(), AGENT, TaskKind::Check);
     one_run(&mut log, &acme, 50, check, failed(1, ErrorClass::Lock));
-    let (_dir, model) = assert_rebuild_equals_incremental(|| Runs, &log.events);
+    let (_dir, model) = assert_rebuild_equals_incremental(Runs::default, &log.events);
     assert_eq!(model.status().unwrap().rejected, 1);
     assert_eq!(all(&model, &acme).len(), 3);
 }
@@ -385,7 +385,7 @@ fn an_unlock_before_the_start_makes_no_run_and_no_part_of_its_duration() {
     log.push(&acme, 30, on(task, unlock));
     log.push(&acme, 31, on(task, TaskEvent::Started { attempt: 1 }));
     log.push(&acme, 41, on(task, succeeded(1, "s")));
-    let (_dir, model) = assert_rebuild_equals_incremental(|| Runs, &log.events);
+    let (_dir, model) = assert_rebuild_equals_incremental(Runs::default, &log.events);
     assert_eq!(model.status().unwrap().rejected, 0);
     let runs = all(&model, &acme);
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -415,7 +415,7 @@ fn a_retention_before_or_after_the_success_makes_no_second_run_and_moves_nothing
     // Overtaken by the success in intake: recorded after it.
     log.push(&acme, 110, on(late, succeeded(1, "s2")));
     log.push(&acme, 111, on(late, retention(1)));
-    let (_dir, model) = assert_rebuild_equals_incremental(|| Runs, &log.events);
+    let (_dir, model) = assert_rebuild_equals_incremental(Runs::default, &log.events);
     assert_eq!(model.status().unwrap().rejected, 0);
     let runs = all(&model, &acme);
     assert_eq!(runs.len(), 2, "{runs:?}");

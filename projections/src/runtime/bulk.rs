@@ -28,6 +28,7 @@ use crate::checkpoint::{Checkpoint, REJECTED, Rejection, rebuilding_key, rejecte
 use crate::drive::Progress;
 use crate::error::{ApplyError, ProjectionError};
 use crate::projection::{ModelTree, Projection};
+use crate::retention::{Retired, retired_key};
 
 /// Entries a tree holds in memory before they are handed to the model's writer thread,
 /// which writes them to sled while the rebuild goes on: bounds a rebuild's memory and
@@ -67,8 +68,8 @@ type Pending = FxHashMap<Vec<u8>, Option<IVec>>;
 type Undo = (Range<usize>, Option<Option<IVec>>);
 
 /// A tree's pending writes over its sled tree; what one event wrote can be undone.
-struct Overlay {
-    base: sled::Tree,
+pub(super) struct Overlay {
+    pub(super) base: sled::Tree,
     writes: RefCell<Pending>,
     undo: RefCell<Vec<Undo>>,
     /// The keys of `undo`, one after the other: no allocation per write.
@@ -284,14 +285,16 @@ fn writer_stopped(how: &str) -> ProjectionError {
 
 /// A [`Checkpointed`] projection rebuilt in memory ([`Checkpointed::in_memory`]).
 pub struct InMemory<'a, P: Projection> {
-    model: &'a mut Checkpointed<P>,
-    trees: Vec<Overlay>,
+    pub(super) model: &'a mut Checkpointed<P>,
+    pub(super) trees: Vec<Overlay>,
     rejected: Vec<(u64, Rejection)>,
     checkpoint: u64,
     progress: Progress,
     write_out_at: usize,
     /// Started with the first hand-off.
     writer: Option<Writer>,
+    /// The retention horizon reached (see `runtime/retire.rs`).
+    pub(super) retired: i64,
 }
 
 impl<P: Projection> Checkpointed<P> {
@@ -306,6 +309,7 @@ impl<P: Projection> Checkpointed<P> {
             progress: Progress::default(),
             write_out_at: WRITE_OUT_ENTRIES,
             writer: None,
+            retired: super::retire::NOTHING_RETIRED,
         }
     }
 }
@@ -325,7 +329,11 @@ impl<'a, P: Projection> InMemory<'a, P> {
 impl<P: Projection> InMemory<'_, P> {
     /// Hands the entries of every tree holding at least `at` to the writer, then notes
     /// what it has written, waiting while more than `max_in_flight` sets are unwritten.
-    fn hand_off(&mut self, at: usize, max_in_flight: usize) -> Result<(), ProjectionError> {
+    pub(super) fn hand_off(
+        &mut self,
+        at: usize,
+        max_in_flight: usize,
+    ) -> Result<(), ProjectionError> {
         for (index, tree) in self.trees.iter().enumerate() {
             if tree.len() >= at.max(1) {
                 if self.writer.is_none() {
@@ -345,7 +353,13 @@ impl<P: Projection> InMemory<'_, P> {
         Ok(())
     }
 
+    /// Keeps what the trees were given since the last commit.
+    pub(super) fn commit_all(&self) {
+        self.trees.iter().for_each(Overlay::commit);
+    }
+
     fn apply(&mut self, stored: &Stored) -> Result<Outcome, ProjectionError> {
+        self.retire_for(stored)?;
         let trees: Vec<&dyn ModelTree> = self.trees.iter().map(|t| t as &dyn ModelTree).collect();
         let result = self.model.projection.apply(&trees, stored);
         match result {
@@ -400,6 +414,7 @@ impl<P: Projection> Rebuild for InMemory<'_, P> {
         self.trees.iter().for_each(Overlay::clear);
         self.rejected.clear();
         self.checkpoint = 0;
+        self.retired = super::retire::NOTHING_RETIRED;
         self.progress = Progress::default();
         Ok(())
     }
@@ -452,8 +467,20 @@ impl<P: Projection> Rebuild for InMemory<'_, P> {
             };
             meta.insert(P::NAME, checkpoint.encode().to_vec());
         }
+        if let Some(retention) = self.model.projection.retention()
+            && self.retired != super::retire::NOTHING_RETIRED
+        {
+            let retired = Retired {
+                before: self.retired,
+                days: retention.days,
+            };
+            meta.insert(retired_key(P::NAME), retired.encode().to_vec());
+        }
         meta.remove(rebuilding_key(P::NAME));
         self.model.meta().apply_batch(meta)?;
+        self.model
+            .retired
+            .store(self.retired, std::sync::atomic::Ordering::Relaxed);
         self.model.db.flush()?;
         if self.progress.applied > 0 {
             self.model.applied(self.progress.applied, self.checkpoint);

@@ -1,10 +1,11 @@
 //! Maintenance of a [`Checkpointed`] projection: resetting it for a rebuild (safely
-//! across a crash) and dumping everything it stores.
+//! across a crash) and dumping everything it stores (its retention horizon included).
 
 use super::{Checkpointed, Entry};
 use crate::checkpoint::{META, REJECTED, rebuilding_key, rejected_prefix};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
+use crate::retention::retired_key;
 
 impl<P: Projection> Checkpointed<P> {
     /// Empties the model's trees and drops its rejected events and its checkpoint, so the next
@@ -32,6 +33,11 @@ impl<P: Projection> Checkpointed<P> {
         }
         self.rejected_tree().apply_batch(batch)?;
         self.meta().remove(P::NAME)?;
+        self.meta().remove(retired_key(P::NAME))?;
+        self.retired.store(
+            super::retire::NOTHING_RETIRED,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.meta().remove(rebuilding_key(P::NAME))?;
         self.db.flush()?;
         tracing::info!(projection = P::NAME, "projection reset");
@@ -50,6 +56,10 @@ impl<P: Projection> Checkpointed<P> {
         let mut out = Vec::new();
         if let Some(value) = self.meta().get(P::NAME)? {
             out.push(entry(META, P::NAME.as_bytes(), &value));
+        }
+        let retired = retired_key(P::NAME);
+        if let Some(value) = self.meta().get(&retired)? {
+            out.push(entry(META, &retired, &value));
         }
         for item in self.rejected_tree().scan_prefix(rejected_prefix(P::NAME)) {
             let (key, value) = item?;

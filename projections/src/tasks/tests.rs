@@ -44,7 +44,7 @@ fn failed(attempt: u32, class: ErrorClass) -> TaskEvent {
 
 fn open() -> (tempfile::TempDir, Checkpointed<Tasks>) {
     let dir = tempfile::tempdir().unwrap();
-    let model = Checkpointed::open(dir.path(), Tasks).unwrap();
+    let model = Checkpointed::open(dir.path(), Tasks::default()).unwrap();
     (dir, model)
 }
 
@@ -196,7 +196,7 @@ fn a_batch_with_illegal_transitions_stores_what_one_event_at_a_time_stores() {
         stored(8, &acme, t1, scheduled()),
         stored(9, &acme, t1, failed(1, ErrorClass::Network)),
     ];
-    let dump = crate::testing::assert_batches_equal_one_by_one(|| Tasks, &events);
+    let dump = crate::testing::assert_batches_equal_one_by_one(Tasks::default, &events);
     assert!(dump.iter().any(|e| e.tree == "rejected"));
     let (_dir, model) = open();
     let outcomes = model
@@ -313,7 +313,7 @@ fn an_unlock_is_kept_in_the_log_and_changes_no_status_or_count() {
         // After the attempt ended: rejected.
         stored(11, &acme, task, unlock_ran(1)),
     ];
-    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(|| Tasks, &events);
+    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(Tasks::default, &events);
     let view = model.task(task).unwrap().unwrap();
     assert_eq!(view.status(), Some(TaskStatus::Failed));
     assert_eq!(view.last_error, Some(ErrorClass::Auth));
@@ -373,7 +373,7 @@ fn a_retention_is_kept_in_the_log_and_changes_no_status_or_count() {
         // After a failure: rejected.
         stored(13, &acme, other, retention(1)),
     ];
-    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(|| Tasks, &events);
+    let (_dir, model) = crate::testing::assert_rebuild_equals_incremental(Tasks::default, &events);
     let view = model.task(task).unwrap().unwrap();
     assert_eq!(view.status(), Some(TaskStatus::Succeeded));
     assert_eq!(view.last_error, None, "a failed forget is no failed run");

@@ -3,7 +3,7 @@
 //! for the CLI and tests. The projector builds them from its stored views
 //! (`fleet_projector::dto`).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use fleet_events::event::ErrorClass;
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::policy::{PolicySpec, TaskKind};
@@ -126,6 +126,34 @@ pub struct Run {
     pub duration_ms: u64,
 }
 
+/// What ended on one UTC day: for a policy on an agent, or for the whole tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryDay {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: NaiveDate,
+    /// `null` in a tenant's day.
+    pub policy: Option<PolicyId>,
+    /// `null` in a tenant's day.
+    pub agent: Option<AgentId>,
+    /// Attempts that ended on the day, then by outcome.
+    pub runs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub lost: u64,
+    pub cancelled: u64,
+    pub exhausted: u64,
+    /// The attempts' durations added up.
+    pub duration_ms: u64,
+    /// Bytes the day's successful backups added to their repositories.
+    pub data_added_bytes: u64,
+    /// Tasks that ended without a successful run: skipped by their schedule, given up
+    /// after their retries, cancelled.
+    pub tasks_skipped: u64,
+    pub tasks_exhausted: u64,
+    pub tasks_cancelled: u64,
+}
+
 /// One policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -199,4 +227,7 @@ pub struct Summary {
     pub open_circuits: usize,
     pub freshness: Vec<Freshness>,
     pub stale: usize,
+    /// Days of the log's clock the read models keep runs and ended tasks; older ones
+    /// remain as per-day totals (`GET /v1/history`).
+    pub history_days: u32,
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use fleet_events::ids::{AgentId, PolicyId, RepoId, RuleId, TaskId, TenantId};
 use fleet_events::subject;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,20 @@ pub enum Query {
         outcome: Option<String>,
         #[serde(default)]
         since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// What ended per UTC day, newest day first: per agent for a policy, per policy for
+    /// an agent, for the pair when both are given, the tenant's when neither is. Kept
+    /// for as long as the read models live, after the runs themselves have left.
+    History {
+        #[serde(default)]
+        policy: Option<PolicyId>,
+        #[serde(default)]
+        agent: Option<AgentId>,
+        /// Days on or after this one.
+        #[serde(default)]
+        since: Option<NaiveDate>,
         #[serde(default)]
         limit: Option<usize>,
     },
@@ -149,6 +163,7 @@ impl Query {
             Query::Agent { .. } => "agent",
             Query::AgentBackoff { .. } => "agent_backoff",
             Query::Runs { .. } => "runs",
+            Query::History { .. } => "history",
             Query::Policies { .. } => "policies",
             Query::Policy { .. } => "policy",
             Query::Repos => "repos",

@@ -81,6 +81,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/tasks/{id}/cancel", post(write::cancel))
         .route("/v1/tasks/{id}/progress", get(progress::stream))
         .route("/v1/runs", get(read::runs))
+        .route("/v1/history", get(read::history))
         .route(
             "/v1/policies",
             get(read::policies).post(write_policy::create),

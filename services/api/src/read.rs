@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query as Params, State};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use fleet_events::ids::{AgentId, PolicyId, RepoId, TaskId};
 use fleet_events::subject::AggregateId;
 use serde::Deserialize;
@@ -142,6 +142,32 @@ pub async fn runs(
         agent: params.agent,
         policy: params.policy,
         outcome: params.outcome,
+        since: params.since,
+        limit: params.limit,
+    };
+    forward(&api, &caller, query).await
+}
+
+/// `GET /v1/history` options: whose days, from which day, how many.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    policy: Option<PolicyId>,
+    agent: Option<AgentId>,
+    /// A UTC day, `YYYY-MM-DD`.
+    since: Option<NaiveDate>,
+    limit: Option<usize>,
+}
+
+pub async fn history(
+    State(api): State<Api>,
+    caller: Caller,
+    params: Result<Params<HistoryParams>, QueryRejection>,
+) -> Answer {
+    let Params(params) = params.map_err(bad_query)?;
+    let query = Query::History {
+        policy: params.policy,
+        agent: params.agent,
         since: params.since,
         limit: params.limit,
     };

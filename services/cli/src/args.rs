@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::builder::PossibleValuesParser;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use fleet_events::task_state::{RunOutcomeKind, TaskStatus};
@@ -33,6 +33,9 @@ pub enum Command {
     Runs(RunsArgs),
     /// The event log (over the HTTP API): one object's history, or follow it live.
     Events(EventsArgs),
+    /// What ended per UTC day (over the HTTP API): a policy's days per agent, an agent's
+    /// per policy, or the tenant's; kept after runs leave the read models.
+    History(HistoryArgs),
 }
 
 /// Tables for people, or the API's JSON for scripts.
@@ -406,6 +409,34 @@ pub struct RunsArgs {
     pub limit: Option<u32>,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// A policy's days, per agent (id or name).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// An agent's days, per policy (id or name); with --policy, that pair's days.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Days from this one on: a UTC day (2025-01-02), an RFC 3339 time, or an age such
+    /// as 30d.
+    #[arg(long, value_name = "DAY", value_parser = day_arg)]
+    pub since: Option<NaiveDate>,
+    /// At most this many rows (the API's default is 100, its maximum 1000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+fn day_arg(text: &str) -> Result<NaiveDate, String> {
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(day) => Ok(day),
+        Err(_) => time_arg(text)
+            .map(|t| t.date_naive())
+            .map_err(|e| format!("{e}, nor a day such as 2025-01-02")),
+    }
 }
 
 fn run_outcomes() -> PossibleValuesParser {

@@ -1,5 +1,5 @@
 //! The operators' side of `fleet`: the verbs that look at and change the fleet (agents,
-//! policies, notifications, tasks, runs, snapshots, restores, the event log), each a client
+//! policies, notifications, tasks, runs, daily history, snapshots, restores, the event log), each a client
 //! of the HTTP API. Nothing here reaches NATS, a read model or a server's code: the API's
 //! JSON is all it knows.
 
@@ -7,6 +7,7 @@ mod agent_cmd;
 pub mod api_client;
 mod args;
 mod events_cmd;
+mod history_cmd;
 mod lookup;
 mod notify_args;
 mod notify_cmd;
@@ -38,6 +39,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             RepoCommand::Refresh(args) => request_cmd::refresh(args).await,
         },
         Command::Events(args) => events_cmd::run(args).await,
+        Command::History(args) => history_cmd::run(args).await,
     }
 }
 

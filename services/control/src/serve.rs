@@ -77,6 +77,9 @@ pub struct ServiceConfig {
     pub dispatcher: DispatcherConfig,
     /// Where the projector keeps its read models (sled); required by the projector.
     pub projections_dir: Option<std::path::PathBuf>,
+    /// Days of the log's clock the projector keeps ended tasks and runs (`--history-days`;
+    /// their per-day totals stay).
+    pub history_days: u32,
     /// Where the API listens; required by the API.
     pub api_addr: Option<SocketAddr>,
     /// How the API slows failed authentications.
@@ -154,7 +157,7 @@ pub async fn run(
             let dir = config.projections_dir.context(
                 "the projector needs a directory for its read models (--projections-dir)",
             )?;
-            crate::projector::run(store, config.clock, &dir, shutdown)
+            crate::projector::run(store, config.clock, &dir, config.history_days, shutdown)
                 .await
                 .with_context(context)?
         }

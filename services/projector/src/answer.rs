@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use fleet_events::ids::TenantId;
 use fleet_events::task_state::TaskStatus;
+use fleet_projections::runs::DayFilter;
 use fleet_projections::{ProjectionError, RunFilter, RunOutcomeKind, TaskFilter};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -111,7 +112,14 @@ fn reply(
         }
         Query::Task { id } => match models.tasks.task(id)? {
             Some(view) if view.tenant == *tenant => to_json(dto::task(id, &view)),
-            _ => Err(Refusal(ErrorCode::NotFound, format!("no task {id}"))),
+            _ => Err(Refusal(
+                ErrorCode::NotFound,
+                format!(
+                    "no task {id} (an ended task leaves the read models after {} days; \
+                     `fleet events replay --task {id}` shows it from the log)",
+                    models.tasks.projection().days()
+                ),
+            )),
         },
         Query::Agents {
             name,
@@ -170,6 +178,25 @@ fn reply(
                 .map(dto::run)
                 .collect();
             to_json(runs)
+        }
+        Query::History {
+            policy,
+            agent,
+            since,
+            limit: asked,
+        } => {
+            let filter = DayFilter {
+                policy,
+                agent,
+                since,
+            };
+            let days: Vec<dto::HistoryDay> = models
+                .runs
+                .days(tenant, &filter, limit(asked)?)?
+                .iter()
+                .map(dto::history_day)
+                .collect();
+            to_json(days)
         }
         Query::Policies {
             include_deleted,
@@ -293,5 +320,6 @@ fn summary(
         open_circuits,
         stale: freshness.iter().filter(|f| f.stale).count(),
         freshness,
+        history_days: models.runs.projection().days(),
     })
 }

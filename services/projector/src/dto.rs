@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use fleet_events::event::{RunDetail, RunSummary};
 use fleet_events::ids::TaskId;
+use fleet_projections::runs::Day;
 use fleet_projections::{
     AgentView, Circuit, LastSuccess, Overdue, PolicyView, RepoView, RunView, TaskView,
 };
@@ -82,6 +83,27 @@ pub fn backoff_status(view: &AgentView) -> BackoffStatus {
                 due_at: b.due_at,
             })
             .collect(),
+    }
+}
+
+/// One stored day of totals.
+pub fn history_day(day: &Day) -> HistoryDay {
+    let t = &day.totals;
+    HistoryDay {
+        day: day.day,
+        policy: day.policy,
+        agent: day.agent,
+        runs: t.runs(),
+        succeeded: t.succeeded,
+        failed: t.failed,
+        lost: t.lost,
+        cancelled: t.cancelled,
+        exhausted: t.exhausted,
+        duration_ms: t.duration_ms,
+        data_added_bytes: t.data_added_bytes,
+        tasks_skipped: t.tasks_skipped,
+        tasks_exhausted: t.tasks_exhausted,
+        tasks_cancelled: t.tasks_cancelled,
     }
 }
 

@@ -32,19 +32,24 @@ use fleet_runtime::clock::Clock;
 pub use models::{ProjectionStatus, ReadModels};
 use query::{Answer, ErrorCode, Query};
 
+/// Days of ended tasks and runs the read models keep by default (`--history-days`).
+pub const DEFAULT_HISTORY_DAYS: u32 = fleet_projections::retention::DEFAULT_DAYS;
+
 /// Largest query accepted.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
 
-/// Runs the read models in `dir` and answers queries until `shutdown`.
+/// Runs the read models in `dir`, keeping ended tasks and runs for `history_days` days,
+/// and answers queries until `shutdown`.
 pub async fn run(
     store: EventStore,
     clock: Clock,
     dir: &Path,
+    history_days: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let models = Arc::new(
-        ReadModels::open(dir)
+        ReadModels::open(dir, history_days)
             .with_context(|| format!("opening the read models in {}", dir.display()))?,
     );
     let tracker = TaskTracker::new();

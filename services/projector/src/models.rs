@@ -52,12 +52,14 @@ pub const HEARTBEAT_READER: &str = "projector-heartbeats";
 impl ReadModels {
     /// Opens (or creates) the database in `dir`; a model stored with another format
     /// version is reset and rebuilt by its loop.
-    pub fn open(dir: &Path) -> Result<Self, ProjectionError> {
+    /// The task and run models keep ended tasks and runs for `history_days` days of the
+    /// log's clock (their per-day totals stay).
+    pub fn open(dir: &Path, history_days: u32) -> Result<Self, ProjectionError> {
         let db = fleet_projections::runtime::open_sled(dir)?;
         Ok(Self {
-            tasks: Checkpointed::with_db(db.clone(), Tasks)?,
+            tasks: Checkpointed::with_db(db.clone(), Tasks::keeping(history_days))?,
             agents: Checkpointed::with_db(db.clone(), Agents)?,
-            runs: Checkpointed::with_db(db.clone(), Runs)?,
+            runs: Checkpointed::with_db(db.clone(), Runs::keeping(history_days))?,
             policies: Checkpointed::with_db(db.clone(), Policies)?,
             repos: Checkpointed::with_db(db.clone(), Repos)?,
             snapshots: Checkpointed::with_db(db.clone(), Snapshots)?,

@@ -1,5 +1,6 @@
 //! What the tests that run the real `fleet` binary share: free ports, the fleet-agent
-//! binary next to it, and running `fleet` against one API with one token.
+//! binary next to it, running `fleet` against one API with one token, and a finished run
+//! appended to the log as an agent's reports leave it.
 //!
 //! Each test binary uses a part of it.
 #![allow(dead_code)]
@@ -9,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use fleet_events::envelope::Envelope;
+use fleet_events::event::{BackupSummary, Event, RunDetail, RunSummary, TaskEvent};
+use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
+use fleet_events::policy::{PolicySpec, TaskKind};
+use fleet_events::store::{Append, EventStore, Expect};
 use serde_json::Value;
 
 pub mod running;
@@ -169,4 +176,63 @@ pub fn token_after(stdout: &str, heading: &str) -> String {
     let token = lines.next().expect("token line").trim().to_owned();
     assert!(token.starts_with("rft1."), "{stdout}");
     token
+}
+
+/// Appends a finished backup run of `policy` (`spec`) on `agent` to acme's log, as the
+/// agent's reports would leave it: fired a second before `started`, restic ran for 61 s
+/// and added 1 MiB. An agent the dispatcher does not know never gets the task itself.
+pub async fn append_run_at(
+    nats_url: &str,
+    (policy, agent): (PolicyId, AgentId),
+    spec: PolicySpec,
+    started: DateTime<Utc>,
+) -> TaskId {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let store = EventStore::new(client);
+    let tenant = TenantId::new("acme").expect("slug");
+    let fire_at = started - chrono::TimeDelta::seconds(1);
+    let task = TaskId::for_fire(policy, agent, fire_at);
+    let summary = RunSummary {
+        kind: TaskKind::Backup,
+        duration_ms: 61_000,
+        detail: RunDetail::Backup(BackupSummary {
+            snapshot_id: Some("5e1c0a3fd00dfeed".into()),
+            data_added_bytes: 1 << 20,
+            ..BackupSummary::default()
+        }),
+    };
+    let events = [
+        (
+            fire_at,
+            TaskEvent::Scheduled {
+                policy,
+                agent,
+                fire_at,
+                run_at: fire_at,
+                spec: Box::new(spec),
+            },
+        ),
+        (fire_at, TaskEvent::Dispatched { agent, attempt: 1 }),
+        (started, TaskEvent::Started { attempt: 1 }),
+        (
+            started + chrono::TimeDelta::seconds(61),
+            TaskEvent::Succeeded {
+                attempt: 1,
+                summary,
+            },
+        ),
+    ];
+    for (at, event) in events {
+        let envelope = Envelope::new(tenant.clone(), at, Event::Task { task, event });
+        let msg_id = envelope.id.to_string();
+        store
+            .append(Append {
+                envelope: &envelope,
+                msg_id: &msg_id,
+                expect: Expect::Any,
+            })
+            .await
+            .expect("appended");
+    }
+    task
 }

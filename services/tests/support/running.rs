@@ -36,11 +36,17 @@ impl Drop for Guard {
 
 /// `fleet up` on the harness's NATS server, its API on `api_port`.
 pub fn fleet_up(nats_url: &str, data: &Path, api_port: u16) -> Guard {
+    fleet_up_with(nats_url, data, api_port, &[])
+}
+
+/// [`fleet_up`] with more arguments.
+pub fn fleet_up_with(nats_url: &str, data: &Path, api_port: u16, more: &[&str]) -> Guard {
     let child = Command::new(env!("CARGO_BIN_EXE_fleet"))
         .args(["up", "--nats-url", nats_url, "--data-dir"])
         .arg(data)
         .arg("--api-addr")
         .arg(format!("127.0.0.1:{api_port}"))
+        .args(more)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -235,9 +235,20 @@ fn lifecycle(pair: &Pair, fire_at: DateTime<Utc>, j: usize) -> Vec<TaskEvent> {
     events
 }
 
-/// Hourly fires of every pair until the log holds `n` events: each fire's tasks advance
-/// together, a step at a time, as a fleet's do; a few agents drop out and come back, and
-/// one repository's circuit opens and closes.
+/// Seconds between two fires of every pair: FLEET_BENCH_WAVE_SECS, default 3600 (hourly;
+/// 86400 spreads the log over as many days as it has fires, for the read models'
+/// retention).
+fn wave_secs() -> i64 {
+    std::env::var("FLEET_BENCH_WAVE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|secs| *secs > 0)
+        .unwrap_or(3600)
+}
+
+/// Fires of every pair (hourly by default, see [`wave_secs`]) until the log holds `n`
+/// events: each fire's tasks advance together, a step at a time, as a fleet's do; a few
+/// agents drop out and come back, and one repository's circuit opens and closes.
 pub fn mix(n: usize) -> Mix {
     let mut mix = Mix {
         tenants: (0..TENANTS)
@@ -255,11 +266,12 @@ pub fn mix(n: usize) -> Mix {
     };
     let pairs = setup(&mut mix);
     let mut j = 0;
+    let every = wave_secs();
     for wave in 1.. {
         if mix.full() {
             break;
         }
-        let fire_at = samples::at(3600 * wave);
+        let fire_at = samples::at(every * wave);
         let tasks: Vec<(usize, TaskId, Vec<TaskEvent>)> = pairs
             .iter()
             .map(|pair| {

@@ -10,6 +10,15 @@ use fleet_events::streams;
 use fleet_events::subject;
 use futures::StreamExt;
 
+/// Days the rebuilt read models keep runs and ended tasks: FLEET_BENCH_HISTORY_DAYS,
+/// default the projector's.
+pub fn history_days() -> u32 {
+    std::env::var("FLEET_BENCH_HISTORY_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(fleet_control::projector::DEFAULT_HISTORY_DAYS)
+}
+
 /// Events per second.
 pub fn rate(n: u64, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
@@ -63,7 +72,7 @@ pub async fn rebuild(store: &EventStore, last: u64, limit: Duration) -> Option<f
     let (path, task_store) = (dir.path().to_owned(), store.clone());
     let (models, took) = within(limit, async move {
         let start = Instant::now();
-        let mut models = ReadModels::open(&path).expect("open the read models");
+        let mut models = ReadModels::open(&path, history_days()).expect("open the read models");
         models.rebuild(&task_store).await.expect("rebuilt");
         (models, start.elapsed())
     })

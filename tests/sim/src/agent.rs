@@ -71,8 +71,10 @@ struct Seen {
     held: Vec<f64>,
     /// Each agent's failed tasks not yet succeeded.
     failing: HashMap<AgentId, HashSet<TaskId>>,
-    /// First attempts received after the fire's jitter window closed.
+    /// First attempts received after the fire's jitter window closed, of `latencies`.
     outside_window: usize,
+    /// The same, of `held`.
+    held_outside_window: usize,
     last_first_dispatch: Option<DateTime<Utc>>,
     succeeded: HashSet<TaskId>,
     last_success: Option<DateTime<Utc>>,
@@ -88,7 +90,10 @@ pub struct Counts {
     pub expected: usize,
     pub latencies: Vec<f64>,
     pub held: Vec<f64>,
+    /// Of the first attempts no backoff held, those received after the window closed.
     pub outside_window: usize,
+    /// Of those held, those received after the window closed.
+    pub held_outside_window: usize,
     pub last_first_dispatch: Option<DateTime<Utc>>,
     pub succeeded: usize,
     pub last_success: Option<DateTime<Utc>>,
@@ -122,6 +127,7 @@ impl Tally {
             latencies: seen.latencies.clone(),
             held: seen.held.clone(),
             outside_window: seen.outside_window,
+            held_outside_window: seen.held_outside_window,
             last_first_dispatch: seen.last_first_dispatch,
             succeeded: seen.succeeded.len(),
             last_success: seen.last_success,
@@ -142,14 +148,18 @@ impl Tally {
             return;
         }
         let latency = (at - due).as_seconds_f64().max(0.0);
-        match seen.failing.get(&agent).is_some_and(|f| !f.is_empty()) {
+        let held = seen.failing.get(&agent).is_some_and(|f| !f.is_empty());
+        match held {
             true => seen.held.push(latency),
             false => seen.latencies.push(latency),
         }
         if let Some(fire) = seen.fire
             && at > fire + seen.jitter
         {
-            seen.outside_window += 1;
+            match held {
+                true => seen.held_outside_window += 1,
+                false => seen.outside_window += 1,
+            }
         }
         seen.last_first_dispatch = seen.last_first_dispatch.max(Some(at));
     }

@@ -211,10 +211,11 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "held back while another task of their agent backed off (by design, not counted \
-             above): {} first attempts, p50 {}, max {}",
+             above): {} first attempts, p50 {}, max {}, outside the jitter window {}",
             c.held.len(),
             secs(percentile(&c.held, 0.5)),
             secs(percentile(&c.held, 1.0)),
+            c.held_outside_window,
         )?;
         let (dispatched, drained) = self.drain();
         writeln!(

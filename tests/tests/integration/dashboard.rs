@@ -180,6 +180,21 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
     assert_eq!(seen["notReloaded"], true, "the page was reloaded: {seen}");
     let badge = seen["backoff"].as_str().unwrap_or_default();
     assert!(is_until_badge(badge), "backoff badge {badge:?}");
+    // The cards count what is so now: one task failed and waits for its retry, none was
+    // given up today.
+    let cards = poll(
+        &browser,
+        "the task counts",
+        "const card = (label) => [...document.querySelectorAll('.card')]
+           .find((c) => c.querySelector('.label').textContent === label);
+         const value = (label) => { const c = card(label); return c ? c.querySelector('.value').textContent : null; };
+         return { retrying: value('failed, to be retried'), givenUp: value('given up today (UTC)'),
+                  tone: card('failed, to be retried')?.className };",
+        |cards| cards["retrying"] == "1",
+    )
+    .await;
+    assert_eq!(cards["givenUp"], "0", "{cards}");
+    assert_eq!(cards["tone"], "card warn", "{cards}");
 
     // "Last seen" is the last heartbeat: none yet for db-1; once it beats, the overview
     // shows it within a refresh, without a reload. db-2 says since when it is offline.
@@ -320,6 +335,36 @@ async fn the_dashboard_shows_saturation_and_backoff_live() {
         |dots| dots.as_u64().is_some_and(|n| n >= 14),
     )
     .await;
+    // What ended per UTC day agrees with the runs listed below it (all of them are
+    // within the days kept), and the page says how long runs are kept.
+    let per_day = browser
+        .execute(
+            "const days = [...document.querySelectorAll('tr[data-day]')];
+             const runs = days.reduce((n, tr) => n + Number(tr.cells[1].textContent), 0);
+             const succeeded = days.reduce((n, tr) => n + Number(tr.cells[2].textContent), 0);
+             const listed = [...document.querySelectorAll('table')].pop().tBodies[0].rows;
+             return { days: days.length, runs, succeeded, listed: listed.length,
+                      ok: [...listed].filter((r) => r.textContent.includes('succeeded')).length,
+                      note: [...document.querySelectorAll('p.muted')].map((p) => p.textContent).join() };",
+            vec![],
+        )
+        .await
+        .expect("the days");
+    assert!(
+        per_day["days"]
+            .as_u64()
+            .is_some_and(|n| (1..=2).contains(&n)),
+        "{per_day}"
+    );
+    assert_eq!(per_day["runs"], per_day["listed"], "{per_day}");
+    assert_eq!(per_day["succeeded"], per_day["ok"], "{per_day}");
+    assert!(per_day["ok"].as_u64().is_some_and(|n| n >= 7), "{per_day}");
+    assert!(
+        per_day["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("Runs are kept for 90 days")),
+        "{per_day}"
+    );
     screenshot(&browser, &shots, "dashboard-runs.png").await;
     click(&browser, "#nav a[href=\"#/policies\"]").await;
     let schedule = poll(

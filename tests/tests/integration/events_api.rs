@@ -51,6 +51,7 @@ impl Scenario {
         let (listener, addr) = crate::support::api_listener();
         let config = ServiceConfig {
             projections_dir: Some(dir.path().to_owned()),
+            history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
             ..system()
         };
         let shutdown = CancellationToken::new();

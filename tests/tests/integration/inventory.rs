@@ -93,6 +93,7 @@ async fn the_inventory_follows_backups_forgets_and_a_refresh_and_marks_snapshots
     let shutdown = CancellationToken::new();
     let config = ServiceConfig {
         projections_dir: Some(dir.path().join("projections")),
+        history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
         ..system()
     };
     let control = services(

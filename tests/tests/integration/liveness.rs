@@ -107,6 +107,7 @@ async fn an_agent_killed_after_server_and_control_plane_restarts_goes_offline_an
         Service::Projector,
         ServiceConfig {
             projections_dir: Some(projections.path().to_owned()),
+            history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
             ..config()
         },
         &projector_down,

@@ -28,6 +28,7 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = ServiceConfig {
         projections_dir: Some(dir.path().to_owned()),
+        history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
         ..system()
     };
     let shutdown = CancellationToken::new();
@@ -254,7 +255,8 @@ async fn queries_follow_the_log_and_a_rebuild_matches() {
     stop(&shutdown, [projector]).await;
 
     // A rebuild from sequence 1 stores the same bytes as the live run.
-    let mut models = ReadModels::open(dir.path()).expect("reopen");
+    let mut models = ReadModels::open(dir.path(), fleet_control::projector::DEFAULT_HISTORY_DAYS)
+        .expect("reopen");
     let before = dumps(&models);
     models.rebuild(store).await.expect("rebuilt");
     assert_eq!(dumps(&models), before);

@@ -13,20 +13,28 @@ export function affects(event) {
 }
 
 export async function render() {
-  const [summary, agents] = await Promise.all([get("/summary"), allAgents()]);
+  const [summary, agents, days] = await Promise.all([get("/summary"), allAgents(), get("/history?limit=1")]);
   const names = new Map(agents.map((a) => [a.id, a.name]));
   return h(
     "div",
     { class: "overview" },
     h("h1", {}, "Fleet overview"),
-    counts(summary),
+    counts(summary, givenUpToday(days)),
     section("Agents", agentTable(agents)),
     section("Last success per policy", freshness(summary.freshness, names)),
   );
 }
 
-function counts(summary) {
+/** Tasks given up today (UTC), from the tenant's newest day of history. */
+function givenUpToday(days) {
+  const today = new Date().toISOString().slice(0, 10);
+  const day = days.find((d) => d.day === today);
+  return day ? day.tasksExhausted : 0;
+}
+
+function counts(summary, givenUp) {
   const tasks = summary.tasks;
+  const retrying = (tasks.failed || 0) + (tasks.retry_scheduled || 0) + (tasks.retry_due || 0);
   const card = (label, value, tone = "") =>
     h("div", { class: `card ${tone}`.trim() }, h("span", { class: "value" }, value), h("span", { class: "label" }, label));
   return h(
@@ -36,7 +44,8 @@ function counts(summary) {
     card("saturated", summary.agents.saturated, summary.agents.saturated ? "warn" : ""),
     card("in backoff", summary.agents.inBackoff, summary.agents.inBackoff ? "warn" : ""),
     card("running tasks", (tasks.dispatched || 0) + (tasks.acknowledged || 0) + (tasks.running || 0)),
-    card("failed or exhausted", (tasks.failed || 0) + (tasks.exhausted || 0), tasks.exhausted ? "bad" : ""),
+    card("failed, to be retried", retrying, retrying ? "warn" : ""),
+    card("given up today (UTC)", givenUp, givenUp ? "bad" : ""),
     card("open circuits", summary.openCircuits, summary.openCircuits ? "bad" : ""),
     card("stale backups", summary.stale, summary.stale ? "bad" : ""),
   );

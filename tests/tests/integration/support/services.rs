@@ -17,6 +17,7 @@ pub fn system() -> ServiceConfig {
         circuit: CircuitConfig::default(),
         dispatcher: DispatcherConfig::default(),
         projections_dir: None,
+        history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
         api_addr: None,
         api_throttle: ThrottlePolicy::default(),
         api_tls: None,
@@ -121,6 +122,7 @@ pub fn serve_api_with(store: &EventStore, throttle: ThrottlePolicy) -> ServedApi
     let (listener, addr) = api_listener();
     let config = ServiceConfig {
         projections_dir: Some(projections.path().to_owned()),
+        history_days: fleet_control::projector::DEFAULT_HISTORY_DAYS,
         ..system()
     };
     let shutdown = CancellationToken::new();

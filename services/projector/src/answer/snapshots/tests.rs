@@ -24,7 +24,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let models = ReadModels::open(dir.path()).unwrap();
+        let models = ReadModels::open(dir.path(), crate::DEFAULT_HISTORY_DAYS).unwrap();
         Fixture {
             _dir: dir,
             models,
