@@ -221,6 +221,8 @@ pub struct Freshness {
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub agents: AgentCounts,
+    /// Every task the log holds by its current status: ended tasks stay counted after
+    /// retention retires them from the per-task views.
     pub tasks: serde_json::Map<String, serde_json::Value>,
     pub policies: usize,
     pub paused_policies: usize,

@@ -189,6 +189,26 @@ async fn refused<T, E: std::fmt::Debug>(what: &str, attempt: impl Future<Output 
     }
 }
 
+/// Returns once the server has taken every subscription `agent` made before: the agent
+/// publishes on its progress subject and the control plane (`progress`, subscribed there)
+/// receives it. The server handles a connection's messages in order, and a client's
+/// `flush` only writes them out, so without this a request from another connection can
+/// arrive first and be answered "no responders".
+async fn server_holds_subscriptions_of(agent: &Agent, progress: &mut async_nats::Subscriber) {
+    use futures::StreamExt;
+    agent
+        .client
+        .publish(subject(agent, Channel::Progress), "subscribed".into())
+        .await
+        .expect("sent");
+    agent.client.flush().await.expect("flushed");
+    let marker = tokio::time::timeout(REFUSED_WITHIN * 5, progress.next())
+        .await
+        .expect("the agent's marker arrives")
+        .expect("a message");
+    assert_eq!(&marker.payload[..], b"subscribed");
+}
+
 fn subject(agent: &Agent, channel: Channel) -> String {
     AgentSubject {
         agent: agent.identity.agent,
@@ -465,7 +485,7 @@ async fn an_agent_publishes_progress_and_answers_browse_requests_only_as_itself(
         .subscribe(subject(b, Channel::Browse))
         .await
         .expect("B may listen to its own browse subject");
-    b.client.flush().await.expect("flushed");
+    server_holds_subscriptions_of(b, &mut b_progress).await;
     let mut snoop = a
         .client
         .subscribe(subject(b, Channel::Browse))
@@ -512,7 +532,7 @@ async fn an_agent_publishes_progress_and_answers_browse_requests_only_as_itself(
         .subscribe(subject(a, Channel::Browse))
         .await
         .expect("A may listen to its own browse subject");
-    a.client.flush().await.expect("flushed");
+    server_holds_subscriptions_of(a, &mut a_progress).await;
     let a_client = a.client.clone();
     let answering = tokio::spawn(async move {
         let request = a_browse.next().await.expect("the control plane's request");
