@@ -209,6 +209,26 @@ async fn server_holds_subscriptions_of(agent: &Agent, progress: &mut async_nats:
     assert_eq!(&marker.payload[..], b"subscribed");
 }
 
+/// Subscribes the control plane's `client` to `subject` and returns once the server holds
+/// the subscription: a marker the control plane publishes there itself comes back (a
+/// connection's messages are handled in order; `flush` alone only writes to the socket, so
+/// an agent's publish on another connection could reach the server first and be lost).
+async fn control_listens(client: &async_nats::Client, subject: String) -> async_nats::Subscriber {
+    use futures::StreamExt;
+    let mut subscriber = client.subscribe(subject.clone()).await.expect("subscribed");
+    client
+        .publish(subject, "listening".into())
+        .await
+        .expect("sent");
+    client.flush().await.expect("flushed");
+    let marker = tokio::time::timeout(REFUSED_WITHIN * 5, subscriber.next())
+        .await
+        .expect("the control plane's own marker arrives")
+        .expect("a message");
+    assert_eq!(&marker.payload[..], b"listening");
+    subscriber
+}
+
 fn subject(agent: &Agent, channel: Channel) -> String {
     AgentSubject {
         agent: agent.identity.agent,
@@ -300,6 +320,8 @@ async fn an_agent_can_touch_nothing_but_its_own_subjects() {
 
     // A's subscriptions to B's subjects and inbox get nothing, though B's task is
     // published and B pulls it (through its inbox) meanwhile.
+    let mut a_progress =
+        control_listens(&s.store.jetstream().client(), subject(a, Channel::Progress)).await;
     let mut snoops = Vec::new();
     for filter in [
         subject(b, Channel::Tasks),
@@ -312,7 +334,8 @@ async fn an_agent_can_touch_nothing_but_its_own_subjects() {
     ] {
         snoops.push(a.client.subscribe(filter).await.expect("sent"));
     }
-    a.client.flush().await.expect("flushed");
+    // The server has handled (and refused) those subscriptions before B's task is sent.
+    server_holds_subscriptions_of(a, &mut a_progress).await;
     order(&s.store, b, "again for b").await;
     assert_eq!(
         pull_own(b).await.as_deref(),
@@ -450,15 +473,8 @@ async fn an_agent_publishes_progress_and_answers_browse_requests_only_as_itself(
     let control = s.store.jetstream().client();
 
     // A's own progress reaches the control plane; progress on B's subject never does.
-    let mut a_progress = control
-        .subscribe(subject(a, Channel::Progress))
-        .await
-        .expect("subscribed");
-    let mut b_progress = control
-        .subscribe(subject(b, Channel::Progress))
-        .await
-        .expect("subscribed");
-    control.flush().await.expect("flushed");
+    let mut a_progress = control_listens(&control, subject(a, Channel::Progress)).await;
+    let mut b_progress = control_listens(&control, subject(b, Channel::Progress)).await;
     a.client
         .publish(subject(a, Channel::Progress), "mine".into())
         .await
