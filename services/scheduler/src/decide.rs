@@ -68,6 +68,20 @@ pub struct Decision {
     pub cancels: Vec<Cancel>,
 }
 
+impl Decision {
+    /// When the task may run: its scheduled run time (fire time plus the pair's jitter),
+    /// or the fire time for a skip.
+    pub fn run_at(&self) -> DateTime<Utc> {
+        match &self.envelope.event {
+            Event::Task {
+                event: TaskEvent::Scheduled { run_at, .. },
+                ..
+            } => *run_at,
+            _ => self.fire_at,
+        }
+    }
+}
+
 /// A `Cancelled` event for an unfinished task, appended on that task's subject. Expect the
 /// sequence loaded for `task`; on a conflict, re-read it: if it has finished meanwhile there
 /// is nothing left to cancel.

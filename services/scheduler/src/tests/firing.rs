@@ -31,6 +31,11 @@ fn an_hourly_policy_on_three_agents_fires_once_per_agent_per_hour() {
             let jitter = *run_at - hour(h);
             assert!(jitter >= TimeDelta::zero() && jitter < TimeDelta::seconds(600));
             assert_eq!(jitter, jitter_for(POLICY, a, 600));
+            assert_eq!(
+                d.run_at(),
+                *run_at,
+                "the service records those due first first"
+            );
             assert_eq!(**spec, hourly());
         }
         record(&mut s, &mut log, &decisions);

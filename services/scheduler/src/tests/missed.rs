@@ -53,6 +53,11 @@ fn run_once_past_its_deadline_records_the_fire_as_skipped() {
         Event::Task { event: TaskEvent::Skipped { reason: SkipReason::Missed, fire_at, .. }, .. }
             if *fire_at == hour(9)
     ));
+    assert_eq!(
+        decisions[0].run_at(),
+        hour(9),
+        "a skip is ordered by its fire time"
+    );
     record(&mut s, &mut log, &decisions);
     assert_eq!(
         outcomes(&s.due(hour(15))),
