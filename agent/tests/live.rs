@@ -18,7 +18,7 @@ use fleet_events::event::{ErrorClass, TaskError};
 use fleet_events::ids::{AgentId, PolicyId, TaskId, TenantId};
 use fleet_events::policy::{PolicySpec, RepositoryRef, Retention, TaskKind};
 use fleet_events::protocol::{
-    AgentCommand, AgentReport, Command, Progress, ReportStatus, TaskOrder,
+    AgentCommand, AgentReport, Command, Heartbeat, Progress, ReportStatus, TaskOrder,
 };
 use fleet_events::samples;
 use fleet_events::subject::{AgentSubject, Channel};
@@ -93,10 +93,14 @@ async fn a_slow_backup_publishes_its_progress_about_once_a_second() {
         .await
         .expect("stored");
 
-    let (progress_subject, reports) = (
+    let (progress_subject, reports, heartbeats) = (
         subject(agent, Channel::Progress),
         subject(agent, Channel::Reports),
+        subject(agent, Channel::Heartbeat),
     );
+    // Each heartbeat says the interval of this agent's configuration (`heartbeatSecs: 1`),
+    // by which the control plane's lease judges its silence.
+    let mut beats = 0;
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut succeeded_at = None;
@@ -123,8 +127,13 @@ async fn a_slow_backup_publishes_its_progress_about_once_a_second() {
                 succeeded_at = Some(Instant::now());
             }
             seen.push(Seen::Report(report.status));
+        } else if message.subject.as_str() == heartbeats {
+            let beat = Heartbeat::from_wire(&message.payload).expect("a heartbeat");
+            assert_eq!(beat.every_secs, 1, "the configured interval");
+            beats += 1;
         }
     }
+    assert!(beats > 0, "heartbeats were published");
     common::signal_group(&mut running, libc::SIGTERM);
 
     let success = seen

@@ -257,6 +257,10 @@ pub struct Heartbeat {
     pub restic_version: String,
     /// Reports not yet stored by JetStream.
     pub outbox_depth: u32,
+    /// Seconds between this agent's heartbeats (its `heartbeatSecs`); 0 from agents that
+    /// do not say (builds before it was sent). The control plane gives an agent at least
+    /// three of them before it calls the agent offline, however short its own lease.
+    pub every_secs: u16,
 }
 
 /// Agent to operators, on `fleet.agent.<id>.progress` (core NATS, never stored): restic's
@@ -310,13 +314,14 @@ impl Heartbeat {
 
 impl Wire for Heartbeat {
     const WHAT: &'static str = "heartbeat";
-    /// Decodes a heartbeat, also in the layout of agents that count only backup, check and
-    /// prune (before restores and refreshes were kinds), so an agent not yet upgraded stays
-    /// online.
+    /// Decodes a heartbeat, also in the layouts of agents that do not send their interval
+    /// and of those that count only backup, check and prune (before restores and refreshes
+    /// were kinds), so an agent not yet upgraded stays online.
     fn from_wire(bytes: &[u8]) -> Result<Self, CodecError> {
         decode_versioned::<Heartbeat>(bytes).or_else(|error| match error {
-            CodecError::Malformed(_) => decode_versioned::<legacy::Heartbeat>(bytes)
+            CodecError::Malformed(_) => decode_versioned::<legacy::UnpacedHeartbeat>(bytes)
                 .map(Heartbeat::from)
+                .or_else(|_| decode_versioned::<legacy::Heartbeat>(bytes).map(Heartbeat::from))
                 .map_err(|_| error),
             other => Err(other),
         })
@@ -329,6 +334,38 @@ mod legacy {
     use serde::Deserialize;
 
     use crate::ids::{AgentId, TenantId};
+
+    /// A heartbeat without the agent's interval (`every_secs`).
+    #[derive(Deserialize)]
+    pub struct UnpacedHeartbeat {
+        schema: u16,
+        agent: AgentId,
+        tenant: TenantId,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        at: DateTime<Utc>,
+        running: super::KindCounts,
+        queued: super::KindCounts,
+        agent_version: String,
+        restic_version: String,
+        outbox_depth: u32,
+    }
+
+    impl From<UnpacedHeartbeat> for super::Heartbeat {
+        fn from(b: UnpacedHeartbeat) -> Self {
+            super::Heartbeat {
+                schema: b.schema,
+                agent: b.agent,
+                tenant: b.tenant,
+                at: b.at,
+                running: b.running,
+                queued: b.queued,
+                agent_version: b.agent_version,
+                restic_version: b.restic_version,
+                outbox_depth: b.outbox_depth,
+                every_secs: 0,
+            }
+        }
+    }
 
     /// Kind counts before restore and refresh.
     #[derive(Deserialize)]
@@ -376,6 +413,7 @@ mod legacy {
                 agent_version: b.agent_version,
                 restic_version: b.restic_version,
                 outbox_depth: b.outbox_depth,
+                every_secs: 0,
             }
         }
     }
@@ -449,6 +487,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             restic_version: "0.14.0".into(),
             outbox_depth: 0,
+            every_secs: 300,
         };
         assert_eq!(
             Heartbeat::from_wire(&beat.to_wire().unwrap()),

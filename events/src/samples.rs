@@ -795,6 +795,7 @@ pub fn protocol() -> Vec<(String, Vec<u8>)> {
         agent_version: "0.1.0".into(),
         restic_version: "0.14.0".into(),
         outbox_depth: 3,
+        every_secs: 10,
     };
     add("heartbeat", beat.to_wire());
     add("progress", progress().to_wire());

@@ -220,7 +220,7 @@ proptest! {
 }
 
 #[test]
-fn heartbeats_of_agents_that_count_three_kinds_still_decode() {
+fn heartbeats_of_agents_that_count_three_kinds_or_send_no_interval_still_decode() {
     use fleet_events::codec::Wire;
     use fleet_events::protocol::Heartbeat;
     let path = golden_dir().join("legacy/heartbeat.v1.bin");
@@ -237,6 +237,13 @@ fn heartbeats_of_agents_that_count_three_kinds_still_decode() {
         .1;
     let beat = Heartbeat::from_wire(&current).expect("decodes");
     assert_eq!((beat.running.restore, beat.queued.refresh), (1, 1));
+    assert_eq!(beat.every_secs, 10);
+    // Agents that count every kind but do not send their interval: judged by the lease.
+    let path = golden_dir().join("legacy/heartbeat.v2.bin");
+    let unpaced = std::fs::read(&path).expect("legacy golden file");
+    let beat = Heartbeat::from_wire(&unpaced).expect("a heartbeat without its interval decodes");
+    assert_eq!((beat.running.restore, beat.queued.refresh), (1, 1));
+    assert_eq!((beat.outbox_depth, beat.every_secs), (3, 0));
     let mut garbage = current.clone();
     garbage.truncate(current.len() - 3);
     assert!(Heartbeat::from_wire(&garbage).is_err());

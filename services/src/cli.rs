@@ -345,7 +345,8 @@ pub struct ServiceArgs {
     /// How long an open circuit holds a repository's tasks, in seconds.
     #[arg(long, env = "FLEET_CIRCUIT_COOL_DOWN_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub circuit_cool_down_secs: u64,
-    /// Seconds without a heartbeat after which an agent goes offline.
+    /// Seconds without a heartbeat after which an agent goes offline (an agent whose
+    /// heartbeats are further apart gets three of its own intervals).
     #[arg(long, env = "FLEET_AGENT_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub agent_lease_secs: u64,
     /// Seconds offline after the lease before an agent's running tasks are lost.

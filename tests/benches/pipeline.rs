@@ -100,6 +100,7 @@ async fn heartbeat_all(
                 agent_version: "bench".into(),
                 restic_version: "none".into(),
                 outbox_depth: 0,
+                every_secs: 0,
             };
             let subject = AgentSubject {
                 agent: *agent,

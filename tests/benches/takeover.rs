@@ -131,6 +131,7 @@ fn heartbeats(
                 agent_version: "bench".into(),
                 restic_version: "bench".into(),
                 outbox_depth: 0,
+                every_secs: 0,
             };
             let payload = beat.to_wire().expect("encodes");
             if let Ok(ack) = js.publish(subject.clone(), payload.into()).await {

@@ -33,6 +33,7 @@ pub async fn beat(shared: Arc<Shared>, shutdown: CancellationToken) {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             restic_version: shared.config.restic_version.to_string(),
             outbox_depth: shared.state.outbox_depth(),
+            every_secs: u16::try_from(shared.config.heartbeat_every.as_secs()).unwrap_or(u16::MAX),
         };
         metrics::gauge!("fleet_agent_outbox_depth").set(f64::from(beat.outbox_depth));
         metrics::gauge!("fleet_agent_concurrency_limit")

@@ -21,6 +21,7 @@ impl Fleet {
             return;
         }
         agent.last_seen = Some(heard_at);
+        agent.heartbeat_every = beat.every_secs;
         if agent.online && agent.queued != beat.queued {
             agent.queued = beat.queued;
             self.dirty.insert(beat.agent);

@@ -75,7 +75,7 @@ use fleet_events::protocol::Heartbeat;
 use fleet_events::task_state::Task;
 
 pub use gate::{AdmitAll, Circuits, RepoGate};
-pub use liveness::ToAppend;
+pub use liveness::{MISSED_BEATS, ToAppend, agent_lease};
 pub use owed::TimedOut;
 pub use plan::Dispatch;
 pub use resend::ToAgent;

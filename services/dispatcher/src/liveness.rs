@@ -1,5 +1,7 @@
 //! Liveness, pure: agents silent past their lease go offline; once offline for a grace
-//! period more, the attempts they hold are lost (and then retried by the enforcer).
+//! period more, the attempts they hold are lost (and then retried by the enforcer). An
+//! agent's lease is the configured one, or [`MISSED_BEATS`] of its own heartbeat interval
+//! if that is longer: an agent that beats every 60 s is not silent after 30.
 
 use std::time::Duration;
 
@@ -15,18 +17,29 @@ use super::state::{Stage, Tracked};
 /// The events this core decides, as every core returns them.
 pub use fleet_events::store::ToAppend;
 
+/// Heartbeats an agent may miss before its silence counts (with a lease shorter than that).
+pub const MISSED_BEATS: u32 = 3;
+
+/// The lease of an agent that beats every `every_secs` seconds (0: it does not say): the
+/// configured `lease`, or [`MISSED_BEATS`] of its intervals if that is longer.
+pub fn agent_lease(lease: Duration, every_secs: u16) -> Duration {
+    lease.max(Duration::from_secs(u64::from(every_secs)) * MISSED_BEATS)
+}
+
 impl Fleet {
-    /// What the lease says at `now`: an online agent not heard from for `lease` (since its
-    /// last heartbeat, or since the log last said it is online, whichever is later) goes
-    /// offline, with that time as its last seen; an agent offline for `lease + grace`
+    /// What the lease says at `now`: an online agent not heard from for its lease (`lease`,
+    /// or longer for an agent whose heartbeats are further apart, see [`agent_lease`]; since
+    /// its last heartbeat, or since the log last said it is online, whichever is later) goes
+    /// offline, with that time as its last seen; an agent offline for its lease plus `grace`
     /// since it was last seen loses the attempts it holds. Last heartbeats outlive
     /// restarts (see [`Fleet::observe_heartbeat`]), so a dispatcher that restarts or takes
     /// over judges silence from when the agent was last heard, not from its own start.
     pub fn liveness(&self, now: DateTime<Utc>, lease: Duration, grace: Duration) -> Vec<ToAppend> {
-        let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
         let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
         let mut out = Vec::new();
         for (id, agent) in &self.agents {
+            let lease = agent_lease(lease, agent.heartbeat_every);
+            let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
             let Some(tenant) = agent.tenant.clone() else {
                 continue;
             };

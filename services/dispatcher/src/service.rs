@@ -42,7 +42,8 @@ pub const HEARTBEAT_READER: &str = "dispatcher-heartbeats";
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
     pub dispatch: DispatchConfig,
-    /// An agent not heard from for this long goes offline.
+    /// An agent not heard from for this long goes offline (or for [`crate::MISSED_BEATS`]
+    /// of its own heartbeat interval, if that is longer: [`crate::agent_lease`]).
     pub lease: Duration,
     /// An agent offline for this long after its lease loses the attempts it holds.
     pub grace: Duration,
@@ -132,7 +133,7 @@ pub async fn run(
                 // Agents heard while standing by whose return the log does not know yet:
                 // an agent that dies before its next heartbeat is still recorded as back.
                 for (heartbeat, heard_at) in fleet.take_owed_online() {
-                    let lease = config.lease;
+                    let lease = crate::agent_lease(config.lease, heartbeat.every_secs);
                     came_online(&store, &fleet, &heartbeat, heard_at, now, lease, &shutdown).await;
                 }
             }
@@ -191,10 +192,11 @@ pub async fn run(
                     let lag = (wall - beat.stored_at).to_std().unwrap_or_default();
                     metrics::histogram!("fleet_heartbeat_lag_seconds").record(lag.as_secs_f64());
                 }
+                let lease = crate::agent_lease(config.lease, beat.heartbeat.every_secs);
                 if active {
-                    came_online(&store, &fleet, &beat.heartbeat, heard_at, now, config.lease, &shutdown).await;
+                    came_online(&store, &fleet, &beat.heartbeat, heard_at, now, lease, &shutdown).await;
                 } else {
-                    fleet.heard_standing_by(&beat.heartbeat, heard_at, now, config.lease);
+                    fleet.heard_standing_by(&beat.heartbeat, heard_at, now, lease);
                 }
                 fleet.observe_heartbeat(&beat.heartbeat, heard_at);
             }

@@ -62,6 +62,9 @@ pub(super) struct AgentState {
     /// When it was last heard: its last heartbeat as the server stored it (never later
     /// than the dispatcher's clock). Outlives restarts: read back from `FLEET_HEARTBEATS`.
     pub last_seen: Option<DateTime<Utc>>,
+    /// Seconds between its heartbeats, as its last heartbeat says (0: it does not say).
+    /// Like `last_seen`, read back from `FLEET_HEARTBEATS` at every start.
+    pub heartbeat_every: u16,
     /// When the log last said it is online (registration, or back online): an agent never
     /// heard since counts from there.
     pub online_at: Option<DateTime<Utc>>,

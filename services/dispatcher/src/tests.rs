@@ -188,6 +188,7 @@ fn heartbeat(secs: i64, agent: AgentId, queued: KindCounts) -> Heartbeat {
         agent_version: "0.1.0".into(),
         restic_version: "0.18.0".into(),
         outbox_depth: 0,
+        every_secs: 0,
     }
 }
 

@@ -104,7 +104,8 @@ impl Fleet {
 
     /// The msg id of the `agent.came_online` a heartbeat of `agent` heard at `heard_at`
     /// calls for at `now`, if it calls for one: the first since its registration, or the
-    /// first since it went offline, and only if it is fresh (heard within `lease` of now).
+    /// first since it went offline, and only if it is fresh (heard within `lease` of now;
+    /// callers pass the agent's own, see [`crate::agent_lease`]).
     /// A new instance reads every agent's last heartbeat, however old: an agent that went
     /// offline after it is not back. Heartbeats that arrive before that event is back
     /// from the log name the same id, so the store keeps it once.

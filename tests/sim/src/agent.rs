@@ -66,6 +66,8 @@ struct Seen {
     /// Due to first attempt's command, in seconds, for the expected pairs whose agent had
     /// no failed task waiting for its retry.
     latencies: Vec<f64>,
+    /// Where each of `latencies` went, in the same order.
+    parts: Vec<Parts>,
     /// The same for first attempts whose agent had a failed task waiting for its retry:
     /// the dispatcher holds an agent's new work while one of its tasks backs off.
     held: Vec<f64>,
@@ -84,11 +86,27 @@ struct Seen {
     unexpected: u64,
 }
 
+/// Where a first attempt's latency went: due time to the dispatcher's order (the control
+/// plane: scheduling, holds, the dispatcher's backlog), and the order to its arrival at the
+/// agent (JetStream and the agent's pull). Both clocks are this machine's.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    pub task: TaskId,
+    pub agent: AgentId,
+    pub latency: f64,
+    /// Due time to `dispatched_at` of the order, in seconds (0 if dispatched early).
+    pub control: f64,
+    /// `dispatched_at` to arrival, in seconds.
+    pub delivery: f64,
+}
+
 /// The latencies and counts the tally holds.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub expected: usize,
     pub latencies: Vec<f64>,
+    /// Where each of `latencies` went.
+    pub parts: Vec<Parts>,
     pub held: Vec<f64>,
     /// Of the first attempts no backoff held, those received after the window closed.
     pub outside_window: usize,
@@ -125,6 +143,7 @@ impl Tally {
         Counts {
             expected: seen.due.len(),
             latencies: seen.latencies.clone(),
+            parts: seen.parts.clone(),
             held: seen.held.clone(),
             outside_window: seen.outside_window,
             held_outside_window: seen.held_outside_window,
@@ -151,7 +170,16 @@ impl Tally {
         let held = seen.failing.get(&agent).is_some_and(|f| !f.is_empty());
         match held {
             true => seen.held.push(latency),
-            false => seen.latencies.push(latency),
+            false => {
+                seen.latencies.push(latency);
+                seen.parts.push(Parts {
+                    task: order.task,
+                    agent,
+                    latency,
+                    control: (order.dispatched_at - due).as_seconds_f64().max(0.0),
+                    delivery: (at - order.dispatched_at).as_seconds_f64().max(0.0),
+                });
+            }
         }
         if let Some(fire) = seen.fire
             && at > fire + seen.jitter
@@ -457,6 +485,7 @@ async fn heartbeats(
             agent_version: "fleet-sim".into(),
             restic_version: "none".into(),
             outbox_depth: 0,
+            every_secs: u16::try_from(every.as_secs()).unwrap_or(u16::MAX),
         };
         let stored = match beat.to_wire() {
             Ok(payload) => match js.publish(subject.clone(), payload.into()).await {

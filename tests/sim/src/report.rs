@@ -208,6 +208,32 @@ impl fmt::Display for Report {
             verdict(c.outside_window == 0 && c.latencies.len() + c.held.len() == c.expected),
             secs(self.dispatch_delay_p99),
         )?;
+        let mut slowest = c.parts.clone();
+        slowest.sort_by(|a, b| b.latency.total_cmp(&a.latency));
+        let control: Vec<f64> = c.parts.iter().map(|p| p.control).collect();
+        let delivery: Vec<f64> = c.parts.iter().map(|p| p.delivery).collect();
+        writeln!(
+            f,
+            "  where it went: due to the dispatcher's order p99 {}, max {}; the order to the \
+             agent p99 {}, max {}; the slowest: {}",
+            secs(percentile(&control, 0.99)),
+            secs(percentile(&control, 1.0)),
+            secs(percentile(&delivery, 0.99)),
+            secs(percentile(&delivery, 1.0)),
+            slowest
+                .iter()
+                .take(5)
+                .map(|p| format!(
+                    "{} = {} + {} (task {}, agent {})",
+                    secs(Some(p.latency)),
+                    secs(Some(p.control)),
+                    secs(Some(p.delivery)),
+                    p.task,
+                    p.agent
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )?;
         writeln!(
             f,
             "held back while another task of their agent backed off (by design, not counted \

@@ -518,6 +518,7 @@ async fn heartbeat(client: &async_nats::Client, agent: AgentId) {
         agent_version: "0.1.0".into(),
         restic_version: "0.16.4".into(),
         outbox_depth: 0,
+        every_secs: 0,
     };
     let subject = fleet_events::subject::AgentSubject {
         agent,

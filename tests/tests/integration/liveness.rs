@@ -261,6 +261,7 @@ async fn an_agent_heard_only_while_the_dispatcher_stood_by_is_recorded_online_at
         agent_version: "0.1.0".into(),
         restic_version: "0.18.0".into(),
         outbox_depth: 0,
+        every_secs: 0,
     };
     let subject = AgentSubject {
         agent,

@@ -233,6 +233,7 @@ async fn heartbeats(
             agent_version: "scripted".into(),
             restic_version: "none".into(),
             outbox_depth: 0,
+            every_secs: 1,
         };
         let subject = AgentSubject {
             agent,

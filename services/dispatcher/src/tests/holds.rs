@@ -194,6 +194,7 @@ fn another_tenants_agent_and_heartbeats_change_nothing() {
         agent_version: "0.1.0".into(),
         restic_version: "0.18.0".into(),
         outbox_depth: 0,
+        every_secs: 0,
     };
     beat.queued.backup = 9;
     w.fleet.observe_heartbeat(&beat, at(2));

@@ -112,3 +112,54 @@ fn an_old_heartbeat_read_back_at_start_does_not_bring_an_offline_agent_back() {
             .is_some()
     );
 }
+
+#[test]
+fn an_agent_that_beats_less_often_than_the_lease_gets_three_of_its_intervals() {
+    // Given an agent that says it beats every 60 s (a 30 s lease would call it offline
+    // between any two of its heartbeats), running a task
+    let mut w = World::new();
+    w.register(AGENT, limits(2, None));
+    let task = w.schedule(AGENT, 1, backup(5));
+    let plan = w.plan(1);
+    w.confirm(&plan);
+    w.on_task(2, task, TaskEvent::Started { attempt: 1 });
+    let mut beat = heartbeat(10, AGENT, KindCounts::default());
+    beat.every_secs = 60;
+    w.fleet.observe_heartbeat(&beat, at(10));
+    // Then it stays online between heartbeats, and through two missed ones
+    assert!(offline_events(&w, 71).is_empty());
+    assert!(offline_events(&w, 190).is_empty());
+    // And goes offline after the third, last seen at its heartbeat
+    assert_eq!(
+        offline_events(&w, 191),
+        [AgentEvent::WentOffline { last_seen: at(10) }]
+    );
+    // And loses its attempt a grace after its own lease, not the configured one
+    w.on_agent(191, AGENT, AgentEvent::WentOffline { last_seen: at(10) });
+    assert!(lost_tasks(&w, 250).is_empty());
+    assert_eq!(lost_tasks(&w, 251), [task]);
+    // A heartbeat as fresh as its own lease brings it back; the configured lease alone
+    // would call that heartbeat stale
+    let lease = crate::agent_lease(LEASE, beat.every_secs);
+    assert!(
+        w.fleet
+            .came_online_key(AGENT, at(260), at(300), lease)
+            .is_some()
+    );
+    assert_eq!(
+        w.fleet.came_online_key(AGENT, at(260), at(300), LEASE),
+        None
+    );
+}
+
+#[test]
+fn an_agent_lease_is_the_configured_one_unless_its_beats_are_further_apart() {
+    use crate::agent_lease;
+    let secs = Duration::from_secs;
+    // The default agent (10 s) and one that does not say (0): the lease.
+    assert_eq!(agent_lease(LEASE, 10), LEASE);
+    assert_eq!(agent_lease(LEASE, 0), LEASE);
+    assert_eq!(agent_lease(LEASE, 30), secs(90));
+    assert_eq!(agent_lease(secs(600), 30), secs(600));
+    assert_eq!(agent_lease(LEASE, u16::MAX), secs(3 * 65_535));
+}
