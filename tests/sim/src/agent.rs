@@ -63,17 +63,15 @@ struct Seen {
     due: HashMap<Pair, DateTime<Utc>>,
     fire: Option<DateTime<Utc>>,
     jitter: TimeDelta,
-    /// Due to first attempt's command, in seconds, for the expected pairs whose agent had
-    /// no failed task waiting for its retry.
-    latencies: Vec<f64>,
-    /// Where each of `latencies` went, in the same order.
-    parts: Vec<Parts>,
-    /// The same for first attempts whose agent had a failed task waiting for its retry:
+    /// Due to first attempt's command, and where it went, for the expected pairs whose
+    /// agent had no failed task waiting for its retry.
+    free: Vec<Parts>,
+    /// Due to first attempt's command, in seconds, for first attempts whose agent had a failed task waiting for its retry:
     /// the dispatcher holds an agent's new work while one of its tasks backs off.
     held: Vec<f64>,
     /// Each agent's failed tasks not yet succeeded.
     failing: HashMap<AgentId, HashSet<TaskId>>,
-    /// First attempts received after the fire's jitter window closed, of `latencies`.
+    /// First attempts received after the fire's jitter window closed, of `free`.
     outside_window: usize,
     /// The same, of `held`.
     held_outside_window: usize,
@@ -104,6 +102,7 @@ pub struct Parts {
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub expected: usize,
+    /// Of the first attempts no backoff held (`parts`' latencies, in the same order).
     pub latencies: Vec<f64>,
     /// Where each of `latencies` went.
     pub parts: Vec<Parts>,
@@ -142,8 +141,8 @@ impl Tally {
         let seen = self.inner.lock().expect("tally");
         Counts {
             expected: seen.due.len(),
-            latencies: seen.latencies.clone(),
-            parts: seen.parts.clone(),
+            latencies: seen.free.iter().map(|p| p.latency).collect(),
+            parts: seen.free.clone(),
             held: seen.held.clone(),
             outside_window: seen.outside_window,
             held_outside_window: seen.held_outside_window,
@@ -171,8 +170,7 @@ impl Tally {
         match held {
             true => seen.held.push(latency),
             false => {
-                seen.latencies.push(latency);
-                seen.parts.push(Parts {
+                seen.free.push(Parts {
                     task: order.task,
                     agent,
                     latency,
